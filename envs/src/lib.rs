@@ -1,0 +1,12 @@
+//! Verifiable environments for sftvsrl: GeneralPoints (card arithmetic) and V-IRL (street
+//! navigation), as text and vision tasks, reproducing the reference behaviour of "SFT Memorizes,
+//! RL Generalizes" (see `paper-spec.md`). Pure Rust, no tensors.
+
+pub mod draw;
+pub mod env;
+pub mod extract;
+pub mod pyjson;
+pub mod rng;
+
+pub use env::{Env, Role, Transcript, Turn, Verdict};
+pub use rng::Rng;

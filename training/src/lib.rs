@@ -1,0 +1,1 @@
+//! SFT on burn-train's Learner and the multi-step PPO learner (issues 4 and 5).
