@@ -1,1 +1,44 @@
-fn main() {}
+//! The `sftvsrl` command line: every subcommand is a thin layer over the library crates.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+/// Post-train language and vision-language models with SFT and RL on verifiable environments,
+/// and measure what each method generalizes.
+#[derive(Parser)]
+#[command(name = "sftvsrl", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Explore GeneralPoints (card arithmetic): sample hands, verify answers, render, play.
+    #[command(subcommand)]
+    Gp(cli::gp::GpCommand),
+    /// Explore V-IRL street navigation: worlds, routes, verify answers, render, play.
+    #[command(subcommand)]
+    Nav(cli::nav::NavCommand),
+    /// Write datasets (expert SFT data).
+    #[command(subcommand)]
+    Data(cli::data::DataCommand),
+    /// Measure speed (environment throughput, and more as the crates grow).
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Gp(cmd) => cli::gp::run(cmd),
+        Command::Nav(cmd) => cli::nav::run(cmd),
+        Command::Data(cmd) => cli::data::run(cmd),
+        Command::Bench(cmd) => cli::bench::run(cmd),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

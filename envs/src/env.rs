@@ -22,6 +22,7 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Turn {
     pub role: Role,
+    #[serde(rename = "content")]
     pub text: String,
 }
 

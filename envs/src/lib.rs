@@ -4,7 +4,10 @@
 
 pub mod draw;
 pub mod env;
+pub mod expert;
 pub mod extract;
+pub mod gp;
+pub mod nav;
 pub mod pyjson;
 pub mod rng;
 

@@ -1,0 +1,72 @@
+//! Expert SFT data: prompt → response pairs (and images for vision tasks) written as chat JSONL.
+//!
+//! One line per example: `{"messages": [{"role": "user", "content": …}, {"role": "assistant",
+//! "content": …}], "image": "images/000000.png"?, "meta": {…}}`. Image paths are relative to the
+//! JSONL file's folder. The same layout carries any chat data a user brings.
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::env::{Role, Turn};
+
+/// One expert example.
+#[derive(Clone, Debug)]
+pub struct ExpertExample {
+    pub prompt: String,
+    pub response: String,
+    pub image: Option<RgbImage>,
+    /// Anything worth keeping beside the example (cards, solution, route id …).
+    pub meta: Value,
+}
+
+#[derive(Serialize)]
+struct Record<'a> {
+    messages: [Turn; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
+    meta: &'a Value,
+}
+
+/// Writes `examples` to `out/data.jsonl` (and `out/images/NNNNNN.png`), returning the JSONL path
+/// and the number of examples. The file is written under a temporary name and renamed, so a
+/// crash never leaves a half-written data set behind.
+pub fn write_jsonl(
+    examples: impl IntoIterator<Item = ExpertExample>,
+    out: &Path,
+) -> std::io::Result<(PathBuf, usize)> {
+    fs::create_dir_all(out)?;
+    let path = out.join("data.jsonl");
+    let tmp = out.join("data.jsonl.partial");
+    let mut w = BufWriter::new(fs::File::create(&tmp)?);
+    let mut n = 0;
+    for ex in examples {
+        let image_rel = match &ex.image {
+            Some(img) => {
+                fs::create_dir_all(out.join("images"))?;
+                let rel = format!("images/{n:06}.png");
+                img.save(out.join(&rel)).map_err(std::io::Error::other)?;
+                Some(rel)
+            }
+            None => None,
+        };
+        let record = Record {
+            messages: [
+                Turn { role: Role::User, text: ex.prompt },
+                Turn { role: Role::Assistant, text: ex.response },
+            ],
+            image: image_rel.as_deref(),
+            meta: &ex.meta,
+        };
+        serde_json::to_writer(&mut w, &record)?;
+        w.write_all(b"\n")?;
+        n += 1;
+    }
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    Ok((path, n))
+}

@@ -1,0 +1,1 @@
+//! V-IRL street navigation as a verifiable text and vision task (paper-spec §2).

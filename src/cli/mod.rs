@@ -1,0 +1,6 @@
+//! One module per subcommand group.
+
+pub mod bench;
+pub mod data;
+pub mod gp;
+pub mod nav;
