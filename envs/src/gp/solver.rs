@@ -28,7 +28,10 @@ impl Rat {
 
     fn new(num: i64, den: i64) -> Self {
         let g = gcd(num, den).max(1) * den.signum();
-        Rat { num: num / g, den: den / g }
+        Rat {
+            num: num / g,
+            den: den / g,
+        }
     }
 
     /// `self op other`, or `None` on division by zero.
@@ -83,7 +86,9 @@ fn bracket_values(v: [i64; 4], o: [u8; 3]) -> [Option<Rat>; 7] {
         pair(b, 1, c).and_then(|x| eval_flat(&[a, x, d], &[o[0], o[2]])),
         eval_flat(&[b, c, d], &o[1..]).and_then(|x| pair(a, 0, x)),
         pair(c, 2, d).and_then(|x| eval_flat(&[a, b, x], &o[..2])),
-        pair(a, 0, b).zip(pair(c, 2, d)).and_then(|(x, y)| pair(x, 1, y)),
+        pair(a, 0, b)
+            .zip(pair(c, 2, d))
+            .and_then(|(x, y)| pair(x, 1, y)),
     ]
 }
 
@@ -173,11 +178,18 @@ static CACHE: LazyLock<Cache> = LazyLock::new(Default::default);
 pub fn solutions(values: [u8; 4], target: i64) -> Arc<Solutions> {
     let mut key = values;
     key.sort_unstable();
-    if let Some(s) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&(key, target)) {
+    if let Some(s) = CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(key, target))
+    {
         return s.clone();
     }
     let s = Arc::new(solve(key, target));
-    CACHE.lock().unwrap_or_else(|e| e.into_inner()).insert((key, target), s.clone());
+    CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((key, target), s.clone());
     s
 }
 
@@ -204,10 +216,22 @@ mod tests {
     fn solvability_rates_match_the_reference() {
         let face10 = multisets(10);
         assert_eq!(face10.len(), 715);
-        assert_eq!(face10.iter().filter(|m| solve(**m, 24).is_solvable()).count(), 566);
+        assert_eq!(
+            face10
+                .iter()
+                .filter(|m| solve(**m, 24).is_solvable())
+                .count(),
+            566
+        );
         let face13 = multisets(13);
         assert_eq!(face13.len(), 1820);
-        assert_eq!(face13.iter().filter(|m| solve(**m, 24).is_solvable()).count(), 1362);
+        assert_eq!(
+            face13
+                .iter()
+                .filter(|m| solve(**m, 24).is_solvable())
+                .count(),
+            1362
+        );
     }
 
     #[test]
@@ -240,8 +264,16 @@ mod tests {
         assert!(s.any_starts_with("(10*3-"));
         assert!(!s.any_starts_with("(10*3+"));
         // 8/(3-8/3) is only reachable with exact fractions.
-        assert!(solve([3, 3, 8, 8], 24).all().contains(&"8/(3-8/3)".to_string()));
+        assert!(
+            solve([3, 3, 8, 8], 24)
+                .all()
+                .contains(&"8/(3-8/3)".to_string())
+        );
         assert!(!solve([1, 1, 1, 1], 24).is_solvable());
-        assert!(solve([1, 1, 1, 1], 4).all().contains(&"1+1+1+1".to_string()));
+        assert!(
+            solve([1, 1, 1, 1], 4)
+                .all()
+                .contains(&"1+1+1+1".to_string())
+        );
     }
 }
