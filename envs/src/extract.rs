@@ -112,13 +112,21 @@ fn quoted_group<'t>(text: &'t str, key: &str) -> Option<&'t str> {
     })
 }
 
-/// Group 1 of the leftmost match of `"<key>": \[([^\]]+)\]`.
+/// Group 1 of the leftmost match of `"<key>": \[([^\]]+)\]`. The first `]` after an opening is
+/// shared by every later opening before it, so it is searched for once (linear time).
 fn list_group<'t>(text: &'t str, key: &str) -> Option<&'t str> {
-    openings(text, key, '[').find_map(|start| {
-        let rest = &text[start..];
-        let end = rest.find(']')?;
-        (end > 0).then(|| &rest[..end])
-    })
+    let mut close: Option<usize> = None;
+    for start in openings(text, key, '[') {
+        let c = match close {
+            Some(c) if c >= start => c,
+            _ => start + text[start..].find(']')?,
+        };
+        close = Some(c);
+        if c > start {
+            return Some(&text[start..c]);
+        }
+    }
+    None
 }
 
 /// Python's `str.isspace()` (Unicode White_Space plus the ASCII information separators).

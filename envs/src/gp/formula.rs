@@ -58,6 +58,11 @@ impl IntLiteral {
         })
     }
 
+    /// The literal of a non-negative integer.
+    pub fn from_value(v: u64) -> Self {
+        IntLiteral(v.to_string())
+    }
+
     /// The value, if it fits in a `u64`.
     pub fn small(&self) -> Option<u64> {
         self.0.parse().ok()

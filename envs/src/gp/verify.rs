@@ -2,6 +2,8 @@
 //! `GeneralPointEnv_oneline.step` + `step_rewards` do by default (paper-spec §1.8, §1.9), or with
 //! the paper's reward scheme (§8 D2).
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::formula::{EvalError, IntLiteral, Token, exact_eval, python_eval, tokenize};
@@ -254,13 +256,18 @@ fn int_list(items: &[&str]) -> String {
 
 /// Step 4: the numbers used against the card values (`Counter` semantics, first-seen order).
 fn check_numbers(tokens: &[Token<'_>], values: &[u8; 4], st: &mut Stepper) {
+    // Counter semantics: counts per distinct number, in order of first appearance.
     let mut used: Vec<(IntLiteral, usize)> = Vec::new();
+    let mut index: HashMap<IntLiteral, usize> = HashMap::new();
     for t in tokens {
         if let Token::Number(run) = t {
             let lit = IntLiteral::parse(run);
-            match used.iter_mut().find(|(l, _)| *l == lit) {
-                Some((_, n)) => *n += 1,
-                None => used.push((lit, 1)),
+            match index.get(&lit) {
+                Some(&i) => used[i].1 += 1,
+                None => {
+                    index.insert(lit.clone(), used.len());
+                    used.push((lit, 1));
+                }
             }
         }
     }
