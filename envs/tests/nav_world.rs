@@ -196,13 +196,10 @@ fn the_two_styles_look_different() {
         let img = image::open(panorama_paths(&dir.join(STREET_VIEW_DIR), id).0)
             .unwrap()
             .into_rgb8();
-        let mut sum = [0f64; 3];
-        for p in img.pixels() {
-            for k in 0..3 {
-                sum[k] += p.0[k] as f64 / img.pixels().len() as f64;
-            }
-        }
-        sum
+        let n = img.pixels().len() as f64;
+        img.pixels().fold([0f64; 3], |acc, p| {
+            std::array::from_fn(|k| acc[k] + p.0[k] as f64 / n)
+        })
     };
     let (a, b) = (
         mean(world(CityStyle::Nyc)),

@@ -226,7 +226,8 @@ impl GridRenderer {
         Ok(self.render_panorama(&pano, heading, mode))
     }
 
-    /// [`render`](Self::render) for an already decoded panorama.
+    /// [`render`](Self::render) for an already decoded panorama. Each view is cut and resized
+    /// on its own thread, straight into its rows of the grid.
     pub fn render_panorama(
         &mut self,
         pano: &Panorama,
@@ -234,35 +235,28 @@ impl GridRenderer {
         mode: ViewHeadings,
     ) -> RgbImage {
         let map = self.map_for(pano.image.height());
-        let (crop, res) = (self.crop, self.resolution);
-        let taps = &self.taps;
-        let views: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let handles: Vec<_> = view_headings(heading, mode)
-                .into_iter()
-                .map(|h| {
-                    let map = &map;
-                    s.spawn(move || resize_square(&cut_crop(pano, map, crop, h), taps))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
-        });
-        let side = 2 * res + SEPARATOR_PX;
-        let mut canvas = RgbImage::new(side, side);
-        let (row_bytes, view_row) = (side as usize * 3, res as usize * 3);
-        for (k, view) in views.iter().enumerate() {
-            let (ox, oy) = (
-                (k % 2) as u32 * (res + SEPARATOR_PX),
-                (k / 2) as u32 * (res + SEPARATOR_PX),
-            );
-            for (y, src) in view.chunks_exact(view_row).enumerate() {
-                let at = (oy as usize + y) * row_bytes + ox as usize * 3;
-                canvas.as_mut()[at..at + view_row].copy_from_slice(src);
-            }
+        let (crop, res, gap) = (self.crop, self.resolution as usize, SEPARATOR_PX as usize);
+        let side = 2 * res + gap;
+        let mut canvas = vec![0u8; side * side * 3];
+        let mut rows: [Vec<&mut [u8]>; 4] = Default::default();
+        for (y, row) in canvas.chunks_exact_mut(side * 3).enumerate() {
+            let first = match y {
+                y if y < res => 0,
+                y if y >= res + gap => 2,
+                _ => continue,
+            };
+            let (left, right) = row.split_at_mut((res + gap) * 3);
+            rows[first].push(&mut left[..res * 3]);
+            rows[first + 1].push(&mut right[..res * 3]);
         }
-        canvas
+        let (map, taps) = (&map, &self.taps);
+        std::thread::scope(|s| {
+            for (view_rows, h) in rows.into_iter().zip(view_headings(heading, mode)) {
+                s.spawn(move || resize_into(&cut_crop(pano, map, crop, h), taps, view_rows));
+            }
+        });
+        RgbImage::from_raw(side as u32, side as u32, canvas)
+            .unwrap_or_else(|| RgbImage::new(side as u32, side as u32))
     }
 }
 
@@ -291,33 +285,33 @@ fn cut_crop(pano: &Panorama, map: &CropMap, size: u32, heading: f64) -> RgbImage
     RgbImage::from_raw(size, size, out).unwrap_or_else(|| RgbImage::new(size, size))
 }
 
-/// Resizes a square RGB image to the taps' size, bilinearly in 8-bit fixed point, into a raw
-/// buffer: a horizontal pass into 16-bit rows, then a vertical pass.
-fn resize_square(img: &RgbImage, taps: &[(usize, usize, u32)]) -> Vec<u8> {
+/// Resizes a square RGB image bilinearly, in 8-bit fixed point, into `rows` (one slice per output
+/// row, as many as taps): a horizontal pass into 16-bit rows, then a vertical pass.
+fn resize_into(img: &RgbImage, taps: &[(usize, usize, u32)], rows: Vec<&mut [u8]>) {
     let (w, to) = (img.width() as usize, taps.len());
     let src = img.as_raw();
-    let mut rows = vec![0u16; img.height() as usize * to * 3];
-    for (line, row) in src.chunks_exact(w * 3).zip(rows.chunks_exact_mut(to * 3)) {
+    let mut wide = vec![0u16; img.height() as usize * to * 3];
+    for (line, row) in src.chunks_exact(w * 3).zip(wide.chunks_exact_mut(to * 3)) {
         for (out, &(i0, i1, t)) in row.chunks_exact_mut(3).zip(taps) {
-            let a: [u8; 3] = [line[i0 * 3], line[i0 * 3 + 1], line[i0 * 3 + 2]];
-            let b: [u8; 3] = [line[i1 * 3], line[i1 * 3 + 1], line[i1 * 3 + 2]];
+            let (a, b) = (
+                [line[i0 * 3], line[i0 * 3 + 1], line[i0 * 3 + 2]],
+                [line[i1 * 3], line[i1 * 3 + 1], line[i1 * 3 + 2]],
+            );
             let u = 256 - t;
             out[0] = (a[0] as u32 * u + b[0] as u32 * t) as u16;
             out[1] = (a[1] as u32 * u + b[1] as u32 * t) as u16;
             out[2] = (a[2] as u32 * u + b[2] as u32 * t) as u16;
         }
     }
-    let mut out = vec![0u8; to * to * 3];
-    for (line, &(i0, i1, t)) in out.chunks_exact_mut(to * 3).zip(taps) {
+    for (line, &(i0, i1, t)) in rows.into_iter().zip(taps) {
         let (a, b) = (
-            &rows[i0 * to * 3..][..to * 3],
-            &rows[i1 * to * 3..][..to * 3],
+            &wide[i0 * to * 3..][..to * 3],
+            &wide[i1 * to * 3..][..to * 3],
         );
         for ((o, &a), &b) in line.iter_mut().zip(a).zip(b) {
             *o = ((a as u32 * (256 - t) + b as u32 * t + 32768) >> 16) as u8;
         }
     }
-    out
 }
 
 #[cfg(test)]

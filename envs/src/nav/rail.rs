@@ -29,8 +29,6 @@ pub struct RailPoint {
     pub heading: f64,
     /// The expected action under the episode's rule (absolute or relative).
     pub gt_action: String,
-    /// The expected action under the relative rule.
-    pub relative_action: String,
     /// The landmark-only observation: the verifier's `gt_obs`.
     pub observation: String,
     /// Whether this is an intersection (or the destination).
@@ -139,7 +137,6 @@ pub fn build_rail(
                     pano_id: pano,
                     heading: headings[idx],
                     gt_action: FORWARD.into(),
-                    relative_action: FORWARD.into(),
                     observation: NO_LANDMARKS.into(),
                     intersection: false,
                     instruction: ins.sentences[instruction_idx].clone(),
@@ -153,18 +150,16 @@ pub fn build_rail(
             // stop() shares the sentence of the last "Move forward …".
             instruction_idx -= 1;
         }
-        let relative = &ins.actions_relative[idx];
+        let gt_action = if params.absolute_action {
+            absolute
+        } else {
+            &ins.actions_relative[idx]
+        };
         rail.push(RailPoint {
             geocode,
             pano_id,
             heading: headings[idx],
-            gt_action: if params.absolute_action {
-                absolute
-            } else {
-                relative
-            }
-            .clone(),
-            relative_action: relative.clone(),
+            gt_action: gt_action.clone(),
             observation: observation(idx),
             intersection: idx != 0,
             instruction: ins.sentences[instruction_idx].clone(),
