@@ -13,8 +13,9 @@ use serde_json::json;
 use sftvsrl_envs::Rng;
 use sftvsrl_envs::nav::bench::bench_render;
 use sftvsrl_envs::nav::instruction::build_instruction;
-use sftvsrl_envs::nav::milestone::parse_milestones;
+use sftvsrl_envs::nav::milestone::{NO_LANDMARK, parse_milestones};
 use sftvsrl_envs::nav::prompt::expert_response;
+use sftvsrl_envs::nav::rail::RailPoint;
 use sftvsrl_envs::nav::verify::step_rewards_virl;
 use sftvsrl_envs::nav::world::style::CityStyle;
 use sftvsrl_envs::nav::world::{WorldSpec, generate};
@@ -75,7 +76,7 @@ pub enum NavCommand {
     Render {
         #[command(flatten)]
         episode: EpisodeArgs,
-        /// Rail position (default: the first intersection, where a landmark is named).
+        /// Rail position (default: the first intersection whose landmark is named).
         #[arg(long)]
         step: Option<usize>,
         #[arg(long)]
@@ -380,7 +381,9 @@ fn advance(env: &mut Navigation, step: usize) -> anyhow::Result<()> {
 
 fn render(args: &EpisodeArgs, step: Option<usize>, out: &Path) -> anyhow::Result<()> {
     let mut env = args.start(true)?;
-    let step = step.unwrap_or_else(|| env.rail().iter().position(|p| p.intersection).unwrap_or(0));
+    // By default, the first place where the instruction names a landmark.
+    let named = |p: &&RailPoint| p.intersection && p.observation != NO_LANDMARK;
+    let step = step.unwrap_or_else(|| env.rail().iter().position(|p| named(&p)).unwrap_or(0));
     advance(&mut env, step)?;
     let Some((k, p)) = env.position() else {
         bail!("no episode")

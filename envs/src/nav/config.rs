@@ -125,8 +125,11 @@ impl NavConfig {
                 self.drop_rate
             ));
         }
-        if self.straight_line_length == 0 {
-            return Err("straight_line_length must be at least 1".into());
+        if !(1..=1000).contains(&self.straight_line_length) {
+            return Err(format!(
+                "straight_line_length must be in [1, 1000], got {}",
+                self.straight_line_length
+            ));
         }
         if !(1.0..=170.0).contains(&self.fov_deg) {
             return Err(format!("fov_deg must be in [1, 170], got {}", self.fov_deg));

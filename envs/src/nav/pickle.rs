@@ -438,4 +438,20 @@ mod tests {
                 .contains("value is not a str")
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_give_a_mapping_or_an_error(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = read_mapping(&bytes);
+        }
+
+        #[test]
+        fn damaged_pickles_give_a_mapping_or_an_error(at in 0usize..200, byte in proptest::prelude::any::<u8>(), cut in 0usize..200) {
+            let mut bytes = write_mapping(&sample());
+            let at = at % bytes.len();
+            bytes[at] = byte;
+            bytes.truncate(bytes.len() - cut % bytes.len());
+            let _ = read_mapping(&bytes);
+        }
+    }
 }

@@ -94,7 +94,7 @@ pub fn build_rail(
             None => Ok((p, None)),
         }
     };
-    let (start, start_pano) = snap(route.start, 0)?;
+    let (start, mut start_pano) = snap(route.start, 0)?;
     let headings: Vec<f64> = std::iter::once(init_heading)
         .chain(route.milestones.iter().map(|m| m.heading as f64))
         .collect();
@@ -104,13 +104,13 @@ pub fn build_rail(
     };
     let n = params.straight_line_length;
     let mut rail = Vec::new();
-    let (mut prev, mut prev_pano) = (start, start_pano);
+    let mut prev = start;
     let mut instruction_idx = 0;
     let points = std::iter::once(start).chain(route.geocode_list.iter().copied());
     for (idx, raw) in points.enumerate() {
         let distance = geodesic_m(prev, raw);
         let (geocode, pano_id) = if idx == 0 {
-            (prev, prev_pano.take())
+            (start, start_pano.take())
         } else {
             snap(raw, idx)?
         };
