@@ -143,3 +143,34 @@ impl NavConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_read_by_their_names_and_unknown_keys_fail() {
+        let c: NavConfig = serde_json::from_str(
+            r#"{"virl_obs_penalty": "landmark_mismatch", "virl_view_headings": "as_labelled", "prompt_text": "cleaned", "virl_success": "first_attempt", "relative_heading_wrap": true}"#,
+        )
+        .unwrap();
+        assert_eq!(c.virl_obs_penalty, ObsPenalty::LandmarkMismatch);
+        assert_eq!(c.virl_view_headings, ViewHeadings::AsLabelled);
+        assert_eq!(c.prompt_text, PromptText::Cleaned);
+        assert_eq!(c.virl_success, SuccessRule::FirstAttempt);
+        assert_eq!(
+            (c.verify_iter, c.drop_rate, c.straight_line_length),
+            (2, 0.5, 5)
+        );
+        assert!(serde_json::from_str::<NavConfig>(r#"{"verify_iters": 3}"#).is_err());
+        assert!(
+            NavConfig {
+                drop_rate: 1.5,
+                ..NavConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(NavConfig::default().validate().is_ok());
+    }
+}

@@ -75,3 +75,62 @@ pub fn step_rewards_virl(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grade(response: &str, penalty: ObsPenalty) -> Grade {
+        step_rewards_virl(
+            response,
+            "forward()",
+            "Aritzia is on your left front",
+            penalty,
+            PromptText::Reference,
+        )
+    }
+
+    #[test]
+    fn landmark_mismatch_checks_the_landmark_instead_of_intersections() {
+        let seen = r#"{"current observation": "Aritzia is on your left front; You observe an intersection", "action": "stop()"}"#;
+        let missed = r#"{"current observation": "No landmarks nearby", "action": "stop()"}"#;
+        assert_eq!(
+            grade(seen, ObsPenalty::IntersectionMention).reward,
+            INCORRECT_OBS
+        );
+        assert_eq!(
+            grade(seen, ObsPenalty::LandmarkMismatch).reward,
+            INCORRECT_ACTION
+        );
+        assert_eq!(
+            grade(missed, ObsPenalty::IntersectionMention).reward,
+            INCORRECT_ACTION
+        );
+        let g = grade(missed, ObsPenalty::LandmarkMismatch);
+        assert_eq!(g.reward, INCORRECT_OBS);
+        assert!(
+            g.message
+                .starts_with("you observe incorrect landmarks. Please avoid this observation")
+        );
+        let right = r#"{"current observation": "nothing", "action": "forward()"}"#;
+        assert_eq!(
+            grade(right, ObsPenalty::LandmarkMismatch),
+            Grade {
+                reward: CORRECT_ACTION,
+                message: "Correct action.".into()
+            }
+        );
+    }
+
+    #[test]
+    fn cleaned_feedback_has_single_braces() {
+        let g = step_rewards_virl(
+            "x",
+            "stop()",
+            "",
+            ObsPenalty::IntersectionMention,
+            PromptText::Cleaned,
+        );
+        assert!(g.message.ends_with("\n[Output]\n{\n  \"current observation\": latest observation from the streetview grid,\n  \"current instruction\": analyze the full instruction and identify the sentence to be executed,\n  \"action\": the action to be taken chosen from the action space,\n}."));
+    }
+}
