@@ -10,8 +10,6 @@
 
 use std::sync::Arc;
 
-use image::RgbImage;
-
 use super::config::{NavConfig, SuccessRule};
 use super::data::NavData;
 use super::error::NavError;
@@ -181,8 +179,11 @@ impl Navigation {
         let image = match &mut self.renderer {
             Some(r) => {
                 let route = &self.data.routes[ep.route];
-                Some(Arc::new(render_point(
-                    r, &self.data, route, point, ep.step, c,
+                let pano_id = pano_for_point(&self.data, route, point, ep.step)?;
+                Some(Arc::new(r.render(
+                    &pano_id,
+                    point.heading,
+                    c.virl_view_headings,
                 )?))
             }
             None => None,
@@ -300,19 +301,6 @@ pub fn pano_for_point(
             "rendering needs the panorama mapping".into(),
         )),
     }
-}
-
-/// Renders the street-view grid at a rail point.
-fn render_point(
-    renderer: &mut GridRenderer,
-    data: &NavData,
-    route: &Route,
-    point: &RailPoint,
-    step: usize,
-    config: &NavConfig,
-) -> Result<RgbImage, NavError> {
-    let pano_id = pano_for_point(data, route, point, step)?;
-    renderer.render(&pano_id, point.heading, config.virl_view_headings)
 }
 
 /// The trait's `reset` and `step` cannot return errors. Loading checked every panorama an episode

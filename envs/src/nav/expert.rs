@@ -10,9 +10,9 @@ use super::config::NavConfig;
 use super::episode::Navigation;
 use super::error::NavError;
 use super::prompt::expert_response;
-use crate::Env;
-use crate::Rng;
+use super::verify::CORRECT_ACTION;
 use crate::expert::ExpertExample;
+use crate::{Env, Rng};
 
 /// A stream of expert examples (see [`expert_examples`]).
 pub struct ExpertIter {
@@ -78,7 +78,7 @@ impl ExpertIter {
             "gt_action": point.gt_action,
         });
         let verdict = self.env.try_step(&response)?;
-        if verdict.reward != super::verify::CORRECT_ACTION {
+        if verdict.reward != CORRECT_ACTION {
             return Err(NavError::Invalid(format!(
                 "the expert answer at rail point {step} was graded {}: {}",
                 verdict.reward, verdict.message

@@ -2,8 +2,6 @@
 //! interpolation of geocodes, and the 8-way direction words (LeslieTrue/SFTvsRL:
 //! gym/virl/utils/geocode_utils.py).
 
-use serde::{Deserialize, Serialize};
-
 /// The sphere radius of the reference's haversine (`6371.0` km).
 pub const EARTH_RADIUS_M: f64 = 6_371_000.0;
 
@@ -31,24 +29,11 @@ pub const RELATIONS: [&str; 8] = [
     "left front",
 ];
 
-/// A point as `[latitude, longitude]` in degrees.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(from = "[f64; 2]", into = "[f64; 2]")]
+/// A point as latitude and longitude in degrees.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LatLng {
     pub lat: f64,
     pub lng: f64,
-}
-
-impl From<[f64; 2]> for LatLng {
-    fn from([lat, lng]: [f64; 2]) -> Self {
-        LatLng { lat, lng }
-    }
-}
-
-impl From<LatLng> for [f64; 2] {
-    fn from(p: LatLng) -> Self {
-        [p.lat, p.lng]
-    }
 }
 
 impl LatLng {

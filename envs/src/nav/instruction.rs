@@ -1,12 +1,10 @@
 //! The global instruction and the turn actions of a route, generated from its milestones exactly
 //! as the reference's `_parse_instruction_and_rail` does (paper-spec §2.3).
 
-use serde::Serialize;
-
 use super::milestone::{Milestone, NO_LANDMARK};
 
 /// The instruction text of a route and its turn actions.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Instruction {
     /// The sentences, two per milestone ("… turn … to face …", "Move forward until …").
     pub sentences: Vec<String>,
