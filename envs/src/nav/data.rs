@@ -30,6 +30,8 @@ pub struct NavData {
     pub dir: PathBuf,
     pub routes: Vec<Route>,
     pub panos: Option<PanoMap>,
+    /// Whether every panorama an episode can reach was checked (loaded for vision).
+    pub views_checked: bool,
 }
 
 impl NavData {
@@ -48,6 +50,7 @@ impl NavData {
             dir: dir.to_path_buf(),
             routes,
             panos,
+            views_checked: config.vision,
         };
         data.check(config)?;
         Ok(data)

@@ -57,12 +57,15 @@ pub struct Navigation {
 
 impl Navigation {
     /// An environment over loaded route data. `data` must have been loaded with a config that
-    /// needs at least what this one does (relocation or vision need the panorama mapping).
+    /// needs at least what this one does: relocation needs the panorama mapping, and vision the
+    /// checked panoramas.
     pub fn new(data: Arc<NavData>, config: NavConfig) -> Result<Self, NavError> {
         config.validate().map_err(NavError::Invalid)?;
-        if (config.relocation || config.vision) && data.panos.is_none() {
+        if (config.relocation || config.vision) && data.panos.is_none()
+            || config.vision && !data.views_checked
+        {
             return Err(NavError::Invalid(format!(
-                "{}: relocation and vision need the panorama mapping; load the data with such a config",
+                "{}: relocation needs the panorama mapping and vision the checked panoramas; load the data with such a config",
                 data.dir.display()
             )));
         }

@@ -5,6 +5,10 @@
 //!
 //! Only the panoramas some episode can visit are rendered and mapped: the snapped positions of
 //! every route's rail with no point dropped.
+//!
+//! A world is determined by its [`WorldSpec`]: the city is
+//! `City::generate(style, &mut Rng::derive(seed, 0))` and the routes are drawn from
+//! `Rng::derive(seed, 1)`; the panorama width changes only the images.
 
 pub mod city;
 pub mod render;
