@@ -458,10 +458,8 @@ fn play(args: &EpisodeArgs, image_out: &Path) -> anyhow::Result<()> {
             return Ok(());
         }
         show_prompt = v.reward == 1.0;
-        if !show_prompt {
-            if let Some(turn) = env.transcript().turns.last() {
-                println!("{}", turn.text);
-            }
+        if let (false, Some(turn)) = (show_prompt, env.transcript().turns.last()) {
+            println!("{}", turn.text);
         }
     }
 }
