@@ -266,3 +266,58 @@ fn bad_input_is_a_one_line_error() {
     );
     assert!(err.contains("panorama"), "{err}");
 }
+
+#[test]
+fn expert_data_for_navigation() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nav-cli-sft");
+    let _ = std::fs::remove_dir_all(&out);
+    let routes = fixture_routes();
+    ok(
+        &[
+            "data",
+            "sft",
+            "--env",
+            "virl-l",
+            "--routes",
+            routes.to_str().unwrap(),
+            "--n",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    let text = std::fs::read_to_string(out.join("data.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3);
+    for r in &records {
+        assert!(
+            r["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("[Observations and actions sequence]")
+        );
+        assert!(
+            r["messages"][1]["content"]
+                .as_str()
+                .unwrap()
+                .contains("\"action\": \"")
+        );
+        assert!(r["image"].is_null());
+    }
+    let err = fails(
+        &[
+            "data",
+            "sft",
+            "--env",
+            "virl-l",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(err.contains("--routes"), "{err}");
+}

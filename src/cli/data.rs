@@ -8,6 +8,7 @@ use sftvsrl_envs::expert::write_jsonl;
 use sftvsrl_envs::gp::GpConfig;
 use sftvsrl_envs::gp::episode::check_config;
 use sftvsrl_envs::gp::expert::expert_examples;
+use sftvsrl_envs::nav::{self, NavConfig};
 
 use super::gp::VariantArg;
 use super::input::read_toml;
@@ -26,6 +27,10 @@ pub enum TaskName {
     GpL,
     /// GeneralPoints, vision.
     GpVl,
+    /// V-IRL navigation, text.
+    VirlL,
+    /// V-IRL navigation, vision.
+    VirlVl,
 }
 
 #[derive(Args)]
@@ -45,9 +50,14 @@ pub struct SftDataArgs {
     /// GeneralPoints variant whose settings the examples follow.
     #[arg(long, value_enum, default_value = "id")]
     variant: VariantArg,
-    /// A TOML file of GeneralPoints settings (overrides --variant).
+    /// A TOML file of environment settings (GeneralPoints: overrides --variant; navigation:
+    /// `NavConfig` fields).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Navigation: the route folder (`route_infos.json`, `gps_pano_mapping.pkl`, `street_views/`),
+    /// e.g. one written by `sftvsrl nav world`.
+    #[arg(long)]
+    routes: Option<PathBuf>,
 }
 
 pub fn run(cmd: DataCommand) -> Result<()> {
@@ -57,19 +67,44 @@ pub fn run(cmd: DataCommand) -> Result<()> {
 }
 
 fn sft(a: SftDataArgs) -> Result<()> {
-    let vision = a.task == TaskName::GpVl;
-    let cfg = match &a.config {
-        Some(path) => GpConfig {
-            vision,
-            ..read_toml(path)?
-        },
-        None => GpConfig::variant(a.variant.into(), vision),
-    };
-    check_config(&cfg)?;
     let mut progress = Progress::new("expert examples", a.n as u64);
-    let examples = expert_examples(&cfg, a.seed, a.n).inspect(|_| progress.tick());
-    let (path, n) =
-        write_jsonl(examples, &a.out).with_context(|| format!("writing {}", a.out.display()))?;
+    let (path, n) = match a.task {
+        TaskName::GpL | TaskName::GpVl => {
+            let vision = a.task == TaskName::GpVl;
+            let cfg = match &a.config {
+                Some(path) => GpConfig {
+                    vision,
+                    ..read_toml(path)?
+                },
+                None => GpConfig::variant(a.variant.into(), vision),
+            };
+            check_config(&cfg)?;
+            let examples = expert_examples(&cfg, a.seed, a.n).inspect(|_| progress.tick());
+            write_jsonl(examples, &a.out).with_context(|| format!("writing {}", a.out.display()))?
+        }
+        TaskName::VirlL | TaskName::VirlVl => {
+            let routes = a.routes.as_deref().context(
+                "--routes DIR is required for navigation data (make one with `sftvsrl nav world`)",
+            )?;
+            let cfg: NavConfig = a
+                .config
+                .as_deref()
+                .map(read_toml)
+                .transpose()?
+                .unwrap_or_default();
+            let vision = a.task == TaskName::VirlVl;
+            let mut failure = None;
+            let examples = nav::expert_examples(routes, vision, a.n, a.seed, &cfg)?
+                .map_while(|r| r.map_err(|e| failure = Some(e)).ok())
+                .inspect(|_| progress.tick());
+            let written = write_jsonl(examples, &a.out)
+                .with_context(|| format!("writing {}", a.out.display()))?;
+            if let Some(e) = failure {
+                return Err(e).context(format!("after {} examples", written.1));
+            }
+            written
+        }
+    };
     progress.finish();
     println!("wrote {n} examples to {}", path.display());
     Ok(())

@@ -1,20 +1,8 @@
 //! GeneralPoints prompts and the expert response template, verbatim from the reference
 //! (LeslieTrue/SFTvsRL: prompt_lib/prompts.py; paper-spec §1.7, §8 D10).
 
-use serde::{Deserialize, Serialize};
-
 use super::cards::FaceRule;
-
-/// Whether prompt text keeps the reference's quirks (§8 D10).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PromptText {
-    /// Verbatim, including `count as '10'., and each card`.
-    #[default]
-    Reference,
-    /// The face-card message without its trailing period.
-    Cleaned,
-}
+pub use crate::prompt_text::PromptText;
 
 /// What a prompt is built from.
 #[derive(Clone, Copy, Debug)]

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::prompt_text::PromptText;
+
 use super::rail::RailParams;
 
 /// What earns the −1.5 observation penalty when the action is wrong (§8 D3).
@@ -29,17 +31,6 @@ pub enum ViewHeadings {
     Reference,
     /// What the prompt's labels say: `[cur, cur+90, cur+180, cur+270]` (front, right, back, left).
     AsLabelled,
-}
-
-/// Prompt and feedback text (§8 D10).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PromptText {
-    /// Verbatim, quirks included ("stree tviews", the literal `{{ }}` in the feedback format).
-    #[default]
-    Reference,
-    /// "street views", and single braces in the feedback format.
-    Cleaned,
 }
 
 /// What makes an episode a success (§8 D11).
