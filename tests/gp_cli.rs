@@ -1,24 +1,10 @@
 //! End-to-end: the real `sftvsrl` binary, driven as a person or a script would.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn sftvsrl(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sftvsrl"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
+use std::process::Output;
+
+use common::sftvsrl;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -39,7 +25,7 @@ fn verify_reports_the_golden_vector() {
             "--response",
             r#"{"formula": "(10*3-6)*1=24"}"#,
         ],
-        None,
+        "",
     );
     assert!(o.status.success());
     let v = json(stdout(&o).trim());
@@ -59,7 +45,7 @@ fn verify_reports_the_golden_vector() {
             "--response",
             r#"{"formula": "(13-1)*(6/3)=24"}"#,
         ],
-        None,
+        "",
     );
     assert_eq!(json(stdout(&o).trim())["reward"].as_f64(), Some(5.0));
 }
@@ -73,7 +59,7 @@ fn batch_verify_answers_every_line_in_order() {
         r#"{"cards": ["A", "3", "K", "10"], "vl": true, "response": "\"cards\": ['A', '3', 'Q', '10'], \"formula\": \"1\""}"#,
     ]
     .join("\n");
-    let o = sftvsrl(&["gp", "verify", "--jsonl", "-"], Some(&input));
+    let o = sftvsrl(&["gp", "verify", "--jsonl", "-"], &input);
     assert!(
         !o.status.success(),
         "a bad line makes the exit status non-zero"
@@ -98,7 +84,7 @@ fn bad_input_gets_a_one_line_error() {
         vec!["gp", "verify", "--jsonl", "/no/such/file.jsonl"],
         vec!["gp", "sample", "--config", "/no/such/config.toml"],
     ] {
-        let o = sftvsrl(&args, None);
+        let o = sftvsrl(&args, "");
         assert!(!o.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
@@ -111,7 +97,7 @@ fn config_files_reject_unknown_fields_naming_them() {
     let dir = tempdir("config");
     let path = dir.join("bad.toml");
     std::fs::write(&path, "target = 24\nface_card = \"ood\"\n").unwrap();
-    let o = sftvsrl(&["gp", "sample", "--config", path.to_str().unwrap()], None);
+    let o = sftvsrl(&["gp", "sample", "--config", path.to_str().unwrap()], "");
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -122,7 +108,7 @@ fn config_files_reject_unknown_fields_naming_them() {
     for f in ["config/gp/reference.toml", "config/gp/rule-ood.toml"] {
         let path = format!("{}/{f}", env!("CARGO_MANIFEST_DIR"));
         assert!(
-            sftvsrl(&["gp", "sample", "--config", &path], None)
+            sftvsrl(&["gp", "sample", "--config", &path], "")
                 .status
                 .success(),
             "{f}"
@@ -142,7 +128,7 @@ fn sample_lists_solutions_that_verify() {
             "rule-ood",
             "--json",
         ],
-        None,
+        "",
     );
     let v = json(stdout(&o).trim());
     let names: Vec<String> = v["names"]
@@ -171,7 +157,7 @@ fn sample_lists_solutions_that_verify() {
             "--response",
             &response,
         ],
-        None,
+        "",
     );
     let r = json(stdout(&o).trim())["reward"].as_f64().unwrap();
     assert!(
@@ -193,7 +179,7 @@ fn render_writes_a_1200_square_png() {
             "--out",
             out.to_str().unwrap(),
         ],
-        None,
+        "",
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let png = std::fs::read(&out).unwrap();
@@ -207,7 +193,7 @@ fn render_writes_a_1200_square_png() {
 
 #[test]
 fn play_reads_answers_and_reports_feedback() {
-    let o = sftvsrl(&["gp", "play", "--seed", "1"], Some("1+1\n(1+1\n"));
+    let o = sftvsrl(&["gp", "play", "--seed", "1"], "1+1\n(1+1\n");
     let text = stdout(&o);
     assert!(o.status.success());
     assert!(text.contains("Cards: ["), "{text}");
@@ -233,7 +219,7 @@ fn expert_data_is_written_as_chat_jsonl() {
                 "--out",
                 out.to_str().unwrap(),
             ],
-            None,
+            "",
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let text = std::fs::read_to_string(out.join("data.jsonl")).unwrap();

@@ -262,22 +262,22 @@ impl Exact {
         })
     }
 
+    /// The integer `v`.
+    pub fn int(v: i64) -> Self {
+        Exact {
+            num: v.into(),
+            den: 1,
+        }
+    }
+
     /// Whether this equals the integer `target`.
     pub fn equals_int(self, target: i64) -> bool {
         self.den == 1 && self.num == target as i128
     }
-}
 
-impl Arith for Exact {
-    fn literal(run: &str) -> Result<Self, EvalError> {
-        IntLiteral::parse(run)
-            .as_str()
-            .parse::<i128>()
-            .map(|v| Exact { num: v, den: 1 })
-            .map_err(|_| EvalError::Syntax)
-    }
-
-    fn apply(self, op: u8, o: Self) -> Result<Self, EvalError> {
+    /// `self op o` for `op` in `+ - * /`; division by zero (and, far beyond any card game, i128
+    /// overflow) is an error.
+    pub fn apply(self, op: u8, o: Self) -> Result<Self, EvalError> {
         let overflow = |x: Option<i128>| x.ok_or(EvalError::Syntax);
         match op {
             b'+' | b'-' => {
@@ -299,6 +299,20 @@ impl Arith for Exact {
                 overflow(self.den.checked_mul(o.num))?,
             ),
         }
+    }
+}
+
+impl Arith for Exact {
+    fn literal(run: &str) -> Result<Self, EvalError> {
+        IntLiteral::parse(run)
+            .as_str()
+            .parse::<i128>()
+            .map(|v| Exact { num: v, den: 1 })
+            .map_err(|_| EvalError::Syntax)
+    }
+
+    fn apply(self, op: u8, o: Self) -> Result<Self, EvalError> {
+        Exact::apply(self, op, o)
     }
 }
 
