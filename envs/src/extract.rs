@@ -43,6 +43,18 @@ impl Key {
     fn is_list(self) -> bool {
         matches!(self, Key::Cards | Key::Number)
     }
+
+    /// What precedes the value in the key's pattern: `"formula": "` or `"cards": [`.
+    fn opening(self) -> &'static str {
+        match self {
+            Key::Formula => "\"formula\": \"",
+            Key::Cards => "\"cards\": [",
+            Key::Number => "\"number\": [",
+            Key::Action => "\"action\": \"",
+            Key::CurrentObservation => "\"current observation\": \"",
+            Key::CurrentInstruction => "\"current instruction\": \"",
+        }
+    }
 }
 
 /// What `re_match(text, key)` returned in the reference.
@@ -75,9 +87,9 @@ pub fn re_match(text: &str, key: Key) -> Field<'_> {
         None => {}
     }
     let group = if key.is_list() {
-        list_group(text, key.name())
+        list_group(text, key)
     } else {
-        quoted_group(text, key.name())
+        quoted_group(text, key)
     };
     match group {
         None => Field::Str(Cow::Borrowed("None")),
@@ -92,20 +104,20 @@ pub fn re_match(text: &str, key: Key) -> Field<'_> {
     }
 }
 
-/// Each start of `"<key>": <opener>` in `text`, as the index just after it.
-fn openings<'t>(text: &'t str, key: &str, opener: char) -> impl Iterator<Item = usize> + 't {
-    let needle = format!("\"{key}\": {opener}");
+/// Each occurrence of the key's opening in `text`, as the index just after it.
+fn openings(text: &str, key: Key) -> impl Iterator<Item = usize> + '_ {
+    let needle = key.opening();
     let mut from = 0;
     std::iter::from_fn(move || {
-        let at = from + text.get(from..)?.find(&needle)?;
+        let at = from + text.get(from..)?.find(needle)?;
         from = at + 1;
         Some(at + needle.len())
     })
 }
 
 /// Group 1 of the leftmost match of `"<key>": "(.*?)"` (`.` does not match a newline).
-fn quoted_group<'t>(text: &'t str, key: &str) -> Option<&'t str> {
-    openings(text, key, '"').find_map(|start| {
+fn quoted_group(text: &str, key: Key) -> Option<&str> {
+    openings(text, key).find_map(|start| {
         let rest = &text[start..];
         let end = rest.find(['"', '\n'])?;
         (rest.as_bytes()[end] == b'"').then(|| &rest[..end])
@@ -114,9 +126,9 @@ fn quoted_group<'t>(text: &'t str, key: &str) -> Option<&'t str> {
 
 /// Group 1 of the leftmost match of `"<key>": \[([^\]]+)\]`. The first `]` after an opening is
 /// shared by every later opening before it, so it is searched for once (linear time).
-fn list_group<'t>(text: &'t str, key: &str) -> Option<&'t str> {
+fn list_group(text: &str, key: Key) -> Option<&str> {
     let mut close: Option<usize> = None;
-    for start in openings(text, key, '[') {
+    for start in openings(text, key) {
         let c = match close {
             Some(c) if c >= start => c,
             _ => start + text[start..].find(']')?,

@@ -161,6 +161,31 @@ fn sequence_penalties_accumulate() {
 }
 
 #[test]
+fn many_distinct_numbers_keep_first_seen_order() {
+    let formula: Vec<String> = (1..=20).rev().map(|i| i.to_string()).collect();
+    let invalid: Vec<String> = (1..=20)
+        .rev()
+        .filter(|i| ![1, 3, 10, 6].contains(i))
+        .map(|i| i.to_string())
+        .collect();
+    let message = format!("you used invalid numbers: [{}].", invalid.join(", "));
+    check(
+        [1, 3, 10, 6],
+        ["A", "3", "10", "6"],
+        Some(&formula.join("+")),
+        -2.0,
+        &message,
+    );
+    check(
+        [1, 3, 10, 6],
+        ["A", "3", "10", "6"],
+        Some("10*3-6*001+0000000000000000000000007"),
+        -2.0,
+        "you used invalid numbers: [7].",
+    );
+}
+
+#[test]
 fn paper_reward_scheme() {
     let f = |values, names, formula: &str| {
         let g = grade_response(

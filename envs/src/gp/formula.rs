@@ -38,39 +38,51 @@ pub fn tokenize(f: &str) -> Option<Vec<Token<'_>>> {
     Some(tokens)
 }
 
-/// Python's `int()` of a digit run, normalised to ASCII without leading zeros.
+/// Python's `int()` of a digit run: a machine integer, or the normalised decimal digits of a
+/// larger one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct IntLiteral(String);
+pub enum IntLiteral {
+    Small(u64),
+    Big(String),
+}
 
 impl IntLiteral {
     /// Reads a digit run (see [`Token::Number`]).
     pub fn parse(run: &str) -> Self {
+        if run.len() <= 19 && run.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(v) = run.parse() {
+                return IntLiteral::Small(v);
+            }
+        }
         let digits: String = run
             .chars()
             .filter_map(decimal_digit_value)
             .map(|d| char::from(b'0' + d as u8))
             .skip_while(|&c| c == '0')
             .collect();
-        IntLiteral(if digits.is_empty() {
-            "0".into()
-        } else {
-            digits
-        })
-    }
-
-    /// The literal of a non-negative integer.
-    pub fn from_value(v: u64) -> Self {
-        IntLiteral(v.to_string())
+        match digits.parse() {
+            Ok(v) => IntLiteral::Small(v),
+            Err(_) if digits.is_empty() => IntLiteral::Small(0),
+            Err(_) => IntLiteral::Big(digits),
+        }
     }
 
     /// The value, if it fits in a `u64`.
     pub fn small(&self) -> Option<u64> {
-        self.0.parse().ok()
+        match self {
+            IntLiteral::Small(v) => Some(*v),
+            IntLiteral::Big(_) => None,
+        }
     }
+}
 
-    /// The decimal digits, as Python prints the integer.
-    pub fn as_str(&self) -> &str {
-        &self.0
+/// Prints the integer as Python does.
+impl std::fmt::Display for IntLiteral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IntLiteral::Small(v) => write!(f, "{v}"),
+            IntLiteral::Big(digits) => f.write_str(digits),
+        }
     }
 }
 
@@ -304,11 +316,11 @@ impl Exact {
 
 impl Arith for Exact {
     fn literal(run: &str) -> Result<Self, EvalError> {
-        IntLiteral::parse(run)
-            .as_str()
-            .parse::<i128>()
-            .map(|v| Exact { num: v, den: 1 })
-            .map_err(|_| EvalError::Syntax)
+        let v = IntLiteral::parse(run).small().ok_or(EvalError::Syntax)?;
+        Ok(Exact {
+            num: v.into(),
+            den: 1,
+        })
     }
 
     fn apply(self, op: u8, o: Self) -> Result<Self, EvalError> {
@@ -368,7 +380,10 @@ mod tests {
             exact_eval(&tokenize("1/(2-2)").unwrap()),
             Err(EvalError::ZeroDivision)
         );
-        assert_eq!(IntLiteral::parse("007").as_str(), "7");
-        assert_eq!(IntLiteral::parse("٠").as_str(), "0");
+        assert_eq!(IntLiteral::parse("007"), IntLiteral::Small(7));
+        assert_eq!(IntLiteral::parse("٠"), IntLiteral::Small(0));
+        assert_eq!(IntLiteral::parse("٠١٢").to_string(), "12");
+        let big = format!("00{}", "9".repeat(30));
+        assert_eq!(IntLiteral::parse(&big).to_string(), "9".repeat(30));
     }
 }

@@ -250,25 +250,60 @@ fn check_sequence(tokens: &[Token<'_>], st: &mut Stepper) {
 }
 
 /// Python's `str(list)` of integers.
-fn int_list(items: &[&str]) -> String {
+fn int_list<T: std::fmt::Display>(items: &[T]) -> String {
+    let items: Vec<String> = items.iter().map(T::to_string).collect();
     format!("[{}]", items.join(", "))
+}
+
+/// Python's `Counter` of the formula's numbers: counts in order of first appearance. A short
+/// list is searched directly; past a few distinct numbers a hash index keeps it linear.
+#[derive(Default)]
+struct Counter {
+    entries: Vec<(IntLiteral, usize)>,
+    index: HashMap<IntLiteral, usize>,
+}
+
+impl Counter {
+    const LINEAR: usize = 16;
+
+    fn position(&self, lit: &IntLiteral) -> Option<usize> {
+        if self.entries.len() <= Self::LINEAR {
+            self.entries.iter().position(|(l, _)| l == lit)
+        } else {
+            self.index.get(lit).copied()
+        }
+    }
+
+    fn add(&mut self, lit: IntLiteral) {
+        if let Some(i) = self.position(&lit) {
+            self.entries[i].1 += 1;
+            return;
+        }
+        if self.entries.len() == Self::LINEAR {
+            self.index = self
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, (l, _))| (l.clone(), i))
+                .collect();
+        }
+        if self.entries.len() >= Self::LINEAR {
+            self.index.insert(lit.clone(), self.entries.len());
+        }
+        self.entries.push((lit, 1));
+    }
+
+    fn count(&self, lit: &IntLiteral) -> usize {
+        self.position(lit).map_or(0, |i| self.entries[i].1)
+    }
 }
 
 /// Step 4: the numbers used against the card values (`Counter` semantics, first-seen order).
 fn check_numbers(tokens: &[Token<'_>], values: &[u8; 4], st: &mut Stepper) {
-    // Counter semantics: counts per distinct number, in order of first appearance.
-    let mut used: Vec<(IntLiteral, usize)> = Vec::new();
-    let mut index: HashMap<IntLiteral, usize> = HashMap::new();
+    let mut used = Counter::default();
     for t in tokens {
         if let Token::Number(run) = t {
-            let lit = IntLiteral::parse(run);
-            match index.get(&lit) {
-                Some(&i) => used[i].1 += 1,
-                None => {
-                    index.insert(lit.clone(), used.len());
-                    used.push((lit, 1));
-                }
-            }
+            used.add(IntLiteral::parse(run));
         }
     }
     let mut cards: Vec<(u8, usize)> = Vec::with_capacity(4);
@@ -283,15 +318,17 @@ fn check_numbers(tokens: &[Token<'_>], values: &[u8; 4], st: &mut Stepper) {
             .and_then(|v| cards.iter().find(|(c, _)| u64::from(*c) == v))
             .map_or(0, |(_, n)| *n)
     };
-    let invalid: Vec<&str> = used
+    let invalid: Vec<&IntLiteral> = used
+        .entries
         .iter()
         .filter(|(l, _)| card_count(l) == 0)
-        .map(|(l, _)| l.as_str())
+        .map(|(l, _)| l)
         .collect();
-    let overused: Vec<&str> = used
+    let overused: Vec<&IntLiteral> = used
+        .entries
         .iter()
         .filter(|(l, n)| *n > card_count(l))
-        .map(|(l, _)| l.as_str())
+        .map(|(l, _)| l)
         .collect();
     if !invalid.is_empty() {
         st.add(
@@ -304,22 +341,15 @@ fn check_numbers(tokens: &[Token<'_>], values: &[u8; 4], st: &mut Stepper) {
             format!("you used numbers: {} too many times", int_list(&overused)),
         );
     }
-    let underused: Vec<String> = cards
+    let underused: Vec<u8> = cards
         .iter()
-        .filter(|(c, n)| {
-            let in_formula = used
-                .iter()
-                .find(|(l, _)| l.small() == Some(u64::from(*c)))
-                .map_or(0, |(_, k)| *k);
-            *n > in_formula
-        })
-        .map(|(c, _)| c.to_string())
+        .filter(|(c, n)| *n > used.count(&IntLiteral::Small(u64::from(*c))))
+        .map(|(c, _)| *c)
         .collect();
     if !underused.is_empty() {
-        let names: Vec<&str> = underused.iter().map(String::as_str).collect();
         st.add(
             reward::INCORRECT_NUMBER,
-            format!("you didn't use numbers: {}", int_list(&names)),
+            format!("you didn't use numbers: {}", int_list(&underused)),
         );
     }
 }
