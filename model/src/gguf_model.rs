@@ -205,6 +205,145 @@ impl ParamSource for GgufWeights<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::CpuBackend;
+    use crate::gguf::tests::{gguf_string, write_gguf};
+    use crate::llama::Llama;
+    use crate::pretrained::load_pretrained;
+    use crate::weights::RandomInit;
+    use burn::tensor::{Bool, Int, Tensor};
+
+    /// llama.cpp's q/k permutation (HF rotate-half rows -> interleaved rows).
+    fn permute_rows(hf: &[f32], heads: usize, rows: usize, cols: usize) -> Vec<f32> {
+        let head_dim = rows / heads;
+        let mut out = vec![0.0; hf.len()];
+        for h in 0..heads {
+            for i in 0..head_dim / 2 {
+                for j in 0..2 {
+                    let dst = (h * head_dim + i * 2 + j) * cols;
+                    let src = (h * head_dim + j * head_dim / 2 + i) * cols;
+                    out[dst..dst + cols].copy_from_slice(&hf[src..src + cols]);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn llama_gguf_loads_like_the_hf_weights_it_was_converted_from() {
+        let mut config = LlamaConfig::tiny(64);
+        config.num_hidden_layers = 2;
+        config.tie_word_embeddings = false;
+        let (h, kv, d) = (
+            config.hidden_size,
+            config.num_key_value_heads,
+            config.head_dim,
+        );
+        let heads = config.num_attention_heads;
+        let mut rng = RandomInit::new(9);
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        let mut add = |gguf: &str, hf: &str, shape: Vec<usize>, permute: Option<usize>| {
+            let kind = if hf.contains("norm") {
+                ParamKind::NormScale
+            } else {
+                ParamKind::Weight
+            };
+            let values = rng.values(hf, &shape, kind).unwrap();
+            let values = match permute {
+                Some(n) => permute_rows(&values, n, shape[0], shape[1]),
+                None => values,
+            };
+            tensors.push((gguf.to_string(), shape, values));
+        };
+        add(
+            "token_embd.weight",
+            "model.embed_tokens.weight",
+            vec![64, h],
+            None,
+        );
+        add("output.weight", "lm_head.weight", vec![64, h], None);
+        add("output_norm.weight", "model.norm.weight", vec![h], None);
+        for l in 0..2 {
+            let hf = |m: &str| format!("model.layers.{l}.{m}.weight");
+            let g = |m: &str| format!("blk.{l}.{m}.weight");
+            add(&g("attn_norm"), &hf("input_layernorm"), vec![h], None);
+            add(
+                &g("ffn_norm"),
+                &hf("post_attention_layernorm"),
+                vec![h],
+                None,
+            );
+            add(
+                &g("attn_q"),
+                &hf("self_attn.q_proj"),
+                vec![heads * d, h],
+                Some(heads),
+            );
+            add(
+                &g("attn_k"),
+                &hf("self_attn.k_proj"),
+                vec![kv * d, h],
+                Some(kv),
+            );
+            add(&g("attn_v"), &hf("self_attn.v_proj"), vec![kv * d, h], None);
+            add(
+                &g("attn_output"),
+                &hf("self_attn.o_proj"),
+                vec![h, heads * d],
+                None,
+            );
+            let inner = config.intermediate_size;
+            add(&g("ffn_gate"), &hf("mlp.gate_proj"), vec![inner, h], None);
+            add(&g("ffn_up"), &hf("mlp.up_proj"), vec![inner, h], None);
+            add(&g("ffn_down"), &hf("mlp.down_proj"), vec![h, inner], None);
+        }
+        let u32_kv = |k: &'static str, v: usize| (k, 4u32, (v as u32).to_le_bytes().to_vec());
+        let metadata = vec![
+            ("general.architecture", 8, gguf_string("llama")),
+            u32_kv("llama.embedding_length", h),
+            u32_kv("llama.block_count", 2),
+            u32_kv("llama.feed_forward_length", config.intermediate_size),
+            u32_kv("llama.attention.head_count", heads),
+            u32_kv("llama.attention.head_count_kv", kv),
+            u32_kv("llama.context_length", 2048),
+            ("llama.rope.freq_base", 6, 10_000f32.to_le_bytes().to_vec()),
+            (
+                "llama.attention.layer_norm_rms_epsilon",
+                6,
+                1e-5f32.to_le_bytes().to_vec(),
+            ),
+        ];
+        let tensors: Vec<(&str, Vec<usize>, Vec<f32>)> = tensors
+            .iter()
+            .map(|(n, s, v)| (n.as_str(), s.clone(), v.clone()))
+            .collect();
+        let dir = std::env::temp_dir().join(format!("sftvsrl-gguf-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tiny.gguf");
+        write_gguf(&path, &metadata, &tensors);
+
+        type B = CpuBackend;
+        let device = Default::default();
+        let loaded = load_pretrained::<B>(&path, &device).unwrap();
+        assert_eq!(loaded.model.config().vocab_size, 64);
+        assert!(loaded.tokenizer.is_none());
+        let reference = Llama::<B>::load(&config, &mut RandomInit::new(9), &device).unwrap();
+        let ids = Tensor::<B, 2, Int>::from_ints([[3, 9, 27, 81 % 64, 5]], &device);
+        let mask = Tensor::<B, 2, Bool>::from_data([[true; 5]], &device);
+        let a: Vec<f32> = loaded
+            .model
+            .forward(ids.clone(), mask.clone())
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let b: Vec<f32> = reference.forward(ids, mask).into_data().to_vec().unwrap();
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-5, "GGUF and HF logits differ by {worst}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn unpermute_inverts_llama_cpp_permutation() {
