@@ -14,8 +14,8 @@ use burn::tensor::{Bool, Tensor, backend::Backend};
 use crate::cache::LayerCache;
 use crate::config::LlamaConfig;
 use crate::error::ModelError;
-use crate::layers::linear;
-use crate::rope::RopeAngles;
+use crate::layers::{apply, linear};
+use crate::rope::QkAngles;
 use crate::weights::ParamSource;
 
 /// The `self_attn` block of a decoder layer (HF names: `q_proj`, `k_proj`, `v_proj`, `o_proj`).
@@ -81,24 +81,28 @@ impl<B: Backend> Attention<B> {
         })
     }
 
-    /// `x`: `[batch, seq, hidden]`; `mask`: `[batch, 1, seq, kv_len]`, true where a query may
-    /// not look (Burn's convention). With a cache, the new keys and values are written at the
-    /// cache's current length and attention covers everything cached so far.
+    /// `x`: `[batch, seq, hidden]`; `mask`: `[batch, kv_heads, n_rep * seq, kv_len]` from
+    /// `mask::causal_mask`. With a cache, the new keys and values are written at the cache's
+    /// current length and attention covers everything cached so far.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        angles: &RopeAngles<B>,
+        angles: &QkAngles<B>,
         mask: Tensor<B, 4, Bool>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
         let (heads, kv_heads, dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let n_rep = heads / kv_heads;
-        let split = |t: Tensor<B, 3>, h: usize| t.reshape([batch, seq, h, dim]).swap_dims(1, 2);
+        let split = |t: Tensor<B, 3>, h: usize| t.reshape([batch, seq, h, dim]);
 
-        let q = angles.apply(split(self.q_proj.forward(x.clone()), heads));
-        let k = angles.apply(split(self.k_proj.forward(x.clone()), kv_heads));
-        let v = split(self.v_proj.forward(x), kv_heads);
+        // RoPE in the [batch, seq, heads, dim] layout the projections produce, then heads first.
+        let q = angles.q.apply(split(apply(&self.q_proj, x.clone()), heads));
+        let k = angles
+            .k
+            .apply(split(apply(&self.k_proj, x.clone()), kv_heads));
+        let v = split(apply(&self.v_proj, x), kv_heads);
+        let (q, k, v) = (q.swap_dims(1, 2), k.swap_dims(1, 2), v.swap_dims(1, 2));
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
             None => (k, v),
@@ -106,15 +110,12 @@ impl<B: Backend> Attention<B> {
         let kv_len = k.dims()[2];
 
         let q = q.reshape([batch, kv_heads, n_rep * seq, dim]);
-        let mask = mask
-            .unsqueeze_dim::<5>(1)
-            .expand([batch, kv_heads, n_rep, seq, kv_len])
-            .reshape([batch, kv_heads, n_rep * seq, kv_len]);
+        debug_assert_eq!(mask.dims(), [batch, kv_heads, n_rep * seq, kv_len]);
         let out = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
         let out = out
             .reshape([batch, heads, seq, dim])
             .swap_dims(1, 2)
             .reshape([batch, seq, heads * dim]);
-        self.o_proj.forward(out)
+        apply(&self.o_proj, out)
     }
 }

@@ -10,7 +10,7 @@ use crate::config::LlamaConfig;
 use crate::error::ModelError;
 use crate::layers::rms_norm;
 use crate::mlp::Mlp;
-use crate::rope::RopeAngles;
+use crate::rope::QkAngles;
 use crate::weights::ParamSource;
 
 /// HF `model.layers.{i}`.
@@ -55,7 +55,7 @@ impl<B: Backend> DecoderLayer<B> {
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        angles: &RopeAngles<B>,
+        angles: &QkAngles<B>,
         mask: Tensor<B, 4, Bool>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {

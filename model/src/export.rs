@@ -48,7 +48,9 @@ impl<B: Backend> ModuleVisitor<B> for HfTensors {
         if parts.last().map(String::as_str) == Some("gamma") {
             *parts.last_mut().expect("non-empty") = "weight".into();
         }
-        if parts.first().map(String::as_str) != Some("lm_head") {
+        if parts == ["lm_head"] {
+            parts.push("weight".into());
+        } else {
             parts.insert(0, "model".into());
         }
         // Burn keeps linear weights as [in, out]; HF as [out, in].

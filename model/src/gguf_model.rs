@@ -173,11 +173,6 @@ impl ParamSource for GgufWeights<'_> {
         self.gguf.path()
     }
 
-    fn contains(&self, name: &str) -> bool {
-        self.gguf_name(name)
-            .is_some_and(|(n, _)| self.gguf.tensor_info(&n).is_some())
-    }
-
     fn values(
         &mut self,
         name: &str,

@@ -152,10 +152,6 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, ModelError> {
     let jinja = gguf
         .get("tokenizer.chat_template")
         .and_then(GgufValue::as_str);
-    let template = ChatTemplate::detect(jinja, |t| vocab_has(&tokens, t));
+    let template = ChatTemplate::detect(jinja, |t| tokens.contains(&t));
     Tokenizer::from_json(&json, bos, eos, Some(template), path)
-}
-
-fn vocab_has(tokens: &[&str], token: &str) -> bool {
-    tokens.contains(&token)
 }

@@ -6,6 +6,7 @@
 //! [`token_logprobs`] are the training-side forward pass.
 
 pub mod attention;
+pub mod bench;
 pub mod cache;
 pub mod chat_template;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod tokenizer;
 pub mod weights;
 pub mod word_level;
 
+pub use bench::{GenerateBenchConfig, GenerateBenchReport, bench_generate};
 pub use cache::KvCache;
 pub use chat_template::{ChatFormat, ChatTemplate};
 pub use config::{Llama3RopeScaling, LlamaConfig, ModelType};

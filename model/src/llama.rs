@@ -3,16 +3,15 @@
 //! (`embed_tokens`, `layers`, `self_attn.q_proj`, `mlp.gate_proj`, `input_layernorm`, `norm`,
 //! `lm_head`), so checkpoints map onto it name for name.
 
-use burn::module::Module;
-use burn::nn::{Embedding, Linear, RmsNorm};
-use burn::tensor::module::linear;
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, RmsNorm};
 use burn::tensor::{Bool, Int, Tensor, backend::Backend};
 
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::decoder_layer::DecoderLayer;
 use crate::error::ModelError;
-use crate::layers::{embedding, linear as load_linear, rms_norm};
+use crate::layers::{embedding, matrix, rms_norm};
 use crate::mask::causal_mask;
 use crate::rope::Rope;
 use crate::weights::{ParamSource, RandomInit};
@@ -23,8 +22,9 @@ pub struct Llama<B: Backend> {
     pub embed_tokens: Embedding<B>,
     pub layers: Vec<DecoderLayer<B>>,
     pub norm: RmsNorm<B>,
-    /// The output projection; `None` when it is tied to `embed_tokens`.
-    pub lm_head: Option<Linear<B>>,
+    /// The output projection `[vocab, hidden]` (HF layout, like the embedding); `None` when it
+    /// is tied to `embed_tokens`.
+    pub lm_head: Option<Param<Tensor<B, 2>>>,
     rope: Rope,
     config: LlamaConfig,
 }
@@ -49,9 +49,7 @@ impl<B: Backend> Llama<B> {
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
-            Some(load_linear(
-                source, "lm_head", hidden, vocab, false, device,
-            )?)
+            Some(matrix(source, "lm_head.weight", vocab, hidden, device)?)
         };
         Ok(Llama {
             embed_tokens: embedding(source, "model.embed_tokens", vocab, hidden, device)?,
@@ -94,10 +92,17 @@ impl<B: Backend> Llama<B> {
 
     /// Output logits `[batch, seq, vocab]` of final hidden states `[batch, seq, hidden]`.
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        match &self.lm_head {
-            Some(head) => head.forward(hidden),
-            None => linear(hidden, self.embed_tokens.weight.val().transpose(), None),
-        }
+        let [batch, seq, dim] = hidden.dims();
+        let head = match &self.lm_head {
+            Some(head) => head.val(),
+            None => self.embed_tokens.weight.val(),
+        };
+        // `head · hiddenᵀ` keeps the large matrix in its row-major layout, which the CPU
+        // backends multiply several times faster than its transpose.
+        let vocab = head.dims()[0];
+        head.matmul(hidden.reshape([batch * seq, dim]).transpose())
+            .transpose()
+            .reshape([batch, seq, vocab])
     }
 
     /// Final hidden states of `input_ids` (`[batch, seq]`) at `positions`. With a cache, the
@@ -112,8 +117,10 @@ impl<B: Backend> Llama<B> {
     ) -> Tensor<B, 3> {
         let seq = input_ids.dims()[1];
         let offset = cache.as_ref().map_or(0, |c| c.len());
-        let mask = causal_mask(key_valid, seq, offset);
-        let angles = self.rope.angles(positions);
+        let c = &self.config;
+        let (heads, kv_heads) = (c.num_attention_heads, c.num_key_value_heads);
+        let mask = causal_mask(key_valid, seq, offset, kv_heads, heads / kv_heads);
+        let angles = self.rope.qk_angles(positions, heads, kv_heads);
         let mut x = self.embed_tokens.forward(input_ids);
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);

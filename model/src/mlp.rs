@@ -7,7 +7,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use crate::config::LlamaConfig;
 use crate::error::ModelError;
-use crate::layers::linear;
+use crate::layers::{apply, linear};
 use crate::weights::ParamSource;
 
 /// The `mlp` block of a decoder layer (HF names: `gate_proj`, `up_proj`, `down_proj`).
@@ -57,7 +57,7 @@ impl<B: Backend> Mlp<B> {
 
     /// `[batch, seq, hidden] -> [batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = silu(apply(&self.gate_proj, x.clone()));
+        apply(&self.down_proj, gate * apply(&self.up_proj, x))
     }
 }

@@ -14,11 +14,20 @@ pub struct Rope {
     inv_freq: Vec<f32>,
 }
 
-/// cos and sin of the rotation angles for a batch of positions, each `[batch, 1, seq, head_dim/2]`.
+/// cos and sin of the rotation angles of a batch of positions, laid out like the heads they
+/// rotate (`[batch, seq, heads, head_dim]`, in memory, so the rotation is plain element-wise
+/// products); `sin` carries the sign of the rotation (negative in the first half).
 #[derive(Clone, Debug)]
 pub struct RopeAngles<B: Backend> {
     cos: Tensor<B, 4>,
     sin: Tensor<B, 4>,
+}
+
+/// The rotations of one forward pass: for the query heads and for the key/value heads.
+#[derive(Clone, Debug)]
+pub struct QkAngles<B: Backend> {
+    pub q: RopeAngles<B>,
+    pub k: RopeAngles<B>,
 }
 
 impl Rope {
@@ -50,34 +59,51 @@ impl Rope {
         }
     }
 
-    /// The rotation angles of tokens at `positions` (`[batch, seq]`).
-    pub fn angles<B: Backend>(&self, positions: Tensor<B, 2, Int>) -> RopeAngles<B> {
+    /// The rotation angles of tokens at `positions` (`[batch, seq]`) for `heads` heads.
+    pub fn angles<B: Backend>(&self, positions: Tensor<B, 2, Int>, heads: usize) -> RopeAngles<B> {
         let [batch, seq] = positions.dims();
         let half = self.inv_freq.len();
-        let inv_freq = Tensor::<B, 1>::from_data(
-            TensorData::new(self.inv_freq.clone(), [half]),
-            &positions.device(),
-        )
-        .reshape([1, 1, half]);
-        let angles = positions.float().reshape([batch, seq, 1]) * inv_freq;
-        let angles = angles.reshape([batch, 1, seq, half]);
+        let device = positions.device();
+        let row = |values: Vec<f32>| {
+            Tensor::<B, 1>::from_data(TensorData::new(values, [2 * half]), &device).reshape([
+                1,
+                1,
+                1,
+                2 * half,
+            ])
+        };
+        let inv_freq = row([self.inv_freq.as_slice(), &self.inv_freq].concat());
+        let sign = row([vec![-1.0; half], vec![1.0; half]].concat());
+        let angles = positions.float().reshape([batch, seq, 1, 1]) * inv_freq;
         RopeAngles {
-            cos: angles.clone().cos(),
-            sin: angles.sin(),
+            cos: angles.clone().cos().repeat_dim(2, heads),
+            sin: (angles.sin() * sign).repeat_dim(2, heads),
+        }
+    }
+
+    /// The angles of `positions` for a model's query heads and key/value heads.
+    pub fn qk_angles<B: Backend>(
+        &self,
+        positions: Tensor<B, 2, Int>,
+        heads: usize,
+        kv_heads: usize,
+    ) -> QkAngles<B> {
+        QkAngles {
+            q: self.angles(positions.clone(), heads),
+            k: self.angles(positions, kv_heads),
         }
     }
 }
 
 impl<B: Backend> RopeAngles<B> {
-    /// Rotates `x` (`[batch, heads, seq, head_dim]`): `(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)`.
+    /// Rotates `x` (`[batch, seq, heads, head_dim]`): `(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)`.
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [batch, heads, seq, dim] = x.dims();
+        let [batch, seq, heads, dim] = x.dims();
         let half = dim / 2;
-        let x1 = x.clone().slice([0..batch, 0..heads, 0..seq, 0..half]);
-        let x2 = x.slice([0..batch, 0..heads, 0..seq, half..dim]);
-        let out1 = x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone();
-        let out2 = x2 * self.cos.clone() + x1 * self.sin.clone();
-        Tensor::cat(vec![out1, out2], 3)
+        let x1 = x.clone().slice([0..batch, 0..seq, 0..heads, 0..half]);
+        let x2 = x.clone().slice([0..batch, 0..seq, 0..heads, half..dim]);
+        let swapped = Tensor::cat(vec![x2, x1], 3);
+        x * self.cos.clone() + swapped * self.sin.clone()
     }
 }
 
@@ -92,21 +118,21 @@ mod tests {
         let rope = Rope::new(&LlamaConfig::tiny(10));
         let device = Default::default();
         let x = Tensor::<CpuBackend, 4>::random(
-            [1, 2, 3, 32],
+            [1, 3, 2, 32],
             burn::tensor::Distribution::Normal(0.0, 1.0),
             &device,
         );
         let positions = Tensor::<CpuBackend, 2, Int>::from_ints([[0, 5, 1000]], &device);
-        let y = rope.angles(positions).apply(x.clone());
+        let y = rope.angles(positions, 2).apply(x.clone());
         let x0: Vec<f32> = x
             .clone()
-            .slice([0..1, 0..2, 0..1, 0..32])
+            .slice([0..1, 0..1, 0..2, 0..32])
             .into_data()
             .to_vec()
             .unwrap();
         let y0: Vec<f32> = y
             .clone()
-            .slice([0..1, 0..2, 0..1, 0..32])
+            .slice([0..1, 0..1, 0..2, 0..32])
             .into_data()
             .to_vec()
             .unwrap();

@@ -176,10 +176,6 @@ impl ParamSource for SafetensorsDir {
         &self.dir
     }
 
-    fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
-    }
-
     fn values(
         &mut self,
         name: &str,

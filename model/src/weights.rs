@@ -26,9 +26,6 @@ pub trait ParamSource {
     /// The file or directory the values come from (named in errors).
     fn path(&self) -> &Path;
 
-    /// Whether the source holds a tensor (decides e.g. whether `lm_head.weight` is tied).
-    fn contains(&self, name: &str) -> bool;
-
     /// The values of tensor `name` as f32 in row-major order; its shape must be `shape`.
     fn values(
         &mut self,
@@ -66,10 +63,6 @@ impl RandomInit {
 impl ParamSource for RandomInit {
     fn path(&self) -> &Path {
         Path::new("<random init>")
-    }
-
-    fn contains(&self, _name: &str) -> bool {
-        false
     }
 
     fn values(

@@ -3,4 +3,5 @@
 pub mod bench;
 pub mod data;
 pub mod gp;
+pub mod model;
 pub mod nav;
