@@ -27,6 +27,10 @@ enum Command {
     /// Measure speed (environment throughput, and more as the crates grow).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// Continue prompts with a model (HF checkpoint directory or GGUF file).
+    Generate(cli::model::GenerateArgs),
+    /// Convert a checkpoint (HF directory or GGUF file) into an f32 HF safetensors directory.
+    Import(cli::model::ImportArgs),
 }
 
 fn main() {
@@ -36,6 +40,8 @@ fn main() {
         Command::Nav(cmd) => cli::nav::run(cmd),
         Command::Data(cmd) => cli::data::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd),
+        Command::Generate(args) => cli::model::generate_cmd(args),
+        Command::Import(args) => cli::model::import_cmd(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

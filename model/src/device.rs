@@ -7,6 +7,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The backend trait that [`OnBackend`] jobs are generic over.
+pub use burn::tensor::backend::Backend;
+
 /// The pure-Rust CPU backend used by `--device cpu`.
 pub type CpuBackend = burn::backend::Flex;
 /// The NdArray backend used by `--device ndarray`.
@@ -73,6 +76,27 @@ impl DeviceKind {
     }
 }
 
+/// Work written once for every backend; [`run_on`] runs it on the backend of a device name.
+pub trait OnBackend {
+    type Output;
+    /// Runs on backend `B` with its default device.
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Runs `job` on the backend of `kind` (an error if that backend is not compiled in).
+pub fn run_on<J: OnBackend>(kind: DeviceKind, job: J) -> Result<J::Output, DeviceError> {
+    match kind.require_compiled()? {
+        DeviceKind::Cpu => Ok(job.run::<CpuBackend>(Default::default())),
+        DeviceKind::Ndarray => Ok(job.run::<NdArrayBackend>(Default::default())),
+        #[cfg(feature = "wgpu")]
+        DeviceKind::Wgpu => Ok(job.run::<WgpuBackend>(Default::default())),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => Ok(job.run::<CudaBackend>(Default::default())),
+        #[allow(unreachable_patterns)]
+        other => Err(DeviceError::NotCompiled(other)),
+    }
+}
+
 impl fmt::Display for DeviceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -93,7 +117,7 @@ impl FromStr for DeviceKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Tensor, backend::Backend};
+    use burn::tensor::Tensor;
 
     /// A small matmul whose result is known exactly, run on one backend.
     fn matmul_smoke<B: Backend>(device: &B::Device) {
@@ -109,6 +133,25 @@ mod tests {
             assert_eq!(d.name().parse::<DeviceKind>().unwrap(), d);
         }
         assert!("tpu".parse::<DeviceKind>().is_err());
+    }
+
+    struct Smoke;
+
+    impl OnBackend for Smoke {
+        type Output = ();
+        fn run<B: Backend>(self, device: B::Device) {
+            matmul_smoke::<B>(&device)
+        }
+    }
+
+    #[test]
+    fn run_on_picks_compiled_backends() {
+        run_on(DeviceKind::Cpu, Smoke).unwrap();
+        run_on(DeviceKind::Ndarray, Smoke).unwrap();
+        if !DeviceKind::Cuda.is_compiled() {
+            let e = run_on(DeviceKind::Cuda, Smoke).unwrap_err();
+            assert!(e.to_string().contains("--features cuda"));
+        }
     }
 
     #[test]

@@ -1,3 +1,48 @@
 //! Language and vision-language models for sftvsrl, written once and generic over Burn backends.
+//!
+//! The language model is a Llama-family decoder ([`Llama`], configured by [`LlamaConfig`] from a
+//! Hugging Face `config.json`) that covers Llama 3.x, SmolLM2, Qwen2.5 and tiny models trained
+//! from scratch. [`generate`] runs batched sampling for rollouts; [`Llama::forward`] and
+//! [`token_logprobs`] are the training-side forward pass.
 
+pub mod attention;
+pub mod bench;
+pub mod cache;
+pub mod chat_template;
+pub mod config;
+pub mod decoder_layer;
 pub mod device;
+pub mod error;
+pub mod export;
+pub mod generate;
+pub mod gguf;
+pub mod gguf_model;
+pub mod gguf_tokenizer;
+mod layers;
+pub mod llama;
+mod mask;
+pub mod mlp;
+pub mod pretrained;
+pub mod quant;
+pub mod rope;
+pub mod safetensors;
+pub mod sampling;
+pub mod tokenizer;
+pub mod weights;
+pub mod word_level;
+
+pub use bench::{GenerateBenchConfig, GenerateBenchReport, bench_generate};
+pub use cache::KvCache;
+pub use chat_template::{ChatFormat, ChatTemplate};
+pub use config::{Llama3RopeScaling, LlamaConfig, ModelType};
+pub use error::ModelError;
+pub use export::save_pretrained;
+pub use generate::{
+    FinishReason, GenerateConfig, GeneratedSequence, Generation, GenerationTiming, generate,
+};
+pub use llama::{Llama, token_logprobs};
+pub use pretrained::{Pretrained, load_pretrained};
+pub use sampling::Sampling;
+pub use tokenizer::Tokenizer;
+pub use weights::{ParamKind, ParamSource, RandomInit};
+pub use word_level::word_level_tokenizer;

@@ -4,5 +4,6 @@ pub mod bench;
 pub mod data;
 pub mod gp;
 pub mod input;
+pub mod model;
 pub mod nav;
 pub mod progress;

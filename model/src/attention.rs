@@ -1,0 +1,121 @@
+//! Grouped-query self-attention with RoPE, optional q/k/v biases and an optional KV cache.
+//!
+//! Query heads are grouped with the key/value head they share: the queries of one group are
+//! stacked along the sequence axis and attend to that group's keys once, so keys and values are
+//! never repeated in memory (`n_rep` query heads per kv head, head `h` uses kv head `h / n_rep`,
+//! as HF's `repeat_kv`).
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Tensor, backend::Backend};
+
+use crate::cache::LayerCache;
+use crate::config::LlamaConfig;
+use crate::error::ModelError;
+use crate::layers::{apply, linear};
+use crate::rope::QkAngles;
+use crate::weights::ParamSource;
+
+/// The `self_attn` block of a decoder layer (HF names: `q_proj`, `k_proj`, `v_proj`, `o_proj`).
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub o_proj: Linear<B>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    /// Builds the block from `{prefix}.q_proj` etc.
+    pub(crate) fn load(
+        config: &LlamaConfig,
+        source: &mut dyn ParamSource,
+        prefix: &str,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        let hidden = config.hidden_size;
+        let q_dim = config.num_attention_heads * config.head_dim;
+        let kv_dim = config.num_key_value_heads * config.head_dim;
+        let bias = config.attention_bias;
+        Ok(Attention {
+            q_proj: linear(
+                source,
+                &format!("{prefix}.q_proj"),
+                hidden,
+                q_dim,
+                bias,
+                device,
+            )?,
+            k_proj: linear(
+                source,
+                &format!("{prefix}.k_proj"),
+                hidden,
+                kv_dim,
+                bias,
+                device,
+            )?,
+            v_proj: linear(
+                source,
+                &format!("{prefix}.v_proj"),
+                hidden,
+                kv_dim,
+                bias,
+                device,
+            )?,
+            o_proj: linear(
+                source,
+                &format!("{prefix}.o_proj"),
+                q_dim,
+                hidden,
+                false,
+                device,
+            )?,
+            num_heads: config.num_attention_heads,
+            num_kv_heads: config.num_key_value_heads,
+            head_dim: config.head_dim,
+        })
+    }
+
+    /// `x`: `[batch, seq, hidden]`; `mask`: `[batch, kv_heads, n_rep * seq, kv_len]` from
+    /// `mask::causal_mask`. With a cache, the new keys and values are written at the cache's
+    /// current length and attention covers everything cached so far.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        angles: &QkAngles<B>,
+        mask: Tensor<B, 4, Bool>,
+        cache: Option<&mut LayerCache<B>>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq, _] = x.dims();
+        let (heads, kv_heads, dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let n_rep = heads / kv_heads;
+        let split = |t: Tensor<B, 3>, h: usize| t.reshape([batch, seq, h, dim]);
+
+        // RoPE in the [batch, seq, heads, dim] layout the projections produce, then heads first.
+        let q = angles.q.apply(split(apply(&self.q_proj, x.clone()), heads));
+        let k = angles
+            .k
+            .apply(split(apply(&self.k_proj, x.clone()), kv_heads));
+        let v = split(apply(&self.v_proj, x), kv_heads);
+        let (q, k, v) = (q.swap_dims(1, 2), k.swap_dims(1, 2), v.swap_dims(1, 2));
+        let (k, v) = match cache {
+            Some(cache) => cache.append(k, v),
+            None => (k, v),
+        };
+        let kv_len = k.dims()[2];
+
+        let q = q.reshape([batch, kv_heads, n_rep * seq, dim]);
+        debug_assert_eq!(mask.dims(), [batch, kv_heads, n_rep * seq, kv_len]);
+        let out = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
+        let out = out
+            .reshape([batch, heads, seq, dim])
+            .swap_dims(1, 2)
+            .reshape([batch, seq, heads * dim]);
+        apply(&self.o_proj, out)
+    }
+}

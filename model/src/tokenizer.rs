@@ -1,0 +1,218 @@
+//! Text <-> token ids through the Hugging Face `tokenizers` crate, together with the special
+//! tokens and chat template a model was trained with.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use sftvsrl_envs::Turn;
+
+use crate::chat_template::ChatTemplate;
+use crate::error::{ModelError, read_json};
+
+/// A tokenizer with its beginning/end-of-sequence tokens and chat template.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+    chat_template: ChatTemplate,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .field("chat_template", &self.chat_template)
+            .finish()
+    }
+}
+
+/// A special token of `tokenizer_config.json`: a string or `{"content": ...}`.
+fn special_token(config: Option<&Value>, key: &str) -> Option<String> {
+    let v = config?.get(key)?;
+    v.as_str()
+        .or_else(|| v.get("content").and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+impl Tokenizer {
+    /// Wraps a `tokenizers` tokenizer (`origin` names it in errors).
+    pub fn new(
+        inner: tokenizers::Tokenizer,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        chat_template: ChatTemplate,
+        origin: &Path,
+    ) -> Result<Self, ModelError> {
+        for token in bos_token.iter().chain(&eos_token) {
+            if inner.token_to_id(token).is_none() {
+                return Err(ModelError::Tokenizer {
+                    path: origin.to_path_buf(),
+                    message: format!("special token `{token}` is not in the vocabulary"),
+                });
+            }
+        }
+        Ok(Tokenizer {
+            inner,
+            bos_token,
+            eos_token,
+            chat_template,
+        })
+    }
+
+    /// Builds a tokenizer from the JSON of a `tokenizer.json`.
+    pub fn from_json(
+        json: &Value,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        chat_template: Option<ChatTemplate>,
+        origin: &Path,
+    ) -> Result<Self, ModelError> {
+        let inner = tokenizers::Tokenizer::from_bytes(json.to_string()).map_err(|e| {
+            ModelError::Tokenizer {
+                path: origin.to_path_buf(),
+                message: e.to_string(),
+            }
+        })?;
+        let chat_template = chat_template
+            .unwrap_or_else(|| ChatTemplate::detect(None, |t| inner.token_to_id(t).is_some()));
+        Self::new(inner, bos_token, eos_token, chat_template, origin)
+    }
+
+    /// Loads `tokenizer.json`, with the special tokens and chat template of the
+    /// `tokenizer_config.json` (and `chat_template.jinja`) beside it when present.
+    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
+        if !path.exists() {
+            return Err(ModelError::MissingFile {
+                path: path.to_path_buf(),
+                what: "a Hugging Face tokenizer.json",
+            });
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let config_path = dir.join("tokenizer_config.json");
+        let config = if config_path.exists() {
+            Some(read_json(&config_path)?)
+        } else {
+            None
+        };
+        let jinja_path = dir.join("chat_template.jinja");
+        let jinja = if jinja_path.exists() {
+            Some(std::fs::read_to_string(&jinja_path).map_err(|e| ModelError::io(&jinja_path, e))?)
+        } else {
+            config.as_ref().and_then(|c| match c.get("chat_template") {
+                Some(Value::String(s)) => Some(s.clone()),
+                // A list of named templates: use the default one.
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+                    .and_then(|t| t.get("template").and_then(Value::as_str))
+                    .map(str::to_string),
+                _ => None,
+            })
+        };
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let chat_template =
+            ChatTemplate::detect(jinja.as_deref(), |t| inner.token_to_id(t).is_some());
+        let bos = special_token(config.as_ref(), "bos_token");
+        let eos = special_token(config.as_ref(), "eos_token");
+        Self::new(inner, bos, eos, chat_template, path)
+    }
+
+    /// Writes `tokenizer.json` and a `tokenizer_config.json` (special tokens, chat template as
+    /// Jinja) into `dir`; returns the paths written.
+    pub fn save(&self, dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+        let json_path = dir.join("tokenizer.json");
+        let text = self
+            .inner
+            .to_string(true)
+            .map_err(|e| ModelError::Tokenizer {
+                path: json_path.clone(),
+                message: e.to_string(),
+            })?;
+        crate::export::write_atomic(&json_path, text.as_bytes())?;
+        let config = json!({
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+            "chat_template": self.chat_template.to_jinja(),
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "clean_up_tokenization_spaces": false,
+        });
+        let config_path = dir.join("tokenizer_config.json");
+        let text = serde_json::to_string_pretty(&config).expect("JSON value serialises");
+        crate::export::write_atomic(&config_path, text.as_bytes())?;
+        Ok(vec![json_path, config_path])
+    }
+
+    /// The token ids of `text`; `add_special_tokens` applies the tokenizer's post-processor
+    /// (e.g. a leading BOS). Chat-rendered text already holds its special tokens: pass false.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, ModelError> {
+        self.inner
+            .encode(text, add_special_tokens)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| ModelError::Tokenize(e.to_string()))
+    }
+
+    /// The prompt ids of a conversation, ending with the opening of the assistant's turn.
+    pub fn encode_chat(
+        &self,
+        system: Option<&str>,
+        turns: &[Turn],
+    ) -> Result<Vec<u32>, ModelError> {
+        self.encode(&self.chat_template.render(system, turns, true), false)
+    }
+
+    /// The text of `ids`, optionally without special tokens.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, ModelError> {
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| ModelError::Tokenize(e.to_string()))
+    }
+
+    /// The number of ids, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The id of `token`, if it is in the vocabulary.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The beginning-of-sequence token id.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos_token.as_deref().and_then(|t| self.token_id(t))
+    }
+
+    /// The end-of-sequence token id.
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos_token.as_deref().and_then(|t| self.token_id(t))
+    }
+
+    /// The tokens that end a generated answer: EOS and the chat format's end-of-turn tokens.
+    pub fn stop_tokens(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.eos_id().into_iter().collect();
+        for t in self.chat_template.end_of_turn_tokens() {
+            if let Some(id) = self.token_id(t)
+                && !ids.contains(&id)
+            {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
+    /// How conversations are rendered for this model.
+    pub fn chat_template(&self) -> &ChatTemplate {
+        &self.chat_template
+    }
+
+    /// The underlying `tokenizers` tokenizer.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+}

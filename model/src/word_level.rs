@@ -1,0 +1,158 @@
+//! Small word-level tokenizers for models trained from scratch: every word, digit, punctuation
+//! mark, bracket, quote and whitespace character is one token (a word or symbol keeps the single
+//! space before it), so the vocabulary stays small and decoding rebuilds the text exactly. The
+//! result is an ordinary HF tokenizer, saved as `tokenizer.json`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use regex::Regex;
+use serde_json::{Value, json};
+
+use crate::chat_template::{ChatFormat, ChatTemplate};
+use crate::error::ModelError;
+use crate::tokenizer::Tokenizer;
+
+/// Padding (id 0).
+pub const PAD: &str = "<pad>";
+/// Unknown word (id 1).
+pub const UNK: &str = "<unk>";
+/// Beginning of sequence (id 2).
+pub const BOS: &str = "<bos>";
+/// End of sequence (id 3): the stop token of answers.
+pub const EOS: &str = "<eos>";
+
+/// How text is cut into tokens (the same pattern drives the HF pre-tokenizer).
+const PIECES: &str = r" ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]|\s";
+
+/// A word-level tokenizer whose vocabulary holds the special tokens, every printable ASCII
+/// character (with and without a leading space), and every piece of `corpus` seen at least
+/// `min_count` times. Ids are deterministic: specials, then characters, then corpus pieces by
+/// decreasing count and then alphabetically.
+pub fn word_level_tokenizer<'a>(
+    corpus: impl IntoIterator<Item = &'a str>,
+    min_count: usize,
+) -> Result<Tokenizer, ModelError> {
+    let re = Regex::new(PIECES).expect("valid regex");
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for text in corpus {
+        for m in re.find_iter(text) {
+            *counts.entry(m.as_str()).or_default() += 1;
+        }
+    }
+    let mut vocab: Vec<String> = [PAD, UNK, BOS, EOS].map(String::from).to_vec();
+    for c in (b' '..=b'~').map(char::from).chain(['\n', '\t']) {
+        vocab.push(c.to_string());
+        if !c.is_whitespace() {
+            vocab.push(format!(" {c}"));
+        }
+    }
+    let mut pieces: Vec<(&str, usize)> = counts
+        .into_iter()
+        .filter(|&(p, n)| n >= min_count && !vocab.iter().any(|v| v == p))
+        .collect();
+    pieces.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    vocab.extend(pieces.into_iter().map(|(p, _)| p.to_string()));
+
+    let ids: serde_json::Map<String, Value> = vocab
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), json!(i)))
+        .collect();
+    let added: Vec<Value> = [PAD, UNK, BOS, EOS]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                   "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let json = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Split", "pattern": {"Regex": PIECES}, "behavior": "Isolated", "invert": false},
+        "post_processor": null,
+        "decoder": {"type": "Fuse"},
+        "model": {"type": "WordLevel", "vocab": ids, "unk_token": UNK},
+    });
+    Tokenizer::from_json(
+        &json,
+        Some(BOS.into()),
+        Some(EOS.into()),
+        Some(ChatTemplate::new(ChatFormat::Plain)),
+        Path::new("<word-level tokenizer>"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sftvsrl_envs::Env;
+    use sftvsrl_envs::gp::prompt::expert_response;
+    use sftvsrl_envs::gp::{FaceRule, GeneralPoints, GpConfig};
+
+    /// Prompts, expert answers, wrong answers and verifier feedback of `n` GeneralPoints
+    /// episodes under both face-card rules.
+    fn gp_texts(seed: u64, n: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let face_cards = if i % 2 == 0 {
+                FaceRule::Id
+            } else {
+                FaceRule::Ood
+            };
+            let cfg = GpConfig {
+                face_cards,
+                ..GpConfig::default()
+            };
+            let mut env = GeneralPoints::new(cfg).unwrap();
+            env.reset(seed * 1000 + i);
+            let hand = env.hand().clone();
+            let answer = &hand.solutions.all()[0];
+            let expert = expert_response(&hand.names(), &hand.values, answer, 24);
+            let wrong = expert.replace("=24", "=25");
+            env.step(&wrong);
+            out.extend(env.transcript().turns.iter().map(|t| t.text.clone()));
+            out.push(expert);
+        }
+        out
+    }
+
+    #[test]
+    fn covers_general_points_prompts_and_answers_exactly() {
+        let train = gp_texts(1, 200);
+        let tok = word_level_tokenizer(train.iter().map(String::as_str), 1).unwrap();
+        assert!(tok.vocab_size() < 1000, "vocab {}", tok.vocab_size());
+        let unk = tok.token_id(UNK).unwrap();
+        // Unseen episodes of the same task tokenize without unknown words and decode exactly.
+        for text in gp_texts(2, 50) {
+            let ids = tok.encode(&text, false).unwrap();
+            assert!(!ids.contains(&unk), "unknown piece in {text:?}");
+            assert_eq!(tok.decode(&ids, true).unwrap(), text);
+        }
+        let with_eos = tok.encode("[1, 2]\n<eos>", false).unwrap();
+        assert_eq!(with_eos.last().copied(), tok.eos_id());
+        assert_eq!(tok.stop_tokens(), vec![3]);
+        assert_eq!(tok.decode(&with_eos, true).unwrap(), "[1, 2]\n");
+    }
+
+    #[test]
+    fn saved_tokenizer_loads_back_identically() {
+        let text = "He said: \"take 'K' (13)\".\n";
+        let tok = word_level_tokenizer([text], 1).unwrap();
+        let dir = std::env::temp_dir().join(format!("sftvsrl-wl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        tok.save(&dir).unwrap();
+        let back = Tokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
+        assert_eq!(
+            back.encode(text, false).unwrap(),
+            tok.encode(text, false).unwrap()
+        );
+        assert_eq!((back.bos_id(), back.eos_id()), (Some(2), Some(3)));
+        assert_eq!(back.chat_template().format, ChatFormat::Plain);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
