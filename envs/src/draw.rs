@@ -90,7 +90,9 @@ pub fn fill_polygon(img: &mut RgbImage, points: &[(f32, f32)], color: Rgb<u8>) {
     for &(x, y) in points {
         (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
     }
-    fill_shape(img, (x0, y0, x1, y1), color, |x, y| polygon_contains(points, x, y));
+    fill_shape(img, (x0, y0, x1, y1), color, |x, y| {
+        polygon_contains(points, x, y)
+    });
 }
 
 /// The width in pixels of `text` drawn at `height` pixels.
@@ -101,12 +103,23 @@ pub fn text_width(text: &str, height: f32) -> f32 {
 
 /// Draws one line of `text` with its top-left corner at `(x, y)`, `height` pixels tall.
 /// Returns the drawn width.
-pub fn draw_text(img: &mut RgbImage, x: f32, y: f32, text: &str, height: f32, color: Rgb<u8>) -> f32 {
+pub fn draw_text(
+    img: &mut RgbImage,
+    x: f32,
+    y: f32,
+    text: &str,
+    height: f32,
+    color: Rgb<u8>,
+) -> f32 {
     let scale = height / GLYPH_HEIGHT.val() as f32;
     let advance = get_raster_width(WEIGHT, GLYPH_HEIGHT) as f32 * scale;
     let mut pen = x;
     for ch in text.chars() {
-        let ch = if ch == ' ' || ch.is_ascii_graphic() { ch } else { '?' };
+        let ch = if ch == ' ' || ch.is_ascii_graphic() {
+            ch
+        } else {
+            '?'
+        };
         if let Some(glyph) = get_raster(ch, WEIGHT, GLYPH_HEIGHT) {
             let (gw, gh) = (glyph.width(), glyph.height());
             let sample = |gx: isize, gy: isize| -> f32 {
@@ -116,7 +129,10 @@ pub fn draw_text(img: &mut RgbImage, x: f32, y: f32, text: &str, height: f32, co
                     glyph.pixel(gx as usize, gy as usize).unwrap_or(0) as f32 / 255.0
                 }
             };
-            let (out_w, out_h) = ((gw as f32 * scale).ceil() as i64, (gh as f32 * scale).ceil() as i64);
+            let (out_w, out_h) = (
+                (gw as f32 * scale).ceil() as i64,
+                (gh as f32 * scale).ceil() as i64,
+            );
             for oy in 0..out_h {
                 for ox in 0..out_w {
                     // Bilinear sample of the glyph's coverage at this output pixel's centre.
@@ -129,7 +145,13 @@ pub fn draw_text(img: &mut RgbImage, x: f32, y: f32, text: &str, height: f32, co
                         + sample(ix + 1, iy) * tx * (1.0 - ty)
                         + sample(ix, iy + 1) * (1.0 - tx) * ty
                         + sample(ix + 1, iy + 1) * tx * ty;
-                    blend(img, pen.round() as i64 + ox, y.round() as i64 + oy, color, a);
+                    blend(
+                        img,
+                        pen.round() as i64 + ox,
+                        y.round() as i64 + oy,
+                        color,
+                        a,
+                    );
                 }
             }
         }
@@ -149,7 +171,11 @@ mod tests {
         let red = img.pixels().filter(|p| p.0[0] > 127).count() as f32;
         let area = std::f32::consts::PI * 400.0;
         assert!((red - area).abs() / area < 0.03, "{red} vs {area}");
-        fill_polygon(&mut img, &[(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0)], Rgb([0, 255, 0]));
+        fill_polygon(
+            &mut img,
+            &[(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0)],
+            Rgb([0, 255, 0]),
+        );
         assert_eq!(img.get_pixel(5, 5).0, [0, 255, 0]);
         assert_eq!(img.get_pixel(11, 11).0, [0, 0, 0]);
     }
@@ -159,7 +185,11 @@ mod tests {
         let mut img = RgbImage::new(200, 60);
         let w = draw_text(&mut img, 10.0, 10.0, "A10", 40.0, Rgb([255, 255, 255]));
         assert!((w - text_width("A10", 40.0)).abs() < 1e-3);
-        let ink: Vec<u32> = img.enumerate_pixels().filter(|(_, _, p)| p.0[0] > 127).map(|(x, _, _)| x).collect();
+        let ink: Vec<u32> = img
+            .enumerate_pixels()
+            .filter(|(_, _, p)| p.0[0] > 127)
+            .map(|(x, _, _)| x)
+            .collect();
         assert!(ink.len() > 200);
         assert!(ink.iter().all(|&x| x >= 10 && (x as f32) <= 10.0 + w + 1.0));
     }

@@ -36,13 +36,25 @@ pub struct Transcript {
 impl Transcript {
     /// A transcript holding one user prompt (and its image).
     pub fn new(prompt: String, image: Option<Arc<RgbImage>>) -> Self {
-        Transcript { turns: vec![Turn { role: Role::User, text: prompt }], image }
+        Transcript {
+            turns: vec![Turn {
+                role: Role::User,
+                text: prompt,
+            }],
+            image,
+        }
     }
 
     /// Appends the model's response and the user's feedback turn.
     pub fn push_revision(&mut self, response: &str, feedback: String) {
-        self.turns.push(Turn { role: Role::Assistant, text: response.to_string() });
-        self.turns.push(Turn { role: Role::User, text: feedback });
+        self.turns.push(Turn {
+            role: Role::Assistant,
+            text: response.to_string(),
+        });
+        self.turns.push(Turn {
+            role: Role::User,
+            text: feedback,
+        });
     }
 }
 

@@ -56,8 +56,14 @@ pub fn write_jsonl(
         };
         let record = Record {
             messages: [
-                Turn { role: Role::User, text: ex.prompt },
-                Turn { role: Role::Assistant, text: ex.response },
+                Turn {
+                    role: Role::User,
+                    text: ex.prompt,
+                },
+                Turn {
+                    role: Role::Assistant,
+                    text: ex.response,
+                },
             ],
             image: image_rel.as_deref(),
             meta: &ex.meta,

@@ -74,7 +74,11 @@ pub fn re_match(text: &str, key: Key) -> Field<'_> {
         Some(JsonValue::Other) => return Field::NonString,
         None => {}
     }
-    let group = if key.is_list() { list_group(text, key.name()) } else { quoted_group(text, key.name()) };
+    let group = if key.is_list() {
+        list_group(text, key.name())
+    } else {
+        quoted_group(text, key.name())
+    };
     match group {
         None => Field::Str(Cow::Borrowed("None")),
         Some(g) if key == Key::Cards => {
@@ -108,13 +112,21 @@ fn quoted_group<'t>(text: &'t str, key: &str) -> Option<&'t str> {
     })
 }
 
-/// Group 1 of the leftmost match of `"<key>": \[([^\]]+)\]`.
+/// Group 1 of the leftmost match of `"<key>": \[([^\]]+)\]`. The first `]` after an opening is
+/// shared by every later opening before it, so it is searched for once (linear time).
 fn list_group<'t>(text: &'t str, key: &str) -> Option<&'t str> {
-    openings(text, key, '[').find_map(|start| {
-        let rest = &text[start..];
-        let end = rest.find(']')?;
-        (end > 0).then(|| &rest[..end])
-    })
+    let mut close: Option<usize> = None;
+    for start in openings(text, key, '[') {
+        let c = match close {
+            Some(c) if c >= start => c,
+            _ => start + text[start..].find(']')?,
+        };
+        close = Some(c);
+        if c > start {
+            return Some(&text[start..c]);
+        }
+    }
+    None
 }
 
 /// Python's `str.isspace()` (Unicode White_Space plus the ASCII information separators).
@@ -125,7 +137,8 @@ pub fn is_python_space(c: char) -> bool {
 /// Whether `c` is a Unicode decimal digit (general category Nd), as Python's `\d` and `int()` see it.
 fn is_decimal_digit(c: char) -> bool {
     static ND: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\p{Nd}$").expect("valid pattern"));
-    c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric() && ND.is_match(c.encode_utf8(&mut [0; 4])))
+    c.is_ascii_digit()
+        || (!c.is_ascii() && c.is_numeric() && ND.is_match(c.encode_utf8(&mut [0; 4])))
 }
 
 /// The value of a Unicode decimal digit. Decimal digits come in contiguous runs made of whole
@@ -175,7 +188,14 @@ pub fn parse_python_int(s: &str) -> Option<(bool, String)> {
         return None;
     }
     let trimmed = digits.trim_start_matches('0');
-    Some((negative, if trimmed.is_empty() { "0".to_string() } else { trimmed.to_string() }))
+    Some((
+        negative,
+        if trimmed.is_empty() {
+            "0".to_string()
+        } else {
+            trimmed.to_string()
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -190,7 +210,10 @@ mod tests {
     fn reference_response_format_falls_back_to_patterns() {
         let r = "{\n  \"cards\": ['A', '3', 'K', '6'],\n  \"number\": [1, 3, 13, 6],\n  \"formula\": \"(1+6)*3+13=24\",\n}";
         assert_eq!(re_match(r, Key::Formula), str_field("(1+6)*3+13=24"));
-        assert_eq!(re_match(r, Key::Cards), Field::Str(Cow::Owned("['A', '3', 'K', '6']".into())));
+        assert_eq!(
+            re_match(r, Key::Cards),
+            Field::Str(Cow::Owned("['A', '3', 'K', '6']".into()))
+        );
         assert_eq!(re_match(r, Key::Number), str_field("1, 3, 13, 6"));
         assert_eq!(re_match("no json at all", Key::Formula), str_field("None"));
     }
@@ -200,18 +223,33 @@ mod tests {
         let r = r#"{"cards": ["A", "3"], "formula": "1+2=3"}"#;
         assert_eq!(re_match(r, Key::Cards), Field::NonString);
         assert_eq!(re_match(r, Key::Formula), str_field("1+2=3"));
-        assert_eq!(re_match(r#""cards": [2, 3, 4, 5]"#, Key::Cards), Field::IntList);
-        assert_eq!(re_match(r#""cards": [2,3,4,5]"#, Key::Cards), Field::Str(Cow::Owned("[2,3,4,5]".into())));
-        assert_eq!(re_match(r#""cards": [ 2, +3, 4_0, ٣]"#, Key::Cards), Field::IntList);
+        assert_eq!(
+            re_match(r#""cards": [2, 3, 4, 5]"#, Key::Cards),
+            Field::IntList
+        );
+        assert_eq!(
+            re_match(r#""cards": [2,3,4,5]"#, Key::Cards),
+            Field::Str(Cow::Owned("[2,3,4,5]".into()))
+        );
+        assert_eq!(
+            re_match(r#""cards": [ 2, +3, 4_0, ٣]"#, Key::Cards),
+            Field::IntList
+        );
     }
 
     #[test]
     fn leftmost_match_semantics() {
         // The first opening has a newline before its closing quote, so the second one matches.
-        assert_eq!(re_match("\"formula\": \"a\nb\" \"formula\": \"c\"", Key::Formula), str_field("c"));
+        assert_eq!(
+            re_match("\"formula\": \"a\nb\" \"formula\": \"c\"", Key::Formula),
+            str_field("c")
+        );
         assert_eq!(re_match("\"formula\": \"\"", Key::Formula), str_field(""));
         // `[^\]]+` needs one character and may span lines.
-        assert_eq!(re_match("\"cards\": [] \"cards\": [x,\ny]", Key::Cards), Field::Str(Cow::Owned("[x,\ny]".into())));
+        assert_eq!(
+            re_match("\"cards\": [] \"cards\": [x,\ny]", Key::Cards),
+            Field::Str(Cow::Owned("[x,\ny]".into()))
+        );
         assert_eq!(re_match("\"cards\": [x", Key::Cards), str_field("None"));
     }
 

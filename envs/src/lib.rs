@@ -8,6 +8,7 @@ pub mod expert;
 pub mod extract;
 pub mod gp;
 pub mod nav;
+pub mod prompt_text;
 pub mod pyjson;
 pub mod rng;
 

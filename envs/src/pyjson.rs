@@ -26,7 +26,11 @@ pub enum JsonValue<'a> {
 
 /// `Some(value)` when Python's `json.loads(text)[key]` would succeed, `None` when it would raise.
 pub fn lookup<'a>(text: &'a str, key: &str) -> Option<JsonValue<'a>> {
-    let mut p = Parser { s: text.as_bytes(), text, i: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        text,
+        i: 0,
+    };
     p.ws();
     if p.peek() != Some(b'{') {
         // Any other top-level value either fails to parse or is not subscriptable by a str key.
@@ -294,36 +298,65 @@ mod tests {
     #[test]
     fn finds_string_values_and_last_duplicate() {
         assert_eq!(lookup(r#"{"formula": "1+2"}"#, "formula"), s("1+2"));
-        assert_eq!(lookup(r#" {"formula": "a", "formula": "b"} "#, "formula"), s("b"));
-        assert_eq!(lookup(r#"{"formula": 24}"#, "formula"), Some(JsonValue::Other));
-        assert_eq!(lookup(r#"{"cards": ["A", 3]}"#, "cards"), Some(JsonValue::Other));
-        assert_eq!(lookup(r#"{"x": "\u0031\n"}"#, "x"), Some(JsonValue::Str(Cow::Owned("1\n".into()))));
-        assert_eq!(lookup(r#"{"x": "\ud83d\ude00"}"#, "x"), Some(JsonValue::Str(Cow::Owned("😀".into()))));
+        assert_eq!(
+            lookup(r#" {"formula": "a", "formula": "b"} "#, "formula"),
+            s("b")
+        );
+        assert_eq!(
+            lookup(r#"{"formula": 24}"#, "formula"),
+            Some(JsonValue::Other)
+        );
+        assert_eq!(
+            lookup(r#"{"cards": ["A", 3]}"#, "cards"),
+            Some(JsonValue::Other)
+        );
+        assert_eq!(
+            lookup(r#"{"x": "\u0031\n"}"#, "x"),
+            Some(JsonValue::Str(Cow::Owned("1\n".into())))
+        );
+        assert_eq!(
+            lookup(r#"{"x": "\ud83d\ude00"}"#, "x"),
+            Some(JsonValue::Str(Cow::Owned("😀".into())))
+        );
     }
 
     #[test]
     fn accepts_what_python_accepts() {
-        assert!(lookup(r#"{"formula": "x", "n": NaN, "m": -Infinity, "k": [1e5, -0.5, true, null]}"#, "formula").is_some());
-        assert_eq!(lookup(r#"{"a": 1}"#, "formula"), None, "missing key raises KeyError");
+        assert!(
+            lookup(
+                r#"{"formula": "x", "n": NaN, "m": -Infinity, "k": [1e5, -0.5, true, null]}"#,
+                "formula"
+            )
+            .is_some()
+        );
+        assert_eq!(
+            lookup(r#"{"a": 1}"#, "formula"),
+            None,
+            "missing key raises KeyError"
+        );
     }
 
     #[test]
     fn rejects_what_python_rejects() {
         for bad in [
-            r#"{"formula": "x",}"#,          // trailing comma in an object
+            r#"{"formula": "x",}"#,           // trailing comma in an object
             r#"{"formula": "x", "c": [1,]}"#, // trailing comma in a list
             "{\"formula\": \"a\tb\"}",        // raw control character
-            r#"{"formula": "x"} extra"#,     // extra data
-            r#"{"formula": 'x'}"#,           // single quotes
-            r#"{"formula": "x", "n": 01}"#,  // leading zero
-            r#"{"formula": "x", "n": 1.}"#,  // dangling point
-            r#"{"formula": "\x"}"#,          // bad escape
-            r#"["formula"]"#,                // not an object
-            "\u{feff}{\"formula\": \"x\"}",  // byte-order mark
+            r#"{"formula": "x"} extra"#,      // extra data
+            r#"{"formula": 'x'}"#,            // single quotes
+            r#"{"formula": "x", "n": 01}"#,   // leading zero
+            r#"{"formula": "x", "n": 1.}"#,   // dangling point
+            r#"{"formula": "\x"}"#,           // bad escape
+            r#"["formula"]"#,                 // not an object
+            "\u{feff}{\"formula\": \"x\"}",   // byte-order mark
         ] {
             assert_eq!(lookup(bad, "formula"), None, "{bad}");
         }
-        let deep = format!("{{\"formula\": \"x\", \"d\": {}{}}}", "[".repeat(2000), "]".repeat(2000));
+        let deep = format!(
+            "{{\"formula\": \"x\", \"d\": {}{}}}",
+            "[".repeat(2000),
+            "]".repeat(2000)
+        );
         assert_eq!(lookup(&deep, "formula"), None);
         let long_int = format!("{{\"formula\": \"x\", \"n\": {}}}", "9".repeat(4301));
         assert_eq!(lookup(&long_int, "formula"), None);

@@ -1,15 +1,144 @@
-//! `sftvsrl bench …`.
+//! `sftvsrl bench …`: throughput measurements. Speed claims come from here, not from tests.
 
-use clap::Subcommand;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use sftvsrl_envs::Env;
+use sftvsrl_envs::gp::episode::GeneralPoints;
+use sftvsrl_envs::gp::expert::expert_hand;
+use sftvsrl_envs::gp::prompt::expert_response;
+use sftvsrl_envs::gp::verify::{HandFacts, grade_response};
+use sftvsrl_envs::gp::{GpConfig, Variant};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Placeholder while the GeneralPoints CLI is written.
-    Todo,
+    /// GeneralPoints: verifier calls per second and episodes per second, on one core.
+    Gp(GpBenchArgs),
 }
 
-pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+#[derive(Args)]
+pub struct GpBenchArgs {
+    /// Seconds to spend on each measurement.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
-        BenchCommand::Todo => anyhow::bail!("not built yet"),
+        BenchCommand::Gp(a) => bench_gp(a),
     }
+}
+
+/// Calls `f` repeatedly for about `budget`, returning calls per second.
+fn rate(budget: Duration, mut f: impl FnMut(u64)) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget {
+        for _ in 0..64 {
+            f(n);
+            n += 1;
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Typical model outputs for a hand: a correct answer, a wrong one, a wrong card count, an
+/// illegal one, and a chatty answer around valid JSON.
+fn typical_responses(cfg: &GpConfig, count: u64) -> Vec<(sftvsrl_envs::gp::Hand, String)> {
+    (0..count)
+        .map(|i| {
+            let (hand, solution) = expert_hand(cfg, 99, i);
+            let names = hand.names();
+            let v = hand.values;
+            let response = match i % 5 {
+                0 => expert_response(&names, &v, &solution, cfg.target),
+                1 => expert_response(
+                    &names,
+                    &v,
+                    &format!("{}+{}*{}-{}", v[0], v[1], v[2], v[3]),
+                    cfg.target,
+                ),
+                2 => expert_response(&names, &v, &format!("{}*{}", v[0], v[1]), cfg.target),
+                3 => expert_response(
+                    &names,
+                    &v,
+                    &format!("{} x {} + {} - {}", v[0], v[1], v[2], v[3]),
+                    cfg.target,
+                ),
+                _ => format!(
+                    "Let me think. {{\"cards\": {:?}, \"formula\": \"{solution}=24\"}}",
+                    names
+                ),
+            };
+            (hand, response)
+        })
+        .collect()
+}
+
+fn bench_gp(a: GpBenchArgs) -> Result<()> {
+    let budget = Duration::from_secs_f64(a.seconds);
+    let mut results = Vec::new();
+    for vision in [false, true] {
+        let cfg = GpConfig::variant(Variant::Id, vision);
+        let cases = typical_responses(&cfg, 1000);
+        let verify = rate(budget, |n| {
+            let (hand, response) = &cases[(n % cases.len() as u64) as usize];
+            let facts = HandFacts {
+                values: hand.values,
+                names: hand.names(),
+                solutions: &hand.solutions,
+                target: cfg.target,
+                vision,
+                scheme: cfg.gp_reward,
+            };
+            black_box(grade_response(black_box(response), &facts));
+        });
+        // Whole episodes: deal, (render,) then answer wrong twice and right on the third try.
+        let mut env = GeneralPoints::new(cfg.clone())?;
+        let episodes = rate(budget, |n| {
+            env.reset(n);
+            let hand = env.hand().clone();
+            let names = hand.names();
+            let wrong = expert_response(&names, &hand.values, "1+1", cfg.target);
+            let right = expert_response(&names, &hand.values, &hand.solutions.all()[0], cfg.target);
+            for response in [&wrong, &wrong, &right, &right, &right, &right] {
+                if env.step(response).done() {
+                    break;
+                }
+            }
+        });
+        results.push((if vision { "gp-vl" } else { "gp-l" }, verify, episodes));
+    }
+    if a.json {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|(task, v, e)| json!({"task": task, "verifier_calls_per_s": v, "episodes_per_s": e}))
+            .collect();
+        println!(
+            "{}",
+            json!({ "bench": "gp", "threads": 1, "results": rows })
+        );
+    } else {
+        println!(
+            "GeneralPoints, one thread ({:.1} s per measurement)",
+            a.seconds
+        );
+        println!(
+            "{:<8} {:>22} {:>18}",
+            "task", "verifier calls/s", "episodes/s"
+        );
+        for (task, v, e) in results {
+            println!("{task:<8} {v:>22.0} {e:>18.1}");
+        }
+        println!(
+            "(an episode: deal a solvable hand, render it for GP-VL, answer wrong twice, then right)"
+        );
+    }
+    Ok(())
 }

@@ -1,15 +1,111 @@
-//! `sftvsrl data …`.
+//! `sftvsrl data …`: datasets written to disk.
 
-use clap::Subcommand;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use sftvsrl_envs::expert::write_jsonl;
+use sftvsrl_envs::gp::GpConfig;
+use sftvsrl_envs::gp::episode::check_config;
+use sftvsrl_envs::gp::expert::expert_examples;
+use sftvsrl_envs::nav::{self, NavConfig};
+
+use super::gp::VariantArg;
+use super::input::read_toml;
+use super::progress::Progress;
 
 #[derive(Subcommand)]
 pub enum DataCommand {
-    /// Placeholder while the GeneralPoints CLI is written.
-    Todo,
+    /// Expert SFT data: prompt/response chat JSONL (and PNGs for vision tasks).
+    Sft(SftDataArgs),
 }
 
-pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
+/// The task an expert data set is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TaskName {
+    /// GeneralPoints, text.
+    GpL,
+    /// GeneralPoints, vision.
+    GpVl,
+    /// V-IRL navigation, text.
+    VirlL,
+    /// V-IRL navigation, vision.
+    VirlVl,
+}
+
+#[derive(Args)]
+pub struct SftDataArgs {
+    /// Which task.
+    #[arg(long = "env", value_enum)]
+    task: TaskName,
+    /// Number of examples.
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// Data set seed: the same seed gives the same examples.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder (`data.jsonl`, `images/`).
+    #[arg(long)]
+    out: PathBuf,
+    /// GeneralPoints variant whose settings the examples follow.
+    #[arg(long, value_enum, default_value = "id")]
+    variant: VariantArg,
+    /// A TOML file of environment settings (GeneralPoints: overrides --variant; navigation:
+    /// `NavConfig` fields).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Navigation: the route folder (`route_infos.json`, `gps_pano_mapping.pkl`, `street_views/`),
+    /// e.g. one written by `sftvsrl nav world`.
+    #[arg(long)]
+    routes: Option<PathBuf>,
+}
+
+pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
-        DataCommand::Todo => anyhow::bail!("not built yet"),
+        DataCommand::Sft(a) => sft(a),
     }
+}
+
+fn sft(a: SftDataArgs) -> Result<()> {
+    let mut progress = Progress::new("expert examples", a.n as u64);
+    let (path, n) = match a.task {
+        TaskName::GpL | TaskName::GpVl => {
+            let vision = a.task == TaskName::GpVl;
+            let cfg = match &a.config {
+                Some(path) => GpConfig {
+                    vision,
+                    ..read_toml(path)?
+                },
+                None => GpConfig::variant(a.variant.into(), vision),
+            };
+            check_config(&cfg)?;
+            let examples = expert_examples(&cfg, a.seed, a.n).inspect(|_| progress.tick());
+            write_jsonl(examples, &a.out).with_context(|| format!("writing {}", a.out.display()))?
+        }
+        TaskName::VirlL | TaskName::VirlVl => {
+            let routes = a.routes.as_deref().context(
+                "--routes DIR is required for navigation data (make one with `sftvsrl nav world`)",
+            )?;
+            let cfg: NavConfig = a
+                .config
+                .as_deref()
+                .map(read_toml)
+                .transpose()?
+                .unwrap_or_default();
+            let vision = a.task == TaskName::VirlVl;
+            let mut failure = None;
+            let examples = nav::expert_examples(routes, vision, a.n, a.seed, &cfg)?
+                .map_while(|r| r.map_err(|e| failure = Some(e)).ok())
+                .inspect(|_| progress.tick());
+            let written = write_jsonl(examples, &a.out)
+                .with_context(|| format!("writing {}", a.out.display()))?;
+            if let Some(e) = failure {
+                return Err(e).context(format!("after {} examples", written.1));
+            }
+            written
+        }
+    };
+    progress.finish();
+    println!("wrote {n} examples to {}", path.display());
+    Ok(())
 }

@@ -3,4 +3,6 @@
 pub mod bench;
 pub mod data;
 pub mod gp;
+pub mod input;
 pub mod nav;
+pub mod progress;

@@ -101,7 +101,9 @@ pub struct Card {
 impl Card {
     /// The name shown to the model: A, 2..10, J, Q, K.
     pub fn plain_name(self) -> &'static str {
-        const NAMES: [&str; 13] = ["A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J", "Q", "K"];
+        const NAMES: [&str; 13] = [
+            "A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J", "Q", "K",
+        ];
         NAMES[(self.rank.clamp(1, 13) - 1) as usize]
     }
 
@@ -130,7 +132,12 @@ impl Card {
 /// Draws four cards. With `at_least_one_face` (the rule-OOD sampler) one rank is forced into
 /// J..=K as the reference does (three uniform ranks, one in 11..=13, shuffled) or, with `Deck`,
 /// hands without a face card are redrawn.
-pub fn draw_cards(rng: &mut Rng, sampling: Sampling, suits: SuitSet, at_least_one_face: bool) -> [Card; 4] {
+pub fn draw_cards(
+    rng: &mut Rng,
+    sampling: Sampling,
+    suits: SuitSet,
+    at_least_one_face: bool,
+) -> [Card; 4] {
     let suit_list = suits.suits();
     match sampling {
         Sampling::WithReplacement => {
@@ -142,7 +149,10 @@ pub fn draw_cards(rng: &mut Rng, sampling: Sampling, suits: SuitSet, at_least_on
                 ranks[3] = rng.range_inclusive(11, 13) as u8;
                 rng.shuffle(&mut ranks);
             }
-            ranks.map(|rank| Card { rank, suit: *rng.choose(suit_list) })
+            ranks.map(|rank| Card {
+                rank,
+                suit: *rng.choose(suit_list),
+            })
         }
         Sampling::Deck => loop {
             let deck_size = 13 * suit_list.len() as u64;
@@ -155,7 +165,10 @@ pub fn draw_cards(rng: &mut Rng, sampling: Sampling, suits: SuitSet, at_least_on
             }
             let cards: Vec<Card> = picked
                 .iter()
-                .map(|&c| Card { rank: (c % 13) as u8 + 1, suit: suit_list[(c / 13) as usize] })
+                .map(|&c| Card {
+                    rank: (c % 13) as u8 + 1,
+                    suit: suit_list[(c / 13) as usize],
+                })
                 .collect();
             if !at_least_one_face || cards.iter().any(|c| c.rank >= 11) {
                 return [cards[0], cards[1], cards[2], cards[3]];
@@ -182,8 +195,14 @@ mod tests {
 
     #[test]
     fn names_values_and_keys() {
-        let k = Card { rank: 13, suit: Suit::Spades };
-        let t = Card { rank: 10, suit: Suit::Hearts };
+        let k = Card {
+            rank: 13,
+            suit: Suit::Spades,
+        };
+        let t = Card {
+            rank: 10,
+            suit: Suit::Hearts,
+        };
         assert_eq!((k.plain_name(), k.key()), ("K", "SK".to_string()));
         assert_eq!((t.plain_name(), t.key()), ("10", "HT".to_string()));
         assert_eq!(FaceRule::Id.value(12), 10);
@@ -200,7 +219,10 @@ mod tests {
         for _ in 0..2000 {
             let ood = draw_cards(&mut rng, Sampling::WithReplacement, SuitSet::Red, true);
             assert!(ood.iter().any(|c| c.rank >= 11));
-            assert!(ood.iter().all(|c| c.suit.is_red() && (1..=13).contains(&c.rank)));
+            assert!(
+                ood.iter()
+                    .all(|c| c.suit.is_red() && (1..=13).contains(&c.rank))
+            );
             let deck = draw_cards(&mut rng, Sampling::Deck, SuitSet::Black, true);
             assert!(deck.iter().any(|c| c.rank >= 11));
             for i in 0..4 {
@@ -219,6 +241,9 @@ mod tests {
             .map(|_| draw_cards(&mut rng, Sampling::WithReplacement, SuitSet::Black, false))
             .filter(|h| (0..4).any(|i| (0..i).any(|j| h[i] == h[j])))
             .count();
-        assert!(dup > 100, "identical duplicate cards must occur, as in the reference ({dup})");
+        assert!(
+            dup > 100,
+            "identical duplicate cards must occur, as in the reference ({dup})"
+        );
     }
 }

@@ -69,13 +69,24 @@ impl GpConfig {
     pub fn variant(variant: Variant, vision: bool) -> Self {
         let base = GpConfig {
             vision,
-            suits: if vision { SuitSet::Black } else { SuitSet::Mixed },
+            suits: if vision {
+                SuitSet::Black
+            } else {
+                SuitSet::Mixed
+            },
             ..GpConfig::default()
         };
         match variant {
             Variant::Id => base,
-            Variant::RuleOod => GpConfig { face_cards: FaceRule::Ood, require_face_card: true, ..base },
-            Variant::VisualOod => GpConfig { suits: SuitSet::Red, ..base },
+            Variant::RuleOod => GpConfig {
+                face_cards: FaceRule::Ood,
+                require_face_card: true,
+                ..base
+            },
+            Variant::VisualOod => GpConfig {
+                suits: SuitSet::Red,
+                ..base
+            },
         }
     }
 }

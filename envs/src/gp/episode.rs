@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::cards::{Card, FaceRule, draw_cards};
+use super::cards::{Card, draw_cards};
 use super::config::GpConfig;
 use super::prompt::{PromptSpec, prompt};
 use super::render::render_hand;
@@ -46,9 +46,25 @@ pub fn deal(cfg: &GpConfig, rng: &mut Rng) -> Hand {
         let values = cards.map(|c| cfg.face_cards.value(c.rank));
         let solutions = solutions(values, cfg.target);
         if solutions.is_solvable() {
-            return Hand { cards, values, solutions };
+            return Hand {
+                cards,
+                values,
+                solutions,
+            };
         }
     }
+}
+
+/// The first user prompt of an episode with `hand`.
+pub fn hand_prompt(cfg: &GpConfig, hand: &Hand) -> String {
+    prompt(&PromptSpec {
+        target: cfg.target,
+        rule: cfg.face_cards,
+        cards: &hand.names(),
+        vision: cfg.vision,
+        example: cfg.prompt_example,
+        text: cfg.prompt_text,
+    })
 }
 
 /// Checks that rejection sampling under `cfg` terminates: some hand it can draw is solvable.
@@ -64,12 +80,17 @@ pub fn check_config(cfg: &GpConfig) -> Result<(), GpError> {
                     let hand = [a, b, c, d];
                     let has_face = hand.iter().any(|&r| r >= 11);
                     let values = hand.map(|r| cfg.face_cards.value(r));
-                    (has_face || !cfg.require_face_card) && solutions(values, cfg.target).is_solvable()
+                    (has_face || !cfg.require_face_card)
+                        && solutions(values, cfg.target).is_solvable()
                 })
             })
         })
     });
-    if reachable { Ok(()) } else { Err(GpError::UnreachableTarget { target: cfg.target }) }
+    if reachable {
+        Ok(())
+    } else {
+        Err(GpError::UnreachableTarget { target: cfg.target })
+    }
 }
 
 /// The GeneralPoints environment (`GeneralPointEnv_oneline`).
@@ -86,7 +107,13 @@ impl GeneralPoints {
     pub fn new(cfg: GpConfig) -> Result<Self, GpError> {
         check_config(&cfg)?;
         let hand = deal(&cfg, &mut Rng::new(0));
-        let mut env = GeneralPoints { cfg, hand, remaining: 0, solved: false, transcript: Transcript::default() };
+        let mut env = GeneralPoints {
+            cfg,
+            hand,
+            remaining: 0,
+            solved: false,
+            transcript: Transcript::default(),
+        };
         env.reset(0);
         Ok(env)
     }
@@ -122,24 +149,6 @@ impl GeneralPoints {
     pub fn grade(&self, response: &str) -> Grade {
         grade_response(response, &self.facts())
     }
-
-    /// The first user prompt of the current episode.
-    pub fn prompt(&self) -> String {
-        let names = self.hand.names();
-        prompt(&PromptSpec {
-            target: self.cfg.target,
-            rule: self.cfg.face_cards,
-            cards: &names,
-            vision: self.cfg.vision,
-            example: self.cfg.prompt_example,
-            text: self.cfg.prompt_text,
-        })
-    }
-
-    /// Whether face cards count 10 here.
-    pub fn face_rule(&self) -> FaceRule {
-        self.cfg.face_cards
-    }
 }
 
 impl Env for GeneralPoints {
@@ -151,7 +160,7 @@ impl Env for GeneralPoints {
             .cfg
             .vision
             .then(|| Arc::new(render_hand(&self.hand.cards, self.cfg.render_formula_label)));
-        self.transcript = Transcript::new(self.prompt(), image);
+        self.transcript = Transcript::new(hand_prompt(&self.cfg, &self.hand), image);
         &self.transcript
     }
 
@@ -171,9 +180,15 @@ impl Env for GeneralPoints {
         if terminated {
             self.solved = true;
         } else {
-            self.transcript.push_revision(response, format!("You failed this trial because {message}"));
+            self.transcript
+                .push_revision(response, format!("You failed this trial because {message}"));
         }
-        Verdict { reward, message, terminated, truncated: false }
+        Verdict {
+            reward,
+            message,
+            terminated,
+            truncated: false,
+        }
     }
 
     fn transcript(&self) -> &Transcript {

@@ -51,7 +51,16 @@ impl IntLiteral {
             .map(|d| char::from(b'0' + d as u8))
             .skip_while(|&c| c == '0')
             .collect();
-        IntLiteral(if digits.is_empty() { "0".into() } else { digits })
+        IntLiteral(if digits.is_empty() {
+            "0".into()
+        } else {
+            digits
+        })
+    }
+
+    /// The literal of a non-negative integer.
+    pub fn from_value(v: u64) -> Self {
+        IntLiteral(v.to_string())
     }
 
     /// The value, if it fits in a `u64`.
@@ -141,9 +150,17 @@ impl<'t, 'a> Parser<'t, 'a> {
 }
 
 fn evaluate<N: Arith>(tokens: &[Token<'_>]) -> Result<N, EvalError> {
-    let mut p = Parser { tokens, pos: 0, depth: 0 };
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        depth: 0,
+    };
     let v = p.expr::<N>()?;
-    if p.pos == tokens.len() { Ok(v) } else { Err(EvalError::Syntax) }
+    if p.pos == tokens.len() {
+        Ok(v)
+    } else {
+        Err(EvalError::Syntax)
+    }
 }
 
 /// A Python number: `int` (exact; these formulas hold few, small numbers) or `float`.
@@ -178,7 +195,9 @@ impl Arith for PyNum {
             return Err(EvalError::Syntax);
         }
         // Longer literals cannot reach evaluation (only card values pass the number checks).
-        run.parse::<i128>().map(PyNum::Int).map_err(|_| EvalError::Syntax)
+        run.parse::<i128>()
+            .map(PyNum::Int)
+            .map_err(|_| EvalError::Syntax)
     }
 
     fn apply(self, op: u8, other: Self) -> Result<Self, EvalError> {
@@ -237,32 +256,63 @@ impl Exact {
             return Err(EvalError::ZeroDivision);
         }
         let g = gcd(num, den).max(1) * den.signum();
-        Ok(Exact { num: num / g, den: den / g })
+        Ok(Exact {
+            num: num / g,
+            den: den / g,
+        })
+    }
+
+    /// The integer `v`.
+    pub fn int(v: i64) -> Self {
+        Exact {
+            num: v.into(),
+            den: 1,
+        }
     }
 
     /// Whether this equals the integer `target`.
     pub fn equals_int(self, target: i64) -> bool {
         self.den == 1 && self.num == target as i128
     }
-}
 
-impl Arith for Exact {
-    fn literal(run: &str) -> Result<Self, EvalError> {
-        IntLiteral::parse(run).as_str().parse::<i128>().map(|v| Exact { num: v, den: 1 }).map_err(|_| EvalError::Syntax)
-    }
-
-    fn apply(self, op: u8, o: Self) -> Result<Self, EvalError> {
+    /// `self op o` for `op` in `+ - * /`; division by zero (and, far beyond any card game, i128
+    /// overflow) is an error.
+    pub fn apply(self, op: u8, o: Self) -> Result<Self, EvalError> {
         let overflow = |x: Option<i128>| x.ok_or(EvalError::Syntax);
         match op {
             b'+' | b'-' => {
                 let l = overflow(self.num.checked_mul(o.den))?;
                 let r = overflow(o.num.checked_mul(self.den))?;
-                let n = overflow(if op == b'+' { l.checked_add(r) } else { l.checked_sub(r) })?;
+                let n = overflow(if op == b'+' {
+                    l.checked_add(r)
+                } else {
+                    l.checked_sub(r)
+                })?;
                 Exact::new(n, overflow(self.den.checked_mul(o.den))?)
             }
-            b'*' => Exact::new(overflow(self.num.checked_mul(o.num))?, overflow(self.den.checked_mul(o.den))?),
-            _ => Exact::new(overflow(self.num.checked_mul(o.den))?, overflow(self.den.checked_mul(o.num))?),
+            b'*' => Exact::new(
+                overflow(self.num.checked_mul(o.num))?,
+                overflow(self.den.checked_mul(o.den))?,
+            ),
+            _ => Exact::new(
+                overflow(self.num.checked_mul(o.den))?,
+                overflow(self.den.checked_mul(o.num))?,
+            ),
         }
+    }
+}
+
+impl Arith for Exact {
+    fn literal(run: &str) -> Result<Self, EvalError> {
+        IntLiteral::parse(run)
+            .as_str()
+            .parse::<i128>()
+            .map(|v| Exact { num: v, den: 1 })
+            .map_err(|_| EvalError::Syntax)
+    }
+
+    fn apply(self, op: u8, o: Self) -> Result<Self, EvalError> {
+        Exact::apply(self, op, o)
     }
 }
 
@@ -282,7 +332,10 @@ mod tests {
     #[test]
     fn tokenizes_like_findall() {
         assert_eq!(tokenize("(10*3-6)*1").unwrap().len(), 9);
-        assert_eq!(tokenize("١٢+3").unwrap(), vec![Token::Number("١٢"), Token::Op(b'+'), Token::Number("3")]);
+        assert_eq!(
+            tokenize("١٢+3").unwrap(),
+            vec![Token::Number("١٢"), Token::Op(b'+'), Token::Number("3")]
+        );
         for bad in ["10 * 3", "2x3", "1=2", "None", "4÷2", "1.5"] {
             assert!(tokenize(bad).is_none(), "{bad}");
         }
@@ -292,7 +345,10 @@ mod tests {
     #[test]
     fn evaluates_like_python() {
         assert_eq!(eval("(10*3-6)*1"), Ok(PyNum::Int(24)));
-        assert!(!eval("8/(3-8/3)").unwrap().equals_int(24), "float rounding, as in Python");
+        assert!(
+            !eval("8/(3-8/3)").unwrap().equals_int(24),
+            "float rounding, as in Python"
+        );
         assert!(eval("6/2*8").unwrap().equals_int(24));
         assert_eq!(eval("1/(3-3)"), Err(EvalError::ZeroDivision));
         assert_eq!(eval("((1+2)*8"), Err(EvalError::Syntax));
@@ -308,7 +364,10 @@ mod tests {
     fn exact_evaluation() {
         let t = tokenize("8/(3-8/3)").unwrap();
         assert!(exact_eval(&t).unwrap().equals_int(24));
-        assert_eq!(exact_eval(&tokenize("1/(2-2)").unwrap()), Err(EvalError::ZeroDivision));
+        assert_eq!(
+            exact_eval(&tokenize("1/(2-2)").unwrap()),
+            Err(EvalError::ZeroDivision)
+        );
         assert_eq!(IntLiteral::parse("007").as_str(), "7");
         assert_eq!(IntLiteral::parse("٠").as_str(), "0");
     }

@@ -1,20 +1,8 @@
 //! GeneralPoints prompts and the expert response template, verbatim from the reference
 //! (LeslieTrue/SFTvsRL: prompt_lib/prompts.py; paper-spec §1.7, §8 D10).
 
-use serde::{Deserialize, Serialize};
-
 use super::cards::FaceRule;
-
-/// Whether prompt text keeps the reference's quirks (§8 D10).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PromptText {
-    /// Verbatim, including `count as '10'., and each card`.
-    #[default]
-    Reference,
-    /// The face-card message without its trailing period.
-    Cleaned,
-}
+pub use crate::prompt_text::PromptText;
 
 /// What a prompt is built from.
 #[derive(Clone, Copy, Debug)]
@@ -49,9 +37,14 @@ pub fn prompt(spec: &PromptSpec<'_>) -> String {
          Your goal is to output a formula that evaluates to {t} using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.\n\n"
     );
     if spec.vision {
-        s.push_str("[Output]\nYour response should be a valid json file in the following format:\n");
+        s.push_str(
+            "[Output]\nYour response should be a valid json file in the following format:\n",
+        );
     } else {
-        s.push_str(&format!("[Input]\nCards: {}\n\n[Output]\n", super::cards::python_str_list(spec.cards)));
+        s.push_str(&format!(
+            "[Input]\nCards: {}\n\n[Output]\n",
+            super::cards::python_str_list(spec.cards)
+        ));
     }
     s.push_str(&format!(
         "{{\n  \"cards\": [x, y, z, w], where {face},\n  \"number\": [a, b, c, d], where a, b, c, and d are the numbers on the cards,\n  \"formula\": 'an equation that equals {t}',\n}}\n\n"
@@ -80,21 +73,42 @@ mod tests {
     const REFERENCE_VL_EG_OOD: &str = "\n[Task Description]\nYou are an expert 24 points card game player. You are observing these four cards in the image.\nNote that 'J', 'Q', and 'K' count as '11', '12', and '13' respectively., and each card must be used once.\nYour goal is to output a formula that evaluates to 24 using numbers from the cards and operators such as '+', '-', '*', '/', '(', ')', and '='.\n\n[Output]\nYour response should be a valid json file in the following format:\n{\n  \"cards\": [x, y, z, w], where 'J', 'Q', and 'K' count as '11', '12', and '13' respectively.,\n  \"number\": [a, b, c, d], where a, b, c, and d are the numbers on the cards,\n  \"formula\": 'an equation that equals 24',\n}\n\n[Output Example]\n{\n  \"cards\": [4, 3, 2, K],\n  \"number\": [4, 3, 2, 10],\n  \"formula\": \"4*3+2+10=24\",\n}\n\nPlease only output the json.\n";
 
     fn spec(vision: bool, example: bool, rule: FaceRule, text: PromptText) -> String {
-        prompt(&PromptSpec { target: 24, rule, cards: &["A", "3", "10", "K"], vision, example, text })
+        prompt(&PromptSpec {
+            target: 24,
+            rule,
+            cards: &["A", "3", "10", "K"],
+            vision,
+            example,
+            text,
+        })
     }
 
     #[test]
     fn prompts_are_byte_exact() {
-        assert_eq!(spec(false, false, FaceRule::Id, PromptText::Reference), REFERENCE_L);
-        assert_eq!(spec(true, true, FaceRule::Ood, PromptText::Reference), REFERENCE_VL_EG_OOD);
+        assert_eq!(
+            spec(false, false, FaceRule::Id, PromptText::Reference),
+            REFERENCE_L
+        );
+        assert_eq!(
+            spec(true, true, FaceRule::Ood, PromptText::Reference),
+            REFERENCE_VL_EG_OOD
+        );
         let cleaned = spec(false, false, FaceRule::Id, PromptText::Cleaned);
         assert!(cleaned.contains("count as '10', and each card"));
-        assert_eq!(cleaned.replace("'10', and", "'10'., and").replace("'10',\n", "'10'.,\n"), REFERENCE_L);
+        assert_eq!(
+            cleaned
+                .replace("'10', and", "'10'., and")
+                .replace("'10',\n", "'10'.,\n"),
+            REFERENCE_L
+        );
     }
 
     #[test]
     fn expert_response_layout() {
         let r = expert_response(&["A", "3", "K", "6"], &[1, 3, 10, 6], "(10*3-6)*1", 24);
-        assert_eq!(r, "\n{\n  \"cards\": ['A', '3', 'K', '6'],\n  \"number\": [1, 3, 10, 6],\n  \"formula\": \"(10*3-6)*1=24\",\n}");
+        assert_eq!(
+            r,
+            "\n{\n  \"cards\": ['A', '3', 'K', '6'],\n  \"number\": [1, 3, 10, 6],\n  \"formula\": \"(10*3-6)*1=24\",\n}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use image::{Rgb, RgbImage};
 
 use super::cards::{Card, Suit};
-use crate::draw::{draw_text, fill_circle, fill_polygon, fill_rect, fill_shape, polygon_contains, text_width};
+use crate::draw::{draw_text, fill_circle, fill_polygon, fill_rect, text_width};
 
 /// The canvas side in pixels.
 pub const CANVAS: u32 = 1200;
@@ -20,16 +20,25 @@ const BLACK: Rgb<u8> = Rgb([20, 20, 20]);
 
 /// The top-left corner of card `i` (0..4): x = `5 + int(i * 270 * 1.1)`, y = `int((1200-378)/2)`.
 pub fn card_origin(i: usize) -> (u32, u32) {
-    (5 + (i as f64 * CARD_W as f64 * 1.1) as u32, (CANVAS - CARD_H) / 2)
+    (
+        5 + (i as f64 * CARD_W as f64 * 1.1) as u32,
+        (CANVAS - CARD_H) / 2,
+    )
 }
 
 /// Draws a suit symbol centred at `(cx, cy)`, `size` pixels tall.
 pub fn draw_suit(img: &mut RgbImage, suit: Suit, cx: f32, cy: f32, size: f32, color: Rgb<u8>) {
     let s = size;
     // Points of a shape given in units of `size` around the centre.
-    let pts = |p: &[(f32, f32)]| -> Vec<(f32, f32)> { p.iter().map(|(x, y)| (cx + x * s, cy + y * s)).collect() };
+    let pts = |p: &[(f32, f32)]| -> Vec<(f32, f32)> {
+        p.iter().map(|(x, y)| (cx + x * s, cy + y * s)).collect()
+    };
     match suit {
-        Suit::Diamonds => fill_polygon(img, &pts(&[(0.0, -0.5), (0.37, 0.0), (0.0, 0.5), (-0.37, 0.0)]), color),
+        Suit::Diamonds => fill_polygon(
+            img,
+            &pts(&[(0.0, -0.5), (0.37, 0.0), (0.0, 0.5), (-0.37, 0.0)]),
+            color,
+        ),
         Suit::Hearts => {
             fill_circle(img, cx - 0.24 * s, cy - 0.2 * s, 0.27 * s, color);
             fill_circle(img, cx + 0.24 * s, cy - 0.2 * s, 0.27 * s, color);
@@ -38,7 +47,11 @@ pub fn draw_suit(img: &mut RgbImage, suit: Suit, cx: f32, cy: f32, size: f32, co
         Suit::Spades => {
             fill_circle(img, cx - 0.24 * s, cy + 0.1 * s, 0.26 * s, color);
             fill_circle(img, cx + 0.24 * s, cy + 0.1 * s, 0.26 * s, color);
-            fill_polygon(img, &pts(&[(-0.49, 0.16), (0.49, 0.16), (0.0, -0.5)]), color);
+            fill_polygon(
+                img,
+                &pts(&[(-0.49, 0.16), (0.49, 0.16), (0.0, -0.5)]),
+                color,
+            );
             fill_polygon(img, &pts(&[(0.0, 0.1), (0.16, 0.5), (-0.16, 0.5)]), color);
         }
         Suit::Clubs => {
@@ -54,19 +67,37 @@ pub fn draw_suit(img: &mut RgbImage, suit: Suit, cx: f32, cy: f32, size: f32, co
 /// Draws one card face with its top-left corner at `(x0, y0)`.
 pub fn draw_card(img: &mut RgbImage, card: Card, x0: u32, y0: u32) {
     let (x, y, w, h) = (x0 as f32, y0 as f32, CARD_W as f32, CARD_H as f32);
-    let r = 18.0;
-    // A rounded white card with a grey border.
-    let rounded = |inset: f32| {
-        let (l, t, rr, b, rad) = (x + inset, y + inset, x + w - inset, y + h - inset, r - inset);
-        let body = [(l + rad, t), (rr - rad, t), (rr, t + rad), (rr, b - rad), (rr - rad, b), (l + rad, b), (l, b - rad), (l, t + rad)];
-        move |px: f32, py: f32| {
-            let corners = [(l + rad, t + rad), (rr - rad, t + rad), (l + rad, b - rad), (rr - rad, b - rad)];
-            polygon_contains(&body, px, py) || corners.iter().any(|(cx, cy)| (px - cx).powi(2) + (py - cy).powi(2) <= rad * rad)
+    // A rounded white card with a grey border: two rectangles and four corner discs, twice.
+    let rounded = |img: &mut RgbImage, inset: f32, color: Rgb<u8>| {
+        let r = 18.0 - inset;
+        let (l, t, w, h) = (x + inset, y + inset, w - 2.0 * inset, h - 2.0 * inset);
+        fill_rect(
+            img,
+            (l + r) as i64,
+            t as i64,
+            (w - 2.0 * r) as i64,
+            h as i64,
+            color,
+        );
+        fill_rect(
+            img,
+            l as i64,
+            (t + r) as i64,
+            w as i64,
+            (h - 2.0 * r) as i64,
+            color,
+        );
+        for (cx, cy) in [
+            (l + r, t + r),
+            (l + w - r, t + r),
+            (l + r, t + h - r),
+            (l + w - r, t + h - r),
+        ] {
+            fill_circle(img, cx, cy, r, color);
         }
     };
-    fill_shape(img, (x, y, x + w, y + h), BORDER, rounded(0.0));
-    fill_rect(img, x0 as i64 + 20, y0 as i64 + 3, CARD_W as i64 - 40, CARD_H as i64 - 6, WHITE);
-    fill_shape(img, (x, y, x + w, y + h), WHITE, rounded(3.0));
+    rounded(img, 0.0, BORDER);
+    rounded(img, 3.0, WHITE);
 
     let color = if card.suit.is_red() { RED } else { BLACK };
     let name = card.plain_name();
@@ -74,9 +105,30 @@ pub fn draw_card(img: &mut RgbImage, card: Card, x0: u32, y0: u32) {
     let corner_h = 46.0;
     let corner_w = text_width(name, corner_h);
     draw_text(img, x + 12.0, y + 8.0, name, corner_h, color);
-    draw_suit(img, card.suit, x + 12.0 + corner_w / 2.0, y + 74.0, 30.0, color);
-    draw_text(img, x + w - 12.0 - corner_w, y + h - 8.0 - corner_h - 44.0, name, corner_h, color);
-    draw_suit(img, card.suit, x + w - 12.0 - corner_w / 2.0, y + h - 26.0, 30.0, color);
+    draw_suit(
+        img,
+        card.suit,
+        x + 12.0 + corner_w / 2.0,
+        y + 74.0,
+        30.0,
+        color,
+    );
+    draw_text(
+        img,
+        x + w - 12.0 - corner_w,
+        y + h - 8.0 - corner_h - 44.0,
+        name,
+        corner_h,
+        color,
+    );
+    draw_suit(
+        img,
+        card.suit,
+        x + w - 12.0 - corner_w / 2.0,
+        y + h - 26.0,
+        30.0,
+        color,
+    );
     // The centre: a large rank above a large suit.
     let big_h = 110.0;
     let big_w = text_width(name, big_h);
@@ -104,19 +156,42 @@ mod tests {
 
     #[test]
     fn cards_sit_at_the_reference_positions() {
-        assert_eq!((0..4).map(card_origin).collect::<Vec<_>>(), vec![(5, 411), (302, 411), (599, 411), (896, 411)]);
+        assert_eq!(
+            (0..4).map(card_origin).collect::<Vec<_>>(),
+            vec![(5, 411), (302, 411), (599, 411), (896, 411)]
+        );
         let hand = [
-            Card { rank: 1, suit: Suit::Spades },
-            Card { rank: 10, suit: Suit::Hearts },
-            Card { rank: 12, suit: Suit::Diamonds },
-            Card { rank: 7, suit: Suit::Clubs },
+            Card {
+                rank: 1,
+                suit: Suit::Spades,
+            },
+            Card {
+                rank: 10,
+                suit: Suit::Hearts,
+            },
+            Card {
+                rank: 12,
+                suit: Suit::Diamonds,
+            },
+            Card {
+                rank: 7,
+                suit: Suit::Clubs,
+            },
         ];
         let img = render_hand(&hand, false);
         assert_eq!(img.dimensions(), (1200, 1200));
-        assert_eq!(img.get_pixel(600, 100).0, TABLE_GREEN.0, "table above the cards");
+        assert_eq!(
+            img.get_pixel(600, 100).0,
+            TABLE_GREEN.0,
+            "table above the cards"
+        );
         for i in 0..4 {
             let (x, y) = card_origin(i);
-            assert_eq!(img.get_pixel(x + 135, y + 190).0 != TABLE_GREEN.0, true, "card {i} is drawn");
+            assert_eq!(
+                img.get_pixel(x + 135, y + 190).0 != TABLE_GREEN.0,
+                true,
+                "card {i} is drawn"
+            );
             let red_ink = (y..y + CARD_H)
                 .flat_map(|py| (x..x + CARD_W).map(move |px| (px, py)))
                 .filter(|&(px, py)| {
@@ -124,10 +199,17 @@ mod tests {
                     p[0] > 150 && p[1] < 80
                 })
                 .count();
-            assert_eq!(red_ink > 2000, hand[i].suit.is_red(), "card {i}: red ink {red_ink}");
+            assert_eq!(
+                red_ink > 2000,
+                hand[i].suit.is_red(),
+                "card {i}: red ink {red_ink}"
+            );
         }
         let labelled = render_hand(&hand, true);
-        let label_ink = (840..904).flat_map(|y| (10..300).map(move |x| (x, y))).filter(|&(x, y)| labelled.get_pixel(x, y).0 == [255, 255, 255]).count();
+        let label_ink = (840..904)
+            .flat_map(|y| (10..300).map(move |x| (x, y)))
+            .filter(|&(x, y)| labelled.get_pixel(x, y).0 == [255, 255, 255])
+            .count();
         assert!(label_ink > 500);
     }
 }

@@ -7,57 +7,24 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-/// An exact rational number with a positive denominator, in lowest terms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Rat {
-    num: i64,
-    den: i64,
-}
+use super::formula::Exact;
 
-fn gcd(mut a: i64, mut b: i64) -> i64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a.abs()
-}
-
-impl Rat {
-    fn int(v: i64) -> Self {
-        Rat { num: v, den: 1 }
-    }
-
-    fn new(num: i64, den: i64) -> Self {
-        let g = gcd(num, den).max(1) * den.signum();
-        Rat { num: num / g, den: den / g }
-    }
-
-    /// `self op other`, or `None` on division by zero.
-    fn apply(self, op: u8, o: Rat) -> Option<Rat> {
-        Some(match op {
-            b'+' => Rat::new(self.num * o.den + o.num * self.den, self.den * o.den),
-            b'-' => Rat::new(self.num * o.den - o.num * self.den, self.den * o.den),
-            b'*' => Rat::new(self.num * o.num, self.den * o.den),
-            _ => {
-                if o.num == 0 {
-                    return None;
-                }
-                Rat::new(self.num * o.den, self.den * o.num)
-            }
-        })
-    }
+/// `x op y`, or `None` on division by zero.
+fn apply(x: Exact, op: u8, y: Exact) -> Option<Exact> {
+    x.apply(op, y).ok()
 }
 
 /// Evaluates `t0 op0 t1 op1 …` with the usual precedence (`*` `/` before `+` `-`), left to right.
-fn eval_flat(terms: &[Rat], ops: &[u8]) -> Option<Rat> {
-    let mut sum: Option<(Rat, u8)> = None; // running sum and the additive op before the product
+fn eval_flat(terms: &[Exact], ops: &[u8]) -> Option<Exact> {
+    let mut sum: Option<(Exact, u8)> = None; // running sum and the additive op before the product
     let mut product = terms[0];
     for (i, &op) in ops.iter().enumerate() {
         if op == b'*' || op == b'/' {
-            product = product.apply(op, terms[i + 1])?;
+            product = apply(product, op, terms[i + 1])?;
         } else {
             let acc = match sum {
                 None => product,
-                Some((acc, add)) => acc.apply(add, product)?,
+                Some((acc, add)) => apply(acc, add, product)?,
             };
             sum = Some((acc, op));
             product = terms[i + 1];
@@ -65,7 +32,7 @@ fn eval_flat(terms: &[Rat], ops: &[u8]) -> Option<Rat> {
     }
     match sum {
         None => Some(product),
-        Some((acc, add)) => acc.apply(add, product),
+        Some((acc, add)) => apply(acc, add, product),
     }
 }
 
@@ -73,9 +40,9 @@ const OPS: [u8; 4] = [b'+', b'-', b'*', b'/'];
 
 /// The values of `a o1 b o2 c o3 d` under the reference's seven bracket patterns, in its order
 /// (`None` on division by zero): none, `(ab)cd`, `(abc)d`, `a(bc)d`, `a(bcd)`, `ab(cd)`, `(ab)(cd)`.
-fn bracket_values(v: [i64; 4], o: [u8; 3]) -> [Option<Rat>; 7] {
-    let [a, b, c, d] = v.map(Rat::int);
-    let pair = |x: Rat, k: usize, y: Rat| x.apply(o[k], y);
+fn bracket_values(v: [i64; 4], o: [u8; 3]) -> [Option<Exact>; 7] {
+    let [a, b, c, d] = v.map(Exact::int);
+    let pair = |x: Exact, k: usize, y: Exact| apply(x, o[k], y);
     [
         eval_flat(&[a, b, c, d], &o),
         pair(a, 0, b).and_then(|x| eval_flat(&[x, c, d], &o[1..])),
@@ -83,7 +50,9 @@ fn bracket_values(v: [i64; 4], o: [u8; 3]) -> [Option<Rat>; 7] {
         pair(b, 1, c).and_then(|x| eval_flat(&[a, x, d], &[o[0], o[2]])),
         eval_flat(&[b, c, d], &o[1..]).and_then(|x| pair(a, 0, x)),
         pair(c, 2, d).and_then(|x| eval_flat(&[a, b, x], &o[..2])),
-        pair(a, 0, b).zip(pair(c, 2, d)).and_then(|(x, y)| pair(x, 1, y)),
+        pair(a, 0, b)
+            .zip(pair(c, 2, d))
+            .and_then(|(x, y)| pair(x, 1, y)),
     ]
 }
 
@@ -134,7 +103,7 @@ impl Solutions {
 
 /// Solves a hand from scratch (see [`solutions`] for the cached version).
 pub fn solve(values: [u8; 4], target: i64) -> Solutions {
-    let target = Rat::int(target);
+    let target = Exact::int(target);
     let mut perms: Vec<[i64; 4]> = Vec::with_capacity(24);
     for i in 0..4 {
         for j in (0..4).filter(|&j| j != i) {
@@ -173,11 +142,18 @@ static CACHE: LazyLock<Cache> = LazyLock::new(Default::default);
 pub fn solutions(values: [u8; 4], target: i64) -> Arc<Solutions> {
     let mut key = values;
     key.sort_unstable();
-    if let Some(s) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(&(key, target)) {
+    if let Some(s) = CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(key, target))
+    {
         return s.clone();
     }
     let s = Arc::new(solve(key, target));
-    CACHE.lock().unwrap_or_else(|e| e.into_inner()).insert((key, target), s.clone());
+    CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((key, target), s.clone());
     s
 }
 
@@ -204,10 +180,22 @@ mod tests {
     fn solvability_rates_match_the_reference() {
         let face10 = multisets(10);
         assert_eq!(face10.len(), 715);
-        assert_eq!(face10.iter().filter(|m| solve(**m, 24).is_solvable()).count(), 566);
+        assert_eq!(
+            face10
+                .iter()
+                .filter(|m| solve(**m, 24).is_solvable())
+                .count(),
+            566
+        );
         let face13 = multisets(13);
         assert_eq!(face13.len(), 1820);
-        assert_eq!(face13.iter().filter(|m| solve(**m, 24).is_solvable()).count(), 1362);
+        assert_eq!(
+            face13
+                .iter()
+                .filter(|m| solve(**m, 24).is_solvable())
+                .count(),
+            1362
+        );
     }
 
     #[test]
@@ -240,8 +228,16 @@ mod tests {
         assert!(s.any_starts_with("(10*3-"));
         assert!(!s.any_starts_with("(10*3+"));
         // 8/(3-8/3) is only reachable with exact fractions.
-        assert!(solve([3, 3, 8, 8], 24).all().contains(&"8/(3-8/3)".to_string()));
+        assert!(
+            solve([3, 3, 8, 8], 24)
+                .all()
+                .contains(&"8/(3-8/3)".to_string())
+        );
         assert!(!solve([1, 1, 1, 1], 24).is_solvable());
-        assert!(solve([1, 1, 1, 1], 4).all().contains(&"1+1+1+1".to_string()));
+        assert!(
+            solve([1, 1, 1, 1], 4)
+                .all()
+                .contains(&"1+1+1+1".to_string())
+        );
     }
 }

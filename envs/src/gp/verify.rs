@@ -2,6 +2,8 @@
 //! `GeneralPointEnv_oneline.step` + `step_rewards` do by default (paper-spec §1.8, §1.9), or with
 //! the paper's reward scheme (§8 D2).
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::formula::{EvalError, IntLiteral, Token, exact_eval, python_eval, tokenize};
@@ -65,8 +67,13 @@ pub enum FormulaField<'a> {
 /// The reference's `robust_str_to_list`: strip `[`, `]`, `'` and spaces, split on `,`, and keep
 /// the result only if it has exactly four items.
 pub fn robust_str_to_list(field: &Field<'_>) -> Vec<String> {
-    let Some(s) = field.as_str() else { return Vec::new() };
-    let cleaned: String = s.chars().filter(|c| !matches!(c, '[' | ']' | '\'' | ' ')).collect();
+    let Some(s) = field.as_str() else {
+        return Vec::new();
+    };
+    let cleaned: String = s
+        .chars()
+        .filter(|c| !matches!(c, '[' | ']' | '\'' | ' '))
+        .collect();
     let items: Vec<String> = cleaned.split(',').map(str::to_string).collect();
     if items.len() == 4 { items } else { Vec::new() }
 }
@@ -78,7 +85,11 @@ pub fn grade_response(response: &str, hand: &HandFacts<'_>) -> Grade {
         Field::Str(s) => FormulaField::Text(s.split('=').next().unwrap_or("")),
         _ => FormulaField::NotText,
     };
-    let recognized = if hand.vision { robust_str_to_list(&re_match(response, Key::Cards)) } else { Vec::new() };
+    let recognized = if hand.vision {
+        robust_str_to_list(&re_match(response, Key::Cards))
+    } else {
+        Vec::new()
+    };
     grade(&formula, &recognized, hand)
 }
 
@@ -94,14 +105,17 @@ impl Stepper {
     }
 
     fn reward(&self) -> f64 {
-        self.entries.iter().map(|(r, _)| r).sum()
+        self.entries.iter().fold(0.0, |acc, (r, _)| acc + r)
     }
 
     /// The reference's grade: rewards summed, messages joined by `", "` and ended with `"."`.
     fn grade(self) -> Grade {
         let reward = self.reward();
         let messages: Vec<String> = self.entries.into_iter().map(|(_, m)| m).collect();
-        Grade { reward, message: format!("{}.", messages.join(", ")) }
+        Grade {
+            reward,
+            message: format!("{}.", messages.join(", ")),
+        }
     }
 
     /// The paper scheme's grade: only the first failure counts.
@@ -119,7 +133,10 @@ pub fn grade(formula: &FormulaField<'_>, recognized: &[String], hand: &HandFacts
         gt.sort_unstable();
         got.sort_unstable();
         if gt != got {
-            return Grade { reward: reward::INCORRECT_VISION, message: "you recognized wrong cards".into() };
+            return Grade {
+                reward: reward::INCORRECT_VISION,
+                message: "you recognized wrong cards".into(),
+            };
         }
     }
     let mut st = Stepper::default();
@@ -173,7 +190,10 @@ pub fn grade(formula: &FormulaField<'_>, recognized: &[String], hand: &HandFacts
     prefix_walk(&tokens, hand.solutions, &mut st);
     if paper && st.entries.is_empty() {
         // Exact evaluation differs from the target, yet the formula is a solution prefix.
-        st.add(reward::NO_SOLUTION, "your formula does not match any solution");
+        st.add(
+            reward::NO_SOLUTION,
+            "your formula does not match any solution",
+        );
     }
     st.grade()
 }
@@ -205,14 +225,24 @@ fn check_sequence(tokens: &[Token<'_>], st: &mut Stepper) {
         match k {
             Kind::Number | Kind::Open if after_operand => st.add(
                 reward::ILLEGAL_FORMULA,
-                if k == Kind::Number { "invalid sequence after number" } else { "invalid sequence before '('" },
+                if k == Kind::Number {
+                    "invalid sequence after number"
+                } else {
+                    "invalid sequence before '('"
+                },
             ),
             Kind::Open => open += 1,
             Kind::Number => {}
-            Kind::Operator if !after_operand => st.add(reward::ILLEGAL_FORMULA, "invalid sequence after operator"),
+            Kind::Operator if !after_operand => {
+                st.add(reward::ILLEGAL_FORMULA, "invalid sequence after operator")
+            }
             Kind::Operator => {}
-            Kind::Close if !after_operand => st.add(reward::ILLEGAL_FORMULA, "invalid sequence after ')'"),
-            Kind::Close if open == 0 => st.add(reward::ILLEGAL_FORMULA, "unmatched closing parenthesis"),
+            Kind::Close if !after_operand => {
+                st.add(reward::ILLEGAL_FORMULA, "invalid sequence after ')'")
+            }
+            Kind::Close if open == 0 => {
+                st.add(reward::ILLEGAL_FORMULA, "unmatched closing parenthesis")
+            }
             Kind::Close => open -= 1,
         }
         prev = Some(k);
@@ -226,13 +256,18 @@ fn int_list(items: &[&str]) -> String {
 
 /// Step 4: the numbers used against the card values (`Counter` semantics, first-seen order).
 fn check_numbers(tokens: &[Token<'_>], values: &[u8; 4], st: &mut Stepper) {
+    // Counter semantics: counts per distinct number, in order of first appearance.
     let mut used: Vec<(IntLiteral, usize)> = Vec::new();
+    let mut index: HashMap<IntLiteral, usize> = HashMap::new();
     for t in tokens {
         if let Token::Number(run) = t {
             let lit = IntLiteral::parse(run);
-            match used.iter_mut().find(|(l, _)| *l == lit) {
-                Some((_, n)) => *n += 1,
-                None => used.push((lit, 1)),
+            match index.get(&lit) {
+                Some(&i) => used[i].1 += 1,
+                None => {
+                    index.insert(lit.clone(), used.len());
+                    used.push((lit, 1));
+                }
             }
         }
     }
@@ -244,26 +279,48 @@ fn check_numbers(tokens: &[Token<'_>], values: &[u8; 4], st: &mut Stepper) {
         }
     }
     let card_count = |lit: &IntLiteral| {
-        lit.small().and_then(|v| cards.iter().find(|(c, _)| u64::from(*c) == v)).map_or(0, |(_, n)| *n)
+        lit.small()
+            .and_then(|v| cards.iter().find(|(c, _)| u64::from(*c) == v))
+            .map_or(0, |(_, n)| *n)
     };
-    let invalid: Vec<&str> = used.iter().filter(|(l, _)| card_count(l) == 0).map(|(l, _)| l.as_str()).collect();
-    let overused: Vec<&str> = used.iter().filter(|(l, n)| *n > card_count(l)).map(|(l, _)| l.as_str()).collect();
+    let invalid: Vec<&str> = used
+        .iter()
+        .filter(|(l, _)| card_count(l) == 0)
+        .map(|(l, _)| l.as_str())
+        .collect();
+    let overused: Vec<&str> = used
+        .iter()
+        .filter(|(l, n)| *n > card_count(l))
+        .map(|(l, _)| l.as_str())
+        .collect();
     if !invalid.is_empty() {
-        st.add(reward::INCORRECT_NUMBER, format!("you used invalid numbers: {}", int_list(&invalid)));
+        st.add(
+            reward::INCORRECT_NUMBER,
+            format!("you used invalid numbers: {}", int_list(&invalid)),
+        );
     } else if !overused.is_empty() {
-        st.add(reward::INCORRECT_NUMBER, format!("you used numbers: {} too many times", int_list(&overused)));
+        st.add(
+            reward::INCORRECT_NUMBER,
+            format!("you used numbers: {} too many times", int_list(&overused)),
+        );
     }
     let underused: Vec<String> = cards
         .iter()
         .filter(|(c, n)| {
-            let in_formula = used.iter().find(|(l, _)| l.small() == Some(u64::from(*c))).map_or(0, |(_, k)| *k);
+            let in_formula = used
+                .iter()
+                .find(|(l, _)| l.small() == Some(u64::from(*c)))
+                .map_or(0, |(_, k)| *k);
             *n > in_formula
         })
         .map(|(c, _)| c.to_string())
         .collect();
     if !underused.is_empty() {
         let names: Vec<&str> = underused.iter().map(String::as_str).collect();
-        st.add(reward::INCORRECT_NUMBER, format!("you didn't use numbers: {}", int_list(&names)));
+        st.add(
+            reward::INCORRECT_NUMBER,
+            format!("you didn't use numbers: {}", int_list(&names)),
+        );
     }
 }
 
@@ -278,11 +335,17 @@ fn prefix_walk(tokens: &[Token<'_>], solutions: &Solutions, st: &mut Stepper) {
         }
         if !solutions.any_starts_with(&register) {
             if prev_len == 0 {
-                st.add(reward::NO_SOLUTION, "your formula does not match any solution");
+                st.add(
+                    reward::NO_SOLUTION,
+                    "your formula does not match any solution",
+                );
             } else {
                 st.add(
                     reward::NO_SOLUTION,
-                    format!("{} is partially correct but the full formula does not match any solution", &register[..prev_len]),
+                    format!(
+                        "{} is partially correct but the full formula does not match any solution",
+                        &register[..prev_len]
+                    ),
                 );
             }
             return;

@@ -1,0 +1,46 @@
+//! Running the real `sftvsrl` binary from end-to-end tests.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+/// Runs `sftvsrl args…` with `stdin` as its standard input.
+pub fn sftvsrl(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sftvsrl"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin.as_bytes())
+        .expect("stdin accepts input");
+    child.wait_with_output().expect("the binary finishes")
+}
+
+/// Runs a command that must succeed; returns its standard output.
+#[allow(dead_code)] // not every test file uses every helper
+pub fn ok(args: &[&str], stdin: &str) -> String {
+    let out = sftvsrl(args, stdin);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Runs a command that must fail with a one-line error (and no panic); returns the line.
+#[allow(dead_code)]
+pub fn fails(args: &[&str], stdin: &str) -> String {
+    let out = sftvsrl(args, stdin);
+    let err = String::from_utf8(out.stderr).expect("UTF-8 errors");
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
