@@ -24,6 +24,8 @@ enum Command {
     /// Write datasets (expert SFT data).
     #[command(subcommand)]
     Data(cli::data::DataCommand),
+    /// Supervised fine-tuning on chat JSONL (answer tokens only), with resumable checkpoints.
+    Sft(cli::sft::SftArgs),
     /// Measure speed (environment throughput, and more as the crates grow).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -35,6 +37,7 @@ fn main() {
         Command::Gp(cmd) => cli::gp::run(cmd),
         Command::Nav(cmd) => cli::nav::run(cmd),
         Command::Data(cmd) => cli::data::run(cmd),
+        Command::Sft(args) => cli::sft::run(args),
         Command::Bench(cmd) => cli::bench::run(cmd),
     };
     if let Err(e) = result {

@@ -6,3 +6,4 @@ pub mod gp;
 pub mod input;
 pub mod nav;
 pub mod progress;
+pub mod sft;
