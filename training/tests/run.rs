@@ -1,5 +1,6 @@
 //! End-to-end SFT runs on a tiny model (CPU backend): an interrupted and resumed run ends with
-//! the same weights as an uninterrupted one; a run refuses to overwrite checkpoints.
+//! the same weights as an uninterrupted one; a run refuses to overwrite checkpoints; a
+//! diverging run stops at the first non-finite loss and keeps its last good checkpoint.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,15 @@ fn write_data(dir: &Path) -> PathBuf {
 }
 
 fn config(dir: &Path, name: &str, max_steps: Option<usize>) -> SftConfig {
+    config_with(
+        dir,
+        name,
+        max_steps,
+        "lr = 1e-2\ngrad_clip_norm = 1.0\nwarmup_ratio = 0.2\ncheckpoint_every = 2",
+    )
+}
+
+fn config_with(dir: &Path, name: &str, max_steps: Option<usize>, optim: &str) -> SftConfig {
     let data = write_data(dir);
     let max = max_steps.map_or(String::new(), |m| format!("max_steps = {m}"));
     let text = format!(
@@ -58,10 +68,7 @@ num_key_value_heads = 1
 epochs = 2
 micro_batch = 4
 grad_accum = 2
-lr = 1e-2
-warmup_ratio = 0.2
-grad_clip_norm = 1.0
-checkpoint_every = 2
+{optim}
 {max}
 "#,
         runs = dir.join("runs").display(),
@@ -118,5 +125,27 @@ fn refuses_to_overwrite_and_reports_compute() {
     let e = run_sft::<A>(&cfg, false, &device, &mut quiet).unwrap_err();
     assert!(e.to_string().contains("--resume"), "{e}");
     assert!(dir.join("runs/once/config.toml").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let dir = scratch("diverge");
+    let device = Default::default();
+    let mut quiet = |_: &str| {};
+    // A learning rate of 1e30 blows the weights up at the first update.
+    let cfg = config_with(
+        &dir,
+        "diverge",
+        None,
+        "lr = 1e30\nwarmup_ratio = 0.0\ncheckpoint_every = 1",
+    );
+    let e = run_sft::<A>(&cfg, false, &device, &mut quiet).unwrap_err();
+    assert!(e.to_string().contains("at step 2"), "{e}");
+    let checkpoints: Vec<String> = std::fs::read_dir(dir.join("runs/diverge/checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(checkpoints, vec!["step-000001"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
