@@ -11,13 +11,15 @@ use crate::config::GpEvalConfig;
 use crate::error::SftError;
 
 /// Episode outcomes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct GpEvalResult {
     pub episodes: usize,
     /// Episodes solved within the allowed attempts.
     pub successes: usize,
     /// Episodes solved at the first attempt.
     pub first_attempt: usize,
+    /// The first episode's first answer, to see what the model writes.
+    pub sample: String,
 }
 
 impl GpEvalResult {
@@ -75,6 +77,9 @@ pub fn gp_success<B: Backend>(
             let mut still = Vec::new();
             for (&i, seq) in active.iter().zip(&generation.sequences) {
                 let text = tokenizer.decode(&seq.tokens, true)?;
+                if result.episodes == 0 && i == 0 && attempt == 0 {
+                    result.sample = text.clone();
+                }
                 let verdict = envs[i].step(&text);
                 if envs[i].success() {
                     result.successes += 1;

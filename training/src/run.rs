@@ -210,11 +210,13 @@ pub fn run_sft<A: AutodiffBackend>(
         Some(eval) => {
             let r = gp_success(&inference, &tokenizer, eval, device)?;
             log(&format!(
-                "GeneralPoints ID: {}/{} episodes solved ({:.1}%), {} at the first attempt",
+                "GeneralPoints ID: {}/{} episodes solved ({:.1}%), {} at the first attempt; \
+                 first answer: {:?}",
                 r.successes,
                 r.episodes,
                 100.0 * r.success_rate(),
-                r.first_attempt
+                r.first_attempt,
+                r.sample
             ));
             let path = run_dir.join("eval.json");
             let text = serde_json::to_string_pretty(&json!({
