@@ -24,6 +24,8 @@ enum Command {
     /// Write datasets (expert SFT data).
     #[command(subcommand)]
     Data(cli::data::DataCommand),
+    /// Supervised fine-tuning on chat JSONL (answer tokens only), with resumable checkpoints.
+    Sft(cli::sft::SftArgs),
     /// Measure speed (environment throughput, and more as the crates grow).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -39,6 +41,7 @@ fn main() {
         Command::Gp(cmd) => cli::gp::run(cmd),
         Command::Nav(cmd) => cli::nav::run(cmd),
         Command::Data(cmd) => cli::data::run(cmd),
+        Command::Sft(args) => cli::sft::run(args),
         Command::Bench(cmd) => cli::bench::run(cmd),
         Command::Generate(args) => cli::model::generate_cmd(args),
         Command::Import(args) => cli::model::import_cmd(args),

@@ -7,3 +7,4 @@ pub mod input;
 pub mod model;
 pub mod nav;
 pub mod progress;
+pub mod sft;

@@ -1,1 +1,25 @@
-//! SFT on burn-train's Learner and the multi-step PPO learner (issues 4 and 5).
+//! Post-training for sftvsrl. Supervised fine-tuning (issue 4): chat JSONL is rendered through
+//! the model's chat template and trained with a loss on the answer tokens only, AdamW with
+//! warmup + cosine, gradient accumulation and clipping, step checkpoints that resume exactly,
+//! and FLOPs accounting. The RL learner (issue 5) will live beside it.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod flops;
+pub mod gp_eval;
+pub mod run;
+pub mod schedule;
+pub mod setup;
+pub mod step;
+
+pub use batch::SftBatch;
+pub use config::{DataConfig, GenerateData, GpEvalConfig, ModelConfig, SftConfig, TrainConfig};
+pub use data::{ChatExample, Sequence, read_chat_jsonl};
+pub use error::SftError;
+pub use gp_eval::{GpEvalResult, gp_success};
+pub use run::{RunSummary, run_sft};
+pub use schedule::WarmupCosine;
+pub use step::{StepOutput, StepStats, masked_loss};

@@ -1,0 +1,100 @@
+//! `sftvsrl sft` end to end: a tiny run writes its run folder and resumes; bad configs fail
+//! with one line naming the field.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{fails, ok};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sftvsrl-sft-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_config(dir: &Path, extra_train: &str) -> PathBuf {
+    let data = dir.join("data/data.jsonl");
+    let text = format!(
+        r#"name = "tiny"
+runs_dir = "{runs}"
+[data]
+path = "{data}"
+valid_fraction = 0.2
+max_len = 512
+[data.generate]
+n = 10
+seed = 0
+[model]
+init = "scratch"
+hidden_size = 16
+intermediate_size = 32
+num_hidden_layers = 1
+num_attention_heads = 2
+num_key_value_heads = 1
+[train]
+epochs = 1
+micro_batch = 4
+lr = 1e-3
+checkpoint_every = 1
+{extra_train}
+"#,
+        runs = dir.join("runs").display(),
+        data = data.display()
+    );
+    let path = dir.join("sft.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn tiny_run_writes_its_folder_and_resumes() {
+    let dir = scratch("run");
+    let config = write_config(&dir, "max_steps = 1");
+    let out = ok(&["sft", config.to_str().unwrap()], "");
+    assert!(out.contains("trained 1 steps"), "{out}");
+    let run = dir.join("runs/tiny");
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "checkpoints/step-000001/state.json",
+        "final/model.safetensors",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    assert!(fails(&["sft", config.to_str().unwrap()], "").contains("--resume"));
+    // Resuming without the step limit finishes the epoch (8 training examples, 2 steps).
+    let config = write_config(&dir, "");
+    let out = ok(
+        &[
+            "sft",
+            config.to_str().unwrap(),
+            "--resume",
+            "--device",
+            "ndarray",
+        ],
+        "",
+    );
+    assert!(out.contains("trained 2 steps"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_configs_fail_with_one_line() {
+    let dir = scratch("bad");
+    let config = write_config(&dir, "learning_rate = 1.0");
+    let err = fails(&["sft", config.to_str().unwrap()], "");
+    assert!(
+        err.contains("sft.toml") && err.contains("learning_rate"),
+        "{err}"
+    );
+    let config = write_config(&dir, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("micro_batch = 4", "micro_batch = 0")).unwrap();
+    let err = fails(&["sft", config.to_str().unwrap()], "");
+    assert!(err.contains("micro_batch"), "{err}");
+    let err = fails(&["sft", "/nonexistent/sft.toml"], "");
+    assert!(err.contains("/nonexistent/sft.toml"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

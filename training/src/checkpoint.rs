@@ -1,0 +1,120 @@
+//! Checkpoints: `checkpoints/step-NNNNNN/` holding the model and optimizer records (Burn's named
+//! MessagePack, full precision) and `state.json` (progress and compute). Each is written under
+//! a `.tmp` name and renamed, so a crash never leaves a half-written checkpoint behind.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::error::SftError;
+
+/// Where training stands after an optimizer step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// Real input tokens processed (prompt and answer).
+    pub tokens: u64,
+    /// Training compute so far, 6·N·tokens.
+    pub flops: f64,
+}
+
+type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
+
+fn err(path: &Path, message: impl ToString) -> SftError {
+    SftError::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// The folder of the checkpoint after `step` optimizer steps.
+pub fn checkpoint_dir(run_dir: &Path, step: usize) -> PathBuf {
+    run_dir.join("checkpoints").join(format!("step-{step:06}"))
+}
+
+/// Saves model, optimizer and progress; returns the checkpoint folder.
+pub fn save<B, M, O>(
+    run_dir: &Path,
+    model: &M,
+    optim: &O,
+    progress: &Progress,
+) -> Result<PathBuf, SftError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    let dir = checkpoint_dir(run_dir, progress.step);
+    let tmp = dir.with_extension("tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| SftError::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| SftError::io(&tmp, e))?;
+    let rec = Rec::new();
+    Recorder::<B>::record(&rec, model.clone().into_record(), tmp.join("model"))
+        .map_err(|e| err(&tmp, e))?;
+    Recorder::<B>::record(&rec, optim.to_record(), tmp.join("optimizer"))
+        .map_err(|e| err(&tmp, e))?;
+    let state = serde_json::to_string_pretty(progress).expect("progress serialises");
+    std::fs::write(tmp.join("state.json"), state).map_err(|e| SftError::io(&tmp, e))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| SftError::io(&dir, e))?;
+    }
+    std::fs::rename(&tmp, &dir).map_err(|e| SftError::io(&dir, e))?;
+    Ok(dir)
+}
+
+/// The newest complete checkpoint of a run, if any.
+pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>, SftError> {
+    let root = run_dir.join("checkpoints");
+    if !root.exists() {
+        return Ok(None);
+    }
+    let mut best: Option<(usize, PathBuf)> = None;
+    for entry in std::fs::read_dir(&root).map_err(|e| SftError::io(&root, e))? {
+        let path = entry.map_err(|e| SftError::io(&root, e))?.path();
+        let step = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("step-"))
+            .and_then(|n| n.parse::<usize>().ok());
+        if let Some(step) = step
+            && best.as_ref().is_none_or(|(s, _)| step > *s)
+        {
+            best = Some((step, path));
+        }
+    }
+    Ok(best.map(|(_, p)| p))
+}
+
+/// Loads a checkpoint into `model` and `optim` (which must have the checkpoint's shapes).
+pub fn load<B, M, O>(
+    dir: &Path,
+    model: M,
+    optim: O,
+    device: &B::Device,
+) -> Result<(M, O, Progress), SftError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    let rec = Rec::new();
+    let model_record =
+        Recorder::<B>::load(&rec, dir.join("model.mpk"), device).map_err(|e| err(dir, e))?;
+    let optim_record =
+        Recorder::<B>::load(&rec, dir.join("optimizer.mpk"), device).map_err(|e| err(dir, e))?;
+    let state_path = dir.join("state.json");
+    let text = std::fs::read_to_string(&state_path).map_err(|e| SftError::io(&state_path, e))?;
+    let progress = serde_json::from_str(&text).map_err(|e| err(&state_path, e))?;
+    Ok((
+        model.load_record(model_record),
+        optim.load_record(optim_record),
+        progress,
+    ))
+}

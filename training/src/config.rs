@@ -1,0 +1,322 @@
+//! The SFT run configuration: one TOML file, every field documented in `config/sft/*.toml`.
+//! Unknown fields are errors, so a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SftError;
+
+/// A whole SFT run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SftConfig {
+    /// The run's name: everything is written to `<runs_dir>/<name>/`.
+    pub name: String,
+    /// The folder that holds runs.
+    #[serde(default = "default_runs_dir")]
+    pub runs_dir: PathBuf,
+    /// Seeds the model initialisation, the validation split and the data order.
+    #[serde(default)]
+    pub seed: u64,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    /// GeneralPoints episodes run with the trained model at the end (optional).
+    #[serde(default)]
+    pub eval: Option<GpEvalConfig>,
+}
+
+/// Where the chat JSONL comes from and how it is cut.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// A chat JSONL file (`{"messages": [{"role", "content"}, ...]}` per line).
+    pub path: PathBuf,
+    /// When `path` is absent, write GeneralPoints GP-L (ID) expert data there first.
+    #[serde(default)]
+    pub generate: Option<GenerateData>,
+    /// Fraction of the examples held out for validation.
+    #[serde(default = "default_valid_fraction")]
+    pub valid_fraction: f64,
+    /// Examples longer than this many tokens (prompt + response) are an error.
+    #[serde(default = "default_max_len")]
+    pub max_len: usize,
+}
+
+/// Expert GP-L data written when the data file is missing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateData {
+    /// Number of examples.
+    pub n: usize,
+    /// Data set seed (episode seeds used for evaluation must differ from it).
+    pub seed: u64,
+}
+
+/// The model: trained from scratch, or loaded from a checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "init", rename_all = "snake_case")]
+pub enum ModelConfig {
+    /// A Llama with random weights and a word-level tokenizer built over the training data.
+    Scratch {
+        hidden_size: usize,
+        intermediate_size: usize,
+        num_hidden_layers: usize,
+        num_attention_heads: usize,
+        num_key_value_heads: usize,
+        /// Tokenizer: corpus pieces seen fewer times than this are left out.
+        #[serde(default = "default_min_count")]
+        min_count: usize,
+    },
+    /// A Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer.json) or GGUF.
+    Pretrained { path: PathBuf },
+}
+
+/// Optimisation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Examples per forward/backward pass.
+    pub micro_batch: usize,
+    /// Micro-batches per optimizer step (global batch = micro_batch × grad_accum).
+    #[serde(default = "one")]
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Fraction of the optimizer steps spent warming up linearly from 0.
+    #[serde(default = "default_warmup")]
+    pub warmup_ratio: f64,
+    /// The cosine decays to `lr × min_lr_ratio`.
+    #[serde(default)]
+    pub min_lr_ratio: f64,
+    /// AdamW β1.
+    #[serde(default = "default_beta1")]
+    pub beta1: f32,
+    /// AdamW β2 (the reference uses 0.98).
+    #[serde(default = "default_beta2")]
+    pub beta2: f32,
+    /// AdamW ε (the reference uses 1e-7).
+    #[serde(default = "default_epsilon")]
+    pub epsilon: f32,
+    /// AdamW decoupled weight decay.
+    #[serde(default)]
+    pub weight_decay: f32,
+    /// Clip each parameter's gradient to this L2 norm (Burn clips per tensor); none when absent.
+    #[serde(default)]
+    pub grad_clip_norm: Option<f32>,
+    /// Log a metrics line every this many optimizer steps.
+    #[serde(default = "one")]
+    pub log_every: usize,
+    /// Write a checkpoint every this many optimizer steps (and always at the end).
+    pub checkpoint_every: usize,
+    /// Stop after this many optimizer steps (the schedule still spans all epochs); for tests.
+    #[serde(default)]
+    pub max_steps: Option<usize>,
+}
+
+/// GeneralPoints ID episodes played by the trained model with greedy decoding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpEvalConfig {
+    /// Number of episodes.
+    pub episodes: usize,
+    /// Episode `i` is dealt from seed `seed + i`; keep these apart from the data seeds.
+    pub seed: u64,
+    /// Graded attempts per episode (sequential revision); the reference uses 5.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Most tokens generated per attempt.
+    #[serde(default = "default_max_new_tokens")]
+    pub max_new_tokens: usize,
+    /// Episodes generated together.
+    #[serde(default = "default_eval_batch")]
+    pub batch: usize,
+}
+
+fn default_runs_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+fn default_valid_fraction() -> f64 {
+    0.05
+}
+fn default_max_len() -> usize {
+    1024
+}
+fn default_min_count() -> usize {
+    1
+}
+fn one() -> usize {
+    1
+}
+fn default_warmup() -> f64 {
+    0.03
+}
+fn default_beta1() -> f32 {
+    0.9
+}
+fn default_beta2() -> f32 {
+    0.98
+}
+fn default_epsilon() -> f32 {
+    1e-7
+}
+fn default_attempts() -> u32 {
+    5
+}
+fn default_max_new_tokens() -> usize {
+    96
+}
+fn default_eval_batch() -> usize {
+    32
+}
+
+impl SftConfig {
+    /// Reads and checks a TOML file; errors name the file and the field.
+    pub fn from_file(path: &Path) -> Result<Self, SftError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and checks TOML text (`origin` names it in errors).
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, SftError> {
+        let config: SftConfig = toml::from_str(text).map_err(|e| SftError::Config {
+            path: origin.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        config.validate().map_err(|message| SftError::Config {
+            path: origin.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// The resolved config as TOML (written into the run folder).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the config serialises")
+    }
+
+    /// The run folder.
+    pub fn run_dir(&self) -> PathBuf {
+        self.runs_dir.join(&self.name)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let t = &self.train;
+        let positive = [
+            ("train.epochs", t.epochs),
+            ("train.micro_batch", t.micro_batch),
+            ("train.grad_accum", t.grad_accum),
+            ("train.log_every", t.log_every),
+            ("train.checkpoint_every", t.checkpoint_every),
+            ("data.max_len", self.data.max_len),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("`{field}` must be at least 1"));
+        }
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return Err("`name` must be a non-empty folder name".into());
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return Err("`train.lr` must be a positive number".into());
+        }
+        let unit = [
+            ("train.warmup_ratio", t.warmup_ratio),
+            ("train.min_lr_ratio", t.min_lr_ratio),
+            ("data.valid_fraction", self.data.valid_fraction),
+        ];
+        if let Some((field, _)) = unit.iter().find(|(_, v)| !(0.0..1.0).contains(v)) {
+            return Err(format!("`{field}` must be in [0, 1)"));
+        }
+        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
+            return Err("`train.beta1` and `train.beta2` must be in [0, 1)".into());
+        }
+        if !(t.epsilon > 0.0) {
+            return Err("`train.epsilon` must be positive".into());
+        }
+        if t.grad_clip_norm.is_some_and(|c| !(c > 0.0)) {
+            return Err("`train.grad_clip_norm` must be positive".into());
+        }
+        if let ModelConfig::Scratch {
+            hidden_size,
+            num_attention_heads,
+            num_key_value_heads,
+            ..
+        } = self.model
+        {
+            if num_attention_heads == 0
+                || num_key_value_heads == 0
+                || hidden_size % num_attention_heads != 0
+                || num_attention_heads % num_key_value_heads != 0
+            {
+                return Err(
+                    "`model.num_attention_heads` must divide `model.hidden_size`, and \
+                            `model.num_key_value_heads` must divide it"
+                        .into(),
+                );
+            }
+        }
+        if let Some(e) = &self.eval
+            && (e.episodes == 0 || e.batch == 0 || e.attempts == 0 || e.max_new_tokens == 0)
+        {
+            return Err("`eval.episodes`, `eval.batch`, `eval.attempts` and \
+                        `eval.max_new_tokens` must be at least 1"
+                .into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+[data]
+path = "d.jsonl"
+[model]
+init = "pretrained"
+path = "m"
+[train]
+epochs = 1
+micro_batch = 2
+lr = 1e-3
+checkpoint_every = 5
+"#;
+
+    fn parse(text: &str) -> Result<SftConfig, String> {
+        SftConfig::from_toml(text, Path::new("c.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_follow_the_reference_recipe() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(
+            (c.train.beta1, c.train.beta2, c.train.epsilon),
+            (0.9, 0.98, 1e-7)
+        );
+        assert_eq!((c.train.weight_decay, c.train.warmup_ratio), (0.0, 0.03));
+        assert_eq!(c.run_dir(), PathBuf::from("runs/t"));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        let e = parse(&format!("{BASE}learning_rate = 1\n")).unwrap_err();
+        assert!(
+            e.starts_with("c.toml: ") && e.contains("learning_rate"),
+            "{e}"
+        );
+        let e = parse(&BASE.replace("micro_batch = 2", "micro_batch = 0")).unwrap_err();
+        assert!(e.contains("train.micro_batch"), "{e}");
+        let e = parse(&BASE.replace("lr = 1e-3", "lr = -1.0")).unwrap_err();
+        assert!(e.contains("train.lr"), "{e}");
+        let e = parse(&BASE.replace("epochs = 1\n", "")).unwrap_err();
+        assert!(e.contains("epochs"), "{e}");
+        let e = parse(&BASE.replace("init = \"pretrained\"", "init = \"magic\"")).unwrap_err();
+        assert!(e.contains("magic"), "{e}");
+    }
+}

@@ -1,0 +1,320 @@
+//! Chat JSONL → token sequences with a loss mask.
+//!
+//! Each line holds `{"messages": [{"role": "system"|"user"|"assistant", "content": …}, …]}` (other
+//! keys such as `image` and `meta` are ignored) and must end with an assistant message: that
+//! message is the target, everything before it the prompt. The prompt is rendered through the
+//! model's chat template with the generation prompt; the target is the response text followed by
+//! the template's end-of-turn token (EOS for the plain template). Only target tokens are trained.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use sftvsrl_envs::{Rng, Role, Turn};
+use sftvsrl_model::Tokenizer;
+
+use crate::error::SftError;
+
+/// One conversation: an optional system prompt, the turns before the answer, and the answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatExample {
+    pub system: Option<String>,
+    pub prompt: Vec<Turn>,
+    pub response: String,
+}
+
+/// A tokenized example: `ids[..prompt_len]` is the prompt, the rest is trained on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sequence {
+    pub ids: Vec<u32>,
+    pub prompt_len: usize,
+}
+
+#[derive(Deserialize)]
+struct Line {
+    messages: Vec<Message>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    role: String,
+    content: String,
+}
+
+/// Reads every example of a chat JSONL file; blank lines are skipped.
+pub fn read_chat_jsonl(path: &Path) -> Result<Vec<ChatExample>, SftError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
+    let examples = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            parse_line(l).map_err(|message| SftError::Data {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if examples.is_empty() {
+        return Err(SftError::Data {
+            path: path.to_path_buf(),
+            line: 0,
+            message: "no examples".into(),
+        });
+    }
+    Ok(examples)
+}
+
+fn parse_line(line: &str) -> Result<ChatExample, String> {
+    let Line { mut messages } = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let last = messages.pop().ok_or("`messages` is empty")?;
+    if last.role != "assistant" {
+        return Err(format!(
+            "the last message must be the assistant's, not `{}`",
+            last.role
+        ));
+    }
+    let mut system = None;
+    let mut prompt = Vec::new();
+    for (i, m) in messages.into_iter().enumerate() {
+        let role = match m.role.as_str() {
+            "system" if i == 0 => {
+                system = Some(m.content);
+                continue;
+            }
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            other => return Err(format!("message {i} has an unexpected role `{other}`")),
+        };
+        prompt.push(Turn {
+            role,
+            text: m.content,
+        });
+    }
+    if prompt.is_empty() {
+        return Err("no user message before the answer".into());
+    }
+    Ok(ChatExample {
+        system,
+        prompt,
+        response: last.content,
+    })
+}
+
+/// The token ids that close an answer: the template's first end-of-turn token in the vocabulary,
+/// else EOS.
+pub fn end_of_turn_ids(tokenizer: &Tokenizer) -> Result<Vec<u32>, SftError> {
+    tokenizer
+        .chat_template()
+        .end_of_turn_tokens()
+        .iter()
+        .find_map(|t| tokenizer.token_id(t))
+        .or(tokenizer.eos_id())
+        .map(|id| vec![id])
+        .ok_or_else(|| SftError::Invalid("the tokenizer has no end-of-turn or EOS token".into()))
+}
+
+/// Tokenizes `example`; longer than `max_len` tokens is an error.
+pub fn tokenize(
+    tokenizer: &Tokenizer,
+    example: &ChatExample,
+    end_of_turn: &[u32],
+    max_len: usize,
+) -> Result<Sequence, String> {
+    let template = tokenizer.chat_template();
+    let prompt = template.render(example.system.as_deref(), &example.prompt, true);
+    let mut ids = tokenizer
+        .encode(&prompt, false)
+        .map_err(|e| e.to_string())?;
+    let prompt_len = ids.len();
+    ids.extend(
+        tokenizer
+            .encode(&example.response, false)
+            .map_err(|e| e.to_string())?,
+    );
+    ids.extend_from_slice(end_of_turn);
+    if ids.len() > max_len {
+        return Err(format!(
+            "{} tokens, more than data.max_len = {max_len}",
+            ids.len()
+        ));
+    }
+    if prompt_len == 0 {
+        return Err("the prompt renders to no tokens".into());
+    }
+    Ok(Sequence { ids, prompt_len })
+}
+
+/// Tokenizes every example of the file at `path` (errors name the example's line).
+pub fn tokenize_all(
+    tokenizer: &Tokenizer,
+    examples: &[ChatExample],
+    max_len: usize,
+    path: &Path,
+) -> Result<Vec<Sequence>, SftError> {
+    let eot = end_of_turn_ids(tokenizer)?;
+    examples
+        .iter()
+        .enumerate()
+        .map(|(i, ex)| {
+            tokenize(tokenizer, ex, &eot, max_len).map_err(|message| SftError::Data {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message,
+            })
+        })
+        .collect()
+}
+
+/// Splits `items` into (train, valid) with `valid_fraction` of them (at least one when the
+/// fraction is positive) chosen by `seed`.
+pub fn split<T>(items: Vec<T>, valid_fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
+    let n = items.len();
+    let n_valid = if valid_fraction > 0.0 {
+        ((n as f64 * valid_fraction).round() as usize).clamp(1, n.saturating_sub(1))
+    } else {
+        0
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::derive(seed, 0x5f1d).shuffle(&mut order);
+    let mut is_valid = vec![false; n];
+    for &i in &order[..n_valid] {
+        is_valid[i] = true;
+    }
+    let (mut train, mut valid) = (Vec::new(), Vec::new());
+    for (item, v) in items.into_iter().zip(is_valid) {
+        if v {
+            valid.push(item)
+        } else {
+            train.push(item)
+        }
+    }
+    (train, valid)
+}
+
+/// The order in which epoch `epoch` visits `n` training examples: a permutation drawn from
+/// `(seed, epoch)` alone, so a resumed run sees the same order.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::derive(seed, 1 + epoch as u64).shuffle(&mut order);
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokenizer() -> Tokenizer {
+        sftvsrl_model::word_level_tokenizer(["what is one plus two", " three"], 1).unwrap()
+    }
+
+    fn write(text: &str) -> (tempdir::Dir, std::path::PathBuf) {
+        let dir = tempdir::Dir::new();
+        let path = dir.path().join("data.jsonl");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    /// A temporary folder removed on drop (no extra dependency).
+    mod tempdir {
+        pub struct Dir(std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let p = std::env::temp_dir()
+                    .join(format!("sftvsrl-data-test-{}-{n}", std::process::id()));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+            pub fn path(&self) -> &std::path::Path {
+                &self.0
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn reads_chat_lines_and_names_bad_ones() {
+        let good = r#"{"messages":[{"role":"system","content":"s"},{"role":"user","content":"q"},{"role":"assistant","content":"a"}],"meta":{}}"#;
+        let (_d, path) = write(&format!("{good}\n\n{good}\n"));
+        let ex = read_chat_jsonl(&path).unwrap();
+        assert_eq!(ex.len(), 2);
+        assert_eq!(ex[0].system.as_deref(), Some("s"));
+        assert_eq!(ex[0].response, "a");
+
+        let cases = [
+            ("{not json", "key must be a string"),
+            (r#"{"messages":[]}"#, "`messages` is empty"),
+            (
+                r#"{"messages":[{"role":"user","content":"q"}]}"#,
+                "must be the assistant's",
+            ),
+            (
+                r#"{"messages":[{"role":"robot","content":"q"},{"role":"assistant","content":"a"}]}"#,
+                "unexpected role `robot`",
+            ),
+            (
+                r#"{"messages":[{"role":"assistant","content":"a"}]}"#,
+                "no user message",
+            ),
+            ("", "no examples"),
+        ];
+        for (line, want) in cases {
+            let text = if line.is_empty() {
+                String::new()
+            } else {
+                format!("{good}\n{line}\n")
+            };
+            let (_d, path) = write(&text);
+            let e = read_chat_jsonl(&path).unwrap_err().to_string();
+            assert!(e.contains(want), "{e} lacks {want}");
+            if !line.is_empty() {
+                assert!(e.contains("data.jsonl:2:"), "{e} names no line");
+            }
+        }
+        let missing = read_chat_jsonl(Path::new("/nonexistent/data.jsonl")).unwrap_err();
+        assert!(missing.to_string().contains("/nonexistent/data.jsonl"));
+    }
+
+    #[test]
+    fn answer_follows_prompt_and_ends_with_end_of_turn() {
+        let tok = tokenizer();
+        let eot = end_of_turn_ids(&tok).unwrap();
+        assert_eq!(eot, vec![tok.eos_id().unwrap()]);
+        let ex = ChatExample {
+            system: None,
+            prompt: vec![Turn {
+                role: Role::User,
+                text: "what is one plus two".into(),
+            }],
+            response: " three".into(),
+        };
+        let seq = tokenize(&tok, &ex, &eot, 100).unwrap();
+        let prompt = tok.encode_chat(None, &ex.prompt).unwrap();
+        assert_eq!(&seq.ids[..seq.prompt_len], &prompt[..]);
+        assert_eq!(
+            &seq.ids[seq.prompt_len..],
+            &[tok.token_id(" three").unwrap(), eot[0]]
+        );
+        let too_long = tokenize(&tok, &ex, &eot, 3).unwrap_err();
+        assert!(too_long.contains("max_len"));
+    }
+
+    #[test]
+    fn split_and_order_are_seeded() {
+        let (train, valid) = split((0..100).collect::<Vec<_>>(), 0.1, 7);
+        assert_eq!((train.len(), valid.len()), (90, 10));
+        assert_eq!(split((0..100).collect::<Vec<_>>(), 0.1, 7).1, valid);
+        assert_ne!(split((0..100).collect::<Vec<_>>(), 0.1, 8).1, valid);
+        let mut order = epoch_order(50, 3, 1);
+        assert_eq!(order, epoch_order(50, 3, 1));
+        assert_ne!(order, epoch_order(50, 3, 2));
+        order.sort();
+        assert_eq!(order, (0..50).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,43 @@
+//! Errors of SFT runs: each names the file (and line or field) it is about.
+
+use std::path::{Path, PathBuf};
+
+use sftvsrl_model::ModelError;
+
+/// Why an SFT run could not start or continue.
+#[derive(Debug, thiserror::Error)]
+pub enum SftError {
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("{path}:{line}: {message}")]
+    Data {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error(
+        "the loss became {loss} at step {step}; stopped without updating the weights (the last good checkpoint is kept)"
+    )]
+    NonFinite { step: usize, loss: f32 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl SftError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        SftError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! One SFT run, top to bottom: data → model → optimizer steps (micro-batches accumulated) →
+//! periodic validation and checkpoints → the final model in Hugging Face layout → GeneralPoints
+//! episodes. A run writes `runs/<name>/`: `config.toml` (resolved), `metrics.jsonl`,
+//! `checkpoints/step-NNNNNN/`, `final/` and `eval.json`.
+//!
+//! The loop is driven step by step rather than through burn-train's epoch-based `Learner`, so
+//! that checkpoints fall every `checkpoint_every` optimizer steps, a resumed run replays the
+//! exact data order and learning rate of an uninterrupted one, and a non-finite loss stops the
+//! run before it touches the weights.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{
+    AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer,
+    grad_clipping::GradientClippingConfig,
+};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use serde_json::json;
+use sftvsrl_model::{Llama, Tokenizer, save_pretrained};
+
+use crate::batch::SftBatch;
+use crate::checkpoint::{self, Progress};
+use crate::config::SftConfig;
+use crate::data::{Sequence, epoch_order, read_chat_jsonl, split, tokenize_all};
+use crate::error::SftError;
+use crate::flops::train_flops;
+use crate::gp_eval::{GpEvalResult, gp_success};
+use crate::schedule::WarmupCosine;
+use crate::setup::{build_model, ensure_data};
+use crate::step::{StepStats, masked_loss};
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub progress: Progress,
+    /// Statistics of the last validation pass (none without a validation split).
+    pub valid: Option<StepStats>,
+    /// The last checkpoint written.
+    pub checkpoint: PathBuf,
+    /// The trained model with its tokenizer, in Hugging Face layout.
+    pub final_dir: PathBuf,
+    pub gp_eval: Option<GpEvalResult>,
+}
+
+/// Trains as `config` says; with `resume`, continues from the run's newest checkpoint.
+/// `log` receives one human-readable line per logged step.
+pub fn run_sft<A: AutodiffBackend>(
+    config: &SftConfig,
+    resume: bool,
+    device: &A::Device,
+    log: &mut dyn FnMut(&str),
+) -> Result<RunSummary, SftError> {
+    let run_dir = config.run_dir();
+    let existing = checkpoint::latest(&run_dir)?;
+    if existing.is_some() && !resume {
+        return Err(SftError::Invalid(format!(
+            "{} already holds checkpoints: pass --resume to continue it, or change `name`",
+            run_dir.display()
+        )));
+    }
+    std::fs::create_dir_all(&run_dir).map_err(|e| SftError::io(&run_dir, e))?;
+    let config_path = run_dir.join("config.toml");
+    std::fs::write(&config_path, config.to_toml()).map_err(|e| SftError::io(&config_path, e))?;
+
+    ensure_data(&config.data)?;
+    let examples = read_chat_jsonl(&config.data.path)?;
+    let built = build_model::<A>(
+        &config.model,
+        &examples,
+        config.data.max_len,
+        config.seed,
+        device,
+    )?;
+    let tokenizer = built.tokenizer;
+    let sequences = tokenize_all(
+        &tokenizer,
+        &examples,
+        config.data.max_len,
+        &config.data.path,
+    )?;
+    let (train, valid) = split(sequences, config.data.valid_fraction, config.seed);
+    if train.is_empty() {
+        return Err(SftError::Invalid(
+            "no training examples left after the validation split".into(),
+        ));
+    }
+
+    let t = &config.train;
+    let global_batch = t.micro_batch * t.grad_accum;
+    let steps_per_epoch = train.len().div_ceil(global_batch);
+    let total_steps = steps_per_epoch * t.epochs;
+    let last_step = t.max_steps.map_or(total_steps, |m| m.min(total_steps));
+    let schedule = WarmupCosine::new(t.lr, total_steps, t.warmup_ratio, t.min_lr_ratio);
+    let params = built.model.num_params();
+
+    let mut optim = AdamWConfig::new()
+        .with_beta_1(t.beta1)
+        .with_beta_2(t.beta2)
+        .with_epsilon(t.epsilon)
+        .with_weight_decay(t.weight_decay)
+        .with_grad_clipping(t.grad_clip_norm.map(GradientClippingConfig::Norm))
+        .init::<A, Llama<A>>();
+    let mut model = built.model;
+    let mut progress = Progress::default();
+    let mut last_checkpoint = None;
+    if let Some(dir) = existing {
+        let (m, o, p) = checkpoint::load::<A, _, _>(&dir, model, optim, device)?;
+        (model, optim, progress) = (m, o, p);
+        log(&format!(
+            "resumed from {} (step {})",
+            dir.display(),
+            progress.step
+        ));
+        last_checkpoint = Some(dir);
+    }
+    let metrics_path = run_dir.join("metrics.jsonl");
+    let mut metrics = MetricsLog::open(&metrics_path, progress.step)?;
+    log(&format!(
+        "{} train / {} valid examples, {params} parameters, {total_steps} steps of {global_batch} \
+         ({steps_per_epoch} per epoch)",
+        train.len(),
+        valid.len()
+    ));
+
+    let mut valid_stats = None;
+    let mut window = StepStats::default();
+    let mut order = (usize::MAX, Vec::new());
+    while progress.step < last_step {
+        let step = progress.step;
+        let epoch = step / steps_per_epoch;
+        if order.0 != epoch {
+            order = (epoch, epoch_order(train.len(), config.seed, epoch));
+        }
+        let start = (step % steps_per_epoch) * global_batch;
+        let picked: Vec<&Sequence> = order.1[start..(start + global_batch).min(train.len())]
+            .iter()
+            .map(|&i| &train[i])
+            .collect();
+        let normalizer: usize = picked.iter().map(|s| s.ids.len() - s.prompt_len).sum();
+
+        let mut accumulator = GradientsAccumulator::<Llama<A>>::new();
+        let mut stats = StepStats::default();
+        let mut input_tokens = 0;
+        for micro in picked.chunks(t.micro_batch) {
+            let batch = SftBatch::<A>::new(micro, device);
+            input_tokens += batch.input_tokens;
+            let out = masked_loss(&model, &batch, normalizer);
+            if !out.stats.nll_sum.is_finite() {
+                return Err(SftError::NonFinite {
+                    step: step + 1,
+                    loss: out.stats.nll_sum as f32,
+                });
+            }
+            stats.add(&out.stats);
+            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+            accumulator.accumulate(&model, grads);
+        }
+        let lr = schedule.lr(step);
+        model = optim.step(lr, model, accumulator.grads());
+        progress.step += 1;
+        progress.tokens += input_tokens as u64;
+        progress.flops = train_flops(params, progress.tokens);
+        window.add(&stats);
+
+        if progress.step % t.log_every == 0 || progress.step == last_step {
+            metrics.write(&json!({
+                "split": "train", "step": progress.step, "epoch": epoch, "lr": lr,
+                "loss": window.loss(), "token_accuracy": window.token_accuracy(),
+                "tokens": progress.tokens, "flops": progress.flops,
+            }))?;
+            log(&format!(
+                "step {}/{last_step} epoch {epoch} lr {lr:.3e} loss {:.4} token acc {:.3}",
+                progress.step,
+                window.loss(),
+                window.token_accuracy()
+            ));
+            window = StepStats::default();
+        }
+        if progress.step % t.checkpoint_every == 0 || progress.step == last_step {
+            if !valid.is_empty() {
+                let v = validate(&model.valid(), &valid, t.micro_batch, device);
+                metrics.write(&json!({
+                    "split": "valid", "step": progress.step, "loss": v.loss(),
+                    "token_accuracy": v.token_accuracy(), "exact_match": v.exact_match(),
+                    "tokens": progress.tokens, "flops": progress.flops,
+                }))?;
+                log(&format!(
+                    "valid at step {}: loss {:.4} token acc {:.3} exact match {:.3}",
+                    progress.step,
+                    v.loss(),
+                    v.token_accuracy(),
+                    v.exact_match()
+                ));
+                valid_stats = Some(v);
+            }
+            last_checkpoint = Some(checkpoint::save(&run_dir, &model, &optim, &progress)?);
+        }
+    }
+
+    let checkpoint = match last_checkpoint {
+        Some(c) => c,
+        None => checkpoint::save(&run_dir, &model, &optim, &progress)?,
+    };
+    let inference = model.valid();
+    let final_dir = export(&inference, &tokenizer, &run_dir)?;
+    let gp_eval = match &config.eval {
+        Some(eval) => {
+            let r = gp_success(&inference, &tokenizer, eval, device)?;
+            log(&format!(
+                "GeneralPoints ID: {}/{} episodes solved ({:.1}%), {} at the first attempt; \
+                 first answer: {:?}",
+                r.successes,
+                r.episodes,
+                100.0 * r.success_rate(),
+                r.first_attempt,
+                r.sample
+            ));
+            let path = run_dir.join("eval.json");
+            let text = serde_json::to_string_pretty(&json!({
+                "step": progress.step, "flops": progress.flops,
+                "gp_id": r, "success_rate": r.success_rate(),
+            }))
+            .expect("JSON serialises");
+            std::fs::write(&path, text).map_err(|e| SftError::io(&path, e))?;
+            Some(r)
+        }
+        None => None,
+    };
+    Ok(RunSummary {
+        run_dir,
+        progress,
+        valid: valid_stats,
+        checkpoint,
+        final_dir,
+        gp_eval,
+    })
+}
+
+/// Loss, token accuracy and teacher-forced exact match over `sequences`.
+pub fn validate<B: Backend>(
+    model: &Llama<B>,
+    sequences: &[Sequence],
+    micro_batch: usize,
+    device: &B::Device,
+) -> StepStats {
+    let mut stats = StepStats::default();
+    let refs: Vec<&Sequence> = sequences.iter().collect();
+    for micro in refs.chunks(micro_batch) {
+        let batch = SftBatch::<B>::new(micro, device);
+        stats.add(&masked_loss(model, &batch, batch.target_tokens).stats);
+    }
+    stats
+}
+
+fn export<B: Backend>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    run_dir: &Path,
+) -> Result<PathBuf, SftError> {
+    let dir = run_dir.join("final");
+    save_pretrained(model, Some(tokenizer), &tokenizer.stop_tokens(), &dir)?;
+    Ok(dir)
+}
+
+/// `metrics.jsonl`: one JSON object per line. On resume, lines logged after the checkpoint
+/// being resumed are dropped, since those steps run again.
+struct MetricsLog {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl MetricsLog {
+    fn open(path: &Path, resumed_step: usize) -> Result<Self, SftError> {
+        let kept: String = match std::fs::read_to_string(path) {
+            Ok(text) if resumed_step > 0 => text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["step"].as_u64())
+                        .is_some_and(|s| s as usize <= resumed_step)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect(),
+            _ => String::new(),
+        };
+        std::fs::write(path, kept).map_err(|e| SftError::io(path, e))?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| SftError::io(path, e))?;
+        Ok(MetricsLog {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    fn write(&mut self, value: &serde_json::Value) -> Result<(), SftError> {
+        writeln!(self.file, "{value}").map_err(|e| SftError::io(&self.path, e))
+    }
+}

@@ -1,0 +1,199 @@
+//! The masked next-token loss and the statistics logged beside it.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Tensor, backend::Backend};
+use sftvsrl_model::Llama;
+
+use crate::batch::SftBatch;
+
+/// The outcome of one forward pass over a micro-batch.
+#[derive(Debug)]
+pub struct StepOutput<B: Backend> {
+    /// Summed negative log-likelihood of the answer tokens divided by `normalizer` (a scalar).
+    pub loss: Tensor<B, 1>,
+    pub stats: StepStats,
+}
+
+/// Counts summed over micro-batches to report loss, token accuracy and exact match.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepStats {
+    /// Summed negative log-likelihood of answer tokens.
+    pub nll_sum: f64,
+    /// Answer tokens.
+    pub tokens: usize,
+    /// Answer tokens whose argmax prediction is right (teacher forcing).
+    pub correct: usize,
+    /// Sequences.
+    pub sequences: usize,
+    /// Sequences whose every answer token is predicted right (teacher-forced exact match).
+    pub exact: usize,
+}
+
+impl StepStats {
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &StepStats) {
+        self.nll_sum += other.nll_sum;
+        self.tokens += other.tokens;
+        self.correct += other.correct;
+        self.sequences += other.sequences;
+        self.exact += other.exact;
+    }
+
+    /// Mean loss per answer token.
+    pub fn loss(&self) -> f64 {
+        self.nll_sum / self.tokens.max(1) as f64
+    }
+
+    /// Fraction of answer tokens predicted right.
+    pub fn token_accuracy(&self) -> f64 {
+        self.correct as f64 / self.tokens.max(1) as f64
+    }
+
+    /// Fraction of sequences whose answer is reproduced exactly.
+    pub fn exact_match(&self) -> f64 {
+        self.exact as f64 / self.sequences.max(1) as f64
+    }
+}
+
+/// The loss of `batch` under `model`: the answer tokens' summed negative log-likelihood divided by
+/// `normalizer` (the answer tokens of the whole optimizer step, so that accumulated micro-batch
+/// gradients add up to the gradient of the step's mean loss).
+pub fn masked_loss<B: Backend>(
+    model: &Llama<B>,
+    batch: &SftBatch<B>,
+    normalizer: usize,
+) -> StepOutput<B> {
+    let logits = model.forward(batch.input_ids.clone(), batch.attention_mask.clone());
+    loss_from_logits(logits, batch, normalizer)
+}
+
+/// [`masked_loss`] given the logits `[batch, seq, vocab]`.
+pub fn loss_from_logits<B: Backend>(
+    logits: Tensor<B, 3>,
+    batch: &SftBatch<B>,
+    normalizer: usize,
+) -> StepOutput<B> {
+    let [b, s, _] = logits.dims();
+    let predicted = logits.clone().argmax(2).reshape([b, s]);
+    let logp = log_softmax(logits, 2)
+        .gather(2, batch.targets.clone().reshape([b, s, 1]))
+        .reshape([b, s]);
+    let nll = logp.neg() * batch.loss_mask.clone();
+    let nll_sum = nll.clone().sum();
+    let loss = nll_sum.clone() / normalizer.max(1) as f32;
+
+    let right = predicted.equal(batch.targets.clone()).float() * batch.loss_mask.clone();
+    let wrong_per_row = (batch.loss_mask.clone() - right.clone()).sum_dim(1);
+    let nll_host = scalar(nll_sum);
+    let correct = scalar(right.sum());
+    let wrong_rows: Vec<f32> = wrong_per_row
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .expect("f32 data");
+    StepOutput {
+        loss,
+        stats: StepStats {
+            nll_sum: f64::from(nll_host),
+            tokens: batch.target_tokens,
+            correct: correct.round() as usize,
+            sequences: b,
+            exact: wrong_rows.iter().filter(|&&w| w < 0.5).count(),
+        },
+    }
+}
+
+/// The value of a one-element float tensor.
+fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 data")[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Tensor, TensorData};
+
+    use super::*;
+    use crate::data::Sequence;
+
+    type B = burn::backend::NdArray<f32>;
+
+    /// Deterministic logits `[2, 3, 5]`.
+    fn logits_values() -> Vec<f32> {
+        (0..30).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.3).collect()
+    }
+
+    fn log_softmax_host(row: &[f32], k: usize) -> f64 {
+        let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let z: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+        row[k] as f64 - max - z.ln()
+    }
+
+    #[test]
+    fn loss_counts_only_answer_tokens() {
+        let device = Default::default();
+        // Row 0: prompt [1, 2], answer [3]; targets [2, 3], only position 1 trained; then padding.
+        // Row 1: prompt [4], answer [1, 0, 2]; every target trained.
+        let a = Sequence {
+            ids: vec![1, 2, 3],
+            prompt_len: 2,
+        };
+        let b = Sequence {
+            ids: vec![4, 1, 0, 2],
+            prompt_len: 1,
+        };
+        let batch = SftBatch::<B>::new(&[&a, &b], &device);
+        assert_eq!(batch.target_tokens, 4);
+        assert_eq!(batch.input_tokens, 5);
+
+        let values = logits_values();
+        let logits = Tensor::<B, 3>::from_data(TensorData::new(values.clone(), [2, 3, 5]), &device);
+        let out = loss_from_logits(logits, &batch, 4);
+        let at = |i: usize, j: usize| &values[(i * 3 + j) * 5..(i * 3 + j + 1) * 5];
+        let expected = -(log_softmax_host(at(0, 1), 3)
+            + log_softmax_host(at(1, 0), 1)
+            + log_softmax_host(at(1, 1), 0)
+            + log_softmax_host(at(1, 2), 2))
+            / 4.0;
+        let loss = out.loss.into_data().to_vec::<f32>().unwrap()[0] as f64;
+        assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
+        assert!((out.stats.loss() - expected).abs() < 1e-5);
+
+        // Changing the logits at prompt and padding positions changes nothing.
+        let mut changed = values.clone();
+        for (i, j) in [(0, 0), (0, 2)] {
+            for v in &mut changed[(i * 3 + j) * 5..(i * 3 + j + 1) * 5] {
+                *v += 3.7;
+            }
+        }
+        let logits = Tensor::<B, 3>::from_data(TensorData::new(changed, [2, 3, 5]), &device);
+        let again = loss_from_logits(logits, &batch, 4);
+        assert!((again.stats.nll_sum - out.stats.nll_sum).abs() < 1e-5);
+    }
+
+    #[test]
+    fn accuracy_and_exact_match_follow_the_argmax() {
+        let device = Default::default();
+        let a = Sequence {
+            ids: vec![1, 2, 3],
+            prompt_len: 1,
+        };
+        let b = Sequence {
+            ids: vec![1, 4],
+            prompt_len: 1,
+        };
+        let batch = SftBatch::<B>::new(&[&a, &b], &device);
+        // Row 0 predicts 2 then 0 (wrong), row 1 predicts 4 (right); row 1's padding is ignored.
+        let mut values = vec![0f32; 2 * 2 * 5];
+        values[2] = 1.0;
+        values[5] = 1.0;
+        values[10 + 4] = 1.0;
+        let logits = Tensor::<B, 3>::from_data(TensorData::new(values, [2, 2, 5]), &device);
+        let s = loss_from_logits(logits, &batch, 3).stats;
+        assert_eq!((s.tokens, s.correct, s.sequences, s.exact), (3, 2, 2, 1));
+        assert!((s.token_accuracy() - 2.0 / 3.0).abs() < 1e-12);
+        assert!((s.exact_match() - 0.5).abs() < 1e-12);
+    }
+}
