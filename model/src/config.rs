@@ -180,17 +180,6 @@ impl LlamaConfig {
         let num_attention_heads = usize_field("num_attention_heads")?;
         let num_key_value_heads = opt_usize("num_key_value_heads")?.unwrap_or(num_attention_heads);
         let head_dim = opt_usize("head_dim")?.unwrap_or(hidden_size / num_attention_heads);
-        if num_attention_heads % num_key_value_heads != 0 {
-            return Err(err(
-                "num_key_value_heads",
-                format!(
-                    "{num_key_value_heads} does not divide num_attention_heads {num_attention_heads}"
-                ),
-            ));
-        }
-        if head_dim % 2 != 0 {
-            return Err(err("head_dim", format!("{head_dim} must be even for RoPE")));
-        }
 
         // transformers 5 nests RoPE settings under `rope_parameters`; older files use
         // `rope_theta` plus `rope_scaling`.
@@ -246,7 +235,51 @@ impl LlamaConfig {
             bos_token_id,
             eos_token_ids,
         };
+        config.validate(path)?;
         Ok(config)
+    }
+
+    /// Checks what the model's shapes need: positive sizes, an even head size (RoPE rotates
+    /// pairs) and query heads that group evenly over key/value heads. `path` names the file.
+    pub fn validate(&self, path: &Path) -> Result<(), ModelError> {
+        let err = |field: &str, msg: String| Err(ModelError::config(path, field, msg));
+        let sizes = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim),
+        ];
+        if let Some((field, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            return err(field, "must be positive".into());
+        }
+        if !self.head_dim.is_multiple_of(2) {
+            return err(
+                "head_dim",
+                format!("{} must be even for RoPE", self.head_dim),
+            );
+        }
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
+            return err(
+                "num_key_value_heads",
+                format!(
+                    "{} does not divide num_attention_heads {}",
+                    self.num_key_value_heads, self.num_attention_heads
+                ),
+            );
+        }
+        if !(self.rms_norm_eps > 0.0 && self.rope_theta > 0.0) {
+            return err(
+                "rms_norm_eps",
+                "rms_norm_eps and rope_theta must be positive".into(),
+            );
+        }
+        Ok(())
     }
 
     /// The `config.json` transformers reads back for this model.

@@ -65,13 +65,6 @@ pub fn config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig, ModelError> {
         Some(n) => n as usize,
         None => hidden_size / heads,
     };
-    if kv_heads == 0 || heads % kv_heads != 0 {
-        return Err(ModelError::config(
-            path,
-            &key("attention.head_count_kv"),
-            format!("{kv_heads} does not divide the head count {heads}"),
-        ));
-    }
     let embd = gguf
         .tensor_info("token_embd.weight")
         .ok_or_else(|| ModelError::MissingTensor {
@@ -83,7 +76,7 @@ pub fn config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig, ModelError> {
         None => embd.shape[0],
     };
     let token = |k: &str| gguf.get(k).and_then(GgufValue::as_u64).map(|v| v as u32);
-    Ok(LlamaConfig {
+    let config = LlamaConfig {
         model_type,
         vocab_size,
         hidden_size,
@@ -100,7 +93,9 @@ pub fn config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig, ModelError> {
         attention_bias: gguf.tensor_info("blk.0.attn_q.bias").is_some(),
         bos_token_id: token("tokenizer.ggml.bos_token_id"),
         eos_token_ids: token("tokenizer.ggml.eos_token_id").into_iter().collect(),
-    })
+    };
+    config.validate(path)?;
+    Ok(config)
 }
 
 /// The tensors of a GGUF file under HF names, decoded to f32.

@@ -50,7 +50,8 @@ impl GgmlType {
 
     /// The bytes `n` values take, or `None` when `n` is not a whole number of blocks.
     pub fn byte_len(self, n: usize) -> Option<usize> {
-        (n % self.block_len() == 0).then(|| n / self.block_len() * self.block_bytes())
+        n.is_multiple_of(self.block_len())
+            .then(|| n / self.block_len() * self.block_bytes())
     }
 
     /// Decodes `bytes` (exactly [`GgmlType::byte_len`] long) into f32 values.
