@@ -12,11 +12,55 @@ use sftvsrl_envs::gp::expert::expert_hand;
 use sftvsrl_envs::gp::prompt::expert_response;
 use sftvsrl_envs::gp::verify::{HandFacts, grade_response};
 use sftvsrl_envs::gp::{GpConfig, Variant};
+use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
+use sftvsrl_model::{GenerateBenchConfig, GenerateBenchReport, LlamaConfig, ModelError, bench_generate};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// GeneralPoints: verifier calls per second and episodes per second, on one core.
     Gp(GpBenchArgs),
+    /// Batched generation on SmolLM2-135M-shaped random weights: tokens/s, prefill tokens/s and
+    /// the share of time in matrix products (`benches/generate_reference.py` times transformers
+    /// with the same settings; `cargo bench --profile dev --bench generate` runs both).
+    Generate(GenerateBenchArgs),
+}
+
+#[derive(Args)]
+pub struct GenerateBenchArgs {
+    /// Device to run on.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceKind,
+    /// Sequences in the batch.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 128)]
+    prompt_len: usize,
+    /// Tokens generated per sequence.
+    #[arg(long, default_value_t = 64)]
+    new_tokens: usize,
+}
+
+struct GenerateJob(GenerateBenchConfig);
+
+impl OnBackend for GenerateJob {
+    type Output = Result<GenerateBenchReport, ModelError>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        bench_generate::<B>(&LlamaConfig::smollm2_135m(), &self.0, &device)
+    }
+}
+
+fn bench_generate_cmd(a: GenerateBenchArgs) -> Result<()> {
+    let config = GenerateBenchConfig {
+        batch: a.batch,
+        prompt_len: a.prompt_len,
+        new_tokens: a.new_tokens,
+        ..GenerateBenchConfig::default()
+    };
+    let report = run_on(a.device, GenerateJob(config))??;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 #[derive(Args)]
@@ -32,6 +76,7 @@ pub struct GpBenchArgs {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Gp(a) => bench_gp(a),
+        BenchCommand::Generate(a) => bench_generate_cmd(a),
     }
 }
 
