@@ -6,7 +6,19 @@ use common::{fails, ok};
 
 #[test]
 fn generate_benchmark_reports_throughput() {
-    let out = ok(&["bench", "generate", "--batch", "1", "--prompt-len", "4", "--new-tokens", "2"], "");
+    let out = ok(
+        &[
+            "bench",
+            "generate",
+            "--batch",
+            "1",
+            "--prompt-len",
+            "4",
+            "--new-tokens",
+            "2",
+        ],
+        "",
+    );
     let report: serde_json::Value = serde_json::from_str(&out).expect("a JSON report");
     assert_eq!(report["config"]["batch"], 1);
     assert!(report["tokens_per_s"].as_f64().unwrap() > 0.0);
@@ -21,7 +33,10 @@ fn gp_benchmark_reports_both_tasks() {
     let report: serde_json::Value = serde_json::from_str(&out).expect("a JSON report");
     let rows = report["results"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r["verifier_calls_per_s"].as_f64().unwrap() > 0.0));
+    assert!(
+        rows.iter()
+            .all(|r| r["verifier_calls_per_s"].as_f64().unwrap() > 0.0)
+    );
 }
 
 #[test]

@@ -13,7 +13,9 @@ use sftvsrl_envs::gp::prompt::expert_response;
 use sftvsrl_envs::gp::verify::{HandFacts, grade_response};
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
-use sftvsrl_model::{GenerateBenchConfig, GenerateBenchReport, LlamaConfig, ModelError, bench_generate};
+use sftvsrl_model::{
+    GenerateBenchConfig, GenerateBenchReport, LlamaConfig, ModelError, bench_generate,
+};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
