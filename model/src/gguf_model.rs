@@ -341,16 +341,7 @@ mod tests {
         let (heads, head_dim, cols) = (2, 4, 3);
         let rows = heads * head_dim;
         let hf: Vec<f32> = (0..rows * cols).map(|x| x as f32).collect();
-        let mut gguf = vec![0.0; hf.len()];
-        for h in 0..heads {
-            for i in 0..head_dim / 2 {
-                for j in 0..2 {
-                    let dst = (h * head_dim + i * 2 + j) * cols;
-                    let src = (h * head_dim + j * head_dim / 2 + i) * cols;
-                    gguf[dst..dst + cols].copy_from_slice(&hf[src..src + cols]);
-                }
-            }
-        }
+        let gguf = permute_rows(&hf, heads, rows, cols);
         assert_ne!(gguf, hf);
         assert_eq!(unpermute_rows(&gguf, heads, rows, cols), hf);
     }
