@@ -26,6 +26,9 @@ enum Command {
     Data(cli::data::DataCommand),
     /// Supervised fine-tuning on chat JSONL (answer tokens only), with resumable checkpoints.
     Sft(cli::sft::SftArgs),
+    /// Evaluate a checkpoint: episode success on in-distribution and OOD variants, with error
+    /// bars, as JSON and a table.
+    Eval(cli::eval::EvalArgs),
     /// Measure speed (environment throughput, and more as the crates grow).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -42,6 +45,7 @@ fn main() {
         Command::Nav(cmd) => cli::nav::run(cmd),
         Command::Data(cmd) => cli::data::run(cmd),
         Command::Sft(args) => cli::sft::run(args),
+        Command::Eval(args) => cli::eval::run(args),
         Command::Bench(cmd) => cli::bench::run(cmd),
         Command::Generate(args) => cli::model::generate_cmd(args),
         Command::Import(args) => cli::model::import_cmd(args),

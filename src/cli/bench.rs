@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use sftvsrl_envs::Env;
 use sftvsrl_envs::gp::episode::GeneralPoints;
-use sftvsrl_envs::gp::expert::expert_hand;
+use sftvsrl_envs::gp::expert::{ExpertSolution, expert_hand};
 use sftvsrl_envs::gp::prompt::expert_response;
 use sftvsrl_envs::gp::verify::{HandFacts, grade_response};
 use sftvsrl_envs::gp::{GpConfig, Variant};
@@ -100,7 +100,7 @@ fn rate(budget: Duration, mut f: impl FnMut(u64)) -> f64 {
 fn typical_responses(cfg: &GpConfig, count: u64) -> Vec<(sftvsrl_envs::gp::Hand, String)> {
     (0..count)
         .map(|i| {
-            let (hand, solution) = expert_hand(cfg, 99, i);
+            let (hand, solution) = expert_hand(cfg, 99, i, ExpertSolution::Random);
             let names = hand.names();
             let v = hand.values;
             let response = match i % 5 {

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use sftvsrl_envs::expert::write_jsonl;
 use sftvsrl_envs::gp::GpConfig;
 use sftvsrl_envs::gp::episode::check_config;
-use sftvsrl_envs::gp::expert::expert_examples;
+use sftvsrl_envs::gp::expert::{ExpertSolution, expert_examples};
 use sftvsrl_envs::nav::{self, NavConfig};
 
 use super::gp::VariantArg;
@@ -58,6 +58,26 @@ pub struct SftDataArgs {
     /// e.g. one written by `sftvsrl nav world`.
     #[arg(long)]
     routes: Option<PathBuf>,
+    /// GeneralPoints: which solution each answer teaches (`random`, as the reference data, or
+    /// `hand-order`, a fixed one that keeps the cards' order where it can).
+    #[arg(long, value_enum, default_value = "random")]
+    solution: SolutionArg,
+}
+
+/// `--solution` values.
+#[derive(Clone, Copy, ValueEnum)]
+enum SolutionArg {
+    Random,
+    HandOrder,
+}
+
+impl From<SolutionArg> for ExpertSolution {
+    fn from(a: SolutionArg) -> Self {
+        match a {
+            SolutionArg::Random => ExpertSolution::Random,
+            SolutionArg::HandOrder => ExpertSolution::HandOrder,
+        }
+    }
 }
 
 pub fn run(cmd: DataCommand) -> Result<()> {
@@ -79,7 +99,7 @@ fn sft(a: SftDataArgs) -> Result<()> {
                 None => GpConfig::variant(a.variant.into(), vision),
             };
             check_config(&cfg)?;
-            let examples = expert_examples(&cfg, a.seed, a.n).inspect(|_| progress.tick());
+            let examples = expert_examples(&cfg, a.seed, a.n, a.solution.into()).inspect(|_| progress.tick());
             write_jsonl(examples, &a.out).with_context(|| format!("writing {}", a.out.display()))?
         }
         TaskName::VirlL | TaskName::VirlVl => {

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod eval;
 pub mod gp;
 pub mod input;
 pub mod model;

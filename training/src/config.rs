@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sftvsrl_envs::gp::expert::ExpertSolution;
 
 use crate::error::SftError;
 
@@ -52,6 +53,10 @@ pub struct GenerateData {
     pub n: usize,
     /// Data set seed (episode seeds used for evaluation must differ from it).
     pub seed: u64,
+    /// Which solution each answer teaches: `random` (as the reference data) or
+    /// `hand_order` (a fixed one keeping the cards' order where it can; easier for small models).
+    #[serde(default)]
+    pub solution: ExpertSolution,
 }
 
 /// The model: trained from scratch, or loaded from a checkpoint.
@@ -112,6 +117,10 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// Write a checkpoint every this many optimizer steps (and always at the end).
     pub checkpoint_every: usize,
+    /// At each validation, this many held-out prompts are answered by greedy decoding and their
+    /// answer field compared with the expert's (0: skip).
+    #[serde(default = "default_answer_match")]
+    pub answer_match: usize,
     /// Stop after this many optimizer steps (the schedule still spans all epochs); for tests.
     #[serde(default)]
     pub max_steps: Option<usize>,
@@ -162,6 +171,9 @@ fn default_beta2() -> f32 {
 }
 fn default_epsilon() -> f32 {
     1e-7
+}
+fn default_answer_match() -> usize {
+    32
 }
 fn default_attempts() -> u32 {
     5

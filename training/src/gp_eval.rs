@@ -3,11 +3,11 @@
 
 use burn::tensor::backend::Backend;
 use serde::Serialize;
-use sftvsrl_envs::Env;
 use sftvsrl_envs::gp::{GeneralPoints, GpConfig, Variant};
-use sftvsrl_model::{GenerateConfig, Llama, Sampling, Tokenizer, generate};
+use sftvsrl_model::{GenerateConfig, Llama, Sampling, Tokenizer};
 
 use crate::config::GpEvalConfig;
+use crate::episodes::play_episodes;
 use crate::error::SftError;
 
 /// Episode outcomes.
@@ -40,59 +40,30 @@ pub fn gp_success<B: Backend>(
         verify_iter: config.attempts,
         ..GpConfig::variant(Variant::Id, false)
     };
+    let generation = GenerateConfig {
+        max_new_tokens: config.max_new_tokens,
+        sampling: Sampling::GREEDY,
+        stop_tokens: tokenizer.stop_tokens(),
+        seed: config.seed,
+    };
     let mut result = GpEvalResult::default();
     let seeds: Vec<u64> = (0..config.episodes as u64)
         .map(|i| config.seed + i)
         .collect();
-    for chunk in seeds.chunks(config.batch) {
+    for chunk in seeds.chunks(config.batch.max(1)) {
         let mut envs = chunk
             .iter()
-            .map(|&seed| {
-                let mut env =
-                    GeneralPoints::new(gp.clone()).map_err(|e| SftError::Invalid(e.to_string()))?;
-                env.reset(seed);
-                Ok(env)
-            })
+            .map(|_| GeneralPoints::new(gp.clone()).map_err(|e| SftError::Invalid(e.to_string())))
             .collect::<Result<Vec<_>, SftError>>()?;
-        let mut active: Vec<usize> = (0..envs.len()).collect();
-        for attempt in 0..config.attempts {
-            if active.is_empty() {
-                break;
+        let records = play_episodes(model, tokenizer, &mut envs, chunk, &generation, device)?;
+        for r in &records {
+            if result.episodes == 0 {
+                result.sample = r.calls[0].response.clone();
             }
-            let prompts = active
-                .iter()
-                .map(|&i| tokenizer.encode_chat(None, &envs[i].transcript().turns))
-                .collect::<Result<Vec<_>, _>>()?;
-            let generation = generate(
-                model,
-                &prompts,
-                &GenerateConfig {
-                    max_new_tokens: config.max_new_tokens,
-                    sampling: Sampling::GREEDY,
-                    stop_tokens: tokenizer.stop_tokens(),
-                    seed: config.seed,
-                },
-                device,
-            )?;
-            let mut still = Vec::new();
-            for (&i, seq) in active.iter().zip(&generation.sequences) {
-                let text = tokenizer.decode(&seq.tokens, true)?;
-                if result.episodes == 0 && i == 0 && attempt == 0 {
-                    result.sample = text.clone();
-                }
-                let verdict = envs[i].step(&text);
-                if envs[i].success() {
-                    result.successes += 1;
-                    if attempt == 0 {
-                        result.first_attempt += 1;
-                    }
-                } else if !verdict.done() {
-                    still.push(i);
-                }
-            }
-            active = still;
+            result.episodes += 1;
+            result.successes += usize::from(r.success);
+            result.first_attempt += usize::from(r.success && r.calls.len() == 1);
         }
-        result.episodes += envs.len();
     }
     Ok(result)
 }

@@ -3,10 +3,12 @@
 //! warmup + cosine, gradient accumulation and clipping, step checkpoints that resume exactly,
 //! and FLOPs accounting. The RL learner (issue 5) will live beside it.
 
+pub mod answer_match;
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod episodes;
 pub mod error;
 pub mod flops;
 pub mod gp_eval;
@@ -15,9 +17,11 @@ pub mod schedule;
 pub mod setup;
 pub mod step;
 
+pub use answer_match::{greedy_answer_match, same_answer};
 pub use batch::SftBatch;
 pub use config::{DataConfig, GenerateData, GpEvalConfig, ModelConfig, SftConfig, TrainConfig};
 pub use data::{ChatExample, Sequence, read_chat_jsonl};
+pub use episodes::{Call, EpisodeRecord, play_episodes};
 pub use error::SftError;
 pub use gp_eval::{GpEvalResult, gp_success};
 pub use run::{RunSummary, run_sft};

@@ -20,6 +20,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde_json::json;
 use sftvsrl_model::{Llama, Tokenizer, save_pretrained};
 
+use crate::answer_match::greedy_answer_match;
 use crate::batch::SftBatch;
 use crate::checkpoint::{self, Progress};
 use crate::config::SftConfig;
@@ -181,18 +182,32 @@ pub fn run_sft<A: AutodiffBackend>(
         }
         if progress.step % t.checkpoint_every == 0 || progress.step == last_step {
             if !valid.is_empty() {
-                let v = validate(&model.valid(), &valid, t.micro_batch, device);
+                let inference = model.valid();
+                let v = validate(&inference, &valid, t.micro_batch, device);
+                let answered = &valid[..t.answer_match.min(valid.len())];
+                let longest = answered.iter().map(|s| s.ids.len() - s.prompt_len).max();
+                let answer_match = greedy_answer_match(
+                    &inference,
+                    &tokenizer,
+                    answered,
+                    longest.unwrap_or(0) + 16,
+                    t.micro_batch,
+                    device,
+                )?;
                 metrics.write(&json!({
                     "split": "valid", "step": progress.step, "loss": v.loss(),
                     "token_accuracy": v.token_accuracy(), "exact_match": v.exact_match(),
+                    "answer_match": answer_match, "answer_match_examples": answered.len(),
                     "tokens": progress.tokens, "flops": progress.flops,
                 }))?;
                 log(&format!(
-                    "valid at step {}: loss {:.4} token acc {:.3} exact match {:.3}",
+                    "valid at step {}: loss {:.4} token acc {:.3} exact match {:.3} \
+                     greedy answer match {answer_match:.3} ({} examples)",
                     progress.step,
                     v.loss(),
                     v.token_accuracy(),
-                    v.exact_match()
+                    v.exact_match(),
+                    answered.len()
                 ));
                 valid_stats = Some(v);
             }

@@ -1,10 +1,13 @@
 //! Expert GeneralPoints data for SFT: each example is a dealt hand, its prompt, and a response in
-//! the reference's `ResponseEqn` layout holding one of the hand's solutions.
+//! the reference's `ResponseEqn` layout holding one of the hand's solutions: one at random (as
+//! the released data) or, with [`ExpertSolution::HandOrder`], a fixed one that keeps the cards'
+//! order where it can, which a small model learns far more easily.
 //!
 //! Only solutions that the reference verifier grades +5 are used: a few solution strings (e.g.
 //! `8/(3-8/3)`) evaluate just off the target in floating point and would be graded 0, so hands
 //! whose every solution is like that are dealt again.
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::config::GpConfig;
@@ -22,8 +25,38 @@ fn graded_correct(solution: &str, target: i64) -> bool {
         .is_some_and(|v| v.equals_int(target))
 }
 
+/// Which of a hand's solutions an expert answer teaches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpertSolution {
+    /// One of the hand's solutions, drawn at random (the reference data's choice).
+    #[default]
+    Random,
+    /// The shortest solution that uses the numbers in the order of the cards, or the shortest
+    /// solution when none does (ties broken alphabetically): a function of the ordered values.
+    HandOrder,
+}
+
+/// The numbers of a solution string, left to right.
+fn numbers_in(solution: &str) -> Vec<u64> {
+    solution
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// The shortest of `solutions`, ties broken alphabetically (`None` when empty).
+fn shortest<'a>(solutions: impl IntoIterator<Item = &'a String>) -> Option<&'a String> {
+    solutions.into_iter().min_by_key(|s| (s.len(), s.as_str()))
+}
+
 /// The hand and solution of example `index` of data set `seed`.
-pub fn expert_hand(cfg: &GpConfig, seed: u64, index: u64) -> (Hand, String) {
+pub fn expert_hand(
+    cfg: &GpConfig,
+    seed: u64,
+    index: u64,
+    choice: ExpertSolution,
+) -> (Hand, String) {
     let mut rng = Rng::derive(seed, index);
     loop {
         let hand = deal(cfg, &mut rng);
@@ -33,16 +66,33 @@ pub fn expert_hand(cfg: &GpConfig, seed: u64, index: u64) -> (Hand, String) {
             .iter()
             .filter(|s| graded_correct(s, cfg.target))
             .collect();
-        if !good.is_empty() {
-            let solution = rng.choose(&good).to_string();
-            return (hand, solution);
+        if good.is_empty() {
+            continue;
         }
+        let solution = match choice {
+            ExpertSolution::Random => rng.choose(&good),
+            ExpertSolution::HandOrder => {
+                let order: Vec<u64> = hand.values.iter().map(|&v| v as u64).collect();
+                let in_order = good.iter().copied().filter(|s| numbers_in(s) == order);
+                shortest(in_order)
+                    .or_else(|| shortest(good.iter().copied()))
+                    .unwrap_or(good[0])
+            }
+        }
+        .to_string();
+        return (hand, solution);
     }
 }
 
-/// Example `index` of the expert data set `seed`: the same pair always gives the same example.
-pub fn expert_example(cfg: &GpConfig, seed: u64, index: u64) -> ExpertExample {
-    let (hand, solution) = expert_hand(cfg, seed, index);
+/// Example `index` of the expert data set `seed`: the same arguments always give the same
+/// example.
+pub fn expert_example(
+    cfg: &GpConfig,
+    seed: u64,
+    index: u64,
+    choice: ExpertSolution,
+) -> ExpertExample {
+    let (hand, solution) = expert_hand(cfg, seed, index, choice);
     ExpertExample {
         prompt: hand_prompt(cfg, &hand),
         response: expert_response(&hand.names(), &hand.values, &solution, cfg.target),
@@ -63,8 +113,9 @@ pub fn expert_examples(
     cfg: &GpConfig,
     seed: u64,
     n: usize,
+    choice: ExpertSolution,
 ) -> impl Iterator<Item = ExpertExample> + '_ {
-    (0..n as u64).map(move |i| expert_example(cfg, seed, i))
+    (0..n as u64).map(move |i| expert_example(cfg, seed, i, choice))
 }
 
 #[cfg(test)]
@@ -75,11 +126,12 @@ mod tests {
 
     #[test]
     fn expert_responses_are_graded_correct() {
-        for vision in [false, true] {
+        let choices = [ExpertSolution::Random, ExpertSolution::HandOrder];
+        for (vision, choice) in [false, true].into_iter().flat_map(|v| choices.map(|c| (v, c))) {
             let cfg = GpConfig::variant(Variant::Id, vision);
             for i in 0..if vision { 20 } else { 300 } {
-                let (hand, _) = expert_hand(&cfg, 7, i);
-                let ex = expert_example(&cfg, 7, i);
+                let (hand, _) = expert_hand(&cfg, 7, i, choice);
+                let ex = expert_example(&cfg, 7, i, choice);
                 let facts = HandFacts {
                     values: hand.values,
                     names: hand.names(),
@@ -98,9 +150,36 @@ mod tests {
                 assert_eq!(ex.image.is_some(), vision);
             }
         }
-        let a = expert_example(&GpConfig::default(), 3, 5);
-        let b = expert_example(&GpConfig::default(), 3, 5);
+        let a = expert_example(&GpConfig::default(), 3, 5, ExpertSolution::Random);
+        let b = expert_example(&GpConfig::default(), 3, 5, ExpertSolution::Random);
         assert_eq!((a.prompt, a.response), (b.prompt, b.response));
+    }
+
+    #[test]
+    fn hand_order_solutions_keep_the_card_order_when_they_can() {
+        let cfg = GpConfig::default();
+        let mut by_values: std::collections::HashMap<[u8; 4], String> = Default::default();
+        let mut kept = 0;
+        for i in 0..400 {
+            let (hand, solution) = expert_hand(&cfg, 11, i, ExpertSolution::HandOrder);
+            let order: Vec<u64> = hand.values.iter().map(|&v| v as u64).collect();
+            let good: Vec<&String> = (hand.solutions.all().iter())
+                .filter(|s| graded_correct(s, 24))
+                .collect();
+            let in_order = good.iter().copied().filter(|s| numbers_in(s) == order);
+            if let Some(best) = shortest(in_order) {
+                assert_eq!(&solution, best);
+                kept += 1;
+            } else {
+                let len = good.iter().map(|s| s.len()).min();
+                assert_eq!(Some(solution.len()), len, "{solution}");
+            }
+            let first = by_values.entry(hand.values).or_insert_with(|| solution.clone());
+            assert_eq!(*first, solution, "values {:?}", hand.values);
+        }
+        assert!(kept > 200, "only {kept} of 400 answers keep the card order");
+        assert!(by_values.len() < 400, "no ordered hand was dealt twice");
+        assert_eq!(numbers_in("(10-2)*3+1"), [10, 2, 3, 1]);
     }
 
     #[test]

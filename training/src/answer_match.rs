@@ -1,0 +1,92 @@
+//! Exact match of the answer field by greedy decoding: the model answers held-out prompts on its
+//! own (no teacher forcing), and its answer field — read as the environments read it — is
+//! compared with the expert's. The field is the first of `formula` (GeneralPoints) and `action`
+//! (navigation) present in the expert answer, or the whole answer when neither is.
+
+use burn::tensor::backend::Backend;
+use sftvsrl_envs::extract::{Field, Key, re_match};
+use sftvsrl_model::{GenerateConfig, Llama, Sampling, Tokenizer, generate};
+
+use crate::data::Sequence;
+use crate::error::SftError;
+
+/// The fields compared, in order of preference.
+const ANSWER_KEYS: [Key; 2] = [Key::Formula, Key::Action];
+
+/// What an answer is compared on: its first answer field that `expert` has, or all of it.
+fn answer_of<'a>(text: &'a str, expert: &str) -> Field<'a> {
+    for key in ANSWER_KEYS {
+        if matches!(re_match(expert, key), Field::Str(s) if s != "None") {
+            return re_match(text, key);
+        }
+    }
+    Field::Str(text.trim().into())
+}
+
+/// Whether `answer` gives the same answer field as `expert`.
+pub fn same_answer(answer: &str, expert: &str) -> bool {
+    answer_of(answer, expert) == answer_of(expert, expert)
+}
+
+/// Fraction of `sequences` (prompt + expert answer) whose answer the model, decoding greedily
+/// `batch` prompts at a time, reproduces in its answer field.
+pub fn greedy_answer_match<B: Backend>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    sequences: &[Sequence],
+    max_new_tokens: usize,
+    batch: usize,
+    device: &B::Device,
+) -> Result<f64, SftError> {
+    let config = GenerateConfig {
+        max_new_tokens,
+        sampling: Sampling::GREEDY,
+        stop_tokens: tokenizer.stop_tokens(),
+        seed: 0,
+    };
+    let mut matched = 0;
+    for chunk in sequences.chunks(batch.max(1)) {
+        let prompts: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|s| s.ids[..s.prompt_len].to_vec())
+            .collect();
+        let generation = generate(model, &prompts, &config, device)?;
+        for (s, out) in chunk.iter().zip(&generation.sequences) {
+            let expert = tokenizer.decode(&s.ids[s.prompt_len..], true)?;
+            let answer = tokenizer.decode(&out.tokens, true)?;
+            matched += usize::from(same_answer(&answer, &expert));
+        }
+    }
+    Ok(matched as f64 / sequences.len().max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_the_answer_field_only() {
+        let expert = "{\n  \"cards\": ['3', 'Q'],\n  \"formula\": \"(10-3)*2+10=24\",\n}";
+        let same = "{\"cards\": ['9', '9'], \"formula\": \"(10-3)*2+10=24\"}";
+        let other = "{\"cards\": ['3', 'Q'], \"formula\": \"(10-3)*2+10\"}";
+        assert!(same_answer(same, expert));
+        assert!(!same_answer(other, expert));
+        assert!(!same_answer("no answer", expert));
+    }
+
+    #[test]
+    fn navigation_answers_compare_the_action() {
+        let expert = "{\"current observation\": \"x\", \"action\": \"turn_direction(east)\"}";
+        assert!(same_answer(
+            "{\"current observation\": \"y\", \"action\": \"turn_direction(east)\"}",
+            expert
+        ));
+        assert!(!same_answer("{\"action\": \"forward()\"}", expert));
+    }
+
+    #[test]
+    fn free_text_answers_compare_whole() {
+        assert!(same_answer(" Paris.\n", "Paris."));
+        assert!(!same_answer("Lyon.", "Paris."));
+    }
+}
