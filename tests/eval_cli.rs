@@ -52,12 +52,14 @@ fn eval_writes_consistent_json_and_table() {
     ];
     let table = ok(&args, "");
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("eval.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("eval.json")).unwrap()).unwrap();
     let results = json["results"].as_array().unwrap();
     assert_eq!(results.len(), 4, "2 variants × 2 verification settings");
     for r in results {
-        let (n, k) = (r["episodes"].as_u64().unwrap(), r["successes"].as_u64().unwrap());
+        let (n, k) = (
+            r["episodes"].as_u64().unwrap(),
+            r["successes"].as_u64().unwrap(),
+        );
         assert_eq!(n, 3);
         assert_eq!(r["success_rate"].as_f64().unwrap(), k as f64 / 3.0);
         let row = format!(
@@ -77,7 +79,10 @@ fn eval_writes_consistent_json_and_table() {
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[1]["verdict"]["message"], "step_limit_reached");
     let md = std::fs::read_to_string(out_dir.join("eval.md")).unwrap();
-    assert!(md.contains("gp-l-ood-rule") && md.contains("**response**"), "{md}");
+    assert!(
+        md.contains("gp-l-ood-rule") && md.contains("**response**"),
+        "{md}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -97,7 +102,10 @@ fn bad_eval_configs_fail_with_the_field() {
         "",
     );
     assert!(err.contains("gp-l-idd"), "{err}");
-    let err = fails(&["eval", "--checkpoint", dir.join("none").to_str().unwrap()], "");
+    let err = fails(
+        &["eval", "--checkpoint", dir.join("none").to_str().unwrap()],
+        "",
+    );
     assert!(err.contains("none"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

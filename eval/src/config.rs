@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use sftvsrl_envs::gp::prompt::PromptLayout;
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_model::Sampling;
 
@@ -27,14 +28,16 @@ impl EvalVariant {
         }
     }
 
-    /// The environment settings of this variant with `verify_iter` graded attempts.
-    pub fn gp_config(self, verify_iter: u32) -> GpConfig {
+    /// The environment settings of this variant with `verify_iter` graded attempts and prompts
+    /// in `layout`.
+    pub fn gp_config(self, verify_iter: u32, layout: PromptLayout) -> GpConfig {
         let variant = match self {
             EvalVariant::GpLId => Variant::Id,
             EvalVariant::GpLOodRule => Variant::RuleOod,
         };
         GpConfig {
             verify_iter,
+            prompt_layout: layout,
             ..GpConfig::variant(variant, false)
         }
     }
@@ -72,6 +75,9 @@ pub struct EvalConfig {
     /// Transcripts kept per variant for inspection.
     #[serde(default = "default_transcripts")]
     pub transcripts: usize,
+    /// `reference` prompts, or `compact` ones for models trained on compact data.
+    #[serde(default)]
+    pub prompt_layout: PromptLayout,
 }
 
 impl Default for EvalConfig {
@@ -177,7 +183,11 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(err("episode = 3").contains("episode"), "{}", err("episode = 3"));
+        assert!(
+            err("episode = 3").contains("episode"),
+            "{}",
+            err("episode = 3")
+        );
         assert!(err("verify_iters = [0]").contains("verify_iters"));
         assert!(err("variants = [\"gp-x\"]").contains("gp-x"));
         assert!(err("temperature = -1.0").contains("temperature"));

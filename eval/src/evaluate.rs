@@ -71,10 +71,12 @@ pub fn evaluate<B: Backend>(
         results: Vec::new(),
         transcripts: Vec::new(),
     };
-    let seeds: Vec<u64> = (0..config.episodes as u64).map(|i| config.seed + i).collect();
+    let seeds: Vec<u64> = (0..config.episodes as u64)
+        .map(|i| config.seed + i)
+        .collect();
     for &variant in &config.variants {
         for (sweep, &verify_iter) in config.verify_iters.iter().enumerate() {
-            let gp = variant.gp_config(verify_iter);
+            let gp = variant.gp_config(verify_iter, config.prompt_layout);
             let mut records = Vec::with_capacity(seeds.len());
             for chunk in seeds.chunks(config.batch) {
                 let mut envs = chunk
@@ -92,7 +94,9 @@ pub fn evaluate<B: Backend>(
                 )?);
                 progress(chunk.len());
             }
-            report.results.push(summarize(variant, verify_iter, &records));
+            report
+                .results
+                .push(summarize(variant, verify_iter, &records));
             if sweep == 0 {
                 let kept = records.into_iter().take(config.transcripts);
                 report.transcripts.extend(kept.map(|r| (variant, r)));

@@ -48,8 +48,17 @@ pub fn write_report(
 
     let mut md = format!("# Evaluation\n\n{}\n## Transcripts\n", table(report));
     for (variant, record) in &report.transcripts {
-        let outcome = if record.success { "solved" } else { "not solved" };
-        let _ = writeln!(md, "\n### {} — seed {} ({outcome})\n", variant.name(), record.seed);
+        let outcome = if record.success {
+            "solved"
+        } else {
+            "not solved"
+        };
+        let _ = writeln!(
+            md,
+            "\n### {} — seed {} ({outcome})\n",
+            variant.name(),
+            record.seed
+        );
         for call in &record.calls {
             if let Some(last) = call.prompt.last() {
                 let _ = writeln!(md, "**prompt (last turn)**\n```\n{}\n```", last.text.trim());

@@ -103,21 +103,13 @@ fn typical_responses(cfg: &GpConfig, count: u64) -> Vec<(sftvsrl_envs::gp::Hand,
             let (hand, solution) = expert_hand(cfg, 99, i, ExpertSolution::Random);
             let names = hand.names();
             let v = hand.values;
+            let answer =
+                |formula: &str| expert_response(&names, &v, formula, cfg.target, cfg.prompt_layout);
             let response = match i % 5 {
-                0 => expert_response(&names, &v, &solution, cfg.target),
-                1 => expert_response(
-                    &names,
-                    &v,
-                    &format!("{}+{}*{}-{}", v[0], v[1], v[2], v[3]),
-                    cfg.target,
-                ),
-                2 => expert_response(&names, &v, &format!("{}*{}", v[0], v[1]), cfg.target),
-                3 => expert_response(
-                    &names,
-                    &v,
-                    &format!("{} x {} + {} - {}", v[0], v[1], v[2], v[3]),
-                    cfg.target,
-                ),
+                0 => answer(&solution),
+                1 => answer(&format!("{}+{}*{}-{}", v[0], v[1], v[2], v[3])),
+                2 => answer(&format!("{}*{}", v[0], v[1])),
+                3 => answer(&format!("{} x {} + {} - {}", v[0], v[1], v[2], v[3])),
                 _ => format!(
                     "Let me think. {{\"cards\": {:?}, \"formula\": \"{solution}=24\"}}",
                     names
@@ -152,8 +144,14 @@ fn bench_gp(a: GpBenchArgs) -> Result<()> {
             env.reset(n);
             let hand = env.hand().clone();
             let names = hand.names();
-            let wrong = expert_response(&names, &hand.values, "1+1", cfg.target);
-            let right = expert_response(&names, &hand.values, &hand.solutions.all()[0], cfg.target);
+            let wrong = expert_response(&names, &hand.values, "1+1", cfg.target, cfg.prompt_layout);
+            let right = expert_response(
+                &names,
+                &hand.values,
+                &hand.solutions.all()[0],
+                cfg.target,
+                cfg.prompt_layout,
+            );
             for response in [&wrong, &wrong, &right, &right, &right, &right] {
                 if env.step(response).done() {
                     break;

@@ -99,7 +99,8 @@ fn sft(a: SftDataArgs) -> Result<()> {
                 None => GpConfig::variant(a.variant.into(), vision),
             };
             check_config(&cfg)?;
-            let examples = expert_examples(&cfg, a.seed, a.n, a.solution.into()).inspect(|_| progress.tick());
+            let examples =
+                expert_examples(&cfg, a.seed, a.n, a.solution.into()).inspect(|_| progress.tick());
             write_jsonl(examples, &a.out).with_context(|| format!("writing {}", a.out.display()))?
         }
         TaskName::VirlL | TaskName::VirlVl => {

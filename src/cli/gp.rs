@@ -398,7 +398,13 @@ fn play(a: PlayArgs) -> Result<()> {
             } else {
                 let hand = env.hand();
                 let formula = line.trim().split('=').next().unwrap_or("");
-                expert_response(&hand.names(), &hand.values, formula, cfg.target)
+                expert_response(
+                    &hand.names(),
+                    &hand.values,
+                    formula,
+                    cfg.target,
+                    cfg.prompt_layout,
+                )
             };
             let v = env.step(&response);
             println!("reward {}: {}", v.reward, v.message);

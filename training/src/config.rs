@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::expert::ExpertSolution;
+use sftvsrl_envs::gp::prompt::PromptLayout;
 
 use crate::error::SftError;
 
@@ -57,6 +58,9 @@ pub struct GenerateData {
     /// `hand_order` (a fixed one keeping the cards' order where it can; easier for small models).
     #[serde(default)]
     pub solution: ExpertSolution,
+    /// `reference` prompts and answers, or `compact` ones (short, for tiny CPU models).
+    #[serde(default)]
+    pub prompt_layout: PromptLayout,
 }
 
 /// The model: trained from scratch, or loaded from a checkpoint.
@@ -143,6 +147,9 @@ pub struct GpEvalConfig {
     /// Episodes generated together.
     #[serde(default = "default_eval_batch")]
     pub batch: usize,
+    /// The prompt layout of the episodes (use the training data's).
+    #[serde(default)]
+    pub prompt_layout: PromptLayout,
 }
 
 fn default_runs_dir() -> PathBuf {

@@ -38,6 +38,7 @@ pub fn gp_success<B: Backend>(
 ) -> Result<GpEvalResult, SftError> {
     let gp = GpConfig {
         verify_iter: config.attempts,
+        prompt_layout: config.prompt_layout,
         ..GpConfig::variant(Variant::Id, false)
     };
     let generation = GenerateConfig {

@@ -25,9 +25,15 @@ pub fn ensure_data(data: &DataConfig) -> Result<(), SftError> {
         ));
     };
     let dir = data.path.parent().unwrap_or(Path::new("."));
-    let cfg = GpConfig::variant(Variant::Id, false);
-    let (written, _) = write_jsonl(expert_examples(&cfg, generate.seed, generate.n, generate.solution), dir)
-        .map_err(|e| SftError::io(dir, e))?;
+    let cfg = GpConfig {
+        prompt_layout: generate.prompt_layout,
+        ..GpConfig::variant(Variant::Id, false)
+    };
+    let (written, _) = write_jsonl(
+        expert_examples(&cfg, generate.seed, generate.n, generate.solution),
+        dir,
+    )
+    .map_err(|e| SftError::io(dir, e))?;
     if written != data.path {
         std::fs::rename(&written, &data.path).map_err(|e| SftError::io(&data.path, e))?;
     }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::cards::{FaceRule, Sampling, SuitSet};
-use super::prompt::PromptText;
+use super::prompt::{PromptLayout, PromptText};
 use super::verify::RewardScheme;
 
 /// How a GeneralPoints environment behaves. Unknown fields in a config file are errors.
@@ -28,6 +28,8 @@ pub struct GpConfig {
     pub render_formula_label: bool,
     /// `reference` prompt text (quirks included) or `cleaned`.
     pub prompt_text: PromptText,
+    /// `reference` prompts and expert answers, or `compact` ones for tiny CPU models.
+    pub prompt_layout: PromptLayout,
     /// Append the `[Output Example]` block (the `_EG` prompts used for API models).
     pub prompt_example: bool,
     /// `reference` rewards or the `paper`'s scheme.
@@ -46,6 +48,7 @@ impl Default for GpConfig {
             vision: false,
             render_formula_label: false,
             prompt_text: PromptText::Reference,
+            prompt_layout: PromptLayout::Reference,
             prompt_example: false,
             gp_reward: RewardScheme::Reference,
         }

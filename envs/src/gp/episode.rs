@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use super::cards::{Card, draw_cards};
 use super::config::GpConfig;
-use super::prompt::{PromptSpec, prompt};
+use super::prompt::{PromptLayout, PromptSpec, prompt};
 use super::render::render_hand;
 use super::solver::{Solutions, solutions};
 use super::verify::{Grade, HandFacts, grade_response, reward};
@@ -21,6 +21,8 @@ pub enum GpError {
     UnreachableTarget { target: i64 },
     #[error("gp.verify_iter must be at least 1")]
     NoAttempts,
+    #[error("gp.prompt_layout = \"compact\" is for the text task: its answers carry no cards")]
+    CompactVision,
 }
 
 /// A dealt hand and its solutions.
@@ -64,6 +66,7 @@ pub fn hand_prompt(cfg: &GpConfig, hand: &Hand) -> String {
         vision: cfg.vision,
         example: cfg.prompt_example,
         text: cfg.prompt_text,
+        layout: cfg.prompt_layout,
     })
 }
 
@@ -71,6 +74,9 @@ pub fn hand_prompt(cfg: &GpConfig, hand: &Hand) -> String {
 pub fn check_config(cfg: &GpConfig) -> Result<(), GpError> {
     if cfg.verify_iter == 0 {
         return Err(GpError::NoAttempts);
+    }
+    if cfg.vision && cfg.prompt_layout == PromptLayout::Compact {
+        return Err(GpError::CompactVision);
     }
     let ranks = 1..=13u8;
     let reachable = ranks.clone().any(|a| {

@@ -95,7 +95,13 @@ pub fn expert_example(
     let (hand, solution) = expert_hand(cfg, seed, index, choice);
     ExpertExample {
         prompt: hand_prompt(cfg, &hand),
-        response: expert_response(&hand.names(), &hand.values, &solution, cfg.target),
+        response: expert_response(
+            &hand.names(),
+            &hand.values,
+            &solution,
+            cfg.target,
+            cfg.prompt_layout,
+        ),
         image: cfg
             .vision
             .then(|| render_hand(&hand.cards, cfg.render_formula_label)),
@@ -122,13 +128,24 @@ pub fn expert_examples(
 mod tests {
     use super::*;
     use crate::gp::Variant;
+    use crate::gp::prompt::PromptLayout;
     use crate::gp::verify::{HandFacts, grade_response};
 
     #[test]
     fn expert_responses_are_graded_correct() {
         let choices = [ExpertSolution::Random, ExpertSolution::HandOrder];
-        for (vision, choice) in [false, true].into_iter().flat_map(|v| choices.map(|c| (v, c))) {
-            let cfg = GpConfig::variant(Variant::Id, vision);
+        let settings = [
+            (false, PromptLayout::Reference),
+            (true, PromptLayout::Reference),
+            (false, PromptLayout::Compact),
+        ];
+        for ((vision, prompt_layout), choice) in
+            settings.into_iter().flat_map(|s| choices.map(|c| (s, c)))
+        {
+            let cfg = GpConfig {
+                prompt_layout,
+                ..GpConfig::variant(Variant::Id, vision)
+            };
             for i in 0..if vision { 20 } else { 300 } {
                 let (hand, _) = expert_hand(&cfg, 7, i, choice);
                 let ex = expert_example(&cfg, 7, i, choice);
@@ -174,7 +191,9 @@ mod tests {
                 let len = good.iter().map(|s| s.len()).min();
                 assert_eq!(Some(solution.len()), len, "{solution}");
             }
-            let first = by_values.entry(hand.values).or_insert_with(|| solution.clone());
+            let first = by_values
+                .entry(hand.values)
+                .or_insert_with(|| solution.clone());
             assert_eq!(*first, solution, "values {:?}", hand.values);
         }
         assert!(kept > 200, "only {kept} of 400 answers keep the card order");

@@ -1,8 +1,23 @@
 //! GeneralPoints prompts and the expert response template, verbatim from the reference
 //! (LeslieTrue/SFTvsRL: prompt_lib/prompts.py; paper-spec §1.7, §8 D10).
 
+use serde::{Deserialize, Serialize};
+
 use super::cards::FaceRule;
 pub use crate::prompt_text::PromptText;
+
+/// How long prompts and expert answers are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptLayout {
+    /// The reference prompt (about 230 word-level tokens) and `ResponseEqn` answer.
+    #[default]
+    Reference,
+    /// Not in the reference: the cards, the face-card rule and the target in one short prompt,
+    /// and a one-line JSON answer (`number`, `formula`), about a quarter of the tokens. For tiny
+    /// models trained from scratch on a CPU; graded by the same verifier.
+    Compact,
+}
 
 /// What a prompt is built from.
 #[derive(Clone, Copy, Debug)]
@@ -15,6 +30,7 @@ pub struct PromptSpec<'a> {
     /// Append the `[Output Example]` block (the `_EG` prompts used for API models).
     pub example: bool,
     pub text: PromptText,
+    pub layout: PromptLayout,
 }
 
 const EXAMPLE_BLOCK: &str = "[Output Example]\n{\n  \"cards\": [4, 3, 2, K],\n  \"number\": [4, 3, 2, 10],\n  \"formula\": \"4*3+2+10=24\",\n}\n\nPlease only output the json.\n";
@@ -26,6 +42,10 @@ pub fn prompt(spec: &PromptSpec<'_>) -> String {
         PromptText::Cleaned => spec.rule.message().trim_end_matches('.'),
     };
     let t = spec.target;
+    if spec.layout == PromptLayout::Compact {
+        let cards = super::cards::python_str_list(spec.cards);
+        return format!("Cards: {cards}\nNote that {face}\nFormula for {t}:\n");
+    }
     let intro = if spec.vision {
         "You are observing these four cards in the image."
     } else {
@@ -55,9 +75,20 @@ pub fn prompt(spec: &PromptSpec<'_>) -> String {
     s
 }
 
-/// The expert response (`ResponseEqn`): single-quoted card names, the values, and the formula
-/// with `=target`; a trailing comma makes it invalid JSON, so the parser's fallback reads it.
-pub fn expert_response(cards: &[&str; 4], values: &[u8; 4], formula: &str, target: i64) -> String {
+/// The expert response. Reference layout (`ResponseEqn`): single-quoted card names, the values,
+/// and the formula with `=target`; a trailing comma makes it invalid JSON, so the parser's
+/// fallback reads it. Compact layout: `{"number": [...], "formula": "...=target"}`.
+pub fn expert_response(
+    cards: &[&str; 4],
+    values: &[u8; 4],
+    formula: &str,
+    target: i64,
+    layout: PromptLayout,
+) -> String {
+    if layout == PromptLayout::Compact {
+        let numbers = super::cards::python_int_list(values);
+        return format!("{{\"number\": {numbers}, \"formula\": \"{formula}={target}\"}}");
+    }
     format!(
         "\n{{\n  \"cards\": {},\n  \"number\": {},\n  \"formula\": \"{formula}={target}\",\n}}",
         super::cards::python_str_list(cards),
@@ -80,6 +111,7 @@ mod tests {
             vision,
             example,
             text,
+            layout: PromptLayout::Reference,
         })
     }
 
@@ -105,10 +137,45 @@ mod tests {
 
     #[test]
     fn expert_response_layout() {
-        let r = expert_response(&["A", "3", "K", "6"], &[1, 3, 10, 6], "(10*3-6)*1", 24);
+        let r = expert_response(
+            &["A", "3", "K", "6"],
+            &[1, 3, 10, 6],
+            "(10*3-6)*1",
+            24,
+            PromptLayout::Reference,
+        );
         assert_eq!(
             r,
             "\n{\n  \"cards\": ['A', '3', 'K', '6'],\n  \"number\": [1, 3, 10, 6],\n  \"formula\": \"(10*3-6)*1=24\",\n}"
+        );
+    }
+
+    #[test]
+    fn compact_layout_keeps_cards_rule_and_target() {
+        let p = prompt(&PromptSpec {
+            target: 24,
+            rule: FaceRule::Ood,
+            cards: &["A", "3", "10", "K"],
+            vision: false,
+            example: false,
+            text: PromptText::Reference,
+            layout: PromptLayout::Compact,
+        });
+        assert_eq!(
+            p,
+            "Cards: ['A', '3', '10', 'K']\nNote that 'J', 'Q', and 'K' count as '11', '12', and \
+             '13' respectively.\nFormula for 24:\n"
+        );
+        let r = expert_response(
+            &["A", "3", "K", "6"],
+            &[1, 3, 10, 6],
+            "(10*3-6)*1",
+            24,
+            PromptLayout::Compact,
+        );
+        assert_eq!(
+            r,
+            "{\"number\": [1, 3, 10, 6], \"formula\": \"(10*3-6)*1=24\"}"
         );
     }
 }
