@@ -193,6 +193,21 @@ mod tests {
         assert!(err("temperature = -1.0").contains("temperature"));
     }
 
+    #[test]
+    fn shipped_configs_parse_and_the_reference_one_is_the_default() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/eval");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let config = EvalConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            if path.ends_with("gp-l.toml") {
+                assert_eq!(config, EvalConfig::default());
+            }
+            seen += 1;
+        }
+        assert!(seen >= 2, "config/eval holds {seen} files");
+    }
+
     impl EvalConfig {
         fn gp_variants_names(&self) -> Vec<&'static str> {
             self.variants.iter().map(|v| v.name()).collect()
