@@ -28,6 +28,8 @@ pub enum SftError {
         "the loss became {loss} at step {step}; stopped without updating the weights (the last good checkpoint is kept)"
     )]
     NonFinite { step: usize, loss: f32 },
+    #[error("stopped at step {step} as asked; `--resume` continues from {checkpoint}")]
+    Stopped { step: usize, checkpoint: PathBuf },
     #[error("{0}")]
     Invalid(String),
 }

@@ -6,7 +6,8 @@
 //! The loop is driven step by step rather than through burn-train's epoch-based `Learner`, so
 //! that checkpoints fall every `checkpoint_every` optimizer steps, a resumed run replays the
 //! exact data order and learning rate of an uninterrupted one, and a non-finite loss stops the
-//! run before it touches the weights.
+//! run before it touches the weights. burn-train is used for its terminal dashboard
+//! ([`crate::display`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use crate::batch::SftBatch;
 use crate::checkpoint::{self, Progress};
 use crate::config::SftConfig;
 use crate::data::{Sequence, epoch_order, read_chat_jsonl, split, tokenize_all};
+use crate::display::RunDisplay;
 use crate::error::SftError;
 use crate::flops::train_flops;
 use crate::gp_eval::{GpEvalResult, gp_success};
@@ -47,12 +49,13 @@ pub struct RunSummary {
 }
 
 /// Trains as `config` says; with `resume`, continues from the run's newest checkpoint.
-/// `log` receives one human-readable line per logged step.
+/// `display` hears every logged step (any `FnMut(&str)` closure takes plain lines); when it
+/// reports a stop request, the run checkpoints and ends with [`SftError::Stopped`].
 pub fn run_sft<A: AutodiffBackend>(
     config: &SftConfig,
     resume: bool,
     device: &A::Device,
-    log: &mut dyn FnMut(&str),
+    display: &mut dyn RunDisplay,
 ) -> Result<RunSummary, SftError> {
     let run_dir = config.run_dir();
     let existing = checkpoint::latest(&run_dir)?;
@@ -110,7 +113,7 @@ pub fn run_sft<A: AutodiffBackend>(
     if let Some(dir) = existing {
         let (m, o, p) = checkpoint::load::<A, _, _>(&dir, model, optim, device)?;
         (model, optim, progress) = (m, o, p);
-        log(&format!(
+        display.line(&format!(
             "resumed from {} (step {})",
             dir.display(),
             progress.step
@@ -119,7 +122,7 @@ pub fn run_sft<A: AutodiffBackend>(
     }
     let metrics_path = run_dir.join("metrics.jsonl");
     let mut metrics = MetricsLog::open(&metrics_path, progress.step)?;
-    log(&format!(
+    display.line(&format!(
         "{} train / {} valid examples, {params} parameters, {total_steps} steps of {global_batch} \
          ({steps_per_epoch} per epoch)",
         train.len(),
@@ -172,12 +175,16 @@ pub fn run_sft<A: AutodiffBackend>(
                 "loss": window.loss(), "token_accuracy": window.token_accuracy(),
                 "tokens": progress.tokens, "flops": progress.flops,
             }))?;
-            log(&format!(
-                "step {}/{last_step} epoch {epoch} lr {lr:.3e} loss {:.4} token acc {:.3}",
+            display.metrics(
+                false,
                 progress.step,
-                window.loss(),
-                window.token_accuracy()
-            ));
+                last_step,
+                &[
+                    ("loss", window.loss()),
+                    ("token accuracy", window.token_accuracy()),
+                    ("learning rate", lr),
+                ],
+            );
             window = StepStats::default();
         }
         if progress.step % t.checkpoint_every == 0 || progress.step == last_step {
@@ -200,18 +207,30 @@ pub fn run_sft<A: AutodiffBackend>(
                     "answer_match": answer_match, "answer_match_examples": answered.len(),
                     "tokens": progress.tokens, "flops": progress.flops,
                 }))?;
-                log(&format!(
-                    "valid at step {}: loss {:.4} token acc {:.3} exact match {:.3} \
-                     greedy answer match {answer_match:.3} ({} examples)",
+                display.metrics(
+                    true,
                     progress.step,
-                    v.loss(),
-                    v.token_accuracy(),
-                    v.exact_match(),
-                    answered.len()
-                ));
+                    last_step,
+                    &[
+                        ("loss", v.loss()),
+                        ("token accuracy", v.token_accuracy()),
+                        ("exact match", v.exact_match()),
+                        ("greedy answer match", answer_match),
+                    ],
+                );
                 valid_stats = Some(v);
             }
             last_checkpoint = Some(checkpoint::save(&run_dir, &model, &optim, &progress)?);
+        }
+        if display.stop_requested() {
+            let checkpoint = match last_checkpoint {
+                Some(c) if progress.step % t.checkpoint_every == 0 => c,
+                _ => checkpoint::save(&run_dir, &model, &optim, &progress)?,
+            };
+            return Err(SftError::Stopped {
+                step: progress.step,
+                checkpoint,
+            });
         }
     }
 
@@ -224,7 +243,7 @@ pub fn run_sft<A: AutodiffBackend>(
     let gp_eval = match &config.eval {
         Some(eval) => {
             let r = gp_success(&inference, &tokenizer, eval, device)?;
-            log(&format!(
+            display.line(&format!(
                 "GeneralPoints ID: {}/{} episodes solved ({:.1}%), {} at the first attempt; \
                  first answer: {:?}",
                 r.successes,

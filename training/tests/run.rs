@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
 use sftvsrl_model::device::CpuBackend;
-use sftvsrl_training::{SftConfig, SftError, run_sft};
+use sftvsrl_training::{RunDisplay, SftConfig, SftError, run_sft};
 
 type A = Autodiff<CpuBackend>;
 
@@ -152,5 +152,51 @@ fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     checkpoints.sort();
     let expected: Vec<String> = (1..step).map(|s| format!("step-{s:06}")).collect();
     assert_eq!(checkpoints, expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A display that asks to stop once it has seen `after` training steps.
+struct StopAfter {
+    after: usize,
+    seen: usize,
+}
+
+impl RunDisplay for StopAfter {
+    fn line(&mut self, _: &str) {}
+
+    fn metrics(&mut self, valid: bool, step: usize, _: usize, _: &[(&str, f64)]) {
+        if !valid {
+            self.seen = step;
+        }
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.seen >= self.after
+    }
+}
+
+#[test]
+fn a_stop_request_checkpoints_and_the_run_resumes_to_the_same_weights() {
+    let dir = scratch("stop");
+    let device = Default::default();
+    let mut quiet = |_: &str| {};
+    let full = run_sft::<A>(&config(&dir, "full", None), false, &device, &mut quiet).unwrap();
+
+    // Step 3 is not a checkpoint step (every 2), so the stop writes one of its own.
+    let mut stop = StopAfter { after: 3, seen: 0 };
+    let err = run_sft::<A>(&config(&dir, "stopped", None), false, &device, &mut stop).unwrap_err();
+    let SftError::Stopped { step, checkpoint } = err else {
+        panic!("expected a stop, got {err}");
+    };
+    assert_eq!(step, 3);
+    assert!(
+        checkpoint.ends_with("step-000003"),
+        "{}",
+        checkpoint.display()
+    );
+
+    let resumed = run_sft::<A>(&config(&dir, "stopped", None), true, &device, &mut quiet).unwrap();
+    let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert_eq!(weights(&resumed.final_dir), weights(&full.final_dir));
     let _ = std::fs::remove_dir_all(&dir);
 }
