@@ -61,22 +61,37 @@ pub enum FaceRule {
     Id,
     /// J, Q, K count as 11, 12, 13 (the rule-OOD variant).
     Ood,
+    /// Not in the reference: J, Q, K count as the given values (1..=99), e.g. for pretraining a
+    /// small model on several rules. In TOML: `face_cards = { custom = [5, 6, 7] }`.
+    Custom([u8; 3]),
 }
 
 impl FaceRule {
-    /// The numeric value of a rank under this rule.
-    pub fn value(self, rank: u8) -> u8 {
+    /// The values of J, Q and K.
+    pub fn face_values(self) -> [u8; 3] {
         match self {
-            FaceRule::Id => rank.min(10),
-            FaceRule::Ood => rank,
+            FaceRule::Id => [10; 3],
+            FaceRule::Ood => [11, 12, 13],
+            FaceRule::Custom(values) => values,
         }
     }
 
-    /// The prompt's `{face_card_msg}` (with the reference's trailing period).
-    pub fn message(self) -> &'static str {
-        match self {
-            FaceRule::Id => "'J', 'Q', and 'K' count as '10'.",
-            FaceRule::Ood => "'J', 'Q', and 'K' count as '11', '12', and '13' respectively.",
+    /// The numeric value of a rank under this rule.
+    pub fn value(self, rank: u8) -> u8 {
+        match rank {
+            11..=13 => self.face_values()[usize::from(rank - 11)],
+            _ => rank,
+        }
+    }
+
+    /// The prompt's `{face_card_msg}` (with the reference's trailing period): one value when
+    /// J, Q and K count the same, else the three with "respectively".
+    pub fn message(self) -> String {
+        match self.face_values() {
+            [j, q, k] if j == q && q == k => format!("'J', 'Q', and 'K' count as '{j}'."),
+            [j, q, k] => {
+                format!("'J', 'Q', and 'K' count as '{j}', '{q}', and '{k}' respectively.")
+            }
         }
     }
 }
@@ -207,6 +222,17 @@ mod tests {
         assert_eq!((t.plain_name(), t.key()), ("10", "HT".to_string()));
         assert_eq!(FaceRule::Id.value(12), 10);
         assert_eq!(FaceRule::Ood.value(12), 12);
+        assert_eq!(FaceRule::Custom([5, 6, 7]).value(13), 7);
+        assert_eq!(FaceRule::Custom([5, 6, 7]).value(4), 4);
+        assert_eq!(FaceRule::Id.message(), "'J', 'Q', and 'K' count as '10'.");
+        assert_eq!(
+            FaceRule::Custom([11, 12, 13]).message(),
+            FaceRule::Ood.message()
+        );
+        assert_eq!(
+            FaceRule::Custom([4, 4, 4]).message(),
+            "'J', 'Q', and 'K' count as '4'."
+        );
         assert_eq!(Card::rank_from_name("t"), Some(10));
         assert_eq!(Card::rank_from_name("11"), None);
         assert_eq!(python_str_list(&["A", "10"]), "['A', '10']");

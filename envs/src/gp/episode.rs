@@ -19,6 +19,8 @@ use crate::rng::Rng;
 pub enum GpError {
     #[error("gp.target = {target}: no hand of four cards can reach it under this rule")]
     UnreachableTarget { target: i64 },
+    #[error("gp.face_cards: custom values must be 1..=99, got {0:?}")]
+    FaceValues([u8; 3]),
     #[error("gp.verify_iter must be at least 1")]
     NoAttempts,
     #[error("gp.prompt_layout = \"compact\" is for the text task: its answers carry no cards")]
@@ -74,6 +76,10 @@ pub fn hand_prompt(cfg: &GpConfig, hand: &Hand) -> String {
 pub fn check_config(cfg: &GpConfig) -> Result<(), GpError> {
     if cfg.verify_iter == 0 {
         return Err(GpError::NoAttempts);
+    }
+    let faces = cfg.face_cards.face_values();
+    if faces.iter().any(|v| !(1..=99).contains(v)) {
+        return Err(GpError::FaceValues(faces));
     }
     if cfg.vision && cfg.prompt_layout == PromptLayout::Compact {
         return Err(GpError::CompactVision);

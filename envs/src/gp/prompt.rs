@@ -37,9 +37,10 @@ const EXAMPLE_BLOCK: &str = "[Output Example]\n{\n  \"cards\": [4, 3, 2, K],\n  
 
 /// The user prompt of a GeneralPoints episode (`Q_GeneralPoint_EQN_{L,VL}[_EG]`).
 pub fn prompt(spec: &PromptSpec<'_>) -> String {
+    let message = spec.rule.message();
     let face = match spec.text {
-        PromptText::Reference => spec.rule.message(),
-        PromptText::Cleaned => spec.rule.message().trim_end_matches('.'),
+        PromptText::Reference => message.as_str(),
+        PromptText::Cleaned => message.trim_end_matches('.'),
     };
     let t = spec.target;
     if spec.layout == PromptLayout::Compact {
