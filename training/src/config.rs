@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sftvsrl_envs::gp::FaceRule;
 use sftvsrl_envs::gp::expert::ExpertSolution;
 use sftvsrl_envs::gp::prompt::PromptLayout;
 
@@ -61,6 +62,14 @@ pub struct GenerateData {
     /// `reference` prompts and answers, or `compact` ones (short, for tiny CPU models).
     #[serde(default)]
     pub prompt_layout: PromptLayout,
+    /// Face-card rules, taken in turn: example `i` follows rule `i mod len` (e.g. a pretraining
+    /// mix that leaves the OOD rule out). Default: the ID rule alone.
+    #[serde(default = "default_face_rules")]
+    pub face_rules: Vec<FaceRule>,
+}
+
+fn default_face_rules() -> Vec<FaceRule> {
+    vec![FaceRule::Id]
 }
 
 /// The model: trained from scratch, or loaded from a checkpoint.
@@ -255,6 +264,11 @@ impl SftConfig {
         if !(t.epsilon > 0.0) {
             return Err("`train.epsilon` must be positive".into());
         }
+        if let Some(g) = &self.data.generate
+            && g.face_rules.is_empty()
+        {
+            return Err("`data.generate.face_rules` must name at least one rule".into());
+        }
         if t.grad_clip_norm.is_some_and(|c| !(c > 0.0)) {
             return Err("`train.grad_clip_norm` must be positive".into());
         }
@@ -320,6 +334,18 @@ checkpoint_every = 5
         assert_eq!((c.train.weight_decay, c.train.warmup_ratio), (0.0, 0.03));
         assert_eq!(c.run_dir(), PathBuf::from("runs/t"));
         assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn face_rule_mixes_need_a_rule() {
+        let generate = "[data.generate]\nn = 4\nseed = 0\nface_rules = []\n";
+        let text = BASE.replace("[model]", &format!("{generate}[model]"));
+        let e = parse(&text).unwrap_err();
+        assert!(e.contains("data.generate.face_rules"), "{e}");
+        let mix = "face_rules = [\"id\", { custom = [11, 11, 11] }]";
+        let c = parse(&text.replace("face_rules = []", mix)).unwrap();
+        let rules = &c.data.generate.unwrap().face_rules;
+        assert_eq!(rules, &[FaceRule::Id, FaceRule::Custom([11, 11, 11])]);
     }
 
     #[test]

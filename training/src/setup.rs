@@ -5,7 +5,8 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use sftvsrl_envs::expert::write_jsonl;
-use sftvsrl_envs::gp::expert::expert_examples;
+use sftvsrl_envs::gp::episode::check_config;
+use sftvsrl_envs::gp::expert::expert_example;
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_model::{Llama, LlamaConfig, Tokenizer, load_pretrained, word_level_tokenizer};
 
@@ -13,7 +14,8 @@ use crate::config::{DataConfig, ModelConfig};
 use crate::data::ChatExample;
 use crate::error::SftError;
 
-/// Writes GP-L (ID) expert data to `data.path` when it is missing and `data.generate` asks for it.
+/// Writes GP-L expert data to `data.path` when it is missing and `data.generate` asks for it;
+/// example `i` follows face-card rule `i mod len` of `face_rules`.
 pub fn ensure_data(data: &DataConfig) -> Result<(), SftError> {
     if data.path.exists() {
         return Ok(());
@@ -25,15 +27,23 @@ pub fn ensure_data(data: &DataConfig) -> Result<(), SftError> {
         ));
     };
     let dir = data.path.parent().unwrap_or(Path::new("."));
-    let cfg = GpConfig {
-        prompt_layout: generate.prompt_layout,
-        ..GpConfig::variant(Variant::Id, false)
-    };
-    let (written, _) = write_jsonl(
-        expert_examples(&cfg, generate.seed, generate.n, generate.solution),
-        dir,
-    )
-    .map_err(|e| SftError::io(dir, e))?;
+    let configs: Vec<GpConfig> = generate
+        .face_rules
+        .iter()
+        .map(|&face_cards| GpConfig {
+            face_cards,
+            prompt_layout: generate.prompt_layout,
+            ..GpConfig::variant(Variant::Id, false)
+        })
+        .collect();
+    for cfg in &configs {
+        check_config(cfg).map_err(|e| SftError::Invalid(format!("data.generate: {e}")))?;
+    }
+    let examples = (0..generate.n as u64).map(|i| {
+        let cfg = &configs[i as usize % configs.len()];
+        expert_example(cfg, generate.seed, i, generate.solution)
+    });
+    let (written, _) = write_jsonl(examples, dir).map_err(|e| SftError::io(dir, e))?;
     if written != data.path {
         std::fs::rename(&written, &data.path).map_err(|e| SftError::io(&data.path, e))?;
     }
