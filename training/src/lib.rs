@@ -4,6 +4,7 @@
 //! and FLOPs accounting. The RL learner (issue 5) will live beside it.
 
 pub mod batch;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -16,6 +17,7 @@ pub mod setup;
 pub mod step;
 
 pub use batch::SftBatch;
+pub use bench::{TrainBenchConfig, TrainBenchReport, bench_train};
 pub use config::{DataConfig, GenerateData, GpEvalConfig, ModelConfig, SftConfig, TrainConfig};
 pub use data::{ChatExample, Sequence, read_chat_jsonl};
 pub use error::SftError;
