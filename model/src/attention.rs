@@ -26,10 +26,13 @@ pub struct Attention<B: Backend> {
     pub k_proj: Linear<B>,
     pub v_proj: Linear<B>,
     pub o_proj: Linear<B>,
-    /// LoRA adapters of the projections (see [`crate::lora`]); `None` without LoRA.
+    /// The LoRA adapter of `q_proj` (see [`crate::lora`]); `None` without LoRA.
     pub q_lora: Option<LoraAdapter<B>>,
+    /// The LoRA adapter of `k_proj`.
     pub k_lora: Option<LoraAdapter<B>>,
+    /// The LoRA adapter of `v_proj`.
     pub v_lora: Option<LoraAdapter<B>>,
+    /// The LoRA adapter of `o_proj`.
     pub o_lora: Option<LoraAdapter<B>>,
     num_heads: usize,
     num_kv_heads: usize,

@@ -71,12 +71,19 @@ impl LoraConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoraTarget {
+    /// `self_attn.q_proj`.
     QProj,
+    /// `self_attn.k_proj`.
     KProj,
+    /// `self_attn.v_proj`.
     VProj,
+    /// `self_attn.o_proj`.
     OProj,
+    /// `mlp.gate_proj`.
     GateProj,
+    /// `mlp.up_proj`.
     UpProj,
+    /// `mlp.down_proj`.
     DownProj,
 }
 

@@ -17,9 +17,11 @@ pub struct Mlp<B: Backend> {
     pub gate_proj: Linear<B>,
     pub up_proj: Linear<B>,
     pub down_proj: Linear<B>,
-    /// LoRA adapters of the projections (see [`crate::lora`]); `None` without LoRA.
+    /// The LoRA adapter of `gate_proj` (see [`crate::lora`]); `None` without LoRA.
     pub gate_lora: Option<LoraAdapter<B>>,
+    /// The LoRA adapter of `up_proj`.
     pub up_lora: Option<LoraAdapter<B>>,
+    /// The LoRA adapter of `down_proj`.
     pub down_lora: Option<LoraAdapter<B>>,
 }
 

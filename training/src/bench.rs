@@ -32,6 +32,7 @@ pub struct TrainBenchConfig {
     pub steps: usize,
     /// Side of the square f32 matrices whose product measures the peak.
     pub matmul_size: usize,
+    /// Seeds the weights and the token ids.
     pub seed: u64,
 }
 
@@ -52,10 +53,13 @@ impl Default for TrainBenchConfig {
 /// The measurements of one [`bench_train`] run (times are means over the timed steps).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainBenchReport {
+    /// The Burn device it ran on.
     pub device: String,
     /// Worker threads of the CPU backends (`RAYON_NUM_THREADS`, else every core).
     pub threads: usize,
+    /// What was measured.
     pub config: TrainBenchConfig,
+    /// The model's parameter count N.
     pub parameters: usize,
     /// Forward pass with the masked loss and its statistics.
     pub forward_seconds: f64,
@@ -63,6 +67,7 @@ pub struct TrainBenchReport {
     pub backward_seconds: f64,
     /// The AdamW update.
     pub optimizer_seconds: f64,
+    /// The three phases together.
     pub step_seconds: f64,
     /// Input tokens per second of whole steps.
     pub tokens_per_s: f64,
