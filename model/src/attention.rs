@@ -15,6 +15,7 @@ use crate::cache::LayerCache;
 use crate::config::LlamaConfig;
 use crate::error::ModelError;
 use crate::layers::{apply, linear};
+use crate::lora::LoraAdapter;
 use crate::rope::QkAngles;
 use crate::weights::ParamSource;
 
@@ -25,6 +26,14 @@ pub struct Attention<B: Backend> {
     pub k_proj: Linear<B>,
     pub v_proj: Linear<B>,
     pub o_proj: Linear<B>,
+    /// The LoRA adapter of `q_proj` (see [`crate::lora`]); `None` without LoRA.
+    pub q_lora: Option<LoraAdapter<B>>,
+    /// The LoRA adapter of `k_proj`.
+    pub k_lora: Option<LoraAdapter<B>>,
+    /// The LoRA adapter of `v_proj`.
+    pub v_lora: Option<LoraAdapter<B>>,
+    /// The LoRA adapter of `o_proj`.
+    pub o_lora: Option<LoraAdapter<B>>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -75,6 +84,10 @@ impl<B: Backend> Attention<B> {
                 false,
                 device,
             )?,
+            q_lora: None,
+            k_lora: None,
+            v_lora: None,
+            o_lora: None,
             num_heads: config.num_attention_heads,
             num_kv_heads: config.num_key_value_heads,
             head_dim: config.head_dim,
@@ -97,11 +110,12 @@ impl<B: Backend> Attention<B> {
         let split = |t: Tensor<B, 3>, h: usize| t.reshape([batch, seq, h, dim]);
 
         // RoPE in the [batch, seq, heads, dim] layout the projections produce, then heads first.
-        let q = angles.q.apply(split(apply(&self.q_proj, x.clone()), heads));
-        let k = angles
-            .k
-            .apply(split(apply(&self.k_proj, x.clone()), kv_heads));
-        let v = split(apply(&self.v_proj, x), kv_heads);
+        let q = apply(&self.q_proj, self.q_lora.as_ref(), x.clone());
+        let k = apply(&self.k_proj, self.k_lora.as_ref(), x.clone());
+        let v = apply(&self.v_proj, self.v_lora.as_ref(), x);
+        let q = angles.q.apply(split(q, heads));
+        let k = angles.k.apply(split(k, kv_heads));
+        let v = split(v, kv_heads);
         let (q, k, v) = (q.swap_dims(1, 2), k.swap_dims(1, 2), v.swap_dims(1, 2));
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
@@ -116,6 +130,6 @@ impl<B: Backend> Attention<B> {
             .reshape([batch, heads, seq, dim])
             .swap_dims(1, 2)
             .reshape([batch, seq, heads * dim]);
-        apply(&self.o_proj, out)
+        apply(&self.o_proj, self.o_lora.as_ref(), out)
     }
 }

@@ -137,13 +137,13 @@ fn time_linear_layers<B: Backend>(
             let a = &layer.self_attn;
             let m = &layer.mlp;
             let outs = [
-                apply(&a.q_proj, x.clone()),
-                apply(&a.k_proj, x.clone()),
-                apply(&a.v_proj, x.clone()),
-                apply(&a.o_proj, attn.clone()),
-                apply(&m.gate_proj, x.clone()),
-                apply(&m.up_proj, x.clone()),
-                apply(&m.down_proj, inner.clone()),
+                apply(&a.q_proj, None, x.clone()),
+                apply(&a.k_proj, None, x.clone()),
+                apply(&a.v_proj, None, x.clone()),
+                apply(&a.o_proj, None, attn.clone()),
+                apply(&m.gate_proj, None, x.clone()),
+                apply(&m.up_proj, None, x.clone()),
+                apply(&m.down_proj, None, inner.clone()),
             ];
             for o in outs {
                 acc = acc + o.slice([0..1, 0..1, 0..1]).reshape([1]);

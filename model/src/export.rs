@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::error::ModelError;
 use crate::llama::Llama;
+use crate::lora::{lora_params, merge_lora};
 use crate::tokenizer::Tokenizer;
 
 /// Writes `bytes` to `path` through a temporary file in the same folder.
@@ -70,7 +71,8 @@ impl<B: Backend> ModuleVisitor<B> for HfTensors {
 }
 
 /// Saves `model` (and `tokenizer`) into `dir` in Hugging Face layout; returns the files
-/// written. `stop_tokens` become `generation_config.json`'s `eos_token_id`.
+/// written. LoRA adapters are merged into the weights written, so the result is an ordinary
+/// checkpoint. `stop_tokens` become `generation_config.json`'s `eos_token_id`.
 pub fn save_pretrained<B: Backend>(
     model: &Llama<B>,
     tokenizer: Option<&Tokenizer>,
@@ -81,7 +83,11 @@ pub fn save_pretrained<B: Backend>(
     let mut written = Vec::new();
 
     let mut collected = HfTensors::default();
-    model.visit(&mut collected);
+    if lora_params(model) > 0 {
+        merge_lora(model.clone()).visit(&mut collected);
+    } else {
+        model.visit(&mut collected);
+    }
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = collected
         .tensors
         .into_iter()

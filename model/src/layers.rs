@@ -6,6 +6,7 @@ use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use crate::error::ModelError;
+use crate::lora::LoraAdapter;
 use crate::weights::{ParamKind, ParamSource, load_tensor};
 
 /// `{prefix}.weight` (HF layout `[d_out, d_in]`) and, with `bias`, `{prefix}.bias`. Burn keeps
@@ -49,14 +50,22 @@ pub(crate) fn linear<B: Backend>(
     })
 }
 
-/// `layer` applied to `x` (`[batch, seq, d_in]`) as one 2-D matrix product. (Burn's
-/// `Linear::forward` multiplies per batch row, which turns one-token decoding steps into many
-/// matrix-vector products.)
-pub(crate) fn apply<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+/// `layer` applied to `x` (`[batch, seq, d_in]`) as one 2-D matrix product, plus the update of
+/// its LoRA adapter when it has one. (Burn's `Linear::forward` multiplies per batch row, which
+/// turns one-token decoding steps into many matrix-vector products.)
+pub(crate) fn apply<B: Backend>(
+    layer: &Linear<B>,
+    lora: Option<&LoraAdapter<B>>,
+    x: Tensor<B, 3>,
+) -> Tensor<B, 3> {
     let [batch, seq, d_in] = x.dims();
     let weight = layer.weight.val();
     let d_out = weight.dims()[1];
-    let y = x.reshape([batch * seq, d_in]).matmul(weight);
+    let x = x.reshape([batch * seq, d_in]);
+    let y = match lora {
+        Some(adapter) => x.clone().matmul(weight) + adapter.update(x),
+        None => x.matmul(weight),
+    };
     let y = match &layer.bias {
         Some(bias) => y + bias.val().unsqueeze(),
         None => y,

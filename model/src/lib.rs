@@ -20,6 +20,7 @@ pub mod gguf_model;
 pub mod gguf_tokenizer;
 mod layers;
 pub mod llama;
+pub mod lora;
 mod mask;
 pub mod mlp;
 pub mod pretrained;
@@ -41,6 +42,7 @@ pub use generate::{
     FinishReason, GenerateConfig, GeneratedSequence, Generation, GenerationTiming, generate,
 };
 pub use llama::{Llama, token_logprobs};
+pub use lora::{LoraConfig, LoraTarget, apply_lora, lora_params, merge_lora};
 pub use pretrained::{Pretrained, load_pretrained};
 pub use sampling::Sampling;
 pub use tokenizer::Tokenizer;

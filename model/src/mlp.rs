@@ -8,6 +8,7 @@ use burn::tensor::{Tensor, backend::Backend};
 use crate::config::LlamaConfig;
 use crate::error::ModelError;
 use crate::layers::{apply, linear};
+use crate::lora::LoraAdapter;
 use crate::weights::ParamSource;
 
 /// The `mlp` block of a decoder layer (HF names: `gate_proj`, `up_proj`, `down_proj`).
@@ -16,6 +17,12 @@ pub struct Mlp<B: Backend> {
     pub gate_proj: Linear<B>,
     pub up_proj: Linear<B>,
     pub down_proj: Linear<B>,
+    /// The LoRA adapter of `gate_proj` (see [`crate::lora`]); `None` without LoRA.
+    pub gate_lora: Option<LoraAdapter<B>>,
+    /// The LoRA adapter of `up_proj`.
+    pub up_lora: Option<LoraAdapter<B>>,
+    /// The LoRA adapter of `down_proj`.
+    pub down_lora: Option<LoraAdapter<B>>,
 }
 
 impl<B: Backend> Mlp<B> {
@@ -52,12 +59,16 @@ impl<B: Backend> Mlp<B> {
                 false,
                 device,
             )?,
+            gate_lora: None,
+            up_lora: None,
+            down_lora: None,
         })
     }
 
     /// `[batch, seq, hidden] -> [batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(apply(&self.gate_proj, x.clone()));
-        apply(&self.down_proj, gate * apply(&self.up_proj, x))
+        let gate = silu(apply(&self.gate_proj, self.gate_lora.as_ref(), x.clone()));
+        let up = apply(&self.up_proj, self.up_lora.as_ref(), x);
+        apply(&self.down_proj, self.down_lora.as_ref(), gate * up)
     }
 }

@@ -76,14 +76,20 @@ impl ParamSource for RandomInit {
             ParamKind::NormScale => vec![1.0; n],
             ParamKind::Bias => vec![0.0; n],
             ParamKind::Weight => {
-                let stream = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-                });
-                let mut rng = Rng::derive(self.seed, stream);
+                let mut rng = named_rng(self.seed, name);
                 normal_values(&mut rng, n, 0.02)
             }
         })
     }
+}
+
+/// A random stream determined by `seed` and a tensor's name (its FNV-1a hash), so that each
+/// tensor's values do not depend on the order in which tensors are built.
+pub(crate) fn named_rng(seed: u64, name: &str) -> Rng {
+    let stream = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    Rng::derive(seed, stream)
 }
 
 /// `n` draws from normal(0, std) by the Box-Muller transform.

@@ -4,6 +4,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use burn::backend::Autodiff;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use sftvsrl_envs::Env;
@@ -16,6 +17,7 @@ use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
 use sftvsrl_model::{
     GenerateBenchConfig, GenerateBenchReport, LlamaConfig, ModelError, bench_generate,
 };
+use sftvsrl_training::{SftError, TrainBenchConfig, TrainBenchReport, bench_train};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -25,6 +27,64 @@ pub enum BenchCommand {
     /// the share of time in matrix products (`benches/generate_reference.py` times transformers
     /// with the same settings; `cargo bench --profile dev --bench generate` runs both).
     Generate(GenerateBenchArgs),
+    /// SFT training steps (forward + masked loss, backward, AdamW) on SmolLM2-135M-shaped random
+    /// weights: tokens/s per phase, the device's matmul peak and the model FLOP utilisation
+    /// (`benches/train_reference.py` times PyTorch with the same settings; `cargo bench
+    /// --profile dev --bench train` runs both).
+    Train(TrainBenchArgs),
+}
+
+#[derive(Args)]
+pub struct TrainBenchArgs {
+    /// Device to run on.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceKind,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    seq_len: usize,
+    /// Leading tokens of each sequence left out of the loss [default: half of --seq-len].
+    #[arg(long)]
+    prompt_len: Option<usize>,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Decoder layers (SmolLM2-135M has 30).
+    #[arg(long, default_value_t = 30)]
+    layers: usize,
+    /// Side of the square matrices whose product measures the peak GFLOP/s.
+    #[arg(long, default_value_t = 2048)]
+    matmul_size: usize,
+}
+
+struct TrainJob(LlamaConfig, TrainBenchConfig);
+
+impl OnBackend for TrainJob {
+    type Output = Result<TrainBenchReport, SftError>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        bench_train::<Autodiff<B>>(&self.0, &self.1, &device)
+    }
+}
+
+fn bench_train_cmd(a: TrainBenchArgs) -> Result<()> {
+    let config = TrainBenchConfig {
+        batch: a.batch,
+        seq_len: a.seq_len,
+        prompt_len: a.prompt_len.unwrap_or(a.seq_len / 2),
+        steps: a.steps,
+        matmul_size: a.matmul_size,
+        ..TrainBenchConfig::default()
+    };
+    let model = LlamaConfig {
+        num_hidden_layers: a.layers,
+        ..LlamaConfig::smollm2_135m()
+    };
+    let report = run_on(a.device, TrainJob(model, config))??;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 #[derive(Args)]
@@ -79,6 +139,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Gp(a) => bench_gp(a),
         BenchCommand::Generate(a) => bench_generate_cmd(a),
+        BenchCommand::Train(a) => bench_train_cmd(a),
     }
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::FaceRule;
 use sftvsrl_envs::gp::expert::ExpertSolution;
 use sftvsrl_envs::gp::prompt::PromptLayout;
+use sftvsrl_model::LoraConfig;
 
 use crate::error::SftError;
 
@@ -25,6 +26,10 @@ pub struct SftConfig {
     pub data: DataConfig,
     pub model: ModelConfig,
     pub train: TrainConfig,
+    /// LoRA adapters to train instead of the whole model (optional; full fine-tuning when
+    /// absent).
+    #[serde(default)]
+    pub lora: Option<LoraConfig>,
     /// GeneralPoints episodes run with the trained model at the end (optional).
     #[serde(default)]
     pub eval: Option<GpEvalConfig>,
@@ -291,6 +296,9 @@ impl SftConfig {
                 );
             }
         }
+        if let Some(lora) = &self.lora {
+            lora.check()?;
+        }
         if let Some(e) = &self.eval
             && (e.episodes == 0 || e.batch == 0 || e.attempts == 0 || e.max_new_tokens == 0)
         {
@@ -375,5 +383,49 @@ checkpoint_every = 5
         assert!(e.contains("epochs"), "{e}");
         let e = parse(&BASE.replace("init = \"pretrained\"", "init = \"magic\"")).unwrap_err();
         assert!(e.contains("magic"), "{e}");
+    }
+
+    #[test]
+    fn lora_section_is_optional_and_checked() {
+        use sftvsrl_model::LoraTarget;
+        assert_eq!(parse(BASE).unwrap().lora, None);
+        let c = parse(&format!("{BASE}[lora]\nrank = 8\nalpha = 16.0\n")).unwrap();
+        let lora = c.lora.as_ref().unwrap();
+        assert_eq!((lora.rank, lora.alpha, lora.targets.len()), (8, 16.0, 4));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let c = parse(&format!(
+            "{BASE}[lora]\nrank = 2\nalpha = 2.0\ntargets = [\"gate_proj\", \"o_proj\"]\n"
+        ))
+        .unwrap();
+        let targets = c.lora.unwrap().targets;
+        assert_eq!(targets, vec![LoraTarget::GateProj, LoraTarget::OProj]);
+        for (section, field) in [
+            ("rank = 0\nalpha = 1.0", "lora.rank"),
+            ("rank = 4\nalpha = 0.0", "lora.alpha"),
+            ("rank = 4", "alpha"),
+            ("rank = 4\nalpha = 8.0\ndropout = 0.1", "dropout"),
+            ("rank = 4\nalpha = 8.0\ntargets = [\"w_proj\"]", "w_proj"),
+            ("rank = 4\nalpha = 8.0\ntargets = []", "lora.targets"),
+        ] {
+            let e = parse(&format!("{BASE}[lora]\n{section}\n")).unwrap_err();
+            assert!(e.starts_with("c.toml: ") && e.contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/sft");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let config = SftConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            names.push((config.name, config.lora.is_some()));
+        }
+        names.sort();
+        assert!(
+            names.contains(&("gp-l-smollm2-lora".into(), true)),
+            "{names:?}"
+        );
+        assert!(names.contains(&("gp-l-smollm2".into(), false)), "{names:?}");
     }
 }

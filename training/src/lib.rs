@@ -5,6 +5,7 @@
 
 pub mod answer_match;
 pub mod batch;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -20,6 +21,7 @@ pub mod step;
 
 pub use answer_match::{greedy_answer_match, same_answer};
 pub use batch::SftBatch;
+pub use bench::{TrainBenchConfig, TrainBenchReport, bench_train};
 pub use config::{DataConfig, GenerateData, GpEvalConfig, ModelConfig, SftConfig, TrainConfig};
 pub use data::{ChatExample, Sequence, read_chat_jsonl};
 pub use display::{Dashboard, RunDisplay};

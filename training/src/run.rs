@@ -19,7 +19,7 @@ use burn::optim::{
 };
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde_json::json;
-use sftvsrl_model::{Llama, Tokenizer, save_pretrained};
+use sftvsrl_model::{Llama, Tokenizer, apply_lora, lora_params, merge_lora, save_pretrained};
 
 use crate::answer_match::greedy_answer_match;
 use crate::batch::SftBatch;
@@ -99,6 +99,14 @@ pub fn run_sft<A: AutodiffBackend>(
     let last_step = t.max_steps.map_or(total_steps, |m| m.min(total_steps));
     let schedule = WarmupCosine::new(t.lr, total_steps, t.warmup_ratio, t.min_lr_ratio);
     let params = built.model.num_params();
+    let mut model = match &config.lora {
+        Some(lora) => apply_lora(built.model, lora, config.seed, device),
+        None => built.model,
+    };
+    let trainable = match lora_params(&model) {
+        0 => params,
+        n => n,
+    };
 
     let mut optim = AdamWConfig::new()
         .with_beta_1(t.beta1)
@@ -107,7 +115,6 @@ pub fn run_sft<A: AutodiffBackend>(
         .with_weight_decay(t.weight_decay)
         .with_grad_clipping(t.grad_clip_norm.map(GradientClippingConfig::Norm))
         .init::<A, Llama<A>>();
-    let mut model = built.model;
     let mut progress = Progress::default();
     let mut last_checkpoint = None;
     if let Some(dir) = existing {
@@ -123,8 +130,8 @@ pub fn run_sft<A: AutodiffBackend>(
     let metrics_path = run_dir.join("metrics.jsonl");
     let mut metrics = MetricsLog::open(&metrics_path, progress.step)?;
     display.line(&format!(
-        "{} train / {} valid examples, {params} parameters, {total_steps} steps of {global_batch} \
-         ({steps_per_epoch} per epoch)",
+        "{} train / {} valid examples, {params} parameters ({trainable} trained), {total_steps} \
+         steps of {global_batch} ({steps_per_epoch} per epoch)",
         train.len(),
         valid.len()
     ));
@@ -238,7 +245,7 @@ pub fn run_sft<A: AutodiffBackend>(
         Some(c) => c,
         None => checkpoint::save(&run_dir, &model, &optim, &progress)?,
     };
-    let inference = model.valid();
+    let inference = merge_lora(model.valid());
     let final_dir = export(&inference, &tokenizer, &run_dir)?;
     let gp_eval = match &config.eval {
         Some(eval) => {

@@ -57,48 +57,69 @@ impl StepStats {
 
 /// The loss of `batch` under `model`: the answer tokens' summed negative log-likelihood divided by
 /// `normalizer` (the answer tokens of the whole optimizer step, so that accumulated micro-batch
-/// gradients add up to the gradient of the step's mean loss).
+/// gradients add up to the gradient of the step's mean loss). Only the answer positions go
+/// through the output head and the softmax: prompt and padding positions never reach them.
 pub fn masked_loss<B: Backend>(
     model: &Llama<B>,
     batch: &SftBatch<B>,
     normalizer: usize,
 ) -> StepOutput<B> {
-    let logits = model.forward(batch.input_ids.clone(), batch.attention_mask.clone());
-    loss_from_logits(logits, batch, normalizer)
+    let hidden = model.forward_hidden(batch.input_ids.clone(), batch.attention_mask.clone());
+    let [b, s, dim] = hidden.dims();
+    if batch.target_tokens == 0 {
+        // Nothing to score: a zero loss that still belongs to the graph.
+        return StepOutput {
+            loss: hidden.sum() * 0.0,
+            stats: StepStats {
+                sequences: b,
+                exact: b,
+                ..StepStats::default()
+            },
+        };
+    }
+    let answers = hidden
+        .reshape([b * s, dim])
+        .select(0, batch.answer_positions.clone());
+    let logits = model.logits(answers.unsqueeze::<3>());
+    let [_, n, vocab] = logits.dims();
+    loss_from_logits(logits.reshape([n, vocab]), batch, normalizer)
 }
 
-/// [`masked_loss`] given the logits `[batch, seq, vocab]`.
+/// [`masked_loss`] given the logits `[answers, vocab]` at the batch's answer positions.
 pub fn loss_from_logits<B: Backend>(
-    logits: Tensor<B, 3>,
+    logits: Tensor<B, 2>,
     batch: &SftBatch<B>,
     normalizer: usize,
 ) -> StepOutput<B> {
-    let [b, s, _] = logits.dims();
-    let predicted = logits.clone().argmax(2).reshape([b, s]);
-    let logp = log_softmax(logits, 2)
-        .gather(2, batch.targets.clone().reshape([b, s, 1]))
-        .reshape([b, s]);
-    let nll = logp.neg() * batch.loss_mask.clone();
-    let nll_sum = nll.clone().sum();
+    let n = batch.target_tokens;
+    let targets = batch.answer_targets.clone();
+    let predicted = logits.clone().argmax(1).reshape([n]);
+    let nll_sum = log_softmax(logits, 1)
+        .gather(1, targets.clone().reshape([n, 1]))
+        .sum()
+        .neg();
     let loss = nll_sum.clone() / normalizer.max(1) as f32;
 
-    let right = predicted.equal(batch.targets.clone()).float() * batch.loss_mask.clone();
-    let wrong_per_row = (batch.loss_mask.clone() - right.clone()).sum_dim(1);
-    let nll_host = scalar(nll_sum);
-    let correct = scalar(right.sum());
-    let wrong_rows: Vec<f32> = wrong_per_row
+    let right: Vec<f32> = predicted
+        .equal(targets)
+        .float()
         .into_data()
         .convert::<f32>()
         .to_vec()
         .expect("f32 data");
+    let sequences = batch.input_ids.dims()[0];
+    let mut wrong_rows = vec![false; sequences];
+    for (&row, &r) in batch.answer_rows.iter().zip(&right) {
+        wrong_rows[row] |= r < 0.5;
+    }
     StepOutput {
         loss,
         stats: StepStats {
-            nll_sum: f64::from(nll_host),
-            tokens: batch.target_tokens,
-            correct: correct.round() as usize,
-            sequences: b,
-            exact: wrong_rows.iter().filter(|&&w| w < 0.5).count(),
+            nll_sum: f64::from(scalar(nll_sum)),
+            tokens: n,
+            correct: right.iter().filter(|&&r| r > 0.5).count(),
+            sequences,
+            exact: wrong_rows.iter().filter(|&&w| !w).count(),
         },
     }
 }
@@ -125,6 +146,14 @@ mod tests {
         (0..30).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.3).collect()
     }
 
+    /// The rows of full logits `[batch, seq, vocab]` at the batch's answer positions.
+    fn at_answers(values: Vec<f32>, shape: [usize; 3], batch: &SftBatch<B>) -> Tensor<B, 2> {
+        let [b, s, v] = shape;
+        Tensor::<B, 3>::from_data(TensorData::new(values, shape), &Default::default())
+            .reshape([b * s, v])
+            .select(0, batch.answer_positions.clone())
+    }
+
     fn log_softmax_host(row: &[f32], k: usize) -> f64 {
         let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
         let z: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
@@ -149,8 +178,7 @@ mod tests {
         assert_eq!(batch.input_tokens, 5);
 
         let values = logits_values();
-        let logits = Tensor::<B, 3>::from_data(TensorData::new(values.clone(), [2, 3, 5]), &device);
-        let out = loss_from_logits(logits, &batch, 4);
+        let out = loss_from_logits(at_answers(values.clone(), [2, 3, 5], &batch), &batch, 4);
         let at = |i: usize, j: usize| &values[(i * 3 + j) * 5..(i * 3 + j + 1) * 5];
         let expected = -(log_softmax_host(at(0, 1), 3)
             + log_softmax_host(at(1, 0), 1)
@@ -168,8 +196,7 @@ mod tests {
                 *v += 3.7;
             }
         }
-        let logits = Tensor::<B, 3>::from_data(TensorData::new(changed, [2, 3, 5]), &device);
-        let again = loss_from_logits(logits, &batch, 4);
+        let again = loss_from_logits(at_answers(changed, [2, 3, 5], &batch), &batch, 4);
         assert!((again.stats.nll_sum - out.stats.nll_sum).abs() < 1e-5);
     }
 
@@ -190,10 +217,53 @@ mod tests {
         values[2] = 1.0;
         values[5] = 1.0;
         values[10 + 4] = 1.0;
-        let logits = Tensor::<B, 3>::from_data(TensorData::new(values, [2, 2, 5]), &device);
-        let s = loss_from_logits(logits, &batch, 3).stats;
+        let s = loss_from_logits(at_answers(values, [2, 2, 5], &batch), &batch, 3).stats;
         assert_eq!((s.tokens, s.correct, s.sequences, s.exact), (3, 2, 2, 1));
         assert!((s.token_accuracy() - 2.0 / 3.0).abs() < 1e-12);
         assert!((s.exact_match() - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn masked_loss_scores_the_model_at_answer_positions_only() {
+        let device = Default::default();
+        let config = sftvsrl_model::LlamaConfig {
+            hidden_size: 16,
+            intermediate_size: 24,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            head_dim: 8,
+            ..sftvsrl_model::LlamaConfig::tiny(20)
+        };
+        let model = Llama::<B>::init(&config, 2, &device);
+        let a = Sequence {
+            ids: vec![1, 5, 7, 9, 3],
+            prompt_len: 3,
+        };
+        let b = Sequence {
+            ids: vec![2, 4, 6],
+            prompt_len: 1,
+        };
+        let batch = SftBatch::<B>::new(&[&a, &b], &device);
+        let out = masked_loss(&model, &batch, 10);
+        // The full logits [2, 4, 20]; answers: row 0 at 2 (→ 9) and 3 (→ 3), row 1 at 0 (→ 4)
+        // and 1 (→ 6).
+        let logits: Vec<f32> = model
+            .forward(batch.input_ids.clone(), batch.attention_mask.clone())
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let at = |i: usize, j: usize| &logits[(i * 4 + j) * 20..(i * 4 + j + 1) * 20];
+        let expected = -(log_softmax_host(at(0, 2), 9)
+            + log_softmax_host(at(0, 3), 3)
+            + log_softmax_host(at(1, 0), 4)
+            + log_softmax_host(at(1, 1), 6));
+        assert!(
+            (out.stats.nll_sum - expected).abs() < 1e-4,
+            "{out:?} vs {expected}"
+        );
+        let loss = out.loss.into_data().to_vec::<f32>().unwrap()[0] as f64;
+        assert!((loss - expected / 10.0).abs() < 1e-5);
+        assert_eq!((out.stats.tokens, out.stats.sequences), (4, 2));
     }
 }

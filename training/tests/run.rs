@@ -1,5 +1,5 @@
 //! End-to-end SFT runs on a tiny model (CPU backend): an interrupted and resumed run ends with
-//! the same weights as an uninterrupted one; a run refuses to overwrite checkpoints; a
+//! the same weights as an uninterrupted one, with full fine-tuning and with LoRA; a run refuses to overwrite checkpoints; a
 //! diverging run stops at the first non-finite loss and keeps its last good checkpoint.
 
 use std::path::{Path, PathBuf};
@@ -38,15 +38,19 @@ fn write_data(dir: &Path) -> PathBuf {
 }
 
 fn config(dir: &Path, name: &str, max_steps: Option<usize>) -> SftConfig {
-    config_with(
-        dir,
-        name,
-        max_steps,
-        "lr = 1e-2\ngrad_clip_norm = 1.0\nwarmup_ratio = 0.2\ncheckpoint_every = 2",
-    )
+    config_with(dir, name, max_steps, OPTIM, "")
 }
 
-fn config_with(dir: &Path, name: &str, max_steps: Option<usize>, optim: &str) -> SftConfig {
+const OPTIM: &str = "lr = 1e-2\ngrad_clip_norm = 1.0\nwarmup_ratio = 0.2\ncheckpoint_every = 2";
+
+/// The test run's config: `optim` goes into `[train]`, `sections` after it.
+fn config_with(
+    dir: &Path,
+    name: &str,
+    max_steps: Option<usize>,
+    optim: &str,
+    sections: &str,
+) -> SftConfig {
     let data = write_data(dir);
     let max = max_steps.map_or(String::new(), |m| format!("max_steps = {m}"));
     let text = format!(
@@ -70,6 +74,7 @@ micro_batch = 4
 grad_accum = 2
 {optim}
 {max}
+{sections}
 "#,
         runs = dir.join("runs").display(),
         data = data.display(),
@@ -79,23 +84,38 @@ grad_accum = 2
 
 #[test]
 fn resumed_run_matches_uninterrupted_run() {
-    let dir = scratch("resume");
+    check_resume("resume", "");
+}
+
+#[test]
+fn resumed_lora_run_matches_uninterrupted_run() {
+    check_resume(
+        "resume-lora",
+        "[lora]\nrank = 2\nalpha = 4.0\ntargets = [\"q_proj\", \"v_proj\", \"up_proj\"]",
+    );
+}
+
+/// A run cut after 4 of its 6 steps and resumed ends with the same weights and metrics as an
+/// uninterrupted one (with the config sections `sections`, e.g. `[lora]`).
+fn check_resume(test: &str, sections: &str) {
+    let dir = scratch(test);
     let device = Default::default();
     let mut quiet = |_: &str| {};
+    let config = |name: &str, max_steps| config_with(&dir, name, max_steps, OPTIM, sections);
 
-    let full = run_sft::<A>(&config(&dir, "full", None), false, &device, &mut quiet).unwrap();
+    let full = run_sft::<A>(&config("full", None), false, &device, &mut quiet).unwrap();
     // 22 training examples, global batch 8: 3 steps per epoch, 6 in all.
     assert_eq!(full.progress.step, 6);
 
-    let cut = run_sft::<A>(&config(&dir, "cut", Some(4)), false, &device, &mut quiet).unwrap();
+    let cut = run_sft::<A>(&config("cut", Some(4)), false, &device, &mut quiet).unwrap();
     assert_eq!(cut.progress.step, 4);
-    let resumed = run_sft::<A>(&config(&dir, "cut", None), true, &device, &mut quiet).unwrap();
+    let resumed = run_sft::<A>(&config("cut", None), true, &device, &mut quiet).unwrap();
     assert_eq!(resumed.progress, full.progress);
 
     let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
     assert_eq!(weights(&resumed.final_dir), weights(&full.final_dir));
     assert_ne!(weights(&resumed.final_dir), {
-        let early = run_sft::<A>(&config(&dir, "early", Some(3)), false, &device, &mut quiet);
+        let early = run_sft::<A>(&config("early", Some(3)), false, &device, &mut quiet);
         weights(&early.unwrap().final_dir)
     });
 
@@ -139,6 +159,7 @@ fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         "diverge",
         None,
         "lr = 1e30\nwarmup_ratio = 0.0\ncheckpoint_every = 1",
+        "",
     );
     let e = run_sft::<A>(&cfg, false, &device, &mut quiet).unwrap_err();
     let SftError::NonFinite { step, .. } = e else {
