@@ -173,6 +173,18 @@ fn default_eval_batch() -> usize {
     32
 }
 
+impl GpEvalConfig {
+    /// Checks that every count is at least 1 (errors name the `eval.` field).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.episodes == 0 || self.batch == 0 || self.attempts == 0 || self.max_new_tokens == 0 {
+            return Err("`eval.episodes`, `eval.batch`, `eval.attempts` and \
+                        `eval.max_new_tokens` must be at least 1"
+                .into());
+        }
+        Ok(())
+    }
+}
+
 impl SftConfig {
     /// Reads and checks a TOML file; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self, SftError> {
@@ -258,14 +270,7 @@ impl SftConfig {
                 );
             }
         }
-        if let Some(e) = &self.eval
-            && (e.episodes == 0 || e.batch == 0 || e.attempts == 0 || e.max_new_tokens == 0)
-        {
-            return Err("`eval.episodes`, `eval.batch`, `eval.attempts` and \
-                        `eval.max_new_tokens` must be at least 1"
-                .into());
-        }
-        Ok(())
+        self.eval.as_ref().map_or(Ok(()), GpEvalConfig::validate)
     }
 }
 

@@ -10,6 +10,8 @@ pub mod data;
 pub mod error;
 pub mod flops;
 pub mod gp_eval;
+pub mod metrics_log;
+pub mod rl;
 pub mod run;
 pub mod schedule;
 pub mod setup;
