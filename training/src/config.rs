@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::SftError;
@@ -173,6 +174,32 @@ fn default_eval_batch() -> usize {
     32
 }
 
+/// Reads a TOML config file and checks it with `validate`; errors name the file and field.
+pub(crate) fn read_config<T: DeserializeOwned>(
+    path: &Path,
+    validate: fn(&T) -> Result<(), String>,
+) -> Result<T, SftError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
+    parse_config(&text, path, validate)
+}
+
+/// Parses TOML text and checks it with `validate` (`origin` names it in errors).
+pub(crate) fn parse_config<T: DeserializeOwned>(
+    text: &str,
+    origin: &Path,
+    validate: fn(&T) -> Result<(), String>,
+) -> Result<T, SftError> {
+    let config: T = toml::from_str(text).map_err(|e| SftError::Config {
+        path: origin.to_path_buf(),
+        message: e.message().to_string(),
+    })?;
+    validate(&config).map_err(|message| SftError::Config {
+        path: origin.to_path_buf(),
+        message,
+    })?;
+    Ok(config)
+}
+
 impl GpEvalConfig {
     /// Checks that every count is at least 1 (errors name the `eval.` field).
     pub fn validate(&self) -> Result<(), String> {
@@ -188,21 +215,12 @@ impl GpEvalConfig {
 impl SftConfig {
     /// Reads and checks a TOML file; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self, SftError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
-        Self::from_toml(&text, path)
+        read_config(path, Self::validate)
     }
 
     /// Parses and checks TOML text (`origin` names it in errors).
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, SftError> {
-        let config: SftConfig = toml::from_str(text).map_err(|e| SftError::Config {
-            path: origin.to_path_buf(),
-            message: e.message().to_string(),
-        })?;
-        config.validate().map_err(|message| SftError::Config {
-            path: origin.to_path_buf(),
-            message,
-        })?;
-        Ok(config)
+        parse_config(text, origin, Self::validate)
     }
 
     /// The resolved config as TOML (written into the run folder).

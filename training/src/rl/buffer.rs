@@ -21,6 +21,8 @@ pub struct Sample {
     pub depth: u32,
     pub prompt: Vec<u32>,
     pub response: Vec<u32>,
+    /// The decoded response, as the environment read it.
+    pub text: String,
     /// Per-token log-probs recorded while sampling (tempered, before top-p).
     pub token_logprobs: Vec<f32>,
     pub weights: ActionWeights,

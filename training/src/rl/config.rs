@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::GpConfig;
 
-use crate::config::GpEvalConfig;
+use crate::config::{GpEvalConfig, parse_config, read_config};
 use crate::error::SftError;
 
 /// A whole RL run.
@@ -250,21 +250,12 @@ fn one() -> usize {
 impl RlConfig {
     /// Reads and checks a TOML file; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self, SftError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
-        Self::from_toml(&text, path)
+        read_config(path, Self::validate)
     }
 
     /// Parses and checks TOML text (`origin` names it in errors).
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, SftError> {
-        let config: RlConfig = toml::from_str(text).map_err(|e| SftError::Config {
-            path: origin.to_path_buf(),
-            message: e.message().to_string(),
-        })?;
-        config.validate().map_err(|message| SftError::Config {
-            path: origin.to_path_buf(),
-            message,
-        })?;
-        Ok(config)
+        parse_config(text, origin, Self::validate)
     }
 
     /// The resolved config as TOML (written into the run folder).

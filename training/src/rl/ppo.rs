@@ -144,7 +144,13 @@ where
             }
         }
     }
-    let n = trained.max(1) as f64;
+    if trained == 0 {
+        return Err(SftError::NonFinite {
+            step: settings.steps_before + 1,
+            loss: f32::NAN,
+        });
+    }
+    let n = trained as f64;
     stats.policy_loss /= n;
     stats.value_loss /= n;
     stats.entropy /= n;

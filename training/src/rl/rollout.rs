@@ -258,6 +258,7 @@ pub fn collect<B: Backend>(
                 terminated: verdict.terminated,
                 truncated: verdict.truncated,
                 parsable: (pool.parsable)(&text),
+                text,
                 image,
             });
         }

@@ -170,6 +170,19 @@ pub fn run_rl<A: AutodiffBackend>(
             device,
         )?;
         let samples = &collected.samples;
+        if let Some(s) = samples
+            .iter()
+            .find(|s| !(s.value.is_finite() && s.logprob.is_finite()))
+        {
+            return Err(SftError::NonFinite {
+                step: progress.optimizer_steps + 1,
+                loss: if s.value.is_finite() {
+                    s.logprob
+                } else {
+                    s.value
+                },
+            });
+        }
         let parsable = samples.iter().filter(|s| s.parsable).count();
         if update == 0 && parsable == 0 {
             log(&format!(
@@ -252,6 +265,7 @@ pub fn run_rl<A: AutodiffBackend>(
             "time_environment_s": t.environment.as_secs_f64(),
             "time_reference_s": t.reference.as_secs_f64(),
             "time_update_s": update_time.as_secs_f64(),
+            "sample_response": samples[0].text,
         }))?;
         log(&format!(
             "update {}/{} lr {lr:.3e} reward {reward:.3} success {} parsable {:.2} \
