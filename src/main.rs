@@ -26,6 +26,8 @@ enum Command {
     Data(cli::data::DataCommand),
     /// Supervised fine-tuning on chat JSONL (answer tokens only), with resumable checkpoints.
     Sft(cli::sft::SftArgs),
+    /// Multi-step PPO against the verifiers, from an SFT checkpoint, with resumable checkpoints.
+    Rl(cli::rl::RlArgs),
     /// Measure speed (environment throughput, and more as the crates grow).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -42,6 +44,7 @@ fn main() {
         Command::Nav(cmd) => cli::nav::run(cmd),
         Command::Data(cmd) => cli::data::run(cmd),
         Command::Sft(args) => cli::sft::run(args),
+        Command::Rl(args) => cli::rl::run(args),
         Command::Bench(cmd) => cli::bench::run(cmd),
         Command::Generate(args) => cli::model::generate_cmd(args),
         Command::Import(args) => cli::model::import_cmd(args),

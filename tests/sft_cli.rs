@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use common::{fails, ok};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sftvsrl-sft-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("sft-cli-{name}"))
 }
 
 fn write_config(dir: &Path, extra_train: &str) -> PathBuf {

@@ -26,7 +26,7 @@ pub struct RlBenchConfig {
     /// A name for the model shape.
     pub model_name: String,
     /// The model shape (the vocabulary is at least the tokenizer's).
-    #[serde(serialize_with = "hf_json")]
+    #[serde(skip)]
     pub model: LlamaConfig,
     pub num_envs: usize,
     pub num_steps: usize,
@@ -38,15 +38,14 @@ pub struct RlBenchConfig {
     pub updates: usize,
 }
 
-fn hf_json<S: serde::Serializer>(c: &LlamaConfig, s: S) -> Result<S::Ok, S::Error> {
-    c.to_hf_json().serialize(s)
-}
-
 /// Mean seconds per update, by phase.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RlBenchReport {
     pub config: RlBenchConfig,
+    /// Policy and value head.
     pub parameters: usize,
+    pub hidden_size: usize,
+    pub layers: usize,
     pub generation_s: f64,
     pub environment_s: f64,
     pub optimisation_s: f64,
@@ -142,6 +141,8 @@ pub fn bench_rl<A: AutodiffBackend>(
     Ok(RlBenchReport {
         config: config.clone(),
         parameters: model.num_params(),
+        hidden_size: shape.hidden_size,
+        layers: shape.num_hidden_layers,
         generation_s: generation / n,
         environment_s: environment / n,
         optimisation_s: optimisation / n,
