@@ -6,31 +6,16 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fails, ok, scratch};
+use common::{assert_files, fails, ok, scratch};
 
 /// A tiny SFT checkpoint made through the CLI; returns its `final/` folder.
 fn policy(dir: &Path) -> PathBuf {
     let text = format!(
         r#"name = "init"
 runs_dir = "{runs}"
-[data]
-path = "{data}"
-valid_fraction = 0.0
-[data.generate]
-n = 10
-seed = 0
-[model]
-init = "scratch"
-hidden_size = 16
-intermediate_size = 32
-num_hidden_layers = 1
-num_attention_heads = 2
-num_key_value_heads = 1
-[train]
-epochs = 1
-micro_batch = 5
-lr = 1e-3
-checkpoint_every = 10
+data = {{ path = "{data}", valid_fraction = 0.0, generate = {{ n = 10, seed = 0 }} }}
+model = {{ init = "scratch", hidden_size = 16, intermediate_size = 32, num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1 }}
+train = {{ epochs = 1, micro_batch = 5, lr = 1e-3, checkpoint_every = 10 }}
 "#,
         runs = dir.join("runs").display(),
         data = dir.join("data/data.jsonl").display()
@@ -74,17 +59,18 @@ fn tiny_run_writes_its_folder_and_resumes() {
     assert!(out.contains("trained 1 updates"), "{out}");
     assert!(out.contains("mean reward"), "{out}");
     let run = dir.join("runs/tiny-rl");
-    for f in [
-        "config.toml",
-        "metrics.jsonl",
-        "checkpoints/step-000001/state.json",
-        "checkpoints/step-000001/model.mpk",
-        "checkpoints/step-000001/optimizer.mpk",
-        "final/model.safetensors",
-        "final/tokenizer.json",
-    ] {
-        assert!(run.join(f).exists(), "{f} missing");
-    }
+    assert_files(
+        &run,
+        &[
+            "config.toml",
+            "metrics.jsonl",
+            "checkpoints/step-000001/state.json",
+            "checkpoints/step-000001/model.mpk",
+            "checkpoints/step-000001/optimizer.mpk",
+            "final/model.safetensors",
+            "final/tokenizer.json",
+        ],
+    );
     assert!(fails(&["rl", config.to_str().unwrap()], "").contains("--resume"));
     let config = write_config(&dir, &policy, 2, "");
     let out = ok(

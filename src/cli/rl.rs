@@ -7,7 +7,8 @@ use burn::backend::Autodiff;
 use clap::Args;
 use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
 use sftvsrl_training::rl::run::standard_error;
-use sftvsrl_training::{SftError, rl::RlConfig, rl::RlSummary, rl::run_rl};
+use sftvsrl_training::rl::{RlConfig, RlSummary, run_rl};
+use sftvsrl_training::{RunConfig, SftError};
 
 #[derive(Args)]
 pub struct RlArgs {

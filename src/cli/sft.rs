@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use burn::backend::Autodiff;
 use clap::Args;
 use sftvsrl_model::device::{CpuBackend, DeviceKind, NdArrayBackend};
-use sftvsrl_training::{RunSummary, SftConfig, run_sft};
+use sftvsrl_training::{RunConfig, RunSummary, SftConfig, run_sft};
 
 #[derive(Args)]
 pub struct SftArgs {

@@ -45,6 +45,14 @@ pub fn fails(args: &[&str], stdin: &str) -> String {
     err
 }
 
+/// Asserts that every one of `files` exists below `dir`.
+#[allow(dead_code)] // not every test file uses every helper
+pub fn assert_files(dir: &std::path::Path, files: &[&str]) {
+    for f in files {
+        assert!(dir.join(f).exists(), "{f} missing in {}", dir.display());
+    }
+}
+
 /// A fresh folder under the system temp dir, unique to this test process.
 #[allow(dead_code)] // not every test file uses every helper
 pub fn scratch(name: &str) -> std::path::PathBuf {

@@ -174,30 +174,44 @@ fn default_eval_batch() -> usize {
     32
 }
 
-/// Reads a TOML config file and checks it with `validate`; errors name the file and field.
-pub(crate) fn read_config<T: DeserializeOwned>(
-    path: &Path,
-    validate: fn(&T) -> Result<(), String>,
-) -> Result<T, SftError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
-    parse_config(&text, path, validate)
-}
+/// A run's TOML configuration: read and checked (errors name the file and the field), written
+/// back into the run folder, and the folder itself.
+pub trait RunConfig: Serialize + DeserializeOwned {
+    /// Checks the values; the message names the field.
+    fn validate(&self) -> Result<(), String>;
 
-/// Parses TOML text and checks it with `validate` (`origin` names it in errors).
-pub(crate) fn parse_config<T: DeserializeOwned>(
-    text: &str,
-    origin: &Path,
-    validate: fn(&T) -> Result<(), String>,
-) -> Result<T, SftError> {
-    let config: T = toml::from_str(text).map_err(|e| SftError::Config {
-        path: origin.to_path_buf(),
-        message: e.message().to_string(),
-    })?;
-    validate(&config).map_err(|message| SftError::Config {
-        path: origin.to_path_buf(),
-        message,
-    })?;
-    Ok(config)
+    /// The run's name and the folder that holds runs.
+    fn name_and_runs_dir(&self) -> (&str, &Path);
+
+    /// Reads and checks a TOML file; errors name the file and the field.
+    fn from_file(path: &Path) -> Result<Self, SftError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and checks TOML text (`origin` names it in errors).
+    fn from_toml(text: &str, origin: &Path) -> Result<Self, SftError> {
+        let config: Self = toml::from_str(text).map_err(|e| SftError::Config {
+            path: origin.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        config.validate().map_err(|message| SftError::Config {
+            path: origin.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// The resolved config as TOML (written into the run folder).
+    fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the config serialises")
+    }
+
+    /// The run folder.
+    fn run_dir(&self) -> PathBuf {
+        let (name, runs_dir) = self.name_and_runs_dir();
+        runs_dir.join(name)
+    }
 }
 
 impl GpEvalConfig {
@@ -212,25 +226,9 @@ impl GpEvalConfig {
     }
 }
 
-impl SftConfig {
-    /// Reads and checks a TOML file; errors name the file and the field.
-    pub fn from_file(path: &Path) -> Result<Self, SftError> {
-        read_config(path, Self::validate)
-    }
-
-    /// Parses and checks TOML text (`origin` names it in errors).
-    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, SftError> {
-        parse_config(text, origin, Self::validate)
-    }
-
-    /// The resolved config as TOML (written into the run folder).
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("the config serialises")
-    }
-
-    /// The run folder.
-    pub fn run_dir(&self) -> PathBuf {
-        self.runs_dir.join(&self.name)
+impl RunConfig for SftConfig {
+    fn name_and_runs_dir(&self) -> (&str, &Path) {
+        (&self.name, &self.runs_dir)
     }
 
     fn validate(&self) -> Result<(), String> {

@@ -18,7 +18,9 @@ pub mod setup;
 pub mod step;
 
 pub use batch::SftBatch;
-pub use config::{DataConfig, GenerateData, GpEvalConfig, ModelConfig, SftConfig, TrainConfig};
+pub use config::{
+    DataConfig, GenerateData, GpEvalConfig, ModelConfig, RunConfig, SftConfig, TrainConfig,
+};
 pub use data::{ChatExample, Sequence, read_chat_jsonl};
 pub use error::SftError;
 pub use gp_eval::{GpEvalResult, gp_success};

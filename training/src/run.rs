@@ -21,7 +21,7 @@ use sftvsrl_model::{Llama, Tokenizer, save_pretrained};
 
 use crate::batch::SftBatch;
 use crate::checkpoint::{self, Progress};
-use crate::config::SftConfig;
+use crate::config::{RunConfig, SftConfig};
 use crate::data::{Sequence, epoch_order, read_chat_jsonl, split, tokenize_all};
 use crate::error::SftError;
 use crate::flops::train_flops;

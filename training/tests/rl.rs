@@ -18,7 +18,7 @@ use sftvsrl_training::rl::buffer::{Sample, ScoreBatch};
 use sftvsrl_training::rl::logprob::answer_marker;
 use sftvsrl_training::rl::rollout::{CollectSettings, collect, gp_pool};
 use sftvsrl_training::rl::{ActorCritic, RlConfig, ValueHead, run_rl};
-use sftvsrl_training::{SftConfig, SftError, run_sft};
+use sftvsrl_training::{RunConfig, SftConfig, SftError, run_sft};
 
 type A = Autodiff<CpuBackend>;
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
 use sftvsrl_model::device::CpuBackend;
-use sftvsrl_training::{SftConfig, SftError, run_sft};
+use sftvsrl_training::{RunConfig, SftConfig, SftError, run_sft};
 
 type A = Autodiff<CpuBackend>;
 

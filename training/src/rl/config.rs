@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::GpConfig;
 
-use crate::config::{GpEvalConfig, parse_config, read_config};
-use crate::error::SftError;
+use crate::config::{GpEvalConfig, RunConfig};
 
 /// A whole RL run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -247,25 +246,9 @@ fn one() -> usize {
     1
 }
 
-impl RlConfig {
-    /// Reads and checks a TOML file; errors name the file and the field.
-    pub fn from_file(path: &Path) -> Result<Self, SftError> {
-        read_config(path, Self::validate)
-    }
-
-    /// Parses and checks TOML text (`origin` names it in errors).
-    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, SftError> {
-        parse_config(text, origin, Self::validate)
-    }
-
-    /// The resolved config as TOML (written into the run folder).
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("the config serialises")
-    }
-
-    /// The run folder.
-    pub fn run_dir(&self) -> PathBuf {
-        self.runs_dir.join(&self.name)
+impl RunConfig for RlConfig {
+    fn name_and_runs_dir(&self) -> (&str, &Path) {
+        (&self.name, &self.runs_dir)
     }
 
     fn validate(&self) -> Result<(), String> {

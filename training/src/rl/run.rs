@@ -25,6 +25,7 @@ use super::ppo::{UpdateSettings, advantages, ppo_update};
 use super::rollout::{CollectSettings, EnvState, collect, gp_pool};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::checkpoint;
+use crate::config::RunConfig;
 use crate::error::SftError;
 use crate::flops::{inference_flops, train_flops};
 use crate::gp_eval::{GpEvalResult, gp_success};
