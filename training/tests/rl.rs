@@ -185,7 +185,7 @@ fn ppo_raises_the_mean_reward() {
     let mut lines = Vec::new();
     let mut log = |l: &str| lines.push(l.to_string());
     let summary = run_rl::<A>(
-        &rl_config(&dir, &policy, "reward", PPO),
+        &rl_config(&dir, policy, "reward", PPO),
         false,
         &Default::default(),
         &mut log,
@@ -241,14 +241,14 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
         )
     };
     let full = run_rl::<A>(
-        &rl_config(&dir, &policy, "full", &ppo(2)),
+        &rl_config(&dir, policy, "full", &ppo(2)),
         false,
         &device,
         &mut quiet,
     )
     .unwrap();
     let cut = run_rl::<A>(
-        &rl_config(&dir, &policy, "cut", &ppo(1)),
+        &rl_config(&dir, policy, "cut", &ppo(1)),
         false,
         &device,
         &mut quiet,
@@ -256,7 +256,7 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
     .unwrap();
     assert_eq!(cut.progress.update, 1);
     let e = run_rl::<A>(
-        &rl_config(&dir, &policy, "cut", &ppo(2)),
+        &rl_config(&dir, policy, "cut", &ppo(2)),
         false,
         &device,
         &mut quiet,
@@ -264,7 +264,7 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
     .unwrap_err();
     assert!(e.to_string().contains("--resume"), "{e}");
     let resumed = run_rl::<A>(
-        &rl_config(&dir, &policy, "cut", &ppo(2)),
+        &rl_config(&dir, policy, "cut", &ppo(2)),
         true,
         &device,
         &mut quiet,
@@ -274,7 +274,7 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
     assert_eq!(resumed.mean_rewards, full.mean_rewards[1..]);
     let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
     assert_eq!(weights(&resumed.final_dir), weights(&full.final_dir));
-    assert_ne!(weights(&resumed.final_dir), weights(&policy));
+    assert_ne!(weights(&resumed.final_dir), weights(policy));
 
     // Every option switched on at once: GRPO-style groups, per-token ratios, KL to the
     // starting policy, entropy bonus, terminal truncation, no whitening.
@@ -284,7 +284,7 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
         ppo(1)
     );
     let s = run_rl::<A>(
-        &rl_config(&dir, &policy, "options", &options),
+        &rl_config(&dir, policy, "options", &options),
         false,
         &device,
         &mut quiet,
@@ -299,7 +299,7 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
     // A learning rate of 1e30 blows the weights up at the first optimizer step; the next
     // update stops with a clear error, and the checkpoint before it is kept.
     let diverge = "[ppo]\nnum_updates = 3\nmini_batch_size = 8\ngrad_accum = 100\nnum_ppo_epochs = 1\n[optim]\nlr = 1e30\nmin_lr = 1e30\n";
-    let mut cfg = rl_config(&dir, &policy, "diverge", "");
+    let mut cfg = rl_config(&dir, policy, "diverge", "");
     let over = RlConfig::from_toml(
         &format!("name = \"x\"\npolicy = \"p\"\n{diverge}"),
         Path::new("d.toml"),

@@ -15,7 +15,7 @@ use sftvsrl_model::{GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tok
 
 use super::config::PpoConfig;
 use super::logprob::answer_marker;
-use super::ppo::{UpdateSettings, advantages, ppo_update};
+use super::ppo::{Experience, UpdateSettings, advantages, ppo_update};
 use super::rollout::{CollectSettings, collect, gp_pool};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::error::SftError;
@@ -120,9 +120,11 @@ pub fn bench_rl<A: AutodiffBackend>(
         model = ppo_update(
             model,
             &mut optim,
-            &collected.samples,
-            &adv,
-            &returns,
+            Experience {
+                samples: &collected.samples,
+                advantages: &adv,
+                returns: &returns,
+            },
             &ppo,
             update_settings,
             device,

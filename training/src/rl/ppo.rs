@@ -83,6 +83,14 @@ pub struct UpdateStats {
     pub trained_tokens: u64,
 }
 
+/// A collected buffer with its advantages and value targets, index for index.
+#[derive(Clone, Copy, Debug)]
+pub struct Experience<'a> {
+    pub samples: &'a [Sample],
+    pub advantages: &'a [f64],
+    pub returns: &'a [f64],
+}
+
 /// Settings of one update beside the PPO config.
 #[derive(Clone, Copy, Debug)]
 pub struct UpdateSettings {
@@ -95,13 +103,12 @@ pub struct UpdateSettings {
     pub steps_before: usize,
 }
 
-/// Runs `cfg.num_ppo_epochs` passes of clipped PPO over `samples` and returns the new model.
+/// Runs `cfg.num_ppo_epochs` passes of clipped PPO over the experience and returns the new
+/// model.
 pub fn ppo_update<A, O>(
     mut model: ActorCritic<A>,
     optim: &mut O,
-    samples: &[Sample],
-    advantages: &[f64],
-    returns: &[f64],
+    experience: Experience<'_>,
     cfg: &PpoConfig,
     settings: UpdateSettings,
     device: &A::Device,
@@ -113,6 +120,7 @@ where
     let mut stats = UpdateStats::default();
     let (mut ratios, mut clipped, mut kl_sum, mut trained) = (0usize, 0usize, 0.0, 0usize);
     let mut accumulator = GradientsAccumulator::<ActorCritic<A>>::new();
+    let samples = experience.samples;
     let per_epoch = samples.len().div_ceil(cfg.mini_batch_size);
     let total = per_epoch * cfg.num_ppo_epochs;
     let mut pending = 0;
@@ -125,7 +133,7 @@ where
             pending += 1;
             let picked: Vec<&Sample> = chunk.iter().map(|&i| &samples[i]).collect();
             if let Some(loss) = minibatch_loss(
-                &model, &picked, chunk, advantages, returns, cfg, &settings, device, &mut stats,
+                &model, &picked, chunk, experience, cfg, &settings, &mut stats, device,
             )? {
                 let (r, c, k) = loss.ratios;
                 ratios += r;
@@ -173,12 +181,11 @@ fn minibatch_loss<A: AutodiffBackend>(
     model: &ActorCritic<A>,
     picked: &[&Sample],
     indices: &[usize],
-    advantages: &[f64],
-    returns: &[f64],
+    experience: Experience<'_>,
     cfg: &PpoConfig,
     settings: &UpdateSettings,
-    device: &A::Device,
     stats: &mut UpdateStats,
+    device: &A::Device,
 ) -> Result<Option<MinibatchLoss<A>>, SftError> {
     let b = picked.len();
     let batch = ScoreBatch::<A>::new(picked, device);
@@ -220,7 +227,10 @@ fn minibatch_loss<A: AutodiffBackend>(
     let ratio = RatioStats::new(&new_h, &old_h, &mask_h, cfg.cliprange);
     let clipped_only = ratio.max > cfg.ratio_threshold;
     stats.ratio_rule_hits += usize::from(clipped_only);
-    let adv: Vec<f32> = indices.iter().map(|&i| advantages[i] as f32).collect();
+    let adv: Vec<f32> = indices
+        .iter()
+        .map(|&i| experience.advantages[i] as f32)
+        .collect();
     let policy = policy_loss(
         new_logp,
         old_logp,
@@ -237,7 +247,10 @@ fn minibatch_loss<A: AutodiffBackend>(
         let one = |v: Vec<f32>| Tensor::<A, 1>::from_data(TensorData::new(v, [b]), device);
         let values = batch.values(model, scores.hidden);
         let old: Vec<f32> = picked.iter().map(|s| s.value).collect();
-        let targets: Vec<f32> = indices.iter().map(|&i| returns[i] as f32).collect();
+        let targets: Vec<f32> = indices
+            .iter()
+            .map(|&i| experience.returns[i] as f32)
+            .collect();
         let v = value_loss(values, one(old), one(targets), cfg.cliprange_value);
         value_value = scalar(v.clone());
         stats.value_loss += f64::from(value_value);

@@ -21,7 +21,7 @@ use sftvsrl_model::{GenerateConfig, Sampling, load_pretrained, save_pretrained};
 use super::config::{AdvantageKind, RlConfig};
 use super::gae::{explained_variance, mean};
 use super::logprob::answer_marker;
-use super::ppo::{UpdateSettings, advantages, ppo_update};
+use super::ppo::{Experience, UpdateSettings, advantages, ppo_update};
 use super::rollout::{CollectSettings, EnvState, collect, gp_pool};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::checkpoint;
@@ -198,9 +198,11 @@ pub fn run_rl<A: AutodiffBackend>(
         let (next, stats) = ppo_update(
             model,
             &mut optim,
-            samples,
-            &adv,
-            &returns,
+            Experience {
+                samples,
+                advantages: &adv,
+                returns: &returns,
+            },
             p,
             UpdateSettings {
                 lr,
