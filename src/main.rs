@@ -29,6 +29,8 @@ enum Command {
     /// Evaluate a checkpoint: episode success on in-distribution and OOD variants, with error
     /// bars, as JSON and a table.
     Eval(cli::eval::EvalArgs),
+    /// Multi-step PPO against the verifiers, from an SFT checkpoint, with resumable checkpoints.
+    Rl(cli::rl::RlArgs),
     /// Measure speed (environment throughput, and more as the crates grow).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -46,6 +48,7 @@ fn main() {
         Command::Data(cmd) => cli::data::run(cmd),
         Command::Sft(args) => cli::sft::run(args),
         Command::Eval(args) => cli::eval::run(args),
+        Command::Rl(args) => cli::rl::run(args),
         Command::Bench(cmd) => cli::bench::run(cmd),
         Command::Generate(args) => cli::model::generate_cmd(args),
         Command::Import(args) => cli::model::import_cmd(args),

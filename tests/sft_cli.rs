@@ -5,13 +5,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fails, ok};
+use common::{assert_files, fails, ok};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sftvsrl-sft-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("sft-cli-{name}"))
 }
 
 fn write_config(dir: &Path, extra_train: &str) -> PathBuf {
@@ -55,14 +52,15 @@ fn tiny_run_writes_its_folder_and_resumes() {
     let out = ok(&["sft", config.to_str().unwrap()], "");
     assert!(out.contains("trained 1 steps"), "{out}");
     let run = dir.join("runs/tiny");
-    for f in [
-        "config.toml",
-        "metrics.jsonl",
-        "checkpoints/step-000001/state.json",
-        "final/model.safetensors",
-    ] {
-        assert!(run.join(f).exists(), "{f} missing");
-    }
+    assert_files(
+        &run,
+        &[
+            "config.toml",
+            "metrics.jsonl",
+            "checkpoints/step-000001/state.json",
+            "final/model.safetensors",
+        ],
+    );
     assert!(fails(&["sft", config.to_str().unwrap()], "").contains("--resume"));
     // Resuming without the step limit finishes the epoch (8 training examples, 2 steps).
     let config = write_config(&dir, "");

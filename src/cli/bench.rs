@@ -17,6 +17,7 @@ use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
 use sftvsrl_model::{
     GenerateBenchConfig, GenerateBenchReport, LlamaConfig, ModelError, bench_generate,
 };
+use sftvsrl_training::rl::{RlBenchConfig, RlBenchReport, bench_rl};
 use sftvsrl_training::{SftError, TrainBenchConfig, TrainBenchReport, bench_train};
 
 #[derive(Subcommand)]
@@ -27,6 +28,9 @@ pub enum BenchCommand {
     /// the share of time in matrix products (`benches/generate_reference.py` times transformers
     /// with the same settings; `cargo bench --profile dev --bench generate` runs both).
     Generate(GenerateBenchArgs),
+    /// PPO updates on GeneralPoints with random weights: seconds per update split into
+    /// generation (batched KV cache), environment and optimisation.
+    Rl(RlBenchArgs),
     /// SFT training steps (forward + masked loss, backward, AdamW) on SmolLM2-135M-shaped random
     /// weights: tokens/s per phase, the device's matmul peak and the model FLOP utilisation
     /// (`benches/train_reference.py` times PyTorch with the same settings; `cargo bench
@@ -125,6 +129,89 @@ fn bench_generate_cmd(a: GenerateBenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The model shapes `bench rl` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RlBenchModel {
+    /// The shape of config/sft/gp-l-tiny.toml (hidden 96, 2 layers).
+    Tiny,
+    /// SmolLM2-135M's shape.
+    #[value(name = "smollm2-135m")]
+    Smollm2,
+}
+
+#[derive(Args)]
+pub struct RlBenchArgs {
+    /// Device to run on.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceKind,
+    /// Model shapes to measure (repeat or comma-separate).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [RlBenchModel::Tiny])]
+    model: Vec<RlBenchModel>,
+    /// Environments stepped together (the generation batch).
+    #[arg(long, default_value_t = 8)]
+    num_envs: usize,
+    /// Steps per environment per update.
+    #[arg(long, default_value_t = 2)]
+    num_steps: usize,
+    /// Tokens per response (a random policy always uses them all).
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// PPO epochs per update.
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Samples per forward/backward pass.
+    #[arg(long, default_value_t = 1)]
+    mini_batch: usize,
+    /// Updates timed, after one warm-up update.
+    #[arg(long, default_value_t = 1)]
+    updates: usize,
+}
+
+struct RlBenchJob(RlBenchConfig);
+
+impl OnBackend for RlBenchJob {
+    type Output = Result<RlBenchReport, SftError>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        bench_rl::<Autodiff<B>>(&self.0, &device)
+    }
+}
+
+fn bench_rl_cmd(a: RlBenchArgs) -> Result<()> {
+    let mut reports = Vec::new();
+    for model in &a.model {
+        let (name, shape) = match model {
+            RlBenchModel::Tiny => (
+                "tiny",
+                LlamaConfig {
+                    hidden_size: 96,
+                    intermediate_size: 256,
+                    num_hidden_layers: 2,
+                    num_attention_heads: 4,
+                    num_key_value_heads: 2,
+                    head_dim: 24,
+                    ..LlamaConfig::tiny(0)
+                },
+            ),
+            RlBenchModel::Smollm2 => ("smollm2-135m", LlamaConfig::smollm2_135m()),
+        };
+        let config = RlBenchConfig {
+            model_name: name.into(),
+            model: shape,
+            num_envs: a.num_envs,
+            num_steps: a.num_steps,
+            max_new_tokens: a.max_new_tokens,
+            num_ppo_epochs: a.epochs,
+            mini_batch_size: a.mini_batch,
+            grad_accum: 128,
+            updates: a.updates,
+        };
+        reports.push(run_on(a.device, RlBenchJob(config))??);
+    }
+    println!("{}", serde_json::to_string_pretty(&reports)?);
+    Ok(())
+}
+
 #[derive(Args)]
 pub struct GpBenchArgs {
     /// Seconds to spend on each measurement.
@@ -140,6 +227,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Gp(a) => bench_gp(a),
         BenchCommand::Generate(a) => bench_generate_cmd(a),
         BenchCommand::Train(a) => bench_train_cmd(a),
+        BenchCommand::Rl(a) => bench_rl_cmd(a),
     }
 }
 

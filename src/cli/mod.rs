@@ -8,4 +8,5 @@ pub mod input;
 pub mod model;
 pub mod nav;
 pub mod progress;
+pub mod rl;
 pub mod sft;

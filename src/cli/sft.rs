@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use burn::backend::Autodiff;
 use clap::Args;
 use sftvsrl_model::device::{CpuBackend, DeviceKind, NdArrayBackend};
-use sftvsrl_training::{Dashboard, RunDisplay, RunSummary, SftConfig, run_sft};
+use sftvsrl_training::{Dashboard, RunConfig, RunDisplay, RunSummary, SftConfig, run_sft};
 
 #[derive(Args)]
 pub struct SftArgs {

@@ -44,3 +44,20 @@ pub fn fails(args: &[&str], stdin: &str) -> String {
     assert!(err.starts_with("error: "), "{err}");
     err
 }
+
+/// Asserts that every one of `files` exists below `dir`.
+#[allow(dead_code)] // not every test file uses every helper
+pub fn assert_files(dir: &std::path::Path, files: &[&str]) {
+    for f in files {
+        assert!(dir.join(f).exists(), "{f} missing in {}", dir.display());
+    }
+}
+
+/// A fresh folder under the system temp dir, unique to this test process.
+#[allow(dead_code)] // not every test file uses every helper
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sftvsrl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

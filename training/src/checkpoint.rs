@@ -1,6 +1,7 @@
 //! Checkpoints: `checkpoints/step-NNNNNN/` holding the model and optimizer records (Burn's named
-//! MessagePack, full precision) and `state.json` (progress and compute). Each is written under
-//! a `.tmp` name and renamed, so a crash never leaves a half-written checkpoint behind.
+//! MessagePack, full precision) and `state.json` (progress and compute; for RL also the
+//! environments' state). Each is written under a `.tmp` name and renamed, so a crash never
+//! leaves a half-written checkpoint behind.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,7 @@ use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::SftError;
@@ -49,7 +51,25 @@ where
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
 {
-    let dir = checkpoint_dir(run_dir, progress.step);
+    save_state(run_dir, progress.step, model, optim, progress)
+}
+
+/// Saves model, optimizer and any serialisable `state` as the checkpoint of `step`; returns
+/// the checkpoint folder.
+pub fn save_state<B, M, O, S>(
+    run_dir: &Path,
+    step: usize,
+    model: &M,
+    optim: &O,
+    state: &S,
+) -> Result<PathBuf, SftError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+    S: Serialize,
+{
+    let dir = checkpoint_dir(run_dir, step);
     let tmp = dir.with_extension("tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| SftError::io(&tmp, e))?;
@@ -60,7 +80,7 @@ where
         .map_err(|e| err(&tmp, e))?;
     Recorder::<B>::record(&rec, optim.to_record(), tmp.join("optimizer"))
         .map_err(|e| err(&tmp, e))?;
-    let state = serde_json::to_string_pretty(progress).expect("progress serialises");
+    let state = serde_json::to_string_pretty(state).expect("the state serialises");
     std::fs::write(tmp.join("state.json"), state).map_err(|e| SftError::io(&tmp, e))?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| SftError::io(&dir, e))?;
@@ -104,6 +124,22 @@ where
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
 {
+    load_state(dir, model, optim, device)
+}
+
+/// [`load`] with any deserialisable state (what [`save_state`] wrote).
+pub fn load_state<B, M, O, S>(
+    dir: &Path,
+    model: M,
+    optim: O,
+    device: &B::Device,
+) -> Result<(M, O, S), SftError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+    S: DeserializeOwned,
+{
     let rec = Rec::new();
     let model_record =
         Recorder::<B>::load(&rec, dir.join("model.mpk"), device).map_err(|e| err(dir, e))?;
@@ -111,10 +147,30 @@ where
         Recorder::<B>::load(&rec, dir.join("optimizer.mpk"), device).map_err(|e| err(dir, e))?;
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| SftError::io(&state_path, e))?;
-    let progress = serde_json::from_str(&text).map_err(|e| err(&state_path, e))?;
+    let state = serde_json::from_str(&text).map_err(|e| err(&state_path, e))?;
     Ok((
         model.load_record(model_record),
         optim.load_record(optim_record),
-        progress,
+        state,
     ))
+}
+
+/// Creates `run_dir` and writes the resolved config there; returns the checkpoint to resume
+/// from. A run that already holds checkpoints is only continued with `resume`.
+pub fn prepare_run_dir(
+    run_dir: &Path,
+    resume: bool,
+    config_toml: &str,
+) -> Result<Option<PathBuf>, SftError> {
+    let existing = latest(run_dir)?;
+    if existing.is_some() && !resume {
+        return Err(SftError::Invalid(format!(
+            "{} already holds checkpoints: pass --resume to continue it, or change `name`",
+            run_dir.display()
+        )));
+    }
+    std::fs::create_dir_all(run_dir).map_err(|e| SftError::io(run_dir, e))?;
+    let config_path = run_dir.join("config.toml");
+    std::fs::write(&config_path, config_toml).map_err(|e| SftError::io(&config_path, e))?;
+    Ok(existing)
 }

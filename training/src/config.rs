@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::FaceRule;
 use sftvsrl_envs::gp::expert::ExpertSolution;
@@ -206,16 +207,24 @@ fn default_eval_batch() -> usize {
     32
 }
 
-impl SftConfig {
+/// A run's TOML configuration: read and checked (errors name the file and the field), written
+/// back into the run folder, and the folder itself.
+pub trait RunConfig: Serialize + DeserializeOwned {
+    /// Checks the values; the message names the field.
+    fn validate(&self) -> Result<(), String>;
+
+    /// The run's name and the folder that holds runs.
+    fn name_and_runs_dir(&self) -> (&str, &Path);
+
     /// Reads and checks a TOML file; errors name the file and the field.
-    pub fn from_file(path: &Path) -> Result<Self, SftError> {
+    fn from_file(path: &Path) -> Result<Self, SftError> {
         let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
         Self::from_toml(&text, path)
     }
 
     /// Parses and checks TOML text (`origin` names it in errors).
-    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, SftError> {
-        let config: SftConfig = toml::from_str(text).map_err(|e| SftError::Config {
+    fn from_toml(text: &str, origin: &Path) -> Result<Self, SftError> {
+        let config: Self = toml::from_str(text).map_err(|e| SftError::Config {
             path: origin.to_path_buf(),
             message: e.message().to_string(),
         })?;
@@ -227,13 +236,32 @@ impl SftConfig {
     }
 
     /// The resolved config as TOML (written into the run folder).
-    pub fn to_toml(&self) -> String {
+    fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("the config serialises")
     }
 
     /// The run folder.
-    pub fn run_dir(&self) -> PathBuf {
-        self.runs_dir.join(&self.name)
+    fn run_dir(&self) -> PathBuf {
+        let (name, runs_dir) = self.name_and_runs_dir();
+        runs_dir.join(name)
+    }
+}
+
+impl GpEvalConfig {
+    /// Checks that every count is at least 1 (errors name the `eval.` field).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.episodes == 0 || self.batch == 0 || self.attempts == 0 || self.max_new_tokens == 0 {
+            return Err("`eval.episodes`, `eval.batch`, `eval.attempts` and \
+                        `eval.max_new_tokens` must be at least 1"
+                .into());
+        }
+        Ok(())
+    }
+}
+
+impl RunConfig for SftConfig {
+    fn name_and_runs_dir(&self) -> (&str, &Path) {
+        (&self.name, &self.runs_dir)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -299,14 +327,7 @@ impl SftConfig {
         if let Some(lora) = &self.lora {
             lora.check()?;
         }
-        if let Some(e) = &self.eval
-            && (e.episodes == 0 || e.batch == 0 || e.attempts == 0 || e.max_new_tokens == 0)
-        {
-            return Err("`eval.episodes`, `eval.batch`, `eval.attempts` and \
-                        `eval.max_new_tokens` must be at least 1"
-                .into());
-        }
-        Ok(())
+        self.eval.as_ref().map_or(Ok(()), GpEvalConfig::validate)
     }
 }
 

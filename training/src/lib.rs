@@ -14,6 +14,8 @@ pub mod episodes;
 pub mod error;
 pub mod flops;
 pub mod gp_eval;
+pub mod metrics_log;
+pub mod rl;
 pub mod run;
 pub mod schedule;
 pub mod setup;
@@ -22,7 +24,9 @@ pub mod step;
 pub use answer_match::{greedy_answer_match, same_answer};
 pub use batch::SftBatch;
 pub use bench::{TrainBenchConfig, TrainBenchReport, bench_train};
-pub use config::{DataConfig, GenerateData, GpEvalConfig, ModelConfig, SftConfig, TrainConfig};
+pub use config::{
+    DataConfig, GenerateData, GpEvalConfig, ModelConfig, RunConfig, SftConfig, TrainConfig,
+};
 pub use data::{ChatExample, Sequence, read_chat_jsonl};
 pub use display::{Dashboard, RunDisplay};
 pub use episodes::{Call, EpisodeRecord, play_episodes};

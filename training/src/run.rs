@@ -9,7 +9,6 @@
 //! run before it touches the weights. burn-train is used for its terminal dashboard
 //! ([`crate::display`]).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Module};
@@ -24,12 +23,13 @@ use sftvsrl_model::{Llama, Tokenizer, apply_lora, lora_params, merge_lora, save_
 use crate::answer_match::greedy_answer_match;
 use crate::batch::SftBatch;
 use crate::checkpoint::{self, Progress};
-use crate::config::SftConfig;
+use crate::config::{RunConfig, SftConfig};
 use crate::data::{Sequence, epoch_order, read_chat_jsonl, split, tokenize_all};
 use crate::display::RunDisplay;
 use crate::error::SftError;
 use crate::flops::train_flops;
 use crate::gp_eval::{GpEvalResult, gp_success};
+use crate::metrics_log::MetricsLog;
 use crate::schedule::WarmupCosine;
 use crate::setup::{build_model, ensure_data};
 use crate::step::{StepStats, masked_loss};
@@ -58,16 +58,7 @@ pub fn run_sft<A: AutodiffBackend>(
     display: &mut dyn RunDisplay,
 ) -> Result<RunSummary, SftError> {
     let run_dir = config.run_dir();
-    let existing = checkpoint::latest(&run_dir)?;
-    if existing.is_some() && !resume {
-        return Err(SftError::Invalid(format!(
-            "{} already holds checkpoints: pass --resume to continue it, or change `name`",
-            run_dir.display()
-        )));
-    }
-    std::fs::create_dir_all(&run_dir).map_err(|e| SftError::io(&run_dir, e))?;
-    let config_path = run_dir.join("config.toml");
-    std::fs::write(&config_path, config.to_toml()).map_err(|e| SftError::io(&config_path, e))?;
+    let existing = checkpoint::prepare_run_dir(&run_dir, resume, &config.to_toml())?;
 
     ensure_data(&config.data)?;
     let examples = read_chat_jsonl(&config.data.path)?;
@@ -304,42 +295,4 @@ fn export<B: Backend>(
     let dir = run_dir.join("final");
     save_pretrained(model, Some(tokenizer), &tokenizer.stop_tokens(), &dir)?;
     Ok(dir)
-}
-
-/// `metrics.jsonl`: one JSON object per line. On resume, lines logged after the checkpoint
-/// being resumed are dropped, since those steps run again.
-struct MetricsLog {
-    path: PathBuf,
-    file: std::fs::File,
-}
-
-impl MetricsLog {
-    fn open(path: &Path, resumed_step: usize) -> Result<Self, SftError> {
-        let kept: String = match std::fs::read_to_string(path) {
-            Ok(text) if resumed_step > 0 => text
-                .lines()
-                .filter(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v["step"].as_u64())
-                        .is_some_and(|s| s as usize <= resumed_step)
-                })
-                .map(|l| format!("{l}\n"))
-                .collect(),
-            _ => String::new(),
-        };
-        std::fs::write(path, kept).map_err(|e| SftError::io(path, e))?;
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(|e| SftError::io(path, e))?;
-        Ok(MetricsLog {
-            path: path.to_path_buf(),
-            file,
-        })
-    }
-
-    fn write(&mut self, value: &serde_json::Value) -> Result<(), SftError> {
-        writeln!(self.file, "{value}").map_err(|e| SftError::io(&self.path, e))
-    }
 }

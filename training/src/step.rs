@@ -125,7 +125,7 @@ pub fn loss_from_logits<B: Backend>(
 }
 
 /// The value of a one-element float tensor.
-fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
+pub(crate) fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
     t.into_data()
         .convert::<f32>()
         .to_vec::<f32>()

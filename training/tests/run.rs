@@ -2,20 +2,19 @@
 //! the same weights as an uninterrupted one, with full fine-tuning and with LoRA; a run refuses to overwrite checkpoints; a
 //! diverging run stops at the first non-finite loss and keeps its last good checkpoint.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
 use sftvsrl_model::device::CpuBackend;
-use sftvsrl_training::{RunDisplay, SftConfig, SftError, run_sft};
+use sftvsrl_training::{RunConfig, RunDisplay, SftConfig, SftError, run_sft};
 
 type A = Autodiff<CpuBackend>;
 
 /// A fresh folder under the system temp dir.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sftvsrl-sft-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("sft-{name}"))
 }
 
 /// 24 one-line sums as chat JSONL.

@@ -1,0 +1,137 @@
+//! `sftvsrl rl` and `sftvsrl bench rl` end to end: a tiny run from a tiny SFT checkpoint writes
+//! its run folder and resumes; bad configs fail with one line naming the field; the benchmark
+//! reports the time split (tiny settings: these check the plumbing, not speed).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{assert_files, fails, ok, scratch};
+
+/// A tiny SFT checkpoint made through the CLI; returns its `final/` folder.
+fn policy(dir: &Path) -> PathBuf {
+    let text = format!(
+        r#"name = "init"
+runs_dir = "{runs}"
+data = {{ path = "{data}", valid_fraction = 0.0, generate = {{ n = 10, seed = 0 }} }}
+model = {{ init = "scratch", hidden_size = 16, intermediate_size = 32, num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1 }}
+train = {{ epochs = 1, micro_batch = 5, lr = 1e-3, checkpoint_every = 10 }}
+"#,
+        runs = dir.join("runs").display(),
+        data = dir.join("data/data.jsonl").display()
+    );
+    let path = dir.join("sft.toml");
+    std::fs::write(&path, text).unwrap();
+    ok(&["sft", path.to_str().unwrap()], "");
+    dir.join("runs/init/final")
+}
+
+fn write_config(dir: &Path, policy: &Path, updates: usize, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"name = "tiny-rl"
+runs_dir = "{runs}"
+policy = "{policy}"
+[rollout]
+num_envs = 2
+num_steps = 2
+max_new_tokens = 8
+[ppo]
+num_updates = {updates}
+grad_accum = 2
+{extra}
+[value_head]
+hidden = [8]
+"#,
+        runs = dir.join("runs").display(),
+        policy = policy.display(),
+    );
+    let path = dir.join("rl.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn tiny_run_writes_its_folder_and_resumes() {
+    let dir = scratch("rl-cli-run");
+    let policy = policy(&dir);
+    let config = write_config(&dir, &policy, 1, "");
+    let out = ok(&["rl", config.to_str().unwrap()], "");
+    assert!(out.contains("trained 1 updates"), "{out}");
+    assert!(out.contains("mean reward"), "{out}");
+    let run = dir.join("runs/tiny-rl");
+    assert_files(
+        &run,
+        &[
+            "config.toml",
+            "metrics.jsonl",
+            "checkpoints/step-000001/state.json",
+            "checkpoints/step-000001/model.mpk",
+            "checkpoints/step-000001/optimizer.mpk",
+            "final/model.safetensors",
+            "final/tokenizer.json",
+        ],
+    );
+    assert!(fails(&["rl", config.to_str().unwrap()], "").contains("--resume"));
+    let config = write_config(&dir, &policy, 2, "");
+    let out = ok(
+        &[
+            "rl",
+            config.to_str().unwrap(),
+            "--resume",
+            "--device",
+            "ndarray",
+        ],
+        "",
+    );
+    assert!(out.contains("trained 2 updates"), "{out}");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2, "{metrics}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_configs_fail_with_one_line() {
+    let dir = scratch("rl-cli-bad");
+    let missing = dir.join("no-such-policy");
+    let config = write_config(&dir, &missing, 1, "clip_range = 0.2");
+    let err = fails(&["rl", config.to_str().unwrap()], "");
+    assert!(
+        err.contains("rl.toml") && err.contains("clip_range"),
+        "{err}"
+    );
+    let config = write_config(&dir, &missing, 1, "mini_batch_size = 0");
+    let err = fails(&["rl", config.to_str().unwrap()], "");
+    assert!(err.contains("ppo.mini_batch_size"), "{err}");
+    let config = write_config(&dir, &missing, 1, "");
+    let err = fails(&["rl", config.to_str().unwrap()], "");
+    assert!(err.contains("no-such-policy"), "{err}");
+    let err = fails(&["rl", "/nonexistent/rl.toml"], "");
+    assert!(err.contains("/nonexistent/rl.toml"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rl_benchmark_splits_the_update_time() {
+    let out = ok(
+        &[
+            "bench",
+            "rl",
+            "--num-envs",
+            "2",
+            "--num-steps",
+            "1",
+            "--max-new-tokens",
+            "4",
+        ],
+        "",
+    );
+    let reports: serde_json::Value = serde_json::from_str(&out).expect("a JSON report");
+    let r = &reports[0];
+    assert_eq!(r["config"]["model_name"], "tiny");
+    assert_eq!(r["generated_tokens"].as_f64().unwrap(), 8.0);
+    for key in ["generation_s", "environment_s", "optimisation_s"] {
+        assert!(r[key].as_f64().unwrap() >= 0.0, "{key}: {r}");
+    }
+    let share = r["environment_share"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&share), "{share}");
+}

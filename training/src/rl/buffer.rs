@@ -1,0 +1,188 @@
+//! What a rollout stores per model call, and the right-padded batches that score stored
+//! responses with a training forward pass (the policy's log-probs and the value head).
+
+use std::sync::Arc;
+
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use image::RgbImage;
+use sftvsrl_model::{Llama, token_logprobs};
+
+use super::logprob::ActionWeights;
+use super::value_head::ActorCritic;
+
+/// One environment step: a prompt, the sampled response and what came of it.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// The environment that produced it.
+    pub env: usize,
+    /// The episode number of that environment (episodes of one group share hands).
+    pub episode: u64,
+    /// Earlier attempts in this episode (0 for the first).
+    pub depth: u32,
+    pub prompt: Vec<u32>,
+    pub response: Vec<u32>,
+    /// The decoded response, as the environment read it.
+    pub text: String,
+    /// Per-token log-probs recorded while sampling (tempered, before top-p).
+    pub token_logprobs: Vec<f32>,
+    pub weights: ActionWeights,
+    /// The action log-prob under the sampling policy.
+    pub logprob: f32,
+    /// The value estimate at collection time.
+    pub value: f32,
+    /// The verifier's reward.
+    pub reward: f64,
+    /// The KL-penalty term subtracted from the reward (0 when the penalty is off).
+    pub kl: f64,
+    pub terminated: bool,
+    pub truncated: bool,
+    /// The response holds an answer the verifier could read.
+    pub parsable: bool,
+    /// The image of a vision task.
+    pub image: Option<Arc<RgbImage>>,
+}
+
+impl Sample {
+    /// The reward PPO optimises: the verifier's minus the KL penalty.
+    pub fn shaped_reward(&self) -> f64 {
+        self.reward - self.kl
+    }
+}
+
+/// Prompts and responses, right-padded. Column `j` of the `[batch, seq − 1]` tensors predicts
+/// input token `j + 1`, so response token `t` of row `i` sits at column `prompt_len_i + t − 1`.
+#[derive(Clone, Debug)]
+pub struct ScoreBatch<B: Backend> {
+    /// `[batch, seq]`: prompt + response without its last token.
+    pub input_ids: Tensor<B, 2, Int>,
+    pub attention_mask: Tensor<B, 2, burn::tensor::Bool>,
+    /// `[batch, seq]`: the next token of each position.
+    pub targets: Tensor<B, 2, Int>,
+    /// `[batch, seq]`: the thought/action weights of response tokens, 0 elsewhere.
+    pub action_weights: Tensor<B, 2>,
+    /// `[batch, seq]`: 1 at every response token.
+    pub response_mask: Tensor<B, 2>,
+    /// `[batch, seq]`: the log-probs recorded while sampling, at the response tokens.
+    pub recorded_logprobs: Tensor<B, 2>,
+    /// `[batch]`: the constant log-prob of too-short responses, 0 otherwise.
+    pub constants: Tensor<B, 1>,
+    /// The position of each row's last prompt token.
+    last_prompt: Vec<i64>,
+    /// Where each row's response starts (its prompt length).
+    pub prompt_lens: Vec<usize>,
+    /// Real input tokens (what the forward pass costs).
+    pub input_tokens: usize,
+    width: usize,
+}
+
+impl<B: Backend> ScoreBatch<B> {
+    /// A batch of `samples` (each with a non-empty prompt and response).
+    pub fn new(samples: &[&Sample], device: &B::Device) -> Self {
+        let batch = samples.len();
+        let width = samples
+            .iter()
+            .map(|s| s.prompt.len() + s.response.len() - 1)
+            .max()
+            .unwrap_or(1);
+        let mut ids = vec![0i64; batch * width];
+        let mut valid = vec![false; batch * width];
+        let mut targets = vec![0i64; batch * width];
+        let mut weights = vec![0f32; batch * width];
+        let mut response = vec![0f32; batch * width];
+        let mut recorded = vec![0f32; batch * width];
+        let mut constants = vec![0f32; batch];
+        let mut input_tokens = 0;
+        for (i, s) in samples.iter().enumerate() {
+            let full: Vec<u32> = s.prompt.iter().chain(&s.response).copied().collect();
+            let n = full.len() - 1;
+            input_tokens += n;
+            for j in 0..n {
+                let k = i * width + j;
+                ids[k] = i64::from(full[j]);
+                valid[k] = true;
+                targets[k] = i64::from(full[j + 1]);
+            }
+            let start = i * width + s.prompt.len() - 1;
+            for (t, (w, lp)) in s.weights.weights.iter().zip(&s.token_logprobs).enumerate() {
+                weights[start + t] = *w;
+                response[start + t] = 1.0;
+                recorded[start + t] = *lp;
+            }
+            constants[i] = s.weights.constant.unwrap_or(0.0);
+        }
+        let shape = [batch, width];
+        ScoreBatch {
+            input_ids: Tensor::from_data(TensorData::new(ids, shape), device),
+            attention_mask: Tensor::from_data(TensorData::new(valid, shape), device),
+            targets: Tensor::from_data(TensorData::new(targets, shape), device),
+            action_weights: Tensor::from_data(TensorData::new(weights, shape), device),
+            response_mask: Tensor::from_data(TensorData::new(response, shape), device),
+            recorded_logprobs: Tensor::from_data(TensorData::new(recorded, shape), device),
+            constants: Tensor::from_data(TensorData::new(constants, [batch]), device),
+            last_prompt: samples.iter().map(|s| s.prompt.len() as i64 - 1).collect(),
+            prompt_lens: samples.iter().map(|s| s.prompt.len()).collect(),
+            input_tokens,
+            width,
+        }
+    }
+
+    /// The rows' per-token values of a `[batch, seq]` tensor at their response tokens.
+    pub fn response_values(&self, t: Tensor<B, 2>, samples: &[&Sample]) -> Vec<Vec<f32>> {
+        let v: Vec<f32> = t.into_data().convert::<f32>().to_vec().expect("f32 data");
+        samples
+            .iter()
+            .zip(&self.prompt_lens)
+            .enumerate()
+            .map(|(i, (s, p))| {
+                let start = i * self.width + p - 1;
+                v[start..start + s.response.len()].to_vec()
+            })
+            .collect()
+    }
+
+    /// Per-token log-probs `[batch, seq]` plus the logits `[batch, seq, vocab]` and final
+    /// hidden states `[batch, seq, hidden]` of `policy` on this batch.
+    pub fn score(&self, policy: &Llama<B>, temperature: f32) -> Scores<B> {
+        let hidden = policy.forward_hidden(self.input_ids.clone(), self.attention_mask.clone());
+        let logits = policy.logits(hidden.clone());
+        let logprobs = token_logprobs(logits.clone(), self.targets.clone(), temperature);
+        Scores {
+            hidden,
+            logits,
+            logprobs,
+        }
+    }
+
+    /// The action log-probs `[batch]`: the weighted sums, or the constants.
+    pub fn action_logprobs(&self, logprobs: Tensor<B, 2>) -> Tensor<B, 1> {
+        let batch = self.constants.dims()[0];
+        (logprobs * self.action_weights.clone())
+            .sum_dim(1)
+            .reshape([batch])
+            + self.constants.clone()
+    }
+
+    /// The value head's estimates `[batch]` at each row's last prompt token.
+    pub fn values(&self, model: &ActorCritic<B>, hidden: Tensor<B, 3>) -> Tensor<B, 1> {
+        let [batch, _, dim] = hidden.dims();
+        let device = hidden.device();
+        let index = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(self.last_prompt.clone(), [batch]),
+            &device,
+        )
+        .reshape([batch, 1, 1])
+        .expand([batch, 1, dim]);
+        model
+            .value_head
+            .forward(hidden.gather(1, index).reshape([batch, dim]))
+    }
+}
+
+/// A forward pass over a [`ScoreBatch`].
+#[derive(Debug)]
+pub struct Scores<B: Backend> {
+    pub hidden: Tensor<B, 3>,
+    pub logits: Tensor<B, 3>,
+    /// `[batch, seq]`: the log-prob of each next token at the sampling temperature.
+    pub logprobs: Tensor<B, 2>,
+}

@@ -1,0 +1,398 @@
+//! The RL run configuration: one TOML file, every field documented in `config/rl/*.toml`.
+//! Defaults reproduce the reference PPO recipe (paper-spec §4); every departure from it is a
+//! named switch that is off by default. Unknown fields are errors.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sftvsrl_envs::gp::GpConfig;
+
+use crate::config::{GpEvalConfig, RunConfig};
+
+/// A whole RL run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RlConfig {
+    /// The run's name: everything is written to `<runs_dir>/<name>/`.
+    pub name: String,
+    /// The folder that holds runs.
+    #[serde(default = "default_runs_dir")]
+    pub runs_dir: PathBuf,
+    /// Seeds the value head, the episodes, the sampler and the minibatch order.
+    #[serde(default)]
+    pub seed: u64,
+    /// The starting policy: an SFT checkpoint folder (HF layout with `tokenizer.json`) or GGUF.
+    pub policy: PathBuf,
+    /// The task; only `gp-l` (GeneralPoints, text) so far.
+    #[serde(default)]
+    pub env: EnvKind,
+    /// GeneralPoints settings (`verify_iter`, rule, rewards …); the reference's by default.
+    #[serde(default)]
+    pub gp: GpConfig,
+    #[serde(default)]
+    pub rollout: RolloutConfig,
+    #[serde(default)]
+    pub ppo: PpoConfig,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    #[serde(default)]
+    pub value_head: ValueHeadConfig,
+    /// Write a checkpoint every this many updates (and always after the last).
+    #[serde(default = "one")]
+    pub checkpoint_every: usize,
+    /// GeneralPoints ID episodes played greedily before the first and after the last update.
+    #[serde(default)]
+    pub eval: Option<GpEvalConfig>,
+}
+
+/// Which environment the policy plays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnvKind {
+    /// GeneralPoints with the cards as text.
+    #[default]
+    #[serde(rename = "gp-l")]
+    GpL,
+}
+
+/// How experience is collected.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutConfig {
+    /// Environments stepped together: one batched generation per step (the reference runs 8
+    /// processes of batch 1).
+    pub num_envs: usize,
+    /// Steps per environment per update (reference 256); the buffer holds
+    /// `num_envs × num_steps` model calls.
+    pub num_steps: usize,
+    /// Most tokens per response (reference 512).
+    pub max_new_tokens: usize,
+    /// Sampling temperature (reference 0.2); log-probs are scored at this temperature.
+    pub temperature: f32,
+    /// Nucleus sampling mass (reference: the checkpoint's generation config, inferred 0.9).
+    pub top_p: f32,
+}
+
+/// What the advantage is measured against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdvantageKind {
+    /// GAE on the value head's estimates (the reference).
+    #[default]
+    Gae,
+    /// GRPO-style: Monte-Carlo returns minus the mean over a group of environments that play
+    /// the same hands, at the same revision depth; no value head is trained.
+    Group,
+}
+
+/// How GAE treats a step that hit the step limit (`truncated`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Truncation {
+    /// Mask = 1 − terminated: a truncated step bootstraps into the next episode's first value
+    /// (the reference, `use_proper_time_limits=False`; paper-spec §8 Q1).
+    #[default]
+    Reference,
+    /// A truncated step is terminal (mask 0).
+    Terminal,
+    /// a2c-ppo-acktr's `use_proper_time_limits=True`: the GAE accumulator is reset at a
+    /// truncated step, so its return is its own value estimate.
+    ProperTimeLimits,
+}
+
+/// What the PPO ratio is taken over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RatioKind {
+    /// One ratio per action from the λ-weighted sequence log-prob (the reference).
+    #[default]
+    Action,
+    /// One ratio per response token, clipped per token and averaged over tokens (TRL-style).
+    Token,
+}
+
+/// The PPO algorithm (TRL names where they exist, the reference's otherwise).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoConfig {
+    /// Updates (collect, then optimise) in the run (reference 20 for GP).
+    pub num_updates: usize,
+    /// Discount (reference 0.9).
+    pub gamma: f64,
+    /// GAE λ (reference 0.95).
+    pub lam: f64,
+    pub truncation: Truncation,
+    pub advantage: AdvantageKind,
+    /// With `advantage = "group"`: environments per group (they play the same hands).
+    pub group_size: usize,
+    /// Normalise advantages over the buffer (mean 0, std 1; reference on).
+    pub whiten_advantages: bool,
+    /// Policy ratio clip (reference 0.1).
+    pub cliprange: f32,
+    /// Value clip around the rollout value (reference 0.1).
+    pub cliprange_value: f32,
+    /// Value loss coefficient (reference 0.5, on top of the loss's own ½).
+    pub vf_coef: f32,
+    /// When any ratio in a minibatch exceeds this, only the clipped surrogate is used
+    /// (reference 10).
+    pub ratio_threshold: f32,
+    /// Passes over the buffer per update (reference 4).
+    pub num_ppo_epochs: usize,
+    /// Samples per forward/backward pass (reference 1).
+    pub mini_batch_size: usize,
+    /// Minibatches per optimizer step (reference 128).
+    pub grad_accum: usize,
+    /// Clip the global gradient norm to this (reference 0.01).
+    pub max_grad_norm: f32,
+    /// Weight of the thought tokens in the action log-prob (reference 0.5).
+    pub thought_prob_coef: f32,
+    /// The answer key whose `"key":` tokens split thought from action (reference `formula`).
+    pub answer_key: String,
+    pub ratio: RatioKind,
+    /// KL penalty to the frozen starting policy, subtracted from each step's reward (0: off,
+    /// as the reference).
+    pub kl_coef: f32,
+    /// Entropy bonus (the reference configures 0.01 but never uses it: 0).
+    pub entropy_coef: f32,
+}
+
+/// Adam with a cosine schedule stepped once per update.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// Initial learning rate (reference 1e-6).
+    pub lr: f64,
+    /// Cosine floor (reference 1e-9).
+    pub min_lr: f64,
+    /// Cosine period in updates (reference 100 for GP, 20 for V-IRL).
+    pub t_max: usize,
+    /// Adam β1, β2, ε (reference 0.9, 0.999, 1e-7; no weight decay).
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+}
+
+/// The value head MLP on the last prompt token's final hidden state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValueHeadConfig {
+    /// Hidden layer widths, each followed by a ReLU (reference 1024, 512).
+    pub hidden: Vec<usize>,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        RolloutConfig {
+            num_envs: 8,
+            num_steps: 256,
+            max_new_tokens: 512,
+            temperature: 0.2,
+            top_p: 0.9,
+        }
+    }
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        PpoConfig {
+            num_updates: 20,
+            gamma: 0.9,
+            lam: 0.95,
+            truncation: Truncation::Reference,
+            advantage: AdvantageKind::Gae,
+            group_size: 1,
+            whiten_advantages: true,
+            cliprange: 0.1,
+            cliprange_value: 0.1,
+            vf_coef: 0.5,
+            ratio_threshold: 10.0,
+            num_ppo_epochs: 4,
+            mini_batch_size: 1,
+            grad_accum: 128,
+            max_grad_norm: 0.01,
+            thought_prob_coef: 0.5,
+            answer_key: "formula".into(),
+            ratio: RatioKind::Action,
+            kl_coef: 0.0,
+            entropy_coef: 0.0,
+        }
+    }
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            lr: 1e-6,
+            min_lr: 1e-9,
+            t_max: 100,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+        }
+    }
+}
+
+impl Default for ValueHeadConfig {
+    fn default() -> Self {
+        ValueHeadConfig {
+            hidden: vec![1024, 512],
+        }
+    }
+}
+
+fn default_runs_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+fn one() -> usize {
+    1
+}
+
+impl RunConfig for RlConfig {
+    fn name_and_runs_dir(&self) -> (&str, &Path) {
+        (&self.name, &self.runs_dir)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let (r, p, o) = (&self.rollout, &self.ppo, &self.optim);
+        let positive = [
+            ("rollout.num_envs", r.num_envs),
+            ("rollout.num_steps", r.num_steps),
+            ("rollout.max_new_tokens", r.max_new_tokens),
+            ("ppo.num_updates", p.num_updates),
+            ("ppo.group_size", p.group_size),
+            ("ppo.num_ppo_epochs", p.num_ppo_epochs),
+            ("ppo.mini_batch_size", p.mini_batch_size),
+            ("ppo.grad_accum", p.grad_accum),
+            ("optim.t_max", o.t_max),
+            ("checkpoint_every", self.checkpoint_every),
+            ("gp.verify_iter", self.gp.verify_iter as usize),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("`{field}` must be at least 1"));
+        }
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return Err("`name` must be a non-empty folder name".into());
+        }
+        if self.gp.vision {
+            return Err(
+                "`gp.vision`: GP-VL needs a vision-language policy (not yet available)".into(),
+            );
+        }
+        if !(r.temperature.is_finite() && r.temperature > 0.0) {
+            return Err("`rollout.temperature` must be positive (PPO needs sampling)".into());
+        }
+        if !(r.top_p > 0.0 && r.top_p <= 1.0) {
+            return Err("`rollout.top_p` must be in (0, 1]".into());
+        }
+        let unit = [("ppo.gamma", p.gamma), ("ppo.lam", p.lam)];
+        if let Some((field, _)) = unit.iter().find(|(_, v)| !(0.0..=1.0).contains(v)) {
+            return Err(format!("`{field}` must be in [0, 1]"));
+        }
+        let non_negative = [
+            ("ppo.cliprange", p.cliprange),
+            ("ppo.cliprange_value", p.cliprange_value),
+            ("ppo.vf_coef", p.vf_coef),
+            ("ppo.thought_prob_coef", p.thought_prob_coef),
+            ("ppo.kl_coef", p.kl_coef),
+            ("ppo.entropy_coef", p.entropy_coef),
+        ];
+        if let Some((field, _)) = non_negative
+            .iter()
+            .find(|(_, v)| !(v.is_finite() && *v >= 0.0))
+        {
+            return Err(format!("`{field}` must be a finite number >= 0"));
+        }
+        let positive_f = [
+            ("ppo.ratio_threshold", p.ratio_threshold),
+            ("ppo.max_grad_norm", p.max_grad_norm),
+            ("optim.epsilon", o.epsilon),
+        ];
+        if let Some((field, _)) = positive_f
+            .iter()
+            .find(|(_, v)| !(v.is_finite() && *v > 0.0))
+        {
+            return Err(format!("`{field}` must be a positive number"));
+        }
+        if !(o.lr.is_finite() && o.lr > 0.0 && o.min_lr >= 0.0 && o.min_lr <= o.lr) {
+            return Err("`optim.lr` must be positive and `optim.min_lr` in [0, lr]".into());
+        }
+        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
+            return Err("`optim.beta1` and `optim.beta2` must be in [0, 1)".into());
+        }
+        if p.answer_key.is_empty() {
+            return Err("`ppo.answer_key` must not be empty".into());
+        }
+        if p.advantage == AdvantageKind::Group && r.num_envs % p.group_size != 0 {
+            return Err("`ppo.group_size` must divide `rollout.num_envs`".into());
+        }
+        if self.value_head.hidden.contains(&0) {
+            return Err("`value_head.hidden` widths must be at least 1".into());
+        }
+        self.eval.as_ref().map_or(Ok(()), GpEvalConfig::validate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "name = \"t\"\npolicy = \"runs/sft/final\"\n";
+
+    fn parse(text: &str) -> Result<RlConfig, String> {
+        RlConfig::from_toml(text, Path::new("rl.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_the_reference_recipe() {
+        let c = parse(BASE).unwrap();
+        let p = &c.ppo;
+        assert_eq!((p.gamma, p.lam), (0.9, 0.95));
+        assert_eq!((p.cliprange, p.cliprange_value, p.vf_coef), (0.1, 0.1, 0.5));
+        assert_eq!(
+            (p.num_ppo_epochs, p.mini_batch_size, p.grad_accum),
+            (4, 1, 128)
+        );
+        assert_eq!((p.max_grad_norm, p.thought_prob_coef), (0.01, 0.5));
+        assert_eq!((p.kl_coef, p.entropy_coef, p.num_updates), (0.0, 0.0, 20));
+        assert_eq!(p.truncation, Truncation::Reference);
+        assert_eq!(
+            (p.advantage, p.ratio),
+            (AdvantageKind::Gae, RatioKind::Action)
+        );
+        assert_eq!(
+            (c.optim.lr, c.optim.min_lr, c.optim.t_max),
+            (1e-6, 1e-9, 100)
+        );
+        assert_eq!(c.optim.epsilon, 1e-7);
+        assert_eq!(
+            (c.rollout.temperature, c.rollout.max_new_tokens),
+            (0.2, 512)
+        );
+        assert_eq!(c.value_head.hidden, vec![1024, 512]);
+        assert_eq!(c.gp.verify_iter, 5);
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        let e = parse(&format!("{BASE}[ppo]\nclip_range = 0.2\n")).unwrap_err();
+        assert!(
+            e.starts_with("rl.toml: ") && e.contains("clip_range"),
+            "{e}"
+        );
+        let e = parse(&format!("{BASE}[ppo]\ngrad_accum = 0\n")).unwrap_err();
+        assert!(e.contains("ppo.grad_accum"), "{e}");
+        let e = parse(&format!("{BASE}[ppo]\ntruncation = \"magic\"\n")).unwrap_err();
+        assert!(e.contains("magic"), "{e}");
+        let e = parse(&format!("{BASE}[rollout]\ntemperature = 0.0\n")).unwrap_err();
+        assert!(e.contains("rollout.temperature"), "{e}");
+        let e = parse(&format!("{BASE}[gp]\nvision = true\n")).unwrap_err();
+        assert!(e.contains("gp.vision"), "{e}");
+        let e = parse("name = \"t\"\n").unwrap_err();
+        assert!(e.contains("policy"), "{e}");
+        let e = parse(&format!(
+            "{BASE}[rollout]\nnum_envs = 6\n[ppo]\nadvantage = \"group\"\ngroup_size = 4\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("ppo.group_size"), "{e}");
+    }
+}

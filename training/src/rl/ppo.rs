@@ -1,0 +1,279 @@
+//! Advantages over a collected buffer and the PPO update: epochs of shuffled minibatches,
+//! gradients accumulated over `grad_accum` minibatches, the global norm clipped, one Adam step
+//! (RL4VLM `PPO.update` under Accelerate's gradient accumulation).
+
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+use sftvsrl_envs::Rng;
+
+use super::buffer::{Sample, ScoreBatch};
+use super::config::{AdvantageKind, PpoConfig, RatioKind};
+use super::gae::{Trajectory, discounted_returns, gae_returns, group_advantages, whiten};
+use super::grad_clip::clip_global_norm;
+use super::loss::{RatioStats, masked_entropy, policy_loss, value_loss};
+use super::value_head::ActorCritic;
+use crate::error::SftError;
+use crate::step::scalar;
+
+/// Per-sample advantages and value targets of a step-major buffer
+/// (`samples[t · num_envs + e]`), bootstrapped with `next_values`.
+pub fn advantages(
+    samples: &[Sample],
+    next_values: &[f64],
+    cfg: &PpoConfig,
+) -> (Vec<f64>, Vec<f64>) {
+    let num_envs = next_values.len();
+    let steps = samples.len() / num_envs;
+    let mut adv = vec![0.0; samples.len()];
+    let mut returns = vec![0.0; samples.len()];
+    let mut group_keys = vec![(0, 0, 0); samples.len()];
+    for (e, next_value) in next_values.iter().enumerate() {
+        let idx: Vec<usize> = (0..steps).map(|t| t * num_envs + e).collect();
+        let rewards: Vec<f64> = idx.iter().map(|&i| samples[i].shaped_reward()).collect();
+        let values: Vec<f64> = idx.iter().map(|&i| f64::from(samples[i].value)).collect();
+        let terminated: Vec<bool> = idx.iter().map(|&i| samples[i].terminated).collect();
+        let truncated: Vec<bool> = idx.iter().map(|&i| samples[i].truncated).collect();
+        let trajectory = Trajectory {
+            rewards: &rewards,
+            values: &values,
+            terminated: &terminated,
+            truncated: &truncated,
+            next_value: *next_value,
+        };
+        let r = match cfg.advantage {
+            AdvantageKind::Gae => gae_returns(&trajectory, cfg.gamma, cfg.lam, cfg.truncation),
+            AdvantageKind::Group => discounted_returns(&trajectory, cfg.gamma),
+        };
+        for (k, &i) in idx.iter().enumerate() {
+            returns[i] = r[k];
+            adv[i] = r[k] - values[k];
+            let s = &samples[i];
+            group_keys[i] = (e / cfg.group_size, s.episode, s.depth);
+        }
+    }
+    if cfg.advantage == AdvantageKind::Group {
+        adv = group_advantages(&returns, &group_keys);
+    }
+    if cfg.whiten_advantages {
+        adv = whiten(&adv);
+    }
+    (adv, returns)
+}
+
+/// What one PPO update did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpdateStats {
+    /// Means over the minibatches that were trained.
+    pub policy_loss: f64,
+    pub value_loss: f64,
+    pub entropy: f64,
+    /// Fraction of ratios outside the clip range.
+    pub clip_fraction: f64,
+    /// Mean k3 estimate of KL(old ‖ new) per ratio.
+    pub approx_kl: f64,
+    /// Mean global gradient norm before clipping.
+    pub grad_norm: f64,
+    pub optimizer_steps: usize,
+    /// Minibatches where some ratio exceeded the threshold (clipped surrogate only).
+    pub ratio_rule_hits: usize,
+    /// Minibatches skipped because a log-prob was NaN.
+    pub skipped: usize,
+    /// Tokens through forward and backward passes.
+    pub trained_tokens: u64,
+}
+
+/// A collected buffer with its advantages and value targets, index for index.
+#[derive(Clone, Copy, Debug)]
+pub struct Experience<'a> {
+    pub samples: &'a [Sample],
+    pub advantages: &'a [f64],
+    pub returns: &'a [f64],
+}
+
+/// Settings of one update beside the PPO config.
+#[derive(Clone, Copy, Debug)]
+pub struct UpdateSettings {
+    pub lr: f64,
+    /// The sampling temperature at which log-probs are scored.
+    pub temperature: f32,
+    /// Seeds the minibatch order.
+    pub seed: u64,
+    /// Optimizer steps taken before this update (for error messages).
+    pub steps_before: usize,
+}
+
+/// Runs `cfg.num_ppo_epochs` passes of clipped PPO over the experience and returns the new
+/// model.
+pub fn ppo_update<A, O>(
+    mut model: ActorCritic<A>,
+    optim: &mut O,
+    experience: Experience<'_>,
+    cfg: &PpoConfig,
+    settings: UpdateSettings,
+    device: &A::Device,
+) -> Result<(ActorCritic<A>, UpdateStats), SftError>
+where
+    A: AutodiffBackend,
+    O: Optimizer<ActorCritic<A>, A>,
+{
+    let mut stats = UpdateStats::default();
+    let (mut ratios, mut clipped, mut kl_sum, mut trained) = (0usize, 0usize, 0.0, 0usize);
+    let mut accumulator = GradientsAccumulator::<ActorCritic<A>>::new();
+    let samples = experience.samples;
+    let per_epoch = samples.len().div_ceil(cfg.mini_batch_size);
+    let total = per_epoch * cfg.num_ppo_epochs;
+    let mut pending = 0;
+    let mut micro = 0;
+    for epoch in 0..cfg.num_ppo_epochs {
+        let mut order: Vec<usize> = (0..samples.len()).collect();
+        Rng::derive(settings.seed, epoch as u64).shuffle(&mut order);
+        for chunk in order.chunks(cfg.mini_batch_size) {
+            micro += 1;
+            pending += 1;
+            let picked: Vec<&Sample> = chunk.iter().map(|&i| &samples[i]).collect();
+            if let Some(loss) = minibatch_loss(
+                &model, &picked, chunk, experience, cfg, &settings, &mut stats, device,
+            )? {
+                let (r, c, k) = loss.ratios;
+                ratios += r;
+                clipped += c;
+                kl_sum += k;
+                trained += 1;
+                let grads = GradientsParams::from_grads(loss.loss.backward(), &model);
+                accumulator.accumulate(&model, grads);
+            }
+            if pending == cfg.grad_accum || micro == total {
+                let mut grads = accumulator.grads();
+                stats.grad_norm += clip_global_norm(&model, &mut grads, cfg.max_grad_norm);
+                model = optim.step(settings.lr, model, grads);
+                stats.optimizer_steps += 1;
+                pending = 0;
+            }
+        }
+    }
+    if trained == 0 {
+        return Err(SftError::NonFinite {
+            step: settings.steps_before + 1,
+            loss: f32::NAN,
+        });
+    }
+    let n = trained as f64;
+    stats.policy_loss /= n;
+    stats.value_loss /= n;
+    stats.entropy /= n;
+    stats.clip_fraction = clipped as f64 / ratios.max(1) as f64;
+    stats.approx_kl = kl_sum / ratios.max(1) as f64;
+    stats.grad_norm /= stats.optimizer_steps.max(1) as f64;
+    Ok((model, stats))
+}
+
+/// The loss of one minibatch, scaled for accumulation, and its ratio counts.
+struct MinibatchLoss<A: AutodiffBackend> {
+    loss: Tensor<A, 1>,
+    /// Ratios, clipped ratios, Σ k3.
+    ratios: (usize, usize, f64),
+}
+
+/// The minibatch's loss, or `None` when a log-prob is NaN (the reference skips those).
+#[allow(clippy::too_many_arguments)]
+fn minibatch_loss<A: AutodiffBackend>(
+    model: &ActorCritic<A>,
+    picked: &[&Sample],
+    indices: &[usize],
+    experience: Experience<'_>,
+    cfg: &PpoConfig,
+    settings: &UpdateSettings,
+    stats: &mut UpdateStats,
+    device: &A::Device,
+) -> Result<Option<MinibatchLoss<A>>, SftError> {
+    let b = picked.len();
+    let batch = ScoreBatch::<A>::new(picked, device);
+    stats.trained_tokens += batch.input_tokens as u64;
+    let scores = batch.score(&model.policy, settings.temperature);
+    let vector = |v: Vec<f32>, shape: [usize; 2]| {
+        Tensor::<A, 2>::from_data(TensorData::new(v, shape), device)
+    };
+    let (new_logp, old_logp, mask) = match cfg.ratio {
+        RatioKind::Action => (
+            batch
+                .action_logprobs(scores.logprobs.clone())
+                .reshape([b, 1]),
+            vector(picked.iter().map(|s| s.logprob).collect(), [b, 1]),
+            vector(vec![1.0; b], [b, 1]),
+        ),
+        RatioKind::Token => (
+            scores.logprobs.clone(),
+            batch.recorded_logprobs.clone(),
+            batch.response_mask.clone(),
+        ),
+    };
+    let host = |t: Tensor<A, 2>| -> Vec<f32> {
+        t.into_data().convert::<f32>().to_vec().expect("f32 data")
+    };
+    let (new_h, old_h, mask_h) = (
+        host(new_logp.clone().detach()),
+        host(old_logp.clone()),
+        host(mask.clone()),
+    );
+    if new_h
+        .iter()
+        .zip(&mask_h)
+        .any(|(v, m)| *m != 0.0 && v.is_nan())
+    {
+        stats.skipped += 1;
+        return Ok(None);
+    }
+    let ratio = RatioStats::new(&new_h, &old_h, &mask_h, cfg.cliprange);
+    let clipped_only = ratio.max > cfg.ratio_threshold;
+    stats.ratio_rule_hits += usize::from(clipped_only);
+    let adv: Vec<f32> = indices
+        .iter()
+        .map(|&i| experience.advantages[i] as f32)
+        .collect();
+    let policy = policy_loss(
+        new_logp,
+        old_logp,
+        mask,
+        vector(adv, [b, 1]),
+        cfg.cliprange,
+        clipped_only,
+    );
+    let policy_value = scalar(policy.clone());
+    let mut loss = policy;
+    stats.policy_loss += f64::from(policy_value);
+    let mut value_value = 0.0;
+    if cfg.advantage == AdvantageKind::Gae {
+        let one = |v: Vec<f32>| Tensor::<A, 1>::from_data(TensorData::new(v, [b]), device);
+        let values = batch.values(model, scores.hidden);
+        let old: Vec<f32> = picked.iter().map(|s| s.value).collect();
+        let targets: Vec<f32> = indices
+            .iter()
+            .map(|&i| experience.returns[i] as f32)
+            .collect();
+        let v = value_loss(values, one(old), one(targets), cfg.cliprange_value);
+        value_value = scalar(v.clone());
+        stats.value_loss += f64::from(value_value);
+        loss = loss + v * cfg.vf_coef;
+    }
+    if cfg.entropy_coef > 0.0 {
+        let entropy = masked_entropy(
+            scores.logits,
+            batch.response_mask.clone(),
+            settings.temperature,
+        );
+        stats.entropy += f64::from(scalar(entropy.clone()));
+        loss = loss - entropy * cfg.entropy_coef;
+    }
+    let total = policy_value + cfg.vf_coef * value_value;
+    if !total.is_finite() {
+        return Err(SftError::NonFinite {
+            step: settings.steps_before + stats.optimizer_steps + 1,
+            loss: total,
+        });
+    }
+    Ok(Some(MinibatchLoss {
+        loss: loss / cfg.grad_accum as f32,
+        ratios: (ratio.count, ratio.clipped, ratio.kl_sum),
+    }))
+}

@@ -1,0 +1,336 @@
+//! One RL run, top to bottom: load the SFT policy and add a value head → (optionally) measure
+//! GeneralPoints success → per update: collect rollouts, compute advantages, run the PPO epochs,
+//! log a metrics line, checkpoint → export the policy → measure success again.
+//!
+//! A run writes `runs/<name>/`: `config.toml`, `metrics.jsonl` (one line per update),
+//! `checkpoints/step-NNNNNN/` (model + value head, Adam state, progress and every environment's
+//! episode so far, so a resumed run continues exactly), `final/` (the policy in HF layout) and
+//! `eval.json`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::AdamConfig;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sftvsrl_envs::Rng;
+use sftvsrl_model::{GenerateConfig, Sampling, load_pretrained, save_pretrained};
+
+use super::config::{AdvantageKind, RlConfig};
+use super::gae::{explained_variance, mean};
+use super::logprob::answer_marker;
+use super::ppo::{Experience, UpdateSettings, advantages, ppo_update};
+use super::rollout::{CollectSettings, EnvState, collect, gp_pool};
+use super::value_head::{ActorCritic, ValueHead};
+use crate::checkpoint;
+use crate::config::RunConfig;
+use crate::error::SftError;
+use crate::flops::{inference_flops, train_flops};
+use crate::gp_eval::{GpEvalResult, gp_success};
+use crate::metrics_log::MetricsLog;
+use crate::schedule::WarmupCosine;
+
+/// Where an RL run stands after an update (saved in each checkpoint).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RlProgress {
+    /// Updates done.
+    pub update: usize,
+    /// Optimizer steps done.
+    pub optimizer_steps: usize,
+    /// Tokens through training forward and backward passes.
+    pub trained_tokens: u64,
+    /// Tokens through inference: prompts prefilled, tokens generated, reference scoring.
+    pub inference_tokens: u64,
+    /// 6·N·trained + 2·N·inference tokens.
+    pub flops: f64,
+    /// Every environment's current episode.
+    pub envs: Vec<EnvState>,
+}
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct RlSummary {
+    pub run_dir: PathBuf,
+    pub progress: RlProgress,
+    /// Mean verifier reward of each update run by this call, in order.
+    pub mean_rewards: Vec<f64>,
+    pub checkpoint: PathBuf,
+    /// The trained policy with its tokenizer, in Hugging Face layout.
+    pub final_dir: PathBuf,
+    /// GeneralPoints success of the starting policy (fresh runs with `eval` only).
+    pub eval_before: Option<GpEvalResult>,
+    /// GeneralPoints success of the trained policy (with `eval`).
+    pub eval_after: Option<GpEvalResult>,
+}
+
+/// Trains as `config` says; with `resume`, continues from the run's newest checkpoint.
+/// `log` receives one human-readable line per update.
+pub fn run_rl<A: AutodiffBackend>(
+    config: &RlConfig,
+    resume: bool,
+    device: &A::Device,
+    log: &mut dyn FnMut(&str),
+) -> Result<RlSummary, SftError> {
+    let run_dir = config.run_dir();
+    let existing = checkpoint::prepare_run_dir(&run_dir, resume, &config.to_toml())?;
+    let loaded = load_pretrained::<A>(&config.policy, device)?;
+    let tokenizer = loaded.tokenizer.ok_or_else(|| SftError::Config {
+        path: config.policy.clone(),
+        message: "the policy checkpoint has no tokenizer.json".into(),
+    })?;
+    let (r, p, o) = (&config.rollout, &config.ppo, &config.optim);
+    let marker = answer_marker(&tokenizer, &p.answer_key)?;
+    let hidden = loaded.model.config().hidden_size;
+    let reference = (p.kl_coef > 0.0).then(|| loaded.model.valid());
+    let mut model = ActorCritic {
+        value_head: ValueHead::new(hidden, &config.value_head.hidden, config.seed, device),
+        policy: loaded.model,
+    };
+    let mut optim = AdamConfig::new()
+        .with_beta_1(o.beta1)
+        .with_beta_2(o.beta2)
+        .with_epsilon(o.epsilon)
+        .init::<A, ActorCritic<A>>();
+    let params = model.num_params();
+    let mut progress = RlProgress::default();
+    let mut last_checkpoint = None;
+    if let Some(dir) = existing {
+        (model, optim, progress) =
+            checkpoint::load_state::<A, _, _, _>(&dir, model, optim, device)?;
+        log(&format!(
+            "resumed from {} (update {})",
+            dir.display(),
+            progress.update
+        ));
+        last_checkpoint = Some(dir);
+    }
+    let mut metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), progress.update)?;
+    let group_size = match p.advantage {
+        AdvantageKind::Gae => 1,
+        AdvantageKind::Group => p.group_size,
+    };
+    let saved = (progress.update > 0).then(|| progress.envs.clone());
+    let mut pool = gp_pool(&config.gp, r.num_envs, config.seed, group_size, saved)?;
+    let schedule = WarmupCosine::new(o.lr, o.t_max, 0.0, o.min_lr / o.lr);
+    let generate = GenerateConfig {
+        max_new_tokens: r.max_new_tokens,
+        sampling: Sampling {
+            temperature: r.temperature,
+            top_p: r.top_p,
+        },
+        stop_tokens: loaded.stop_tokens.clone(),
+        seed: 0,
+    };
+    log(&format!(
+        "{params} parameters; {} updates of {} environments × {} steps",
+        p.num_updates, r.num_envs, r.num_steps
+    ));
+
+    let evaluate = |model: &ActorCritic<A>, when: &str, log: &mut dyn FnMut(&str)| {
+        config
+            .eval
+            .as_ref()
+            .map(|eval| {
+                let result = gp_success(&model.policy.valid(), &tokenizer, eval, device)?;
+                log(&format!(
+                    "GeneralPoints ID {when}: {}/{} episodes solved ({:.1}% ± {:.1}%)",
+                    result.successes,
+                    result.episodes,
+                    100.0 * result.success_rate(),
+                    100.0 * standard_error(&result)
+                ));
+                Ok::<_, SftError>(result)
+            })
+            .transpose()
+    };
+    let eval_before = if progress.update == 0 {
+        evaluate(&model, "before RL", log)?
+    } else {
+        None
+    };
+
+    let mut mean_rewards = Vec::new();
+    while progress.update < p.num_updates {
+        let update = progress.update;
+        let lr = schedule.lr(update);
+        let inference = model.valid();
+        let collected = collect(
+            &inference,
+            &tokenizer,
+            &mut pool,
+            &CollectSettings {
+                num_steps: r.num_steps,
+                generate: generate.clone(),
+                seed: Rng::derive(config.seed, 2 * update as u64).next_u64(),
+                marker: &marker,
+                thought_coef: p.thought_prob_coef,
+                kl: reference.as_ref().map(|m| (m, p.kl_coef)),
+            },
+            device,
+        )?;
+        let samples = &collected.samples;
+        if let Some(s) = samples
+            .iter()
+            .find(|s| !(s.value.is_finite() && s.logprob.is_finite()))
+        {
+            return Err(SftError::NonFinite {
+                step: progress.optimizer_steps + 1,
+                loss: if s.value.is_finite() {
+                    s.logprob
+                } else {
+                    s.value
+                },
+            });
+        }
+        let parsable = samples.iter().filter(|s| s.parsable).count();
+        if update == 0 && parsable == 0 {
+            log(&format!(
+                "warning: the initial policy produced no parsable answer in {} responses; RL \
+                 from a policy that cannot answer in the expected format gets no signal \
+                 (start from an SFT checkpoint)",
+                samples.len()
+            ));
+        }
+        let (adv, returns) = advantages(samples, &collected.next_values, p);
+        let start = Instant::now();
+        let (next, stats) = ppo_update(
+            model,
+            &mut optim,
+            Experience {
+                samples,
+                advantages: &adv,
+                returns: &returns,
+            },
+            p,
+            UpdateSettings {
+                lr,
+                temperature: r.temperature,
+                seed: Rng::derive(config.seed, 2 * update as u64 + 1).next_u64(),
+                steps_before: progress.optimizer_steps,
+            },
+            device,
+        )?;
+        model = next;
+        let update_time = start.elapsed();
+
+        let reference_tokens: u64 = if reference.is_some() {
+            samples
+                .iter()
+                .map(|s| (s.prompt.len() + s.response.len()) as u64)
+                .sum()
+        } else {
+            0
+        };
+        progress.update += 1;
+        progress.optimizer_steps += stats.optimizer_steps;
+        progress.trained_tokens += stats.trained_tokens;
+        progress.inference_tokens +=
+            collected.prompt_tokens + collected.generated_tokens + reference_tokens;
+        progress.flops = train_flops(params, progress.trained_tokens)
+            + inference_flops(params, progress.inference_tokens);
+        progress.envs = pool.states().to_vec();
+
+        let rewards: Vec<f64> = samples.iter().map(|s| s.reward).collect();
+        let reward = mean(&rewards);
+        mean_rewards.push(reward);
+        let finished = &collected.finished;
+        let successes = finished.iter().filter(|f| f.success).count();
+        let success = (!finished.is_empty()).then(|| successes as f64 / finished.len() as f64);
+        let calls = (!finished.is_empty()).then(|| {
+            finished.iter().map(|f| f64::from(f.calls)).sum::<f64>() / finished.len() as f64
+        });
+        let values: Vec<f64> = samples.iter().map(|s| f64::from(s.value)).collect();
+        let ev = (p.advantage == AdvantageKind::Gae)
+            .then(|| explained_variance(&values, &returns))
+            .flatten();
+        let lengths: Vec<f64> = samples.iter().map(|s| s.response.len() as f64).collect();
+        let depths: Vec<f64> = samples.iter().map(|s| f64::from(s.depth)).collect();
+        let kls: Vec<f64> = samples.iter().map(|s| s.kl).collect();
+        let t = &collected.timing;
+        metrics.write(&json!({
+            "step": progress.update, "lr": lr, "mean_reward": reward,
+            "episodes": finished.len(), "episode_success": success,
+            "calls_per_episode": calls, "revision_depth": mean(&depths),
+            "response_length": mean(&lengths),
+            "parsable": parsable as f64 / samples.len() as f64,
+            "kl_penalty": mean(&kls),
+            "approx_kl": stats.approx_kl, "clip_fraction": stats.clip_fraction,
+            "policy_loss": stats.policy_loss, "value_loss": stats.value_loss,
+            "entropy": stats.entropy, "explained_variance": ev,
+            "grad_norm": stats.grad_norm, "ratio_rule_hits": stats.ratio_rule_hits,
+            "skipped_minibatches": stats.skipped,
+            "optimizer_steps": progress.optimizer_steps,
+            "trained_tokens": progress.trained_tokens,
+            "inference_tokens": progress.inference_tokens, "flops": progress.flops,
+            "time_generation_s": t.generation.as_secs_f64(),
+            "time_environment_s": t.environment.as_secs_f64(),
+            "time_reference_s": t.reference.as_secs_f64(),
+            "time_update_s": update_time.as_secs_f64(),
+            "sample_response": samples[0].text,
+        }))?;
+        log(&format!(
+            "update {}/{} lr {lr:.3e} reward {reward:.3} success {} parsable {:.2} \
+             value loss {:.4} clip {:.3} kl {:.4} | gen {:.1}s env {:.2}s update {:.1}s",
+            progress.update,
+            p.num_updates,
+            success.map_or("-".into(), |s| format!("{s:.3}")),
+            parsable as f64 / samples.len() as f64,
+            stats.value_loss,
+            stats.clip_fraction,
+            stats.approx_kl,
+            t.generation.as_secs_f64(),
+            t.environment.as_secs_f64(),
+            update_time.as_secs_f64(),
+        ));
+        if progress.update % config.checkpoint_every == 0 || progress.update == p.num_updates {
+            last_checkpoint = Some(checkpoint::save_state(
+                &run_dir,
+                progress.update,
+                &model,
+                &optim,
+                &progress,
+            )?);
+        }
+    }
+
+    let checkpoint = match last_checkpoint {
+        Some(c) => c,
+        None => checkpoint::save_state(&run_dir, progress.update, &model, &optim, &progress)?,
+    };
+    let final_dir = run_dir.join("final");
+    save_pretrained(
+        &model.policy.valid(),
+        Some(&tokenizer),
+        &loaded.stop_tokens,
+        &final_dir,
+    )?;
+    let eval_after = evaluate(&model, "after RL", log)?;
+    if let Some(after) = &eval_after {
+        let path = run_dir.join("eval.json");
+        let text = serde_json::to_string_pretty(&json!({
+            "update": progress.update, "flops": progress.flops,
+            "before": eval_before, "after": after,
+            "success_before": eval_before.as_ref().map(GpEvalResult::success_rate),
+            "success_after": after.success_rate(),
+        }))
+        .expect("JSON serialises");
+        std::fs::write(&path, text).map_err(|e| SftError::io(&path, e))?;
+    }
+    Ok(RlSummary {
+        run_dir,
+        progress,
+        mean_rewards,
+        checkpoint,
+        final_dir,
+        eval_before,
+        eval_after,
+    })
+}
+
+/// The binomial standard error of a success rate.
+pub fn standard_error(r: &GpEvalResult) -> f64 {
+    let p = r.success_rate();
+    (p * (1.0 - p) / r.episodes.max(1) as f64).sqrt()
+}
