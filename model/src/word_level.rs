@@ -91,6 +91,7 @@ pub fn word_level_tokenizer<'a>(
 mod tests {
     use super::*;
     use sftvsrl_envs::Env;
+    use sftvsrl_envs::gp::prompt::PromptLayout;
     use sftvsrl_envs::gp::prompt::expert_response;
     use sftvsrl_envs::gp::{FaceRule, GeneralPoints, GpConfig};
 
@@ -112,7 +113,13 @@ mod tests {
             env.reset(seed * 1000 + i);
             let hand = env.hand().clone();
             let answer = &hand.solutions.all()[0];
-            let expert = expert_response(&hand.names(), &hand.values, answer, 24);
+            let expert = expert_response(
+                &hand.names(),
+                &hand.values,
+                answer,
+                24,
+                PromptLayout::Reference,
+            );
             let wrong = expert.replace("=24", "=25");
             env.step(&wrong);
             out.extend(env.transcript().turns.iter().map(|t| t.text.clone()));
