@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::prompt::PromptLayout;
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_model::Sampling;
+use sftvsrl_training::{parse_config, read_config};
 
 use crate::error::EvalError;
 
@@ -117,21 +118,12 @@ fn default_transcripts() -> usize {
 impl EvalConfig {
     /// Reads and checks a TOML file; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self, EvalError> {
-        let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
-        Self::from_toml(&text, path)
+        Ok(read_config(path, Self::validate)?)
     }
 
     /// Parses and checks TOML text (`origin` names it in errors).
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self, EvalError> {
-        let config: EvalConfig = toml::from_str(text).map_err(|e| EvalError::Config {
-            path: origin.to_path_buf(),
-            message: e.message().to_string(),
-        })?;
-        config.validate().map_err(|message| EvalError::Config {
-            path: origin.to_path_buf(),
-            message,
-        })?;
-        Ok(config)
+        Ok(parse_config(text, origin, Self::validate)?)
     }
 
     /// The sampling settings of every model call.

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use serde_json::json;
 
+use sftvsrl_training::SftError;
+
 use crate::error::EvalError;
 use crate::evaluate::EvalReport;
 
@@ -38,13 +40,13 @@ pub fn write_report(
     about: serde_json::Value,
     dir: &Path,
 ) -> Result<(), EvalError> {
-    std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| SftError::io(dir, e))?;
     let json_path = dir.join("eval.json");
     let text = serde_json::to_string_pretty(&json!({
         "about": about, "results": report.results, "transcripts": report.transcripts,
     }))
     .map_err(|e| EvalError::Invalid(format!("serialising the results: {e}")))?;
-    std::fs::write(&json_path, text).map_err(|e| EvalError::io(&json_path, e))?;
+    std::fs::write(&json_path, text).map_err(|e| SftError::io(&json_path, e))?;
 
     let mut md = format!("# Evaluation\n\n{}\n## Transcripts\n", table(report));
     for (variant, record) in &report.transcripts {
@@ -73,5 +75,5 @@ pub fn write_report(
         }
     }
     let md_path = dir.join("eval.md");
-    std::fs::write(&md_path, md).map_err(|e| EvalError::io(&md_path, e))
+    std::fs::write(&md_path, md).map_err(|e| SftError::io(&md_path, e).into())
 }

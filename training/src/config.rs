@@ -207,6 +207,32 @@ fn default_eval_batch() -> usize {
     32
 }
 
+/// Reads a TOML config file and checks it with `validate`; errors name the file and the field.
+pub fn read_config<T: DeserializeOwned>(
+    path: &Path,
+    validate: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, SftError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
+    parse_config(&text, path, validate)
+}
+
+/// Parses TOML config text and checks it with `validate` (`origin` names it in errors).
+pub fn parse_config<T: DeserializeOwned>(
+    text: &str,
+    origin: &Path,
+    validate: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, SftError> {
+    let config: T = toml::from_str(text).map_err(|e| SftError::Config {
+        path: origin.to_path_buf(),
+        message: e.message().to_string(),
+    })?;
+    validate(&config).map_err(|message| SftError::Config {
+        path: origin.to_path_buf(),
+        message,
+    })?;
+    Ok(config)
+}
+
 /// A run's TOML configuration: read and checked (errors name the file and the field), written
 /// back into the run folder, and the folder itself.
 pub trait RunConfig: Serialize + DeserializeOwned {
@@ -218,21 +244,12 @@ pub trait RunConfig: Serialize + DeserializeOwned {
 
     /// Reads and checks a TOML file; errors name the file and the field.
     fn from_file(path: &Path) -> Result<Self, SftError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
-        Self::from_toml(&text, path)
+        read_config(path, Self::validate)
     }
 
     /// Parses and checks TOML text (`origin` names it in errors).
     fn from_toml(text: &str, origin: &Path) -> Result<Self, SftError> {
-        let config: Self = toml::from_str(text).map_err(|e| SftError::Config {
-            path: origin.to_path_buf(),
-            message: e.message().to_string(),
-        })?;
-        config.validate().map_err(|message| SftError::Config {
-            path: origin.to_path_buf(),
-            message,
-        })?;
-        Ok(config)
+        parse_config(text, origin, Self::validate)
     }
 
     /// The resolved config as TOML (written into the run folder).

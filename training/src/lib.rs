@@ -26,6 +26,7 @@ pub use batch::SftBatch;
 pub use bench::{TrainBenchConfig, TrainBenchReport, bench_train};
 pub use config::{
     DataConfig, GenerateData, GpEvalConfig, ModelConfig, RunConfig, SftConfig, TrainConfig,
+    parse_config, read_config,
 };
 pub use data::{ChatExample, Sequence, read_chat_jsonl};
 pub use display::{Dashboard, RunDisplay};
