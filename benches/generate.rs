@@ -6,10 +6,10 @@
 //! `cargo bench --profile dev --bench generate -- [--device cpu|ndarray|wgpu|cuda] [--no-reference]`
 //! (the dev profile builds dependencies at opt-level 3, so no release build is needed).
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use common::python_reference;
 use serde_json::Value;
 use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
 use sftvsrl_model::{
@@ -26,29 +26,15 @@ impl OnBackend for Bench {
 }
 
 fn reference(config: &GenerateBenchConfig) -> anyhow::Result<Value> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join(".venv/bin/python");
-    if !python.exists() {
-        bail!(
-            "{} is missing: run scripts/make_model_fixtures.py once to create it",
-            python.display()
-        );
-    }
-    let out = Command::new(python)
-        .arg(root.join("benches/generate_reference.py"))
-        .args(["--batch", &config.batch.to_string()])
-        .args(["--prompt-len", &config.prompt_len.to_string()])
-        .args(["--new-tokens", &config.new_tokens.to_string()])
-        .args(["--temperature", &config.temperature.to_string()])
-        .args(["--top-p", &config.top_p.to_string()])
-        .output()
-        .context("running the transformers reference")?;
-    if !out.status.success() {
-        bail!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let stdout = String::from_utf8(out.stdout)?;
-    let last = stdout.lines().last().context("reference printed nothing")?;
-    Ok(serde_json::from_str(last)?)
+    let args = [
+        ("--batch", config.batch.to_string()),
+        ("--prompt-len", config.prompt_len.to_string()),
+        ("--new-tokens", config.new_tokens.to_string()),
+        ("--temperature", config.temperature.to_string()),
+        ("--top-p", config.top_p.to_string()),
+    ];
+    let setup = "run scripts/make_model_fixtures.py once to create it";
+    python_reference("generate_reference.py", &args, setup)
 }
 
 fn main() -> anyhow::Result<()> {

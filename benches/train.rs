@@ -11,11 +11,11 @@
 //! `cargo bench --profile dev --bench train -- [--device cpu|ndarray|wgpu|cuda] [--steps N]
 //! [--layers N] [--no-reference]` (the dev profile builds dependencies at opt-level 3).
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use burn::backend::Autodiff;
+use common::python_reference;
 use serde_json::Value;
 use sftvsrl_model::LlamaConfig;
 use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
@@ -32,32 +32,18 @@ impl OnBackend for Bench {
 }
 
 fn reference(model: &LlamaConfig, config: &TrainBenchConfig) -> anyhow::Result<Value> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join(".venv/bin/python");
-    if !python.exists() {
-        bail!(
-            "{} is missing: python3 -m venv .venv && .venv/bin/pip install torch transformers",
-            python.display()
-        );
-    }
-    let out = Command::new(python)
-        .arg(root.join("benches/train_reference.py"))
-        .args(["--batch", &config.batch.to_string()])
-        .args(["--seq-len", &config.seq_len.to_string()])
-        .args(["--prompt-len", &config.prompt_len.to_string()])
-        .args(["--steps", &config.steps.to_string()])
-        .args(["--layers", &model.num_hidden_layers.to_string()])
-        .args(["--matmul-size", &config.matmul_size.to_string()])
-        .args(["--threads", &cpu_threads().to_string()])
-        .args(["--seed", &config.seed.to_string()])
-        .output()
-        .context("running the PyTorch reference")?;
-    if !out.status.success() {
-        bail!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let stdout = String::from_utf8(out.stdout)?;
-    let last = stdout.lines().last().context("reference printed nothing")?;
-    Ok(serde_json::from_str(last)?)
+    let args = [
+        ("--batch", config.batch.to_string()),
+        ("--seq-len", config.seq_len.to_string()),
+        ("--prompt-len", config.prompt_len.to_string()),
+        ("--steps", config.steps.to_string()),
+        ("--layers", model.num_hidden_layers.to_string()),
+        ("--matmul-size", config.matmul_size.to_string()),
+        ("--threads", cpu_threads().to_string()),
+        ("--seed", config.seed.to_string()),
+    ];
+    let setup = "python3 -m venv .venv && .venv/bin/pip install torch transformers";
+    python_reference("train_reference.py", &args, setup)
 }
 
 fn main() -> anyhow::Result<()> {
