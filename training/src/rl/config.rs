@@ -373,6 +373,17 @@ mod tests {
     }
 
     #[test]
+    fn shipped_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/rl");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            RlConfig::from_file(&entry.unwrap().path()).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+        assert!(seen >= 1, "config/rl is empty");
+    }
+
+    #[test]
     fn errors_name_the_file_and_field() {
         let e = parse(&format!("{BASE}[ppo]\nclip_range = 0.2\n")).unwrap_err();
         assert!(
