@@ -315,5 +315,33 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(checkpoints, vec!["step-000001".to_string()]);
+
+    // LoRA on the attention projections: the exported (merged) policy keeps every other weight
+    // of the starting policy bit for bit and changes the adapted ones.
+    let lora = format!("{}[lora]\nrank = 2\nalpha = 4.0\n", ppo(1));
+    let s = run_rl::<A>(
+        &rl_config(&dir, policy, "lora", &lora),
+        false,
+        &device,
+        &mut quiet,
+    )
+    .unwrap();
+    let tensors = |d: &Path| {
+        let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut out: Vec<(String, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| (name, view.data().to_vec()))
+            .collect();
+        out.sort();
+        out
+    };
+    let (before, after) = (tensors(policy), tensors(&s.final_dir));
+    assert_eq!(before.len(), after.len());
+    for ((name, a), (_, b)) in before.iter().zip(&after) {
+        let adapted = name.contains("self_attn.") && name.ends_with("proj.weight");
+        assert_eq!(a != b, adapted, "{name}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::GpConfig;
+use sftvsrl_model::LoraConfig;
 
 use crate::config::{GpEvalConfig, RunConfig};
 
@@ -43,6 +44,10 @@ pub struct RlConfig {
     /// GeneralPoints ID episodes played greedily before the first and after the last update.
     #[serde(default)]
     pub eval: Option<GpEvalConfig>,
+    /// LoRA adapters on the policy (as in SFT): only they and the value head are trained, and
+    /// `final/` holds the merged weights. Full fine-tuning when absent.
+    #[serde(default)]
+    pub lora: Option<LoraConfig>,
 }
 
 /// Which environment the policy plays.
@@ -252,6 +257,9 @@ impl RunConfig for RlConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if let Some(lora) = &self.lora {
+            lora.check()?;
+        }
         let (r, p, o) = (&self.rollout, &self.ppo, &self.optim);
         let positive = [
             ("rollout.num_envs", r.num_envs),

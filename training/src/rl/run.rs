@@ -16,7 +16,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sftvsrl_envs::Rng;
-use sftvsrl_model::{GenerateConfig, Sampling, load_pretrained, save_pretrained};
+use sftvsrl_model::{GenerateConfig, Sampling, apply_lora, load_pretrained, save_pretrained};
 
 use super::config::{AdvantageKind, RlConfig};
 use super::gae::{explained_variance, mean};
@@ -84,9 +84,13 @@ pub fn run_rl<A: AutodiffBackend>(
     let marker = answer_marker(&tokenizer, &p.answer_key)?;
     let hidden = loaded.model.config().hidden_size;
     let reference = (p.kl_coef > 0.0).then(|| loaded.model.valid());
+    let policy = match &config.lora {
+        Some(lora) => apply_lora(loaded.model, lora, config.seed, device),
+        None => loaded.model,
+    };
     let mut model = ActorCritic {
         value_head: ValueHead::new(hidden, &config.value_head.hidden, config.seed, device),
-        policy: loaded.model,
+        policy,
     };
     let mut optim = AdamConfig::new()
         .with_beta_1(o.beta1)
