@@ -24,6 +24,9 @@ enum Command {
     /// Write datasets (expert SFT data).
     #[command(subcommand)]
     Data(cli::data::DataCommand),
+    /// The SFT-versus-RL study, Init to report (the main job): without a config, a tiny model on
+    /// the CPU in minutes.
+    Study(cli::study::StudyArgs),
     /// Supervised fine-tuning on chat JSONL (answer tokens only), with resumable checkpoints.
     Sft(cli::sft::SftArgs),
     /// Evaluate a checkpoint: episode success on in-distribution and OOD variants, with error
@@ -46,6 +49,7 @@ fn main() {
         Command::Gp(cmd) => cli::gp::run(cmd),
         Command::Nav(cmd) => cli::nav::run(cmd),
         Command::Data(cmd) => cli::data::run(cmd),
+        Command::Study(args) => cli::study::run(args),
         Command::Sft(args) => cli::sft::run(args),
         Command::Eval(args) => cli::eval::run(args),
         Command::Rl(args) => cli::rl::run(args),

@@ -3,7 +3,7 @@
 //! the error bar sqrt(p(1−p)/N) (paper-spec §5).
 
 use burn::tensor::backend::Backend;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::GeneralPoints;
 use sftvsrl_model::{GenerateConfig, Llama, Tokenizer};
 use sftvsrl_training::{EpisodeRecord, play_episodes};
@@ -12,7 +12,7 @@ use crate::config::{EvalConfig, EvalVariant};
 use crate::error::EvalError;
 
 /// Episode success of one variant at one verification setting.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VariantResult {
     pub variant: EvalVariant,
     /// Graded attempts allowed per episode.

@@ -7,9 +7,11 @@ pub mod error;
 pub mod evaluate;
 pub mod plot;
 pub mod report;
+pub mod study;
 
 pub use config::{EvalConfig, EvalVariant};
 pub use error::EvalError;
 pub use evaluate::{EvalReport, VariantResult, evaluate, rate_with_error};
 pub use plot::{Plot, Series, render};
 pub use report::{table, write_report};
+pub use study::{Study, StudyOutcome, run_study};

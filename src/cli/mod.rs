@@ -10,3 +10,4 @@ pub mod nav;
 pub mod progress;
 pub mod rl;
 pub mod sft;
+pub mod study;

@@ -36,7 +36,7 @@ impl Progress {
                 self.start.elapsed().as_secs_f64()
             );
             let _ = std::io::stderr().flush();
-        } else if self.done % tenth == 0 || self.done == self.total {
+        } else if self.done.is_multiple_of(tenth) || self.done == self.total {
             eprintln!(
                 "{}: {}/{} ({:.0}s)",
                 self.label,

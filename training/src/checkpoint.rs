@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sftvsrl_model::{Llama, Tokenizer, save_pretrained};
 
 use crate::error::SftError;
 
@@ -89,13 +90,43 @@ where
     Ok(dir)
 }
 
+/// The Hugging Face export of a checkpoint (written with `export_checkpoints`).
+pub fn exported(checkpoint: &Path) -> PathBuf {
+    checkpoint.join("hf")
+}
+
+/// Writes `model` and its tokenizer in Hugging Face layout into `dir`, under a `.tmp` name that
+/// is renamed when complete (a crash never leaves a half-written model behind).
+pub fn export_model<B: Backend>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    stop_tokens: &[u32],
+    dir: &Path,
+) -> Result<PathBuf, SftError> {
+    let tmp = dir.with_extension("tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| SftError::io(&tmp, e))?;
+    }
+    save_pretrained(model, Some(tokenizer), stop_tokens, &tmp)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| SftError::io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| SftError::io(dir, e))?;
+    Ok(dir.to_path_buf())
+}
+
 /// The newest complete checkpoint of a run, if any.
 pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>, SftError> {
+    Ok(all(run_dir)?.pop().map(|(_, dir)| dir))
+}
+
+/// Every complete checkpoint of a run with its step, oldest first.
+pub fn all(run_dir: &Path) -> Result<Vec<(usize, PathBuf)>, SftError> {
     let root = run_dir.join("checkpoints");
     if !root.exists() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let mut best: Option<(usize, PathBuf)> = None;
+    let mut found = Vec::new();
     for entry in std::fs::read_dir(&root).map_err(|e| SftError::io(&root, e))? {
         let path = entry.map_err(|e| SftError::io(&root, e))?.path();
         let step = path
@@ -103,13 +134,12 @@ pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>, SftError> {
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_prefix("step-"))
             .and_then(|n| n.parse::<usize>().ok());
-        if let Some(step) = step
-            && best.as_ref().is_none_or(|(s, _)| step > *s)
-        {
-            best = Some((step, path));
+        if let Some(step) = step {
+            found.push((step, path));
         }
     }
-    Ok(best.map(|(_, p)| p))
+    found.sort();
+    Ok(found)
 }
 
 /// Loads a checkpoint into `model` and `optim` (which must have the checkpoint's shapes).

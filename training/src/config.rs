@@ -136,6 +136,15 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// Write a checkpoint every this many optimizer steps (and always at the end).
     pub checkpoint_every: usize,
+    /// Also checkpoint at the first step whose training FLOPs reach each of these (ascending),
+    /// and end the run at the last one: checkpoints at another run's compute (the study sets
+    /// this for its SFT branch). Empty: steps alone decide.
+    #[serde(default)]
+    pub checkpoint_flops: Vec<f64>,
+    /// Also write each checkpoint's model in Hugging Face layout (`checkpoints/step-N/hf/`), so
+    /// that it can be evaluated.
+    #[serde(default)]
+    pub export_checkpoints: bool,
     /// At each validation, this many held-out prompts are answered by greedy decoding and their
     /// answer field compared with the expert's (0: skip).
     #[serde(default = "default_answer_match")]
@@ -311,7 +320,7 @@ impl RunConfig for SftConfig {
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return Err("`train.beta1` and `train.beta2` must be in [0, 1)".into());
         }
-        if !(t.epsilon > 0.0) {
+        if !(t.epsilon.is_finite() && t.epsilon > 0.0) {
             return Err("`train.epsilon` must be positive".into());
         }
         if let Some(g) = &self.data.generate
@@ -319,7 +328,13 @@ impl RunConfig for SftConfig {
         {
             return Err("`data.generate.face_rules` must name at least one rule".into());
         }
-        if t.grad_clip_norm.is_some_and(|c| !(c > 0.0)) {
+        let flops = &t.checkpoint_flops;
+        if flops.iter().any(|f| !(f.is_finite() && *f > 0.0)) || !flops.is_sorted() {
+            return Err("`train.checkpoint_flops` must be positive and ascending".into());
+        }
+        if t.grad_clip_norm
+            .is_some_and(|c| !(c.is_finite() && c > 0.0))
+        {
             return Err("`train.grad_clip_norm` must be positive".into());
         }
         if let ModelConfig::Scratch {
@@ -328,18 +343,16 @@ impl RunConfig for SftConfig {
             num_key_value_heads,
             ..
         } = self.model
-        {
-            if num_attention_heads == 0
+            && (num_attention_heads == 0
                 || num_key_value_heads == 0
                 || hidden_size % num_attention_heads != 0
-                || num_attention_heads % num_key_value_heads != 0
-            {
-                return Err(
-                    "`model.num_attention_heads` must divide `model.hidden_size`, and \
-                            `model.num_key_value_heads` must divide it"
-                        .into(),
-                );
-            }
+                || num_attention_heads % num_key_value_heads != 0)
+        {
+            return Err(
+                "`model.num_attention_heads` must divide `model.hidden_size`, and \
+                        `model.num_key_value_heads` must divide it"
+                    .into(),
+            );
         }
         if let Some(lora) = &self.lora {
             lora.check()?;
@@ -405,6 +418,9 @@ checkpoint_every = 5
         assert!(e.contains("train.micro_batch"), "{e}");
         let e = parse(&BASE.replace("lr = 1e-3", "lr = -1.0")).unwrap_err();
         assert!(e.contains("train.lr"), "{e}");
+        let marks = "checkpoint_every = 5\ncheckpoint_flops = [2e9, 1e9]";
+        let e = parse(&BASE.replace("checkpoint_every = 5", marks)).unwrap_err();
+        assert!(e.contains("train.checkpoint_flops"), "{e}");
         let e = parse(&BASE.replace("epochs = 1\n", "")).unwrap_err();
         assert!(e.contains("epochs"), "{e}");
         let e = parse(&BASE.replace("init = \"pretrained\"", "init = \"magic\"")).unwrap_err();

@@ -30,6 +30,9 @@ pub trait RunDisplay {
         ));
     }
 
+    /// Work done so far: `done` of `total` units (RL updates, episodes); for progress bars.
+    fn progress(&mut self, _done: usize, _total: usize) {}
+
     /// Whether the user asked the run to stop (it then checkpoints and returns).
     fn stop_requested(&self) -> bool {
         false

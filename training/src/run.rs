@@ -1,7 +1,9 @@
 //! One SFT run, top to bottom: data → model → optimizer steps (micro-batches accumulated) →
 //! periodic validation and checkpoints → the final model in Hugging Face layout → GeneralPoints
 //! episodes. A run writes `runs/<name>/`: `config.toml` (resolved), `metrics.jsonl`,
-//! `checkpoints/step-NNNNNN/`, `final/` and `eval.json`.
+//! `checkpoints/step-NNNNNN/` (each with its model in HF layout under `hf/` when
+//! `export_checkpoints` is on), `final/` and `eval.json`. Checkpoints fall every
+//! `checkpoint_every` steps and where the compute first reaches each of `checkpoint_flops`.
 //!
 //! The loop is driven step by step rather than through burn-train's epoch-based `Learner`, so
 //! that checkpoints fall every `checkpoint_every` optimizer steps, a resumed run replays the
@@ -9,7 +11,7 @@
 //! run before it touches the weights. burn-train is used for its terminal dashboard
 //! ([`crate::display`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{
@@ -18,7 +20,7 @@ use burn::optim::{
 };
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde_json::json;
-use sftvsrl_model::{Llama, Tokenizer, apply_lora, lora_params, merge_lora, save_pretrained};
+use sftvsrl_model::{Llama, apply_lora, lora_params, merge_lora};
 
 use crate::answer_match::greedy_answer_match;
 use crate::batch::SftBatch;
@@ -70,6 +72,7 @@ pub fn run_sft<A: AutodiffBackend>(
         device,
     )?;
     let tokenizer = built.tokenizer;
+    let stop_tokens = tokenizer.stop_tokens();
     let sequences = tokenize_all(
         &tokenizer,
         &examples,
@@ -127,10 +130,37 @@ pub fn run_sft<A: AutodiffBackend>(
         valid.len()
     ));
 
+    let flops_marks = &t.checkpoint_flops;
+    // With FLOPs marks the run ends at the last one: estimate that step from the mean tokens
+    // per step, for progress displays.
+    let planned_steps = match flops_marks.last() {
+        Some(&mark) => {
+            let tokens: usize = train.iter().map(|s| s.ids.len() - 1).sum();
+            let per_step = train_flops(params, tokens as u64) / steps_per_epoch as f64;
+            last_step.min((mark / per_step).ceil() as usize)
+        }
+        None => last_step,
+    };
+    let mut marks_passed = flops_marks.iter().filter(|&&f| progress.flops >= f).count();
+    if t.export_checkpoints
+        && let Some(dir) = &last_checkpoint
+        && !checkpoint::exported(dir).exists()
+    {
+        // A crash between a checkpoint and its export: export the weights just loaded.
+        let inference = merge_lora(model.valid());
+        checkpoint::export_model(
+            &inference,
+            &tokenizer,
+            &stop_tokens,
+            &checkpoint::exported(dir),
+        )?;
+    }
+
     let mut valid_stats = None;
     let mut window = StepStats::default();
     let mut order = (usize::MAX, Vec::new());
-    while progress.step < last_step {
+    while progress.step < last_step && (flops_marks.is_empty() || marks_passed < flops_marks.len())
+    {
         let step = progress.step;
         let epoch = step / steps_per_epoch;
         if order.0 != epoch {
@@ -166,8 +196,12 @@ pub fn run_sft<A: AutodiffBackend>(
         progress.tokens += input_tokens as u64;
         progress.flops = train_flops(params, progress.tokens);
         window.add(&stats);
+        let mark = marks_passed < flops_marks.len() && progress.flops >= flops_marks[marks_passed];
+        if mark {
+            marks_passed = flops_marks.iter().filter(|&&f| progress.flops >= f).count();
+        }
 
-        if progress.step % t.log_every == 0 || progress.step == last_step {
+        if progress.step % t.log_every == 0 || progress.step == last_step || mark {
             metrics.write(&json!({
                 "split": "train", "step": progress.step, "epoch": epoch, "lr": lr,
                 "loss": window.loss(), "token_accuracy": window.token_accuracy(),
@@ -176,7 +210,7 @@ pub fn run_sft<A: AutodiffBackend>(
             display.metrics(
                 false,
                 progress.step,
-                last_step,
+                planned_steps,
                 &[
                     ("loss", window.loss()),
                     ("token accuracy", window.token_accuracy()),
@@ -185,44 +219,51 @@ pub fn run_sft<A: AutodiffBackend>(
             );
             window = StepStats::default();
         }
-        if progress.step % t.checkpoint_every == 0 || progress.step == last_step {
+        let checkpoint_now = mark || progress.step % t.checkpoint_every == 0;
+        if checkpoint_now || progress.step == last_step {
             if !valid.is_empty() {
                 let inference = model.valid();
                 let v = validate(&inference, &valid, t.micro_batch, device);
                 let answered = &valid[..t.answer_match.min(valid.len())];
                 let longest = answered.iter().map(|s| s.ids.len() - s.prompt_len).max();
-                let answer_match = greedy_answer_match(
-                    &inference,
-                    &tokenizer,
-                    answered,
-                    longest.unwrap_or(0) + 16,
-                    t.micro_batch,
-                    device,
-                )?;
+                let answer_match = longest
+                    .map(|longest| {
+                        greedy_answer_match(
+                            &inference,
+                            &tokenizer,
+                            answered,
+                            longest + 16,
+                            t.micro_batch,
+                            device,
+                        )
+                    })
+                    .transpose()?;
                 metrics.write(&json!({
                     "split": "valid", "step": progress.step, "loss": v.loss(),
                     "token_accuracy": v.token_accuracy(), "exact_match": v.exact_match(),
                     "answer_match": answer_match, "answer_match_examples": answered.len(),
                     "tokens": progress.tokens, "flops": progress.flops,
                 }))?;
-                display.metrics(
-                    true,
-                    progress.step,
-                    last_step,
-                    &[
-                        ("loss", v.loss()),
-                        ("token accuracy", v.token_accuracy()),
-                        ("exact match", v.exact_match()),
-                        ("greedy answer match", answer_match),
-                    ],
-                );
+                let mut values = vec![
+                    ("loss", v.loss()),
+                    ("token accuracy", v.token_accuracy()),
+                    ("exact match", v.exact_match()),
+                ];
+                values.extend(answer_match.map(|m| ("greedy answer match", m)));
+                display.metrics(true, progress.step, planned_steps, &values);
                 valid_stats = Some(v);
             }
-            last_checkpoint = Some(checkpoint::save(&run_dir, &model, &optim, &progress)?);
+            let dir = checkpoint::save(&run_dir, &model, &optim, &progress)?;
+            if t.export_checkpoints {
+                let inference = merge_lora(model.valid());
+                let hf = checkpoint::exported(&dir);
+                checkpoint::export_model(&inference, &tokenizer, &stop_tokens, &hf)?;
+            }
+            last_checkpoint = Some(dir);
         }
         if display.stop_requested() {
             let checkpoint = match last_checkpoint {
-                Some(c) if progress.step % t.checkpoint_every == 0 => c,
+                Some(c) if checkpoint_now => c,
                 _ => checkpoint::save(&run_dir, &model, &optim, &progress)?,
             };
             return Err(SftError::Stopped {
@@ -236,8 +277,18 @@ pub fn run_sft<A: AutodiffBackend>(
         Some(c) => c,
         None => checkpoint::save(&run_dir, &model, &optim, &progress)?,
     };
+    if let Some(&mark) = flops_marks.last()
+        && progress.flops < mark
+    {
+        display.line(&format!(
+            "warning: the data ran out at {:.3e} training FLOPs, before the last of \
+             `train.checkpoint_flops` ({mark:.3e}); add examples or epochs to reach it",
+            progress.flops
+        ));
+    }
     let inference = merge_lora(model.valid());
-    let final_dir = export(&inference, &tokenizer, &run_dir)?;
+    let final_dir =
+        checkpoint::export_model(&inference, &tokenizer, &stop_tokens, &run_dir.join("final"))?;
     let gp_eval = match &config.eval {
         Some(eval) => {
             let r = gp_success(&inference, &tokenizer, eval, device)?;
@@ -285,14 +336,4 @@ pub fn validate<B: Backend>(
         stats.add(&masked_loss(model, &batch, batch.target_tokens).stats);
     }
     stats
-}
-
-fn export<B: Backend>(
-    model: &Llama<B>,
-    tokenizer: &Tokenizer,
-    run_dir: &Path,
-) -> Result<PathBuf, SftError> {
-    let dir = run_dir.join("final");
-    save_pretrained(model, Some(tokenizer), &tokenizer.stop_tokens(), &dir)?;
-    Ok(dir)
 }

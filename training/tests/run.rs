@@ -1,6 +1,7 @@
 //! End-to-end SFT runs on a tiny model (CPU backend): an interrupted and resumed run ends with
 //! the same weights as an uninterrupted one, with full fine-tuning and with LoRA; a run refuses to overwrite checkpoints; a
-//! diverging run stops at the first non-finite loss and keeps its last good checkpoint.
+//! diverging run stops at the first non-finite loss and keeps its last good checkpoint; FLOPs
+//! marks place exported checkpoints and end the run.
 
 mod common;
 
@@ -81,6 +82,17 @@ grad_accum = 2
     SftConfig::from_toml(&text, Path::new("test.toml")).unwrap()
 }
 
+/// The training lines of run `name`'s metrics.jsonl.
+fn train_lines(dir: &Path, name: &str) -> Vec<serde_json::Value> {
+    let path = dir.join("runs").join(name).join("metrics.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["split"] == "train")
+        .collect()
+}
+
 #[test]
 fn resumed_run_matches_uninterrupted_run() {
     check_resume("resume", "");
@@ -119,11 +131,8 @@ fn check_resume(test: &str, sections: &str) {
     });
 
     // Across the interruption, every step is logged exactly once.
-    let metrics = std::fs::read_to_string(dir.join("runs/cut/metrics.jsonl")).unwrap();
-    let steps: Vec<u64> = metrics
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["split"] == "train")
+    let steps: Vec<u64> = train_lines(&dir, "cut")
+        .iter()
         .map(|v| v["step"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, vec![1, 2, 3, 4, 5, 6]);
@@ -218,5 +227,43 @@ fn a_stop_request_checkpoints_and_the_run_resumes_to_the_same_weights() {
     let resumed = run_sft::<A>(&config(&dir, "stopped", None), true, &device, &mut quiet).unwrap();
     let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
     assert_eq!(weights(&resumed.final_dir), weights(&full.final_dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn flops_marks_place_exported_checkpoints_and_end_the_run() {
+    let dir = scratch("flops");
+    let device = Default::default();
+    let mut quiet = |_: &str| {};
+    let optim = "lr = 1e-2\ncheckpoint_every = 100";
+    let full = config_with(&dir, "full", None, optim, "");
+    run_sft::<A>(&full, false, &device, &mut quiet).unwrap();
+    let flops: Vec<f64> = train_lines(&dir, "full")
+        .iter()
+        .map(|v| v["flops"].as_f64().unwrap())
+        .collect();
+    assert_eq!(flops.len(), 6);
+
+    // Just above step 1's compute, and exactly step 4's: checkpoints at steps 2 and 4, then stop.
+    let marks = format!(
+        "{optim}\ncheckpoint_flops = [{:?}, {:?}]\nexport_checkpoints = true",
+        flops[0] + 1.0,
+        flops[3]
+    );
+    let cfg = config_with(&dir, "marked", None, &marks, "");
+    let s = run_sft::<A>(&cfg, false, &device, &mut quiet).unwrap();
+    assert_eq!(s.progress.step, 4);
+    assert_eq!(s.progress.flops, flops[3]);
+    let saved = sftvsrl_training::checkpoint::all(&dir.join("runs/marked")).unwrap();
+    let steps: Vec<usize> = saved.iter().map(|(step, _)| *step).collect();
+    assert_eq!(steps, [2, 4]);
+    for (_, checkpoint) in &saved {
+        let hf = sftvsrl_training::checkpoint::exported(checkpoint);
+        assert!(hf.join("model.safetensors").exists() && hf.join("tokenizer.json").exists());
+    }
+    // The last export is the final model.
+    let weights = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    let last = sftvsrl_training::checkpoint::exported(&saved[1].1);
+    assert_eq!(weights(&last), weights(&s.final_dir));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -49,10 +49,11 @@ pub enum IntLiteral {
 impl IntLiteral {
     /// Reads a digit run (see [`Token::Number`]).
     pub fn parse(run: &str) -> Self {
-        if run.len() <= 19 && run.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(v) = run.parse() {
-                return IntLiteral::Small(v);
-            }
+        if run.len() <= 19
+            && run.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(v) = run.parse()
+        {
+            return IntLiteral::Small(v);
         }
         let digits: String = run
             .chars()

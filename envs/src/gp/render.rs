@@ -185,11 +185,11 @@ mod tests {
             TABLE_GREEN.0,
             "table above the cards"
         );
-        for i in 0..4 {
+        for (i, card) in hand.iter().enumerate() {
             let (x, y) = card_origin(i);
-            assert_eq!(
-                img.get_pixel(x + 135, y + 190).0 != TABLE_GREEN.0,
-                true,
+            assert_ne!(
+                img.get_pixel(x + 135, y + 190).0,
+                TABLE_GREEN.0,
                 "card {i} is drawn"
             );
             let red_ink = (y..y + CARD_H)
@@ -201,7 +201,7 @@ mod tests {
                 .count();
             assert_eq!(
                 red_ink > 2000,
-                hand[i].suit.is_red(),
+                card.suit.is_red(),
                 "card {i}: red ink {red_ink}"
             );
         }

@@ -41,6 +41,10 @@ pub struct RlConfig {
     /// Write a checkpoint every this many updates (and always after the last).
     #[serde(default = "one")]
     pub checkpoint_every: usize,
+    /// Also write each checkpoint's policy in Hugging Face layout (`checkpoints/step-N/hf/`), so
+    /// that it can be evaluated.
+    #[serde(default)]
+    pub export_checkpoints: bool,
     /// GeneralPoints ID episodes played greedily before the first and after the last update.
     #[serde(default)]
     pub eval: Option<GpEvalConfig>,

@@ -4,8 +4,8 @@
 //!
 //! A run writes `runs/<name>/`: `config.toml`, `metrics.jsonl` (one line per update),
 //! `checkpoints/step-NNNNNN/` (model + value head, Adam state, progress and every environment's
-//! episode so far, so a resumed run continues exactly), `final/` (the policy in HF layout) and
-//! `eval.json`.
+//! episode so far, so a resumed run continues exactly; with `export_checkpoints`, also the policy
+//! in HF layout under `hf/`), `final/` (the policy in HF layout) and `eval.json`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,7 +16,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sftvsrl_envs::Rng;
-use sftvsrl_model::{GenerateConfig, Sampling, apply_lora, load_pretrained, save_pretrained};
+use sftvsrl_model::{GenerateConfig, Sampling, apply_lora, load_pretrained};
 
 use super::config::{AdvantageKind, RlConfig};
 use super::gae::{explained_variance, mean};
@@ -26,6 +26,7 @@ use super::rollout::{CollectSettings, EnvState, collect, gp_pool};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::checkpoint;
 use crate::config::RunConfig;
+use crate::display::RunDisplay;
 use crate::error::SftError;
 use crate::flops::{inference_flops, train_flops};
 use crate::gp_eval::{GpEvalResult, gp_success};
@@ -66,12 +67,12 @@ pub struct RlSummary {
 }
 
 /// Trains as `config` says; with `resume`, continues from the run's newest checkpoint.
-/// `log` receives one human-readable line per update.
+/// `display` receives one human-readable line per update (any `FnMut(&str)` closure will do).
 pub fn run_rl<A: AutodiffBackend>(
     config: &RlConfig,
     resume: bool,
     device: &A::Device,
-    log: &mut dyn FnMut(&str),
+    display: &mut dyn RunDisplay,
 ) -> Result<RlSummary, SftError> {
     let run_dir = config.run_dir();
     let existing = checkpoint::prepare_run_dir(&run_dir, resume, &config.to_toml())?;
@@ -103,12 +104,22 @@ pub fn run_rl<A: AutodiffBackend>(
     if let Some(dir) = existing {
         (model, optim, progress) =
             checkpoint::load_state::<A, _, _, _>(&dir, model, optim, device)?;
-        log(&format!(
+        display.line(&format!(
             "resumed from {} (update {})",
             dir.display(),
             progress.update
         ));
         last_checkpoint = Some(dir);
+    }
+    let export = |model: &ActorCritic<A>, dir: &std::path::Path| {
+        checkpoint::export_model(&model.policy.valid(), &tokenizer, &loaded.stop_tokens, dir)
+    };
+    if config.export_checkpoints
+        && let Some(dir) = &last_checkpoint
+        && !checkpoint::exported(dir).exists()
+    {
+        // A crash between a checkpoint and its export: export the weights just loaded.
+        export(&model, &checkpoint::exported(dir))?;
     }
     let mut metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), progress.update)?;
     let group_size = match p.advantage {
@@ -127,18 +138,18 @@ pub fn run_rl<A: AutodiffBackend>(
         stop_tokens: loaded.stop_tokens.clone(),
         seed: 0,
     };
-    log(&format!(
+    display.line(&format!(
         "{params} parameters; {} updates of {} environments × {} steps",
         p.num_updates, r.num_envs, r.num_steps
     ));
 
-    let evaluate = |model: &ActorCritic<A>, when: &str, log: &mut dyn FnMut(&str)| {
+    let evaluate = |model: &ActorCritic<A>, when: &str, display: &mut dyn RunDisplay| {
         config
             .eval
             .as_ref()
             .map(|eval| {
                 let result = gp_success(&model.policy.valid(), &tokenizer, eval, device)?;
-                log(&format!(
+                display.line(&format!(
                     "GeneralPoints ID {when}: {}/{} episodes solved ({:.1}% ± {:.1}%)",
                     result.successes,
                     result.episodes,
@@ -150,7 +161,7 @@ pub fn run_rl<A: AutodiffBackend>(
             .transpose()
     };
     let eval_before = if progress.update == 0 {
-        evaluate(&model, "before RL", log)?
+        evaluate(&model, "before RL", display)?
     } else {
         None
     };
@@ -190,7 +201,7 @@ pub fn run_rl<A: AutodiffBackend>(
         }
         let parsable = samples.iter().filter(|s| s.parsable).count();
         if update == 0 && parsable == 0 {
-            log(&format!(
+            display.line(&format!(
                 "warning: the initial policy produced no parsable answer in {} responses; RL \
                  from a policy that cannot answer in the expected format gets no signal \
                  (start from an SFT checkpoint)",
@@ -274,7 +285,7 @@ pub fn run_rl<A: AutodiffBackend>(
             "time_update_s": update_time.as_secs_f64(),
             "sample_response": samples[0].text,
         }))?;
-        log(&format!(
+        display.line(&format!(
             "update {}/{} lr {lr:.3e} reward {reward:.3} success {} parsable {:.2} \
              value loss {:.4} clip {:.3} kl {:.4} | gen {:.1}s env {:.2}s update {:.1}s",
             progress.update,
@@ -288,14 +299,13 @@ pub fn run_rl<A: AutodiffBackend>(
             t.environment.as_secs_f64(),
             update_time.as_secs_f64(),
         ));
+        display.progress(progress.update, p.num_updates);
         if progress.update % config.checkpoint_every == 0 || progress.update == p.num_updates {
-            last_checkpoint = Some(checkpoint::save_state(
-                &run_dir,
-                progress.update,
-                &model,
-                &optim,
-                &progress,
-            )?);
+            let dir = checkpoint::save_state(&run_dir, progress.update, &model, &optim, &progress)?;
+            if config.export_checkpoints {
+                export(&model, &checkpoint::exported(&dir))?;
+            }
+            last_checkpoint = Some(dir);
         }
     }
 
@@ -303,14 +313,8 @@ pub fn run_rl<A: AutodiffBackend>(
         Some(c) => c,
         None => checkpoint::save_state(&run_dir, progress.update, &model, &optim, &progress)?,
     };
-    let final_dir = run_dir.join("final");
-    save_pretrained(
-        &model.policy.valid(),
-        Some(&tokenizer),
-        &loaded.stop_tokens,
-        &final_dir,
-    )?;
-    let eval_after = evaluate(&model, "after RL", log)?;
+    let final_dir = export(&model, &run_dir.join("final"))?;
+    let eval_after = evaluate(&model, "after RL", display)?;
     if let Some(after) = &eval_after {
         let path = run_dir.join("eval.json");
         let text = serde_json::to_string_pretty(&json!({

@@ -1,0 +1,229 @@
+//! The study configuration: one TOML file holding the Init run, the two branches and the
+//! evaluation protocol (see `config/study/`). Each stage section is an ordinary run config
+//! (`config/sft/`, `config/rl/`) less what the study decides itself: the run's name and folder,
+//! the branches' starting model, and (when left out) the data file's place.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sftvsrl_training::rl::RlConfig;
+use sftvsrl_training::{RunConfig, SftConfig, SftError, parse_config};
+
+use crate::config::EvalConfig;
+use crate::error::EvalError;
+
+/// The file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StudyFile {
+    name: String,
+    #[serde(default = "default_runs_dir")]
+    runs_dir: PathBuf,
+    init: toml::Table,
+    sft: toml::Table,
+    rl: toml::Table,
+    #[serde(default)]
+    eval: EvalConfig,
+}
+
+fn default_runs_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+/// A resolved study: every stage's own run config, with names, folders and starting points
+/// filled in.
+#[derive(Clone, Debug)]
+pub struct Study {
+    pub name: String,
+    /// `<runs_dir>/<name>/`: the stages' runs (`init/`, `rl/`, `sft/`), `evals/`, the report.
+    pub dir: PathBuf,
+    /// The Init: SFT from the configured model, typically on a mix of rules without the OOD one.
+    pub init: SftConfig,
+    /// The SFT branch: SFT from the Init's final model, checkpointed at the RL branch's compute.
+    pub sft: SftConfig,
+    /// The RL branch: PPO from the Init's final model.
+    pub rl: RlConfig,
+    /// How every checkpoint is evaluated.
+    pub eval: EvalConfig,
+    /// The study TOML as given (kept beside the report).
+    pub source: String,
+}
+
+impl Study {
+    /// Reads and resolves a study TOML; errors name the file, the section and the field.
+    pub fn from_file(path: &Path) -> Result<Self, EvalError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and resolves study TOML text (`origin` names it in errors).
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, EvalError> {
+        let file: StudyFile = parse_config(text, origin, |f: &StudyFile| {
+            if f.name.is_empty() || f.name.contains(['/', '\\']) {
+                return Err("`name` must be a non-empty folder name".into());
+            }
+            f.eval.validate().map_err(|e| format!("[eval] {e}"))
+        })?;
+        let dir = file.runs_dir.join(&file.name);
+        let init_model = dir.join("init").join("final");
+        let stage = |section| Stage {
+            origin,
+            section,
+            dir: &dir,
+        };
+        let init: SftConfig = stage("init").resolve(file.init, Vec::new())?;
+        let model = toml::Table::from_iter([
+            ("init".to_string(), "pretrained".into()),
+            ("path".to_string(), path_value(&init_model)),
+        ]);
+        let mut sft: SftConfig = stage("sft").resolve(file.sft, vec![("model", model.into())])?;
+        let mut rl: RlConfig =
+            stage("rl").resolve(file.rl, vec![("policy", path_value(&init_model))])?;
+        sft.train.export_checkpoints = true;
+        rl.export_checkpoints = true;
+        Ok(Study {
+            name: file.name,
+            dir,
+            init,
+            sft,
+            rl,
+            eval: file.eval,
+            source: text.to_string(),
+        })
+    }
+}
+
+/// One stage section of a study file.
+struct Stage<'a> {
+    origin: &'a Path,
+    section: &'a str,
+    dir: &'a Path,
+}
+
+impl Stage<'_> {
+    fn error(&self, message: impl std::fmt::Display) -> SftError {
+        SftError::Config {
+            path: self.origin.to_path_buf(),
+            message: format!("[{}] {message}", self.section),
+        }
+    }
+
+    /// Fills in the fields the study owns (`name`, `runs_dir`, and `set`), defaults a missing
+    /// `data.path` to `<study>/data/<section>.jsonl`, and parses the section as a run config.
+    fn resolve<T: RunConfig>(
+        &self,
+        mut table: toml::Table,
+        set: Vec<(&str, toml::Value)>,
+    ) -> Result<T, SftError> {
+        let owned = [
+            ("name", self.section.into()),
+            ("runs_dir", path_value(self.dir)),
+        ];
+        for (key, value) in owned.into_iter().chain(set) {
+            if table.contains_key(key) {
+                return Err(self.error(format!(
+                    "`{key}` is set by the study (runs go to {}/, branches start from the \
+                     Init's final model); remove it",
+                    self.dir.display()
+                )));
+            }
+            table.insert(key.to_string(), value);
+        }
+        if let Some(toml::Value::Table(data)) = table.get_mut("data")
+            && !data.contains_key("path")
+        {
+            let file = self
+                .dir
+                .join("data")
+                .join(format!("{}.jsonl", self.section));
+            data.insert("path".into(), path_value(&file));
+        }
+        let config: T = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| self.error(e.message()))?;
+        config.validate().map_err(|m| self.error(m))?;
+        Ok(config)
+    }
+}
+
+fn path_value(path: &Path) -> toml::Value {
+    toml::Value::String(path.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use sftvsrl_training::ModelConfig;
+
+    use super::*;
+
+    fn shipped() -> Vec<(PathBuf, Study)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/study");
+        let mut studies = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let study = Study::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            studies.push((path, study));
+        }
+        studies
+    }
+
+    #[test]
+    fn shipped_studies_resolve_their_stages() {
+        let studies = shipped();
+        assert!(studies.len() >= 3, "config/study holds {}", studies.len());
+        for (path, s) in studies {
+            let init_final = s.dir.join("init/final");
+            assert_eq!(s.init.run_dir(), s.dir.join("init"), "{}", path.display());
+            assert_eq!(s.rl.policy, init_final);
+            assert_eq!(
+                s.sft.model,
+                ModelConfig::Pretrained { path: init_final },
+                "{}",
+                path.display()
+            );
+            assert!(s.sft.train.export_checkpoints && s.rl.export_checkpoints);
+        }
+    }
+
+    #[test]
+    fn the_tiny_study_writes_its_data_inside_the_study_and_holds_out_the_ood_rule() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/study/gp-l-tiny.toml");
+        let s = Study::from_file(&path).unwrap();
+        assert_eq!(s.init.data.path, s.dir.join("data/init.jsonl"));
+        assert_eq!(s.sft.data.path, s.dir.join("data/sft.jsonl"));
+        let rules = &s.init.data.generate.as_ref().unwrap().face_rules;
+        let ood = sftvsrl_envs::gp::FaceRule::Ood.face_values();
+        assert!(rules.iter().all(|r| r.face_values() != ood), "{rules:?}");
+        assert!(rules.len() > 1);
+    }
+
+    #[test]
+    fn errors_name_the_section_and_field() {
+        let train = "train = { epochs = 1, micro_batch = 1, lr = 1e-3, checkpoint_every = 1 }";
+        let base = format!(
+            "name = \"s\"\n[init]\ndata = {{}}\nmodel = {{ init = \"pretrained\", path = \"m\" }}\n\
+             {train}\n[sft]\ndata = {{}}\n{train}\n[rl]\n"
+        );
+        assert!(Study::from_toml(&base, Path::new("s.toml")).is_ok());
+        let err = |text: &str| {
+            Study::from_toml(text, Path::new("s.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&base.replace("[rl]\n", "[rl]\npolicy = \"x\"\n"));
+        assert!(
+            e.starts_with("s.toml: ") && e.contains("[rl]") && e.contains("`policy`"),
+            "{e}"
+        );
+        let e = err(&base.replace("[sft]\n", "[sft]\nname = \"x\"\n"));
+        assert!(e.contains("[sft]") && e.contains("`name`"), "{e}");
+        let e = err(&format!("{base}[rl.ppo]\ncliprange = 0.1\nclip = 2\n"));
+        assert!(e.contains("[rl]") && e.contains("clip"), "{e}");
+        let e = err(&format!("{base}[eval]\nepisodes = 0\n"));
+        assert!(e.contains("[eval]") && e.contains("episodes"), "{e}");
+        let e = err(&format!("{base}report = 1\n"));
+        assert!(e.contains("report"), "{e}");
+        let e = err(&base.replace("[init]\ndata = {}\n", "[init]\n"));
+        assert!(e.contains("[init]") && e.contains("data"), "{e}");
+    }
+}

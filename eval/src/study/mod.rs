@@ -1,0 +1,10 @@
+//! `sftvsrl study`: the SFT-versus-RL comparison as one command. From one Init model, an RL
+//! branch and an SFT branch are trained at matched compute, every checkpoint is evaluated ID
+//! and OOD, and `report.md` tabulates and plots the outcome (paper-spec §5–§7).
+
+pub mod config;
+pub mod report;
+pub mod run;
+
+pub use config::Study;
+pub use run::{Branch, Point, StudyOutcome, run_study};

@@ -1,0 +1,284 @@
+//! The study runner: Init → RL branch → SFT branch checkpointed at the RL branch's compute →
+//! every checkpoint evaluated on every variant → the report. Each stage is an ordinary run in
+//! `<study>/{init,rl,sft}/`; a resumed study reuses finished stages and evaluations and
+//! continues an interrupted run from its newest checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sftvsrl_model::load_pretrained;
+use sftvsrl_training::checkpoint;
+use sftvsrl_training::rl::run_rl;
+use sftvsrl_training::{RunConfig, RunDisplay, SftError, run_sft};
+
+use super::config::Study;
+use super::report::write_study_report;
+use crate::config::EvalConfig;
+use crate::error::EvalError;
+use crate::evaluate::{VariantResult, evaluate};
+use crate::report::write_report;
+
+/// Which stage a checkpoint comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Branch {
+    Init,
+    Sft,
+    Rl,
+}
+
+impl Branch {
+    /// The name used in folders and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Branch::Init => "init",
+            Branch::Sft => "sft",
+            Branch::Rl => "rl",
+        }
+    }
+}
+
+/// One evaluated checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    pub branch: Branch,
+    /// Optimizer steps (SFT) or updates (RL) into the branch; for the Init, its own steps.
+    pub step: usize,
+    /// Training compute from scratch: the Init's plus the branch's (paper-spec §6).
+    pub flops: f64,
+    /// The checkpoint's model (Hugging Face layout).
+    pub model: PathBuf,
+    /// Where its `eval.json` and `eval.md` are.
+    pub eval_dir: PathBuf,
+    pub results: Vec<VariantResult>,
+}
+
+/// What a finished study produced.
+#[derive(Debug)]
+pub struct StudyOutcome {
+    /// The Init first, then the RL and the SFT checkpoints in order.
+    pub points: Vec<Point>,
+    /// `report.md`.
+    pub report: PathBuf,
+    /// Things the reader should know (e.g. compute that could not be matched).
+    pub warnings: Vec<String>,
+}
+
+const STAGES: usize = 4;
+
+/// Runs the study. Without `resume` its folder must not exist yet; with it, finished stages and
+/// evaluations are reused and an interrupted run continues from its newest checkpoint.
+pub fn run_study<A: AutodiffBackend>(
+    study: &Study,
+    resume: bool,
+    device: &A::Device,
+    display: &mut dyn RunDisplay,
+) -> Result<StudyOutcome, EvalError> {
+    if study.dir.exists() && !resume {
+        return Err(EvalError::Invalid(format!(
+            "{} already exists: pass --resume to continue it (finished stages are reused), or \
+             change the study's `name`",
+            study.dir.display()
+        )));
+    }
+    std::fs::create_dir_all(&study.dir).map_err(|e| SftError::io(&study.dir, e))?;
+    let source = study.dir.join("study.toml");
+    std::fs::write(&source, &study.source).map_err(|e| SftError::io(&source, e))?;
+
+    let init_dir = study.init.run_dir();
+    stage(display, 1, "Init (SFT from the base model)", &init_dir);
+    if !finished(&init_dir) {
+        run_sft::<A>(&study.init, true, device, display)?;
+    }
+    let init_flops = checkpoints(&init_dir)?.last().map_or(0.0, |c| c.flops);
+
+    let rl_dir = study.rl.run_dir();
+    stage(display, 2, "RL branch (PPO from the Init)", &rl_dir);
+    if !finished(&rl_dir) {
+        run_rl::<A>(&study.rl, true, device, display)?;
+    }
+    let rl = checkpoints(&rl_dir)?;
+
+    let sft_dir = study.sft.run_dir();
+    stage(
+        display,
+        3,
+        "SFT branch (from the Init, checkpoints at the RL branch's compute)",
+        &sft_dir,
+    );
+    let mut sft_config = study.sft.clone();
+    sft_config.train.checkpoint_flops = rl.iter().map(|c| c.flops).collect();
+    if !finished(&sft_dir) {
+        run_sft::<A>(&sft_config, true, device, display)?;
+    }
+    let sft = checkpoints(&sft_dir)?;
+
+    let mut warnings = Vec::new();
+    if let (Some(r), Some(s)) = (rl.last(), sft.last())
+        && s.flops < 0.95 * r.flops
+    {
+        warnings.push(format!(
+            "the SFT branch's data ran out at {:.3e} FLOPs, short of the RL branch's {:.3e}: \
+             its last checkpoint is compared at less compute (add examples or epochs to [sft])",
+            s.flops, r.flops
+        ));
+    }
+
+    stage(
+        display,
+        4,
+        "evaluation of every checkpoint",
+        &study.dir.join("evals"),
+    );
+    let mut planned = vec![(
+        Branch::Init,
+        Saved {
+            step: checkpoints(&init_dir)?.last().map_or(0, |c| c.step),
+            flops: 0.0,
+            model: init_dir.join("final"),
+        },
+    )];
+    planned.extend(rl.into_iter().map(|c| (Branch::Rl, c)));
+    planned.extend(sft.into_iter().map(|c| (Branch::Sft, c)));
+    let e = &study.eval;
+    let per_point = e.variants.len() * e.verify_iters.len() * e.episodes;
+    let total = planned.len() * per_point;
+    let mut points = Vec::with_capacity(planned.len());
+    for (i, (branch, saved)) in planned.into_iter().enumerate() {
+        let eval_dir = study.dir.join("evals").join(match branch {
+            Branch::Init => "init".to_string(),
+            _ => format!("{}-step-{:06}", branch.name(), saved.step),
+        });
+        let flops = init_flops + saved.flops;
+        let mut done = i * per_point;
+        let results = evaluate_checkpoint::<A::InnerBackend>(
+            &saved.model,
+            &eval_dir,
+            e,
+            json!({ "branch": branch, "step": saved.step, "flops": flops }),
+            device,
+            &mut |n| {
+                done += n;
+                display.progress(done, total);
+            },
+        )?;
+        display.line(&format!(
+            "{} step {} ({:.4} GFLOPs): {}",
+            branch.name(),
+            saved.step,
+            flops / 1e9,
+            results
+                .iter()
+                .map(|r| format!(
+                    "{} {:.1}% ± {:.1}",
+                    r.variant.name(),
+                    100.0 * r.success_rate,
+                    100.0 * r.std_error
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        points.push(Point {
+            branch,
+            step: saved.step,
+            flops,
+            model: saved.model,
+            eval_dir,
+            results,
+        });
+    }
+    for w in &warnings {
+        display.line(&format!("warning: {w}"));
+    }
+    let report = write_study_report(study, &points, &warnings)?;
+    Ok(StudyOutcome {
+        points,
+        report,
+        warnings,
+    })
+}
+
+fn stage(display: &mut dyn RunDisplay, index: usize, title: &str, dir: &Path) {
+    display.line(&format!("[{index}/{STAGES}] {title} → {}", dir.display()));
+    display.progress(0, 0);
+}
+
+/// Whether a run has exported its final model.
+fn finished(run_dir: &Path) -> bool {
+    run_dir.join("final").join("config.json").exists()
+}
+
+/// A run's checkpoint as the study uses it.
+struct Saved {
+    step: usize,
+    /// The run's own training compute at the checkpoint.
+    flops: f64,
+    /// Its exported model.
+    model: PathBuf,
+}
+
+/// Every checkpoint of a run with its compute (`state.json`) and exported model.
+fn checkpoints(run_dir: &Path) -> Result<Vec<Saved>, EvalError> {
+    let mut saved = Vec::new();
+    for (step, dir) in checkpoint::all(run_dir)? {
+        let path = dir.join("state.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| SftError::io(&path, e))?;
+        let state: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| EvalError::Invalid(format!("{}: {e}", path.display())))?;
+        let flops = state["flops"]
+            .as_f64()
+            .ok_or_else(|| EvalError::Invalid(format!("{}: no `flops` number", path.display())))?;
+        saved.push(Saved {
+            step,
+            flops,
+            model: checkpoint::exported(&dir),
+        });
+    }
+    Ok(saved)
+}
+
+/// The results of one checkpoint: read back from `eval_dir/eval.json` when an earlier (resumed)
+/// study wrote it, else measured and written there.
+fn evaluate_checkpoint<B: Backend>(
+    model_dir: &Path,
+    eval_dir: &Path,
+    config: &EvalConfig,
+    about: serde_json::Value,
+    device: &B::Device,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<VariantResult>, EvalError> {
+    let json_path = eval_dir.join("eval.json");
+    if json_path.exists() {
+        let text = std::fs::read_to_string(&json_path).map_err(|e| SftError::io(&json_path, e))?;
+        let saved: SavedEval = serde_json::from_str(&text)
+            .map_err(|e| EvalError::Invalid(format!("{}: {e}", json_path.display())))?;
+        if saved.about.config == *config {
+            progress(saved.results.iter().map(|r| r.episodes).sum());
+            return Ok(saved.results);
+        }
+    }
+    let loaded = load_pretrained::<B>(model_dir, device)?;
+    let tokenizer = loaded.tokenizer.ok_or_else(|| {
+        EvalError::Invalid(format!("{} has no tokenizer.json", model_dir.display()))
+    })?;
+    let report = evaluate(&loaded.model, &tokenizer, config, device, progress)?;
+    let mut about = about;
+    about["checkpoint"] = json!(model_dir);
+    about["config"] = json!(config);
+    write_report(&report, about, eval_dir)?;
+    Ok(report.results)
+}
+
+/// The part of `eval.json` a resumed study reads back.
+#[derive(Deserialize)]
+struct SavedEval {
+    about: SavedAbout,
+    results: Vec<VariantResult>,
+}
+
+#[derive(Deserialize)]
+struct SavedAbout {
+    config: EvalConfig,
+}

@@ -1,0 +1,170 @@
+//! `sftvsrl study` end to end on a shortened study (a tiny model, a few steps and episodes: this
+//! checks the plumbing, not what the methods learn): the report's numbers are those of each
+//! checkpoint's `eval.json`, the SFT branch is checkpointed at the RL branch's compute, the plots
+//! are PNG files, a finished study is not overwritten, and `--resume` reuses every stage.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{assert_files, fails, ok, scratch};
+use serde_json::Value;
+
+const MODEL: &str = "init = \"scratch\"\nhidden_size = 16\nintermediate_size = 32\n\
+                     num_hidden_layers = 1\nnum_attention_heads = 2\nnum_key_value_heads = 1";
+
+fn write_study(dir: &Path) -> PathBuf {
+    let text = format!(
+        r#"name = "mini"
+runs_dir = "{runs}"
+[init]
+data = {{ valid_fraction = 0.0, generate = {{ n = 24, seed = 0, prompt_layout = "compact", face_rules = ["id", {{ custom = [11, 11, 11] }}] }} }}
+model = {{ {model} }}
+train = {{ epochs = 1, micro_batch = 8, lr = 1e-3, checkpoint_every = 100, answer_match = 0 }}
+[rl]
+checkpoint_every = 1
+gp = {{ verify_iter = 1, prompt_layout = "compact" }}
+rollout = {{ num_envs = 2, num_steps = 2, max_new_tokens = 8 }}
+ppo = {{ num_updates = 2, grad_accum = 2 }}
+value_head = {{ hidden = [8] }}
+[sft]
+data = {{ valid_fraction = 0.0, generate = {{ n = 400, seed = 1, prompt_layout = "compact" }} }}
+train = {{ epochs = 1, micro_batch = 2, lr = 1e-3, checkpoint_every = 1000, answer_match = 0 }}
+[eval]
+episodes = 3
+seed = 1000
+verify_iters = [1]
+max_new_tokens = 8
+temperature = 0.0
+prompt_layout = "compact"
+"#,
+        runs = dir.join("runs").display(),
+        model = MODEL.replace('\n', ", "),
+    );
+    let path = dir.join("study.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The report's cell for one result: `12.5% ± 2.1`.
+fn cell(result: &Value) -> String {
+    format!(
+        "{:.1}% ± {:.1}",
+        100.0 * result["success_rate"].as_f64().unwrap(),
+        100.0 * result["std_error"].as_f64().unwrap()
+    )
+}
+
+#[test]
+fn study_report_matches_the_evaluations_and_resumes() {
+    let dir = scratch("study-cli");
+    let config = write_study(&dir);
+    let args = ["study", config.to_str().unwrap()];
+    let out = ok(&args, "");
+    let study_dir = dir.join("runs/mini");
+    assert!(out.contains("report.md"), "{out}");
+    assert_files(
+        &study_dir,
+        &[
+            "study.toml",
+            "study.json",
+            "init/final/model.safetensors",
+            "rl/final/model.safetensors",
+            "sft/final/model.safetensors",
+            "evals/init/eval.json",
+            "evals/init/eval.md",
+        ],
+    );
+
+    let study = read_json(&study_dir.join("study.json"));
+    let points = study["points"].as_array().unwrap();
+    let branch =
+        |name: &str| -> Vec<&Value> { points.iter().filter(|p| p["branch"] == name).collect() };
+    let (init, rl, sft) = (branch("init"), branch("rl"), branch("sft"));
+    assert_eq!(
+        (init.len(), rl.len()),
+        (1, 2),
+        "RL checkpoints every update"
+    );
+    // The SFT branch is checkpointed where its compute first reaches each RL checkpoint's.
+    assert_eq!(sft.len(), rl.len(), "{sft:?}");
+    for (s, r) in sft.iter().zip(&rl) {
+        let (s, r) = (s["flops"].as_f64().unwrap(), r["flops"].as_f64().unwrap());
+        assert!(s >= r && s < 1.5 * r, "SFT {s:e} vs RL {r:e} FLOPs");
+    }
+    assert!(rl[0]["flops"].as_f64() > init[0]["flops"].as_f64());
+
+    // Every checkpoint row of the report holds its eval.json numbers, and study.json agrees.
+    let report = std::fs::read_to_string(study_dir.join("report.md")).unwrap();
+    for p in points {
+        let eval = read_json(&PathBuf::from(p["eval_dir"].as_str().unwrap()).join("eval.json"));
+        let results = eval["results"].as_array().unwrap();
+        assert_eq!(results.len(), 2, "ID and rule OOD");
+        assert_eq!(&p["results"], &eval["results"]);
+        let row = format!(
+            "| {} | {} | {:.4} | {} | {} |",
+            p["branch"].as_str().unwrap(),
+            p["step"],
+            p["flops"].as_f64().unwrap() / 1e9,
+            cell(&results[0]),
+            cell(&results[1])
+        );
+        assert!(report.contains(&row), "{row} not in\n{report}");
+    }
+    // The headline compares the Init with each branch's last checkpoint.
+    let last = |points: &[&Value]| points.last().unwrap()["results"].clone();
+    let (i, r, s) = (last(&init), last(&rl), last(&sft));
+    for (k, variant) in ["gp-l-id", "gp-l-ood-rule"].iter().enumerate() {
+        let row = format!(
+            "| {variant} (verify 1) | {} | {} (",
+            cell(&i[k]),
+            cell(&r[k])
+        );
+        let line = report.lines().find(|l| l.starts_with(&row));
+        let line = line.unwrap_or_else(|| panic!("{row} not in\n{report}"));
+        assert!(line.contains(&format!("| {} (", cell(&s[k]))), "{line}");
+        assert!(out.contains(line), "the headline is printed:\n{out}");
+    }
+    for plot in [
+        "success-gp-l-id-verify1.png",
+        "success-gp-l-ood-rule-verify1.png",
+    ] {
+        let bytes = std::fs::read(study_dir.join(plot)).unwrap();
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "{plot} is not a PNG"
+        );
+        assert!(report.contains(&format!("]({plot})")), "{plot} not linked");
+    }
+
+    // A finished study is kept; --resume reuses every stage and evaluation.
+    let e = fails(&args, "");
+    assert!(e.contains("--resume"), "{e}");
+    let out_again = ok(&["study", config.to_str().unwrap(), "--resume"], "");
+    let again = read_json(&study_dir.join("study.json"));
+    assert_eq!(again["points"], study["points"]);
+    assert!(out_again.contains("report.md"), "{out_again}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_study_configs_fail_with_one_line_naming_the_field() {
+    let dir = scratch("study-cli-bad");
+    let config = write_study(&dir);
+    let text = std::fs::read_to_string(&config).unwrap();
+    for (change, field) in [
+        (("[rl]\n", "[rl]\npolicy = \"x\"\n"), "policy"),
+        (("episodes = 3", "episodes = 0"), "episodes"),
+        (("num_updates = 2", "num_update = 2"), "num_update"),
+    ] {
+        std::fs::write(&config, text.replace(change.0, change.1)).unwrap();
+        let e = fails(&["study", config.to_str().unwrap()], "");
+        assert!(e.contains("study.toml") && e.contains(field), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
