@@ -223,10 +223,30 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         let _ = writeln!(md, "![{}]({})\n", metric.label(), metric.plot_file());
     }
 
+    let init_data = match &study.init.data.generate {
+        Some(g) => {
+            let rules: Vec<String> = g
+                .face_rules
+                .iter()
+                .map(|r| {
+                    let [j, q, k] = r.face_values();
+                    format!("{j}/{q}/{k}")
+                })
+                .collect();
+            format!(
+                "{} generated examples; example i follows face-card rule i mod {} of \
+                 J/Q/K = {}",
+                g.n,
+                rules.len(),
+                rules.join(", ")
+            )
+        }
+        None => format!("`{}`", study.init.data.path.display()),
+    };
     let _ = write!(
         md,
         "## Setup\n\n\
-         - Init: `{}` (config `init/config.toml`, seed {}).\n\
+         - Init: `{}` (config `init/config.toml`, seed {}), trained on {init_data}.\n\
          - RL branch: {} updates of {} environments × {} steps from the Init (config \
          `rl/config.toml`, seed {}).\n\
          - SFT branch: from the Init, checkpointed where its compute first reaches each RL \
