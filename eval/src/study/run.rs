@@ -92,7 +92,8 @@ pub fn run_study<A: AutodiffBackend>(
     if !finished(&init_dir) {
         run_sft::<A>(&study.init, true, device, display)?;
     }
-    let init_flops = checkpoints(&init_dir)?.last().map_or(0.0, |c| c.flops);
+    let init = checkpoints(&init_dir)?.pop();
+    let init_flops = init.as_ref().map_or(0.0, |c| c.flops);
 
     let rl_dir = study.rl.run_dir();
     stage(display, 2, "RL branch (PPO from the Init)", &rl_dir);
@@ -135,7 +136,7 @@ pub fn run_study<A: AutodiffBackend>(
     let mut planned = vec![(
         Branch::Init,
         Saved {
-            step: checkpoints(&init_dir)?.last().map_or(0, |c| c.step),
+            step: init.map_or(0, |c| c.step),
             flops: 0.0,
             model: init_dir.join("final"),
         },
