@@ -142,22 +142,8 @@ pub fn all(run_dir: &Path) -> Result<Vec<(usize, PathBuf)>, SftError> {
     Ok(found)
 }
 
-/// Loads a checkpoint into `model` and `optim` (which must have the checkpoint's shapes).
-pub fn load<B, M, O>(
-    dir: &Path,
-    model: M,
-    optim: O,
-    device: &B::Device,
-) -> Result<(M, O, Progress), SftError>
-where
-    B: AutodiffBackend,
-    M: AutodiffModule<B>,
-    O: Optimizer<M, B>,
-{
-    load_state(dir, model, optim, device)
-}
-
-/// [`load`] with any deserialisable state (what [`save_state`] wrote).
+/// Loads a checkpoint into `model` and `optim` (which must have the checkpoint's shapes), with
+/// the state [`save_state`] wrote (e.g. [`Progress`]).
 pub fn load_state<B, M, O, S>(
     dir: &Path,
     model: M,

@@ -112,7 +112,7 @@ pub fn run_sft<A: AutodiffBackend>(
     let mut progress = Progress::default();
     let mut last_checkpoint = None;
     if let Some(dir) = existing {
-        let (m, o, p) = checkpoint::load::<A, _, _>(&dir, model, optim, device)?;
+        let (m, o, p) = checkpoint::load_state::<A, _, _, Progress>(&dir, model, optim, device)?;
         (model, optim, progress) = (m, o, p);
         display.line(&format!(
             "resumed from {} (step {})",
