@@ -1,5 +1,6 @@
-//! `sftvsrl eval` end to end: a tiny trained model is evaluated on both GP-L variants, and the
-//! printed table, `eval.json` and `eval.md` agree; bad configs fail with one line naming the field.
+//! `sftvsrl eval` end to end: a tiny trained model is evaluated on both GP-L variants and both
+//! V-IRL-L variants, and the printed table, `eval.json` and `eval.md` agree; bad configs fail
+//! with one line naming the field.
 
 mod common;
 
@@ -87,6 +88,102 @@ fn eval_writes_consistent_json_and_table() {
 }
 
 #[test]
+fn eval_navigation_reports_per_step_accuracy_and_route_success() {
+    let dir = scratch("nav");
+    let model = tiny_model(&dir);
+    let routes = dir.join("world");
+    let args = [
+        "nav", "world", "--city", "nyc", "--routes", "3", "--seed", "5",
+    ];
+    let mut world = args.to_vec();
+    world.extend(["--pano-width", "256", "--out", routes.to_str().unwrap()]);
+    ok(&world, "");
+    let config = dir.join("eval.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "variants = [\"virl-l-id\", \"virl-l-ood-rule\"]\nmax_new_tokens = 8\n\
+             temperature = 0.0\ntranscripts = 4\n[nav]\nroutes = \"{}\"\nepisodes = 4\n",
+            routes.display()
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.join("out");
+    let table = ok(
+        &[
+            "eval",
+            config.to_str().unwrap(),
+            "--checkpoint",
+            model.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        "",
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("eval.json")).unwrap()).unwrap();
+    let transcripts = json["transcripts"].as_array().unwrap();
+    assert_eq!(
+        transcripts.len(),
+        8,
+        "every episode of both variants is kept"
+    );
+    for r in json["results"].as_array().unwrap() {
+        let variant = r["variant"].as_str().unwrap();
+        assert_eq!(
+            (r["episodes"].as_u64(), r["verify_iter"].as_u64()),
+            (Some(4), Some(2))
+        );
+        // The per-step accuracy counts exactly the kept episodes' calls rewarded +1.
+        let calls: Vec<f64> = transcripts
+            .iter()
+            .filter(|t| t[0] == variant)
+            .flat_map(|t| t[1]["calls"].as_array().unwrap().clone())
+            .map(|c| c["verdict"]["reward"].as_f64().unwrap())
+            .collect();
+        let step = &r["step_accuracy"];
+        assert_eq!(step["calls"].as_u64().unwrap() as usize, calls.len());
+        let correct = calls.iter().filter(|&&reward| reward == 1.0).count();
+        assert_eq!(step["count"].as_u64().unwrap() as usize, correct);
+        let successes = transcripts
+            .iter()
+            .filter(|t| t[0] == variant && t[1]["success"] == true)
+            .count();
+        assert_eq!(r["successes"].as_u64().unwrap() as usize, successes);
+        // An untrained model never moves: two wrong attempts, then the call past the limit.
+        assert!(calls.len() >= 4 * 3, "{variant}: {} calls", calls.len());
+        let row = format!("| {variant} | 2 | 4 | ");
+        assert!(table.contains(&row), "{row} not in\n{table}");
+    }
+    // The relative-turn variant's prompts offer relative actions.
+    let ood = transcripts
+        .iter()
+        .find(|t| t[0] == "virl-l-ood-rule")
+        .unwrap();
+    let prompt = ood[1]["calls"][0]["prompt"][0]["content"].as_str().unwrap();
+    assert!(prompt.contains("'slightly left'"), "{prompt}");
+    // A route folder that is not one fails with an error naming the file, not a panic.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let bad = dir.join("bad.toml");
+    let routes_line = format!("routes = \"{}\"", routes.display());
+    let empty_line = format!("routes = \"{}\"", empty.display());
+    std::fs::write(&bad, text.replace(&routes_line, &empty_line)).unwrap();
+    let err = fails(
+        &[
+            "eval",
+            bad.to_str().unwrap(),
+            "--checkpoint",
+            model.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(err.contains("route_infos.json"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_eval_configs_fail_with_the_field() {
     let dir = scratch("bad");
     let config = dir.join("eval.toml");
@@ -102,6 +199,22 @@ fn bad_eval_configs_fail_with_the_field() {
         "",
     );
     assert!(err.contains("gp-l-idd"), "{err}");
+    std::fs::write(&config, "variants = [\"virl-l-id\"]\n").unwrap();
+    let err = fails(
+        &["eval", config.to_str().unwrap(), "--checkpoint", "nowhere"],
+        "",
+    );
+    assert!(err.contains("nav.routes"), "{err}");
+    std::fs::write(
+        &config,
+        "variants = [\"virl-l-id\"]\n[nav]\nroutes = \"/nonexistent/w\"\n[nav.env]\nabsolute_action = false\n",
+    )
+    .unwrap();
+    let err = fails(
+        &["eval", config.to_str().unwrap(), "--checkpoint", "nowhere"],
+        "",
+    );
+    assert!(err.contains("absolute_action"), "{err}");
     let err = fails(
         &["eval", "--checkpoint", dir.join("none").to_str().unwrap()],
         "",

@@ -89,4 +89,21 @@ pub trait Env {
     fn transcript(&self) -> &Transcript;
     /// Whether the current episode has succeeded (the paper's episode / route success).
     fn success(&self) -> bool;
+
+    /// [`Env::reset`] for callers that must not panic on bad task data (a route whose points
+    /// cannot be placed, a missing panorama): the error names what is wrong.
+    fn checked_reset(&mut self, seed: u64) -> Result<&Transcript, EnvError> {
+        Ok(self.reset(seed))
+    }
+
+    /// [`Env::step`] with the same promise as [`Env::checked_reset`].
+    fn checked_step(&mut self, response: &str) -> Result<Verdict, EnvError> {
+        Ok(self.step(response))
+    }
 }
+
+/// Why an environment could not start or continue an episode (bad task data, not bad model
+/// output: that is graded, never an error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EnvError(pub String);

@@ -12,5 +12,5 @@ pub mod prompt_text;
 pub mod pyjson;
 pub mod rng;
 
-pub use env::{Env, Role, Transcript, Turn, Verdict};
+pub use env::{Env, EnvError, Role, Transcript, Turn, Verdict};
 pub use rng::Rng;

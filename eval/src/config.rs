@@ -1,10 +1,11 @@
 //! The evaluation configuration: one TOML file (see `config/eval/`). Unknown fields are errors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::prompt::PromptLayout;
 use sftvsrl_envs::gp::{GpConfig, Variant};
+use sftvsrl_envs::nav::NavConfig;
 use sftvsrl_model::Sampling;
 use sftvsrl_training::{parse_config, read_config};
 
@@ -18,6 +19,16 @@ pub enum EvalVariant {
     GpLId,
     /// GeneralPoints, text, face cards count 11/12/13 (rule out of distribution).
     GpLOodRule,
+    /// GeneralPoints, vision, black suits, face cards count 10 (in distribution).
+    GpVlId,
+    /// GeneralPoints, vision, face cards count 11/12/13 (rule out of distribution).
+    GpVlOodRule,
+    /// GeneralPoints, vision, red suits (visual out of distribution).
+    GpVlOodVisual,
+    /// V-IRL navigation, text, absolute turns (in distribution).
+    VirlLId,
+    /// V-IRL navigation, text, relative turns (rule out of distribution).
+    VirlLOodRule,
 }
 
 impl EvalVariant {
@@ -26,21 +37,126 @@ impl EvalVariant {
         match self {
             EvalVariant::GpLId => "gp-l-id",
             EvalVariant::GpLOodRule => "gp-l-ood-rule",
+            EvalVariant::GpVlId => "gp-vl-id",
+            EvalVariant::GpVlOodRule => "gp-vl-ood-rule",
+            EvalVariant::GpVlOodVisual => "gp-vl-ood-visual",
+            EvalVariant::VirlLId => "virl-l-id",
+            EvalVariant::VirlLOodRule => "virl-l-ood-rule",
         }
     }
 
-    /// The environment settings of this variant with `verify_iter` graded attempts and prompts
-    /// in `layout`.
-    pub fn gp_config(self, verify_iter: u32, layout: PromptLayout) -> GpConfig {
-        let variant = match self {
-            EvalVariant::GpLId => Variant::Id,
-            EvalVariant::GpLOodRule => Variant::RuleOod,
-        };
-        GpConfig {
-            verify_iter,
-            prompt_layout: layout,
-            ..GpConfig::variant(variant, false)
+    /// The task this variant plays, with its settings.
+    pub fn task(self) -> Task {
+        match self {
+            EvalVariant::GpLId => Task::GeneralPoints(Variant::Id, false),
+            EvalVariant::GpLOodRule => Task::GeneralPoints(Variant::RuleOod, false),
+            EvalVariant::GpVlId => Task::GeneralPoints(Variant::Id, true),
+            EvalVariant::GpVlOodRule => Task::GeneralPoints(Variant::RuleOod, true),
+            EvalVariant::GpVlOodVisual => Task::GeneralPoints(Variant::VisualOod, true),
+            EvalVariant::VirlLId => Task::Navigation {
+                absolute_action: true,
+            },
+            EvalVariant::VirlLOodRule => Task::Navigation {
+                absolute_action: false,
+            },
         }
+    }
+
+    /// Whether this is a navigation variant (evaluated with the `[nav]` protocol).
+    pub fn is_navigation(self) -> bool {
+        matches!(self.task(), Task::Navigation { .. })
+    }
+
+    /// Whether the model sees an image (a vision-language model is needed).
+    pub fn is_vision(self) -> bool {
+        matches!(self.task(), Task::GeneralPoints(_, true))
+    }
+}
+
+/// The environment behind a variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// GeneralPoints: the rule/visual variant, and whether the cards are shown as an image.
+    GeneralPoints(Variant, bool),
+    Navigation {
+        absolute_action: bool,
+    },
+}
+
+/// The environment settings of GeneralPoints `variant` (as text or as an image) with
+/// `verify_iter` graded attempts and prompts in `layout`.
+pub fn gp_config(
+    variant: Variant,
+    vision: bool,
+    verify_iter: u32,
+    layout: PromptLayout,
+) -> GpConfig {
+    GpConfig {
+        verify_iter,
+        prompt_layout: layout,
+        ..GpConfig::variant(variant, vision)
+    }
+}
+
+/// The protocol of the navigation variants (paper-spec §5.2): episode `i` draws its route with
+/// seed `seed + i`; each position allows `env.verify_iter` graded attempts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NavEval {
+    /// The route folder (`route_infos.json`, `gps_pano_mapping.pkl`, ...): the real V-IRL data
+    /// or a synthetic world from `sftvsrl nav world`. Required by the navigation variants.
+    #[serde(default)]
+    pub routes: Option<PathBuf>,
+    /// Episodes per variant (the reference evaluates 48 random routes).
+    #[serde(default = "default_nav_episodes")]
+    pub episodes: usize,
+    /// The reference evaluates with seed 12.
+    #[serde(default = "default_nav_seed")]
+    pub seed: u64,
+    /// Environment settings (`[nav.env]`, the fields of a navigation config). `vision` and
+    /// `absolute_action` belong to the variant and may not be set here.
+    #[serde(default)]
+    pub env: NavConfig,
+}
+
+impl Default for NavEval {
+    fn default() -> Self {
+        toml::from_str("").expect("every field has a default")
+    }
+}
+
+fn default_nav_episodes() -> usize {
+    48
+}
+fn default_nav_seed() -> u64 {
+    12
+}
+
+impl NavEval {
+    /// The environment settings of a navigation variant.
+    pub fn env_config(&self, absolute_action: bool) -> NavConfig {
+        NavConfig {
+            absolute_action,
+            vision: false,
+            ..self.env.clone()
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.episodes == 0 {
+            return Err("`nav.episodes` must be at least 1".into());
+        }
+        let defaults = NavConfig::default();
+        if self.env.vision != defaults.vision
+            || self.env.absolute_action != defaults.absolute_action
+        {
+            return Err(
+                "`nav.env.vision` and `nav.env.absolute_action` are set by each variant \
+                 (virl-l-id / virl-l-ood-rule); leave them out"
+                    .into(),
+            );
+        }
+        self.env.validate().map_err(|e| format!("`nav.env`: {e}"))
     }
 }
 
@@ -76,9 +192,13 @@ pub struct EvalConfig {
     /// Transcripts kept per variant for inspection.
     #[serde(default = "default_transcripts")]
     pub transcripts: usize,
-    /// `reference` prompts, or `compact` ones for models trained on compact data.
+    /// GeneralPoints prompts: `reference`, or `compact` for models trained on compact data.
     #[serde(default)]
     pub prompt_layout: PromptLayout,
+    /// The navigation variants' protocol (`[nav]`); `episodes`, `seed` and `verify_iters`
+    /// above are GeneralPoints'.
+    #[serde(default)]
+    pub nav: NavEval,
 }
 
 impl Default for EvalConfig {
@@ -126,6 +246,21 @@ impl EvalConfig {
         Ok(parse_config(text, origin, Self::validate)?)
     }
 
+    /// Episodes played in all: every GeneralPoints variant once per verification setting,
+    /// every navigation variant once.
+    pub fn total_episodes(&self) -> usize {
+        self.variants
+            .iter()
+            .map(|v| {
+                if v.is_navigation() {
+                    self.nav.episodes
+                } else {
+                    self.episodes * self.verify_iters.len()
+                }
+            })
+            .sum()
+    }
+
     /// The sampling settings of every model call.
     pub fn sampling(&self) -> Sampling {
         Sampling {
@@ -149,6 +284,14 @@ impl EvalConfig {
         }
         if self.verify_iters.is_empty() || self.verify_iters.contains(&0) {
             return Err("`verify_iters` must hold at least one value, each at least 1".into());
+        }
+        if self.variants.iter().any(|v| v.is_navigation()) {
+            if self.nav.routes.is_none() {
+                return Err("`nav.routes` must name a route folder for the navigation \
+                     variants (make one with `sftvsrl nav world`)"
+                    .into());
+            }
+            self.nav.validate()?;
         }
         self.sampling()
             .validate()
@@ -194,6 +337,11 @@ mod tests {
             let config = EvalConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
             if path.ends_with("gp-l.toml") {
                 assert_eq!(config, EvalConfig::default());
+            }
+            if path.ends_with("virl-l.toml") {
+                assert_eq!(config.nav.env_config(true), NavConfig::default());
+                assert_eq!((config.nav.episodes, config.nav.seed), (48, 12));
+                assert_eq!(config.total_episodes(), 96);
             }
             seen += 1;
         }

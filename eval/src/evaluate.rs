@@ -1,26 +1,31 @@
 //! The evaluation protocol: every variant × verification setting is a fresh set of episodes
 //! played by the model with the environment's own verifier, reported as episode success with
-//! the error bar sqrt(p(1−p)/N) (paper-spec §5).
+//! the error bar sqrt(p(1−p)/N) (paper-spec §5); navigation adds per-step accuracy.
+
+use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
+use sftvsrl_envs::Env;
 use sftvsrl_envs::gp::GeneralPoints;
+use sftvsrl_envs::gp::verify::reward::INCORRECT_VISION;
+use sftvsrl_envs::nav::{NavData, NavMetrics, Navigation};
 use sftvsrl_model::{GenerateConfig, Llama, Tokenizer};
 use sftvsrl_training::{EpisodeRecord, play_episodes};
 
-use crate::config::{EvalConfig, EvalVariant};
+use crate::config::{EvalConfig, EvalVariant, Task, gp_config};
 use crate::error::EvalError;
 
 /// Episode success of one variant at one verification setting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VariantResult {
     pub variant: EvalVariant,
-    /// Graded attempts allowed per episode.
+    /// Graded attempts allowed per episode (per position, in navigation).
     pub verify_iter: u32,
     pub episodes: usize,
-    /// Episodes with a +5 step.
+    /// Episodes that succeeded (GeneralPoints: a +5 step; navigation: the route's success).
     pub successes: usize,
-    /// Episodes solved at the first attempt.
+    /// Episodes solved at the first attempt (GeneralPoints).
     pub first_attempt: usize,
     /// Mean reward per model call.
     pub mean_reward: f64,
@@ -28,6 +33,36 @@ pub struct VariantResult {
     pub success_rate: f64,
     /// sqrt(p(1−p)/N).
     pub std_error: f64,
+    /// Navigation's per-step accuracy: model calls rewarded +1 over all calls, revisions and
+    /// the call past the attempt limit included (paper-spec §5.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_accuracy: Option<CallRate>,
+    /// GP-VL card recognition: model calls not rewarded -1.5 ("you recognized wrong cards")
+    /// over all calls (paper-spec §5.1; the paper's number is the one at verify_iter 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recognition: Option<CallRate>,
+}
+
+/// A fraction of model calls, with the binomial error bar sqrt(p(1−p)/N) over calls (an
+/// approximation: calls of one episode are not independent).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallRate {
+    pub count: usize,
+    pub calls: usize,
+    pub rate: f64,
+    pub std_error: f64,
+}
+
+impl CallRate {
+    fn new(count: usize, calls: usize) -> Self {
+        let (rate, std_error) = rate_with_error(count, calls);
+        CallRate {
+            count,
+            calls,
+            rate,
+            std_error,
+        }
+    }
 }
 
 /// Everything one evaluation measured.
@@ -61,49 +96,117 @@ pub fn evaluate<B: Backend>(
     device: &B::Device,
     progress: &mut dyn FnMut(usize),
 ) -> Result<EvalReport, EvalError> {
-    let generation = GenerateConfig {
-        max_new_tokens: config.max_new_tokens,
-        sampling: config.sampling(),
-        stop_tokens: tokenizer.stop_tokens(),
-        seed: config.seed,
+    if let Some(v) = config.variants.iter().find(|v| v.is_vision()) {
+        return Err(EvalError::Invalid(format!(
+            "`{}` shows the cards as an image: it needs a vision-language checkpoint",
+            v.name()
+        )));
+    }
+    let player = Player {
+        model,
+        tokenizer,
+        generation: GenerateConfig {
+            max_new_tokens: config.max_new_tokens,
+            sampling: config.sampling(),
+            stop_tokens: tokenizer.stop_tokens(),
+            seed: config.seed,
+        },
+        batch: config.batch,
+        device,
     };
     let mut report = EvalReport {
         results: Vec::new(),
         transcripts: Vec::new(),
     };
-    let seeds: Vec<u64> = (0..config.episodes as u64)
-        .map(|i| config.seed + i)
-        .collect();
+    let mut keep = |variant: EvalVariant, records: Vec<EpisodeRecord>| {
+        let kept = records.into_iter().take(config.transcripts);
+        report.transcripts.extend(kept.map(|r| (variant, r)));
+    };
+    let mut results = Vec::new();
     for &variant in &config.variants {
-        for (sweep, &verify_iter) in config.verify_iters.iter().enumerate() {
-            let gp = variant.gp_config(verify_iter, config.prompt_layout);
-            let mut records = Vec::with_capacity(seeds.len());
-            for chunk in seeds.chunks(config.batch) {
-                let mut envs = chunk
-                    .iter()
-                    .map(|_| GeneralPoints::new(gp.clone()))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| EvalError::Invalid(e.to_string()))?;
-                records.extend(play_episodes(
-                    model,
-                    tokenizer,
-                    &mut envs,
-                    chunk,
-                    &generation,
-                    device,
-                )?);
-                progress(chunk.len());
+        match variant.task() {
+            Task::GeneralPoints(rule, vision) => {
+                let seeds = seeds(config.seed, config.episodes);
+                for (sweep, &verify_iter) in config.verify_iters.iter().enumerate() {
+                    let gp = gp_config(rule, vision, verify_iter, config.prompt_layout);
+                    let records = player.play(&seeds, progress, || {
+                        GeneralPoints::new(gp.clone())
+                            .map_err(|e| EvalError::Invalid(e.to_string()))
+                    })?;
+                    let mut result = summarize(variant, verify_iter, &records);
+                    if vision {
+                        result.recognition = Some(recognition(&records));
+                    }
+                    results.push(result);
+                    if sweep == 0 {
+                        keep(variant, records);
+                    }
+                }
             }
-            report
-                .results
-                .push(summarize(variant, verify_iter, &records));
-            if sweep == 0 {
-                let kept = records.into_iter().take(config.transcripts);
-                report.transcripts.extend(kept.map(|r| (variant, r)));
+            Task::Navigation { absolute_action } => {
+                let nav = &config.nav;
+                let env = nav.env_config(absolute_action);
+                let dir = nav.routes.as_ref().ok_or_else(|| {
+                    EvalError::Invalid("`nav.routes` is needed by the navigation variants".into())
+                })?;
+                let data = Arc::new(
+                    NavData::load(dir, &env).map_err(|e| EvalError::Invalid(e.to_string()))?,
+                );
+                let records = player.play(&seeds(nav.seed, nav.episodes), progress, || {
+                    Navigation::new(data.clone(), env.clone())
+                        .map_err(|e| EvalError::Invalid(e.to_string()))
+                })?;
+                let mut result = summarize(variant, env.verify_iter, &records);
+                result.step_accuracy = Some(step_accuracy(&records));
+                results.push(result);
+                keep(variant, records);
             }
         }
     }
+    report.results = results;
     Ok(report)
+}
+
+/// Episode `i` of a protocol starting at `seed` is reset with `seed + i`.
+fn seeds(seed: u64, episodes: usize) -> Vec<u64> {
+    (0..episodes as u64).map(|i| seed + i).collect()
+}
+
+/// What every variant's episodes are played with.
+struct Player<'a, B: Backend> {
+    model: &'a Llama<B>,
+    tokenizer: &'a Tokenizer,
+    generation: GenerateConfig,
+    batch: usize,
+    device: &'a B::Device,
+}
+
+impl<B: Backend> Player<'_, B> {
+    /// Plays one episode per seed, `batch` at a time, in environments from `make_env`.
+    fn play<E: Env>(
+        &self,
+        seeds: &[u64],
+        progress: &mut dyn FnMut(usize),
+        mut make_env: impl FnMut() -> Result<E, EvalError>,
+    ) -> Result<Vec<EpisodeRecord>, EvalError> {
+        let mut records = Vec::with_capacity(seeds.len());
+        for chunk in seeds.chunks(self.batch) {
+            let mut envs = chunk
+                .iter()
+                .map(|_| make_env())
+                .collect::<Result<Vec<_>, _>>()?;
+            records.extend(play_episodes(
+                self.model,
+                self.tokenizer,
+                &mut envs,
+                chunk,
+                &self.generation,
+                self.device,
+            )?);
+            progress(chunk.len());
+        }
+        Ok(records)
+    }
 }
 
 /// The metrics of a set of episodes.
@@ -127,12 +230,82 @@ fn summarize(variant: EvalVariant, verify_iter: u32, records: &[EpisodeRecord]) 
         mean_reward: calls.iter().sum::<f64>() / calls.len().max(1) as f64,
         success_rate,
         std_error,
+        step_accuracy: None,
+        recognition: None,
     }
+}
+
+/// GP-VL recognition accuracy over every call of `records`: `1 - #(-1.5) / #calls`.
+fn recognition(records: &[EpisodeRecord]) -> CallRate {
+    let calls: Vec<f64> = records
+        .iter()
+        .flat_map(|r| r.calls.iter().map(|c| c.verdict.reward))
+        .collect();
+    let misread = calls.iter().filter(|&&r| r == INCORRECT_VISION).count();
+    CallRate::new(calls.len() - misread, calls.len())
+}
+
+/// Navigation's per-step accuracy over every call of `records`, counted by the environment's
+/// own metric.
+fn step_accuracy(records: &[EpisodeRecord]) -> CallRate {
+    let mut metrics = NavMetrics::default();
+    for call in records.iter().flat_map(|r| &r.calls) {
+        metrics.record_call(&call.verdict);
+    }
+    CallRate::new(metrics.correct as usize, metrics.calls as usize)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use sftvsrl_envs::Verdict;
+    use sftvsrl_training::Call;
+
+    fn record(success: bool, rewards: &[f64]) -> EpisodeRecord {
+        let calls = rewards.iter().map(|&reward| Call {
+            prompt: Vec::new(),
+            response: String::new(),
+            verdict: Verdict {
+                reward,
+                message: String::new(),
+                terminated: false,
+                truncated: false,
+            },
+        });
+        EpisodeRecord {
+            seed: 0,
+            success,
+            calls: calls.collect(),
+        }
+    }
+
+    #[test]
+    fn per_step_accuracy_counts_every_call_rewarded_one() {
+        // A route solved after one revision, and one that exhausted its attempts.
+        let records = [
+            record(true, &[1.0, -1.0, 1.0, 1.0]),
+            record(false, &[1.0, -1.5, -1.0, -1.0]),
+        ];
+        let step = step_accuracy(&records);
+        assert_eq!((step.count, step.calls), (4, 8));
+        assert!((step.rate - 0.5).abs() < 1e-12);
+        assert!((step.std_error - (0.25f64 / 8.0).sqrt()).abs() < 1e-12);
+        let r = summarize(EvalVariant::VirlLId, 2, &records);
+        assert_eq!((r.successes, r.episodes), (1, 2));
+        assert!((r.mean_reward - (2.0 - 2.5) / 8.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn recognition_counts_calls_not_graded_as_misread_cards() {
+        let records = [
+            record(false, &[-1.5, -1.5, -1.0]),
+            record(true, &[-3.0, 5.0]),
+        ];
+        let r = recognition(&records);
+        assert_eq!((r.count, r.calls), (3, 5));
+        assert!((r.rate - 0.6).abs() < 1e-12);
+    }
 
     #[test]
     fn error_bars_follow_the_binomial_formula() {

@@ -9,16 +9,27 @@ use serde_json::json;
 use sftvsrl_training::SftError;
 
 use crate::error::EvalError;
-use crate::evaluate::EvalReport;
+use crate::evaluate::{CallRate, EvalReport};
 
-/// The results as a Markdown table: one row per variant and verification setting.
+/// The results as a Markdown table: one row per variant and verification setting, with a column
+/// for per-step accuracy (navigation) and for card recognition (GP-VL) when any row has one.
 pub fn table(report: &EvalReport) -> String {
+    let rows = &report.results;
+    let steps = rows.iter().any(|r| r.step_accuracy.is_some());
+    let recognition = rows.iter().any(|r| r.recognition.is_some());
     let mut out = String::from(
-        "| variant | verify iter | episodes | success | ± | first attempt | mean reward |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| variant | verify iter | episodes | success | ± | first attempt | mean reward |",
     );
-    for r in &report.results {
-        let _ = writeln!(
+    let mut rule = String::from("|---|---|---|---|---|---|---|");
+    for (shown, name) in [(steps, "per-step accuracy"), (recognition, "recognition")] {
+        if shown {
+            let _ = write!(out, " {name} |");
+            rule.push_str("---|");
+        }
+    }
+    let _ = writeln!(out, "\n{rule}");
+    for r in rows {
+        let _ = write!(
             out,
             "| {} | {} | {} | {:.1}% | {:.1} | {} | {:.2} |",
             r.variant.name(),
@@ -29,8 +40,28 @@ pub fn table(report: &EvalReport) -> String {
             r.first_attempt,
             r.mean_reward
         );
+        for (shown, rate) in [(steps, r.step_accuracy), (recognition, r.recognition)] {
+            if shown {
+                let _ = write!(out, " {} |", call_rate(rate));
+            }
+        }
+        out.push('\n');
     }
     out
+}
+
+/// `p% ± e (k/n)`, or a dash for a metric the variant does not have.
+fn call_rate(rate: Option<CallRate>) -> String {
+    match rate {
+        Some(s) => format!(
+            "{:.1}% ± {:.1} ({}/{})",
+            100.0 * s.rate,
+            100.0 * s.std_error,
+            s.count,
+            s.calls
+        ),
+        None => "—".into(),
+    }
 }
 
 /// Writes `eval.json` and `eval.md` into `dir`, with `about` (e.g. the checkpoint and config)

@@ -41,8 +41,7 @@ impl OnBackend for EvalJob {
             .tokenizer
             .with_context(|| format!("{} has no tokenizer", checkpoint.display()))?;
         let c = &self.config;
-        let total = c.variants.len() * c.verify_iters.len() * c.episodes;
-        let mut progress = Progress::new("episodes", total as u64);
+        let mut progress = Progress::new("episodes", c.total_episodes() as u64);
         let report = evaluate(&pretrained.model, &tokenizer, c, &device, &mut |n| {
             (0..n).for_each(|_| progress.tick())
         })?;

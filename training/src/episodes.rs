@@ -4,7 +4,7 @@
 
 use burn::tensor::backend::Backend;
 use serde::Serialize;
-use sftvsrl_envs::{Env, Transcript, Turn, Verdict};
+use sftvsrl_envs::{Env, EnvError, Transcript, Turn, Verdict};
 use sftvsrl_model::{GenerateConfig, Llama, Tokenizer, generate};
 
 use crate::error::SftError;
@@ -38,18 +38,15 @@ pub fn play_episodes<B: Backend, E: Env>(
     generation: &GenerateConfig,
     device: &B::Device,
 ) -> Result<Vec<EpisodeRecord>, SftError> {
-    let mut records: Vec<EpisodeRecord> = envs
-        .iter_mut()
-        .zip(seeds)
-        .map(|(env, &seed)| {
-            env.reset(seed);
-            EpisodeRecord {
-                seed,
-                success: false,
-                calls: Vec::new(),
-            }
-        })
-        .collect();
+    let mut records = Vec::with_capacity(envs.len());
+    for (env, &seed) in envs.iter_mut().zip(seeds) {
+        env.checked_reset(seed).map_err(|e| env_error(seed, e))?;
+        records.push(EpisodeRecord {
+            seed,
+            success: false,
+            calls: Vec::new(),
+        });
+    }
     let mut live: Vec<usize> = (0..records.len()).collect();
     while !live.is_empty() {
         let transcripts: Vec<&Transcript> = live.iter().map(|&i| envs[i].transcript()).collect();
@@ -62,7 +59,9 @@ pub fn play_episodes<B: Backend, E: Env>(
         let mut still = Vec::new();
         for ((&i, seq), prompt) in live.iter().zip(&out.sequences).zip(turns) {
             let response = tokenizer.decode(&seq.tokens, true)?;
-            let verdict = envs[i].step(&response);
+            let verdict = envs[i]
+                .checked_step(&response)
+                .map_err(|e| env_error(records[i].seed, e))?;
             let done = verdict.done();
             records[i].calls.push(Call {
                 prompt,
@@ -78,4 +77,9 @@ pub fn play_episodes<B: Backend, E: Env>(
         live = still;
     }
     Ok(records)
+}
+
+/// An environment failure in the episode of `seed`, as an error that names the episode.
+fn env_error(seed: u64, e: EnvError) -> SftError {
+    SftError::Invalid(format!("the episode of seed {seed}: {e}"))
 }

@@ -19,7 +19,7 @@ use super::prompt::{action_space, feedback_turn, obs_act_sequence, task_prompt};
 use super::rail::{RailPoint, STOP, build_rail};
 use super::route::Route;
 use super::verify::{CORRECT_ACTION, INCORRECT_ACTION, step_rewards_virl};
-use crate::{Env, Rng, Transcript, Verdict};
+use crate::{Env, EnvError, Rng, Transcript, Verdict};
 
 /// The verifier message of a call past the attempt limit.
 pub const EXCEED_MESSAGE: &str = "Exceed maximum verify steps";
@@ -328,5 +328,13 @@ impl Env for Navigation {
 
     fn success(&self) -> bool {
         self.succeeded()
+    }
+
+    fn checked_reset(&mut self, seed: u64) -> Result<&Transcript, EnvError> {
+        self.try_reset(seed).map_err(|e| EnvError(e.to_string()))
+    }
+
+    fn checked_step(&mut self, response: &str) -> Result<Verdict, EnvError> {
+        self.try_step(response).map_err(|e| EnvError(e.to_string()))
     }
 }

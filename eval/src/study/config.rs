@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sftvsrl_training::rl::RlConfig;
 use sftvsrl_training::{RunConfig, SftConfig, SftError, parse_config};
 
-use crate::config::EvalConfig;
+use crate::config::{EvalConfig, EvalVariant};
 use crate::error::EvalError;
 
 /// The file as written.
@@ -61,6 +61,14 @@ impl Study {
         let file: StudyFile = parse_config(text, origin, |f: &StudyFile| {
             if f.name.is_empty() || f.name.contains(['/', '\\']) {
                 return Err("`name` must be a non-empty folder name".into());
+            }
+            let other = |v: &&EvalVariant| v.is_navigation() || v.is_vision();
+            if let Some(v) = f.eval.variants.iter().find(other) {
+                return Err(format!(
+                    "[eval] variants: the study trains language models on GP-L; evaluate `{}` \
+                     with `sftvsrl eval`",
+                    v.name()
+                ));
             }
             f.eval.validate().map_err(|e| format!("[eval] {e}"))
         })?;
@@ -221,6 +229,11 @@ mod tests {
         assert!(e.contains("[rl]") && e.contains("clip"), "{e}");
         let e = err(&format!("{base}[eval]\nepisodes = 0\n"));
         assert!(e.contains("[eval]") && e.contains("episodes"), "{e}");
+        let e = err(&format!("{base}[eval]\nvariants = [\"virl-l-id\"]\n"));
+        assert!(
+            e.contains("[eval] variants") && e.contains("virl-l-id"),
+            "{e}"
+        );
         let e = err(&format!("{base}report = 1\n"));
         assert!(e.contains("report"), "{e}");
         let e = err(&base.replace("[init]\ndata = {}\n", "[init]\n"));
