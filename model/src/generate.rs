@@ -1,5 +1,5 @@
-//! Batched generation for rollouts: prompts of different lengths are left-padded into one batch,
-//! prefilled into a preallocated KV cache, then decoded one token per step for the whole batch.
+//! Batched generation for rollouts: prompts of different lengths (and, for a vision-language
+//! model, their images) are left-padded into one batch, prefilled into a preallocated KV cache, then decoded one token per step for the whole batch.
 //! Each step samples on the device and reads the batch's tokens and log-probs back in one
 //! transaction: the only host/device synchronisation per generated token.
 
@@ -12,6 +12,7 @@ use crate::cache::KvCache;
 use crate::error::ModelError;
 use crate::llama::Llama;
 use crate::sampling::Sampling;
+use crate::vlm::Vlm;
 
 /// The settings of one [`generate`] call.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,8 +75,51 @@ pub fn generate<B: Backend>(
     config: &GenerateConfig,
     device: &B::Device,
 ) -> Result<Generation<B>, ModelError> {
+    check_request(model.config().vocab_size, prompts, config)?;
+    generate_with(model, prompts, config, device, |ids, _| {
+        Ok(model.embed_tokens.forward(ids))
+    })
+}
+
+/// [`generate`] for a vision-language model: each prompt holds `image_tokens()` placeholders
+/// per image (see [`crate::ImageSpans`]), and `pixels` (`[n, channels, height, width]`) holds
+/// the images of all prompts in order. Prompts without images may sit beside prompts with
+/// them; `pixels` is `None` when no prompt has an image.
+pub fn generate_vlm<B: Backend>(
+    model: &Vlm<B>,
+    prompts: &[Vec<u32>],
+    pixels: Option<Tensor<B, 4>>,
+    config: &GenerateConfig,
+    device: &B::Device,
+) -> Result<Generation<B>, ModelError> {
+    check_request(model.config().text_config.vocab_size, prompts, config)?;
+    let images = match &pixels {
+        Some(p) => model.config().vision_config.check_pixels(p.dims())?,
+        None => 0,
+    };
+    let rows: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+    let mut spans = model.image_spans(&rows, images)?;
+    generate_with(
+        model.language_model(),
+        prompts,
+        config,
+        device,
+        |ids, padding| {
+            for (start, &row) in spans.start.iter_mut().zip(&spans.row) {
+                *start += padding[row];
+            }
+            Ok(model.embed(ids, pixels.map(|p| (p, &spans))))
+        },
+    )
+}
+
+/// Checks a generation request against a vocabulary of `vocab` tokens.
+fn check_request(
+    vocab: usize,
+    prompts: &[Vec<u32>],
+    config: &GenerateConfig,
+) -> Result<(), ModelError> {
     config.sampling.validate()?;
-    let vocab = model.config().vocab_size;
     if prompts.is_empty() {
         return Err(ModelError::Generation("no prompts".into()));
     }
@@ -94,7 +138,19 @@ pub fn generate<B: Backend>(
             )));
         }
     }
+    Ok(())
+}
 
+/// The generation loop of a checked request. `embed_prompts` gives the input embeddings
+/// `[batch, width, hidden]` of the left-padded prompt ids, knowing each row's padding.
+fn generate_with<B: Backend>(
+    model: &Llama<B>,
+    prompts: &[Vec<u32>],
+    config: &GenerateConfig,
+    device: &B::Device,
+    embed_prompts: impl FnOnce(Tensor<B, 2, Int>, &[usize]) -> Result<Tensor<B, 3>, ModelError>,
+) -> Result<Generation<B>, ModelError> {
+    let vocab = model.config().vocab_size;
     let start = Instant::now();
     let batch = prompts.len();
     let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -118,9 +174,10 @@ pub fn generate<B: Backend>(
     let prompt_lens =
         Tensor::<B, 2, Int>::from_data(TensorData::new(prompt_lens, [batch, 1]), device);
 
+    let embeds = embed_prompts(ids, &padding)?;
     let mut cache = KvCache::new(model.config(), batch, capacity, device);
-    let hidden = model.hidden(
-        ids,
+    let hidden = model.hidden_from_embeds(
+        embeds,
         positions,
         valid.clone().slice([0..batch, 0..width]),
         Some(&mut cache),

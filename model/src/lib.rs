@@ -18,17 +18,23 @@ pub mod generate;
 pub mod gguf;
 pub mod gguf_model;
 pub mod gguf_tokenizer;
+pub mod image_spans;
 mod layers;
 pub mod llama;
 pub mod lora;
 mod mask;
 pub mod mlp;
 pub mod pretrained;
+pub mod projector;
 pub mod quant;
 pub mod rope;
 pub mod safetensors;
 pub mod sampling;
 pub mod tokenizer;
+pub mod vision;
+pub mod vision_layer;
+pub mod vlm;
+pub mod vlm_config;
 pub mod weights;
 pub mod word_level;
 
@@ -40,11 +46,16 @@ pub use error::ModelError;
 pub use export::save_pretrained;
 pub use generate::{
     FinishReason, GenerateConfig, GeneratedSequence, Generation, GenerationTiming, generate,
+    generate_vlm,
 };
+pub use image_spans::{ImageSpans, expand_image_placeholders};
 pub use llama::{Llama, token_logprobs};
 pub use lora::{LoraConfig, LoraTarget, apply_lora, lora_params, merge_lora};
 pub use pretrained::{Pretrained, load_pretrained};
 pub use sampling::Sampling;
 pub use tokenizer::Tokenizer;
+pub use vision::{VisionConfig, VisionEncoder};
+pub use vlm::{Images, Vlm};
+pub use vlm_config::{VLM_MODEL_TYPE, VlmConfig};
 pub use weights::{ParamKind, ParamSource, RandomInit};
 pub use word_level::word_level_tokenizer;
