@@ -249,3 +249,91 @@ fn generate_with<B: Backend>(
         timing,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::activation::log_softmax;
+
+    use super::*;
+    use crate::device::CpuBackend;
+    use crate::vision::tests::pixels;
+    use crate::vlm::tests::{left_padded, prompts};
+    use crate::vlm_config::tests::tiny_vlm;
+
+    type B = CpuBackend;
+
+    fn greedy(max_new_tokens: usize) -> GenerateConfig {
+        GenerateConfig {
+            max_new_tokens,
+            sampling: Sampling::GREEDY,
+            stop_tokens: vec![],
+            seed: 0,
+        }
+    }
+
+    /// Greedy continuation of one prompt by a full forward pass per token (no cache).
+    fn argmax_decode(
+        model: &Vlm<B>,
+        prompt: &[u32],
+        images: Tensor<B, 4>,
+        n: usize,
+    ) -> (Vec<u32>, Vec<f32>) {
+        let (mut row, mut logprobs) = (prompt.to_vec(), Vec::new());
+        for _ in 0..n {
+            let (_, ids, mask) = left_padded::<B>(std::slice::from_ref(&row));
+            let spans = model.image_spans(&[&row], images.dims()[0]).unwrap();
+            let logits = model.forward(ids, mask, Some((images.clone(), &spans)));
+            let [_, seq, vocab] = logits.dims();
+            let last = log_softmax(logits.slice([0..1, seq - 1..seq, 0..vocab]), 2);
+            let lp: Vec<f32> = last.into_data().to_vec().unwrap();
+            let best = (0..vocab).fold(0, |b, i| if lp[i] > lp[b] { i } else { b });
+            row.push(best as u32);
+            logprobs.push(lp[best]);
+        }
+        (row[prompt.len()..].to_vec(), logprobs)
+    }
+
+    #[test]
+    fn greedy_vlm_generation_matches_full_forward_decoding() {
+        let device = Default::default();
+        let model = Vlm::<B>::init(&tiny_vlm(), 4, &device);
+        let vision = &model.config().vision_config;
+        let all = pixels::<B>(vision, 3, 0);
+        let prompts = prompts();
+        let out = generate_vlm(&model, &prompts, Some(all.clone()), &greedy(6), &device).unwrap();
+        let images = [0..1, 0..0, 1..3];
+        for ((prompt, seq), range) in prompts.iter().zip(&out.sequences).zip(images) {
+            let (tokens, logprobs) = argmax_decode(&model, prompt, all.clone().slice([range]), 6);
+            assert_eq!(seq.tokens, tokens);
+            for (a, b) in seq.logprobs.iter().zip(&logprobs) {
+                assert!((a - b).abs() < 1e-4, "recorded {a}, recomputed {b}");
+            }
+        }
+        // A batch without images needs no pixels, and gives the same tokens.
+        let text = generate_vlm(&model, &prompts[1..2], None, &greedy(6), &device).unwrap();
+        assert_eq!(text.sequences[0], out.sequences[1]);
+    }
+
+    #[test]
+    fn vlm_generation_checks_the_images() {
+        let device = Default::default();
+        let model = Vlm::<B>::init(&tiny_vlm(), 4, &device);
+        let vision = &model.config().vision_config;
+        let err = |prompts: &[Vec<u32>], pixels: Option<Tensor<B, 4>>| {
+            generate_vlm(&model, prompts, pixels, &greedy(2), &device)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&prompts(), None);
+        assert!(e.contains("hold 3 images, but 0 were given"), "{e}");
+        let e = err(&prompts()[..1], Some(pixels::<B>(vision, 2, 0)));
+        assert!(e.contains("hold 1 images, but 2 were given"), "{e}");
+        let e = err(
+            &prompts()[..1],
+            Some(Tensor::zeros([1, 3, 16, 16], &device)),
+        );
+        assert!(e.contains("the vision encoder takes [n, 3, 16, 24]"), "{e}");
+        let e = err(&[vec![1, 5, 5, 2]], None);
+        assert!(e.contains("row 0: 2 image placeholders"), "{e}");
+    }
+}

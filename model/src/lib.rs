@@ -18,6 +18,7 @@ pub mod generate;
 pub mod gguf;
 pub mod gguf_model;
 pub mod gguf_tokenizer;
+pub mod image_processor;
 pub mod image_spans;
 mod layers;
 pub mod llama;
@@ -48,6 +49,7 @@ pub use generate::{
     FinishReason, GenerateConfig, GeneratedSequence, Generation, GenerationTiming, generate,
     generate_vlm,
 };
+pub use image_processor::ImageProcessor;
 pub use image_spans::{ImageSpans, expand_image_placeholders};
 pub use llama::{Llama, token_logprobs};
 pub use lora::{LoraConfig, LoraTarget, apply_lora, lora_params, merge_lora};
