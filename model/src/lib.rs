@@ -44,7 +44,7 @@ pub use cache::KvCache;
 pub use chat_template::{ChatFormat, ChatTemplate};
 pub use config::{Llama3RopeScaling, LlamaConfig, ModelType};
 pub use error::ModelError;
-pub use export::save_pretrained;
+pub use export::{save_pretrained, save_vlm};
 pub use generate::{
     FinishReason, GenerateConfig, GeneratedSequence, Generation, GenerationTiming, generate,
     generate_vlm,
@@ -53,7 +53,7 @@ pub use image_processor::ImageProcessor;
 pub use image_spans::{ImageSpans, expand_image_placeholders};
 pub use llama::{Llama, token_logprobs};
 pub use lora::{LoraConfig, LoraTarget, apply_lora, lora_params, merge_lora};
-pub use pretrained::{Pretrained, load_pretrained};
+pub use pretrained::{Pretrained, PretrainedVlm, load_pretrained, load_vlm};
 pub use sampling::Sampling;
 pub use tokenizer::Tokenizer;
 pub use vision::{VisionConfig, VisionEncoder};

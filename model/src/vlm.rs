@@ -73,6 +73,13 @@ impl<B: Backend> Vlm<B> {
         &self.language_model
     }
 
+    /// The model with its language model replaced by `f` of it (to attach or merge LoRA
+    /// adapters, for instance).
+    pub fn map_language_model(mut self, f: impl FnOnce(Llama<B>) -> Llama<B>) -> Self {
+        self.language_model = f(self.language_model);
+        self
+    }
+
     /// The image tokens `[n, image_tokens, text_hidden]` of images `[n, channels, height,
     /// width]`.
     pub fn image_features(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
