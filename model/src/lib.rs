@@ -4,6 +4,13 @@
 //! Hugging Face `config.json`) that covers Llama 3.x, SmolLM2, Qwen2.5 and tiny models trained
 //! from scratch. [`generate`] runs batched sampling for rollouts; [`Llama::forward`] and
 //! [`token_logprobs`] are the training-side forward pass.
+//!
+//! The vision-language model [`Vlm`] (configured by [`VlmConfig`]) is LLaVA-style: a SigLIP-like
+//! [`VisionEncoder`], a projector that merges neighbouring patches and maps them to the text
+//! width, and the same Llama decoder, whose input embeddings get each image's tokens in place of
+//! its placeholder tokens ([`ImageSpans`]). [`ImageProcessor`] turns RGB images into pixels,
+//! [`generate_vlm`] samples from image prompts, and [`save_vlm`] / [`load_vlm`] write and read
+//! its checkpoints.
 
 pub mod attention;
 pub mod bench;

@@ -124,7 +124,7 @@ impl VisionConfig {
                 ),
             );
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
             return err("layer_norm_eps", "must be positive".into());
         }
         Ok(())
@@ -376,7 +376,7 @@ pub(crate) mod tests {
         let out = encoder.forward(pixels::<B>(&config, 3, 0));
         assert_eq!(out.dims(), [3, 6, 32]);
         // Each image is encoded on its own: the batch does not mix images.
-        let alone = encoder.forward(pixels::<B>(&config, 3, 0).slice([1..2]));
+        let alone = encoder.forward(pixels::<B>(&config, 3, 0).narrow(0, 1, 1));
         assert!(close(&rows(alone).concat(), &rows(out)[6..12].concat()));
     }
 

@@ -172,10 +172,11 @@ pub(crate) mod tests {
         ]
     }
 
+    /// Padded token rows with their ids and attention mask.
+    pub(crate) type Padded<B> = (Vec<Vec<u32>>, Tensor<B, 2, Int>, Tensor<B, 2, Bool>);
+
     /// `rows` left-padded with id 0: the padded rows, ids and attention mask.
-    pub(crate) fn left_padded<B: Backend>(
-        rows: &[Vec<u32>],
-    ) -> (Vec<Vec<u32>>, Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
+    pub(crate) fn left_padded<B: Backend>(rows: &[Vec<u32>]) -> Padded<B> {
         let width = rows.iter().map(Vec::len).max().unwrap();
         let padded: Vec<Vec<u32>> = rows
             .iter()
@@ -299,7 +300,7 @@ pub(crate) mod tests {
         }
         // The image matters: another image changes the logits after it.
         let other = values(logits(&prompts[..1], pixels::<B>(vision, 1, 77)));
-        let first = values(logits(&prompts[..1], all.slice([0..1])));
+        let first = values(logits(&prompts[..1], all.narrow(0, 0, 1)));
         assert!(max_diff(&other, &first) > 1e-3);
         assert_eq!(other[..2 * vocab], first[..2 * vocab]);
     }
