@@ -47,6 +47,8 @@ pub enum ModelError {
     Gguf { path: PathBuf, message: String },
     #[error("{path}: tokenizer: {message}")]
     Tokenizer { path: PathBuf, message: String },
+    #[error("invalid model input: {0}")]
+    Input(String),
     #[error("invalid generation request: {0}")]
     Generation(String),
     #[error("tokenizer: {0}")]

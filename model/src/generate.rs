@@ -1,5 +1,5 @@
-//! Batched generation for rollouts: prompts of different lengths are left-padded into one batch,
-//! prefilled into a preallocated KV cache, then decoded one token per step for the whole batch.
+//! Batched generation for rollouts: prompts of different lengths (and, for a vision-language
+//! model, their images) are left-padded into one batch, prefilled into a preallocated KV cache, then decoded one token per step for the whole batch.
 //! Each step samples on the device and reads the batch's tokens and log-probs back in one
 //! transaction: the only host/device synchronisation per generated token.
 
@@ -12,6 +12,7 @@ use crate::cache::KvCache;
 use crate::error::ModelError;
 use crate::llama::Llama;
 use crate::sampling::Sampling;
+use crate::vlm::Vlm;
 
 /// The settings of one [`generate`] call.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,8 +75,51 @@ pub fn generate<B: Backend>(
     config: &GenerateConfig,
     device: &B::Device,
 ) -> Result<Generation<B>, ModelError> {
+    check_request(model.config().vocab_size, prompts, config)?;
+    generate_with(model, prompts, config, device, |ids, _| {
+        Ok(model.embed_tokens.forward(ids))
+    })
+}
+
+/// [`generate`] for a vision-language model: each prompt holds `image_tokens()` placeholders
+/// per image (see [`crate::ImageSpans`]), and `pixels` (`[n, channels, height, width]`) holds
+/// the images of all prompts in order. Prompts without images may sit beside prompts with
+/// them; `pixels` is `None` when no prompt has an image.
+pub fn generate_vlm<B: Backend>(
+    model: &Vlm<B>,
+    prompts: &[Vec<u32>],
+    pixels: Option<Tensor<B, 4>>,
+    config: &GenerateConfig,
+    device: &B::Device,
+) -> Result<Generation<B>, ModelError> {
+    check_request(model.config().text_config.vocab_size, prompts, config)?;
+    let images = match &pixels {
+        Some(p) => model.config().vision_config.check_pixels(p.dims())?,
+        None => 0,
+    };
+    let rows: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+    let mut spans = model.image_spans(&rows, images)?;
+    generate_with(
+        model.language_model(),
+        prompts,
+        config,
+        device,
+        |ids, padding| {
+            for (start, &row) in spans.start.iter_mut().zip(&spans.row) {
+                *start += padding[row];
+            }
+            Ok(model.embed(ids, pixels.map(|p| (p, &spans))))
+        },
+    )
+}
+
+/// Checks a generation request against a vocabulary of `vocab` tokens.
+fn check_request(
+    vocab: usize,
+    prompts: &[Vec<u32>],
+    config: &GenerateConfig,
+) -> Result<(), ModelError> {
     config.sampling.validate()?;
-    let vocab = model.config().vocab_size;
     if prompts.is_empty() {
         return Err(ModelError::Generation("no prompts".into()));
     }
@@ -94,7 +138,19 @@ pub fn generate<B: Backend>(
             )));
         }
     }
+    Ok(())
+}
 
+/// The generation loop of a checked request. `embed_prompts` gives the input embeddings
+/// `[batch, width, hidden]` of the left-padded prompt ids, knowing each row's padding.
+fn generate_with<B: Backend>(
+    model: &Llama<B>,
+    prompts: &[Vec<u32>],
+    config: &GenerateConfig,
+    device: &B::Device,
+    embed_prompts: impl FnOnce(Tensor<B, 2, Int>, &[usize]) -> Result<Tensor<B, 3>, ModelError>,
+) -> Result<Generation<B>, ModelError> {
+    let vocab = model.config().vocab_size;
     let start = Instant::now();
     let batch = prompts.len();
     let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -118,9 +174,10 @@ pub fn generate<B: Backend>(
     let prompt_lens =
         Tensor::<B, 2, Int>::from_data(TensorData::new(prompt_lens, [batch, 1]), device);
 
+    let embeds = embed_prompts(ids, &padding)?;
     let mut cache = KvCache::new(model.config(), batch, capacity, device);
-    let hidden = model.hidden(
-        ids,
+    let hidden = model.hidden_from_embeds(
+        embeds,
         positions,
         valid.clone().slice([0..batch, 0..width]),
         Some(&mut cache),
@@ -191,4 +248,92 @@ pub fn generate<B: Backend>(
         prompt_hidden,
         timing,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::activation::log_softmax;
+
+    use super::*;
+    use crate::device::CpuBackend;
+    use crate::vision::tests::pixels;
+    use crate::vlm::tests::{left_padded, prompts};
+    use crate::vlm_config::tests::tiny_vlm;
+
+    type B = CpuBackend;
+
+    fn greedy(max_new_tokens: usize) -> GenerateConfig {
+        GenerateConfig {
+            max_new_tokens,
+            sampling: Sampling::GREEDY,
+            stop_tokens: vec![],
+            seed: 0,
+        }
+    }
+
+    /// Greedy continuation of one prompt by a full forward pass per token (no cache).
+    fn argmax_decode(
+        model: &Vlm<B>,
+        prompt: &[u32],
+        images: Tensor<B, 4>,
+        n: usize,
+    ) -> (Vec<u32>, Vec<f32>) {
+        let (mut row, mut logprobs) = (prompt.to_vec(), Vec::new());
+        for _ in 0..n {
+            let (_, ids, mask) = left_padded::<B>(std::slice::from_ref(&row));
+            let spans = model.image_spans(&[&row], images.dims()[0]).unwrap();
+            let logits = model.forward(ids, mask, Some((images.clone(), &spans)));
+            let [_, seq, vocab] = logits.dims();
+            let last = log_softmax(logits.slice([0..1, seq - 1..seq, 0..vocab]), 2);
+            let lp: Vec<f32> = last.into_data().to_vec().unwrap();
+            let best = (0..vocab).fold(0, |b, i| if lp[i] > lp[b] { i } else { b });
+            row.push(best as u32);
+            logprobs.push(lp[best]);
+        }
+        (row[prompt.len()..].to_vec(), logprobs)
+    }
+
+    #[test]
+    fn greedy_vlm_generation_matches_full_forward_decoding() {
+        let device = Default::default();
+        let model = Vlm::<B>::init(&tiny_vlm(), 4, &device);
+        let vision = &model.config().vision_config;
+        let all = pixels::<B>(vision, 3, 0);
+        let prompts = prompts();
+        let out = generate_vlm(&model, &prompts, Some(all.clone()), &greedy(6), &device).unwrap();
+        let images = [0..1, 0..0, 1..3];
+        for ((prompt, seq), range) in prompts.iter().zip(&out.sequences).zip(images) {
+            let (tokens, logprobs) = argmax_decode(&model, prompt, all.clone().slice([range]), 6);
+            assert_eq!(seq.tokens, tokens);
+            for (a, b) in seq.logprobs.iter().zip(&logprobs) {
+                assert!((a - b).abs() < 1e-4, "recorded {a}, recomputed {b}");
+            }
+        }
+        // A batch without images needs no pixels, and gives the same tokens.
+        let text = generate_vlm(&model, &prompts[1..2], None, &greedy(6), &device).unwrap();
+        assert_eq!(text.sequences[0], out.sequences[1]);
+    }
+
+    #[test]
+    fn vlm_generation_checks_the_images() {
+        let device = Default::default();
+        let model = Vlm::<B>::init(&tiny_vlm(), 4, &device);
+        let vision = &model.config().vision_config;
+        let err = |prompts: &[Vec<u32>], pixels: Option<Tensor<B, 4>>| {
+            generate_vlm(&model, prompts, pixels, &greedy(2), &device)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&prompts(), None);
+        assert!(e.contains("hold 3 images, but 0 were given"), "{e}");
+        let e = err(&prompts()[..1], Some(pixels::<B>(vision, 2, 0)));
+        assert!(e.contains("hold 1 images, but 2 were given"), "{e}");
+        let e = err(
+            &prompts()[..1],
+            Some(Tensor::zeros([1, 3, 16, 16], &device)),
+        );
+        assert!(e.contains("the vision encoder takes [n, 3, 16, 24]"), "{e}");
+        let e = err(&[vec![1, 5, 5, 2]], None);
+        assert!(e.contains("row 0: 2 image placeholders"), "{e}");
+    }
 }

@@ -1,8 +1,8 @@
-//! Building Burn's basic layers (linear, embedding, RMSNorm) from a [`ParamSource`] under their
+//! Building Burn's basic layers (linear, embedding, RMSNorm, LayerNorm) from a [`ParamSource`] under their
 //! Hugging Face names.
 
 use burn::module::Param;
-use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear, RmsNorm};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use crate::error::ModelError;
@@ -117,4 +117,21 @@ pub(crate) fn rms_norm<B: Backend>(
         gamma: Param::from_tensor(gamma),
         epsilon,
     })
+}
+
+/// `{prefix}.weight` and `{prefix}.bias` as a LayerNorm over `dim` features.
+pub(crate) fn layer_norm<B: Backend>(
+    source: &mut dyn ParamSource,
+    prefix: &str,
+    dim: usize,
+    epsilon: f64,
+    device: &B::Device,
+) -> Result<LayerNorm<B>, ModelError> {
+    let mut norm = LayerNormConfig::new(dim).with_epsilon(epsilon).init(device);
+    let load = |source: &mut dyn ParamSource, name: &str, kind| {
+        load_tensor::<B, 1>(source, &format!("{prefix}.{name}"), [dim], kind, device)
+    };
+    norm.gamma = Param::from_tensor(load(source, "weight", ParamKind::NormScale)?);
+    norm.beta = Some(Param::from_tensor(load(source, "bias", ParamKind::Bias)?));
+    Ok(norm)
 }

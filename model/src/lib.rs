@@ -4,6 +4,13 @@
 //! Hugging Face `config.json`) that covers Llama 3.x, SmolLM2, Qwen2.5 and tiny models trained
 //! from scratch. [`generate`] runs batched sampling for rollouts; [`Llama::forward`] and
 //! [`token_logprobs`] are the training-side forward pass.
+//!
+//! The vision-language model [`Vlm`] (configured by [`VlmConfig`]) is LLaVA-style: a SigLIP-like
+//! [`VisionEncoder`], a projector that merges neighbouring patches and maps them to the text
+//! width, and the same Llama decoder, whose input embeddings get each image's tokens in place of
+//! its placeholder tokens ([`ImageSpans`]). [`ImageProcessor`] turns RGB images into pixels,
+//! [`generate_vlm`] samples from image prompts, and [`save_vlm`] / [`load_vlm`] write and read
+//! its checkpoints.
 
 pub mod attention;
 pub mod bench;
@@ -18,17 +25,24 @@ pub mod generate;
 pub mod gguf;
 pub mod gguf_model;
 pub mod gguf_tokenizer;
+pub mod image_processor;
+pub mod image_spans;
 mod layers;
 pub mod llama;
 pub mod lora;
 mod mask;
 pub mod mlp;
 pub mod pretrained;
+pub mod projector;
 pub mod quant;
 pub mod rope;
 pub mod safetensors;
 pub mod sampling;
 pub mod tokenizer;
+pub mod vision;
+pub mod vision_layer;
+pub mod vlm;
+pub mod vlm_config;
 pub mod weights;
 pub mod word_level;
 
@@ -37,14 +51,20 @@ pub use cache::KvCache;
 pub use chat_template::{ChatFormat, ChatTemplate};
 pub use config::{Llama3RopeScaling, LlamaConfig, ModelType};
 pub use error::ModelError;
-pub use export::save_pretrained;
+pub use export::{save_pretrained, save_vlm};
 pub use generate::{
     FinishReason, GenerateConfig, GeneratedSequence, Generation, GenerationTiming, generate,
+    generate_vlm,
 };
+pub use image_processor::ImageProcessor;
+pub use image_spans::{ImageSpans, expand_image_placeholders};
 pub use llama::{Llama, token_logprobs};
-pub use lora::{LoraConfig, LoraTarget, apply_lora, lora_params, merge_lora};
-pub use pretrained::{Pretrained, load_pretrained};
+pub use lora::{LoraConfig, LoraTarget, apply_lora, apply_lora_vlm, lora_params, merge_lora};
+pub use pretrained::{Pretrained, PretrainedVlm, load_pretrained, load_vlm};
 pub use sampling::Sampling;
 pub use tokenizer::Tokenizer;
+pub use vision::{VisionConfig, VisionEncoder};
+pub use vlm::{Images, Vlm};
+pub use vlm_config::{VLM_MODEL_TYPE, VlmConfig};
 pub use weights::{ParamKind, ParamSource, RandomInit};
 pub use word_level::word_level_tokenizer;

@@ -14,7 +14,7 @@ use crate::error::ModelError;
 use crate::layers::{embedding, matrix, rms_norm};
 use crate::mask::causal_mask;
 use crate::rope::Rope;
-use crate::weights::{ParamSource, RandomInit};
+use crate::weights::{ParamSource, RandomInit, prefixed};
 
 /// A Llama-family causal language model, generic over the Burn backend.
 #[derive(Module, Debug)]
@@ -42,19 +42,45 @@ impl<B: Backend> Llama<B> {
         source: &mut dyn ParamSource,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
+        Self::load_prefixed(config, source, "", device)
+    }
+
+    /// [`Llama::load`] of the tensors named `{prefix}.` plus their HF names (as
+    /// `language_model.model.norm.weight` in a vision-language checkpoint).
+    pub(crate) fn load_prefixed(
+        config: &LlamaConfig,
+        source: &mut dyn ParamSource,
+        prefix: &str,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
         let (vocab, hidden) = (config.vocab_size, config.hidden_size);
+        let name = |n: &str| prefixed(prefix, n);
         let layers = (0..config.num_hidden_layers)
-            .map(|i| DecoderLayer::load(config, source, &format!("model.layers.{i}"), device))
+            .map(|i| {
+                DecoderLayer::load(config, source, &name(&format!("model.layers.{i}")), device)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
-            Some(matrix(source, "lm_head.weight", vocab, hidden, device)?)
+            Some(matrix(
+                source,
+                &name("lm_head.weight"),
+                vocab,
+                hidden,
+                device,
+            )?)
         };
         Ok(Llama {
-            embed_tokens: embedding(source, "model.embed_tokens", vocab, hidden, device)?,
+            embed_tokens: embedding(source, &name("model.embed_tokens"), vocab, hidden, device)?,
             layers,
-            norm: rms_norm(source, "model.norm", hidden, config.rms_norm_eps, device)?,
+            norm: rms_norm(
+                source,
+                &name("model.norm"),
+                hidden,
+                config.rms_norm_eps,
+                device,
+            )?,
             lm_head,
             rope: Rope::new(config),
             config: config.clone(),
@@ -86,8 +112,19 @@ impl<B: Backend> Llama<B> {
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Tensor<B, 2, Bool>,
     ) -> Tensor<B, 3> {
+        self.forward_hidden_embeds(self.embed_tokens.forward(input_ids), attention_mask)
+    }
+
+    /// [`Llama::forward_hidden`] of input embeddings `[batch, seq, hidden]` instead of token
+    /// ids (a vision-language model splices image features into them), with the same position
+    /// and padding semantics.
+    pub fn forward_hidden_embeds(
+        &self,
+        embeds: Tensor<B, 3>,
+        attention_mask: Tensor<B, 2, Bool>,
+    ) -> Tensor<B, 3> {
         let positions = (attention_mask.clone().int().cumsum(1) - 1).clamp_min(0);
-        self.hidden(input_ids, positions, attention_mask, None)
+        self.hidden_from_embeds(embeds, positions, attention_mask, None)
     }
 
     /// Output logits `[batch, seq, vocab]` of final hidden states `[batch, seq, hidden]`.
@@ -113,15 +150,26 @@ impl<B: Backend> Llama<B> {
         input_ids: Tensor<B, 2, Int>,
         positions: Tensor<B, 2, Int>,
         key_valid: Tensor<B, 2, Bool>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        let embeds = self.embed_tokens.forward(input_ids);
+        self.hidden_from_embeds(embeds, positions, key_valid, cache)
+    }
+
+    /// [`Llama::hidden`] of input embeddings `[batch, seq, hidden]` instead of token ids.
+    pub(crate) fn hidden_from_embeds(
+        &self,
+        mut x: Tensor<B, 3>,
+        positions: Tensor<B, 2, Int>,
+        key_valid: Tensor<B, 2, Bool>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
-        let seq = input_ids.dims()[1];
+        let seq = x.dims()[1];
         let offset = cache.as_ref().map_or(0, |c| c.len());
         let c = &self.config;
         let (heads, kv_heads) = (c.num_attention_heads, c.num_key_value_heads);
         let mask = causal_mask(key_valid, seq, offset, kv_heads, heads / kv_heads);
         let angles = self.rope.qk_angles(positions, heads, kv_heads);
-        let mut x = self.embed_tokens.forward(input_ids);
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             x = layer.forward(x, &angles, mask.clone(), layer_cache);

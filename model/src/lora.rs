@@ -7,6 +7,7 @@
 //! them into the base weights (`W + (alpha / rank)·A·B`), giving an ordinary model again — which
 //! is what [`crate::save_pretrained`] writes. Like Burn's linear weights, `A` and `B` are stored
 //! as `[d_in, rank]` and `[rank, d_out]`: the transposes of HF peft's `lora_A` and `lora_B`.
+//! [`apply_lora_vlm`] adapts the language model of a [`Vlm`].
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::Linear;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decoder_layer::DecoderLayer;
 use crate::llama::Llama;
+use crate::vlm::Vlm;
 use crate::weights::named_rng;
 
 /// Which projections get adapters, and their rank and scale (the `[lora]` section of a run's
@@ -190,6 +192,20 @@ pub fn apply_lora<B: Backend>(
     model
 }
 
+/// [`apply_lora`] on a vision-language model's language model, with the vision tower frozen
+/// as well; the projector stays trainable (LLaVA's LoRA recipe). [`crate::save_vlm`] merges
+/// the adapters as [`crate::save_pretrained`] does.
+pub fn apply_lora_vlm<B: Backend>(
+    model: Vlm<B>,
+    config: &LoraConfig,
+    seed: u64,
+    device: &B::Device,
+) -> Vlm<B> {
+    let mut model = model.map_language_model(|lm| apply_lora(lm, config, seed, device));
+    model.vision_tower = model.vision_tower.no_grad();
+    model
+}
+
 /// `model` with its adapters folded into the base weights and removed: an ordinary model that
 /// computes the same function. The merged weights keep their gradient setting.
 pub fn merge_lora<B: Backend>(mut model: Llama<B>) -> Llama<B> {
@@ -300,7 +316,7 @@ mod tests {
     }
 
     /// Fills every adapter's `B` with deterministic non-zero values (as training would).
-    fn trained(mut model: Llama<B>) -> Llama<B> {
+    fn trained<B: Backend>(mut model: Llama<B>) -> Llama<B> {
         let device = Default::default();
         for layer in &mut model.layers {
             for (k, (_, _, slot)) in slots(layer).into_iter().enumerate() {
@@ -359,6 +375,63 @@ mod tests {
         assert_eq!(names, 2 * 12 + 3);
         assert_eq!(back.num_params(), base.num_params());
         let worst = max_diff(&logits(&back), &expected);
+        assert!(worst < 1e-5, "exported logits differ by {worst}");
+    }
+
+    #[test]
+    fn vlm_lora_trains_adapters_and_projector_and_exports_base_names() {
+        use burn::backend::Autodiff;
+
+        use crate::vision::tests::pixels;
+        use crate::vlm::tests::{left_padded, prompts};
+        use crate::vlm_config::tests::tiny_vlm;
+        use crate::{ImageProcessor, load_vlm, save_vlm};
+
+        type A = Autodiff<B>;
+        let device = Default::default();
+        let base = Vlm::<A>::init(&tiny_vlm(), 3, &device);
+        let adapted = apply_lora_vlm(base.clone(), &lora(2, &ALL), 9, &device);
+        let adapted = adapted.map_language_model(trained::<A>);
+        assert!(lora_params(adapted.language_model()) > 0);
+
+        let (padded, ids, mask) = left_padded::<A>(&prompts());
+        let rows: Vec<&[u32]> = padded.iter().map(Vec::as_slice).collect();
+        let spans = adapted.image_spans(&rows, 3).unwrap();
+        let images = pixels::<A>(&adapted.config().vision_config, 3, 0);
+        let forward =
+            |m: &Vlm<A>| m.forward(ids.clone(), mask.clone(), Some((images.clone(), &spans)));
+        let logits = forward(&adapted);
+        let grads = logits.clone().sum().backward();
+        let layer = &adapted.language_model.layers[0];
+        assert!(
+            layer
+                .self_attn
+                .q_lora
+                .as_ref()
+                .unwrap()
+                .b
+                .grad(&grads)
+                .is_some()
+        );
+        assert!(layer.self_attn.q_proj.weight.grad(&grads).is_none());
+        assert!(
+            adapted
+                .multi_modal_projector
+                .linear_1
+                .weight
+                .grad(&grads)
+                .is_some()
+        );
+        let patch = &adapted.vision_tower.embeddings.patch_embedding.weight;
+        assert!(patch.grad(&grads).is_none());
+
+        let dir = std::env::temp_dir().join(format!("sftvsrl-vlm-lora-{}", std::process::id()));
+        save_vlm(&adapted, &ImageProcessor::new([16, 24]), None, &[], &dir).unwrap();
+        let back = load_vlm::<A>(&dir, &device).unwrap().model;
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(back.num_params(), base.num_params());
+        let expected: Vec<f32> = logits.into_data().to_vec().unwrap();
+        let worst = max_diff(&forward(&back).into_data().to_vec().unwrap(), &expected);
         assert!(worst < 1e-5, "exported logits differ by {worst}");
     }
 

@@ -47,6 +47,16 @@ pub(crate) fn load_tensor<B: Backend, const D: usize>(
     Ok(Tensor::from_data(TensorData::new(values, shape), device))
 }
 
+/// `{prefix}.{name}`, or `name` alone for an empty prefix (a model nested in another reads
+/// its tensors under the outer model's field name).
+pub(crate) fn prefixed(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
 /// Seeded random parameters (for models trained from scratch and for benchmarks). The values
 /// depend only on the seed and the tensor names, so every backend gets the same model.
 pub struct RandomInit {
