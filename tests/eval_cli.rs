@@ -1,12 +1,16 @@
 //! `sftvsrl eval` end to end: a tiny trained model is evaluated on both GP-L variants and both
-//! V-IRL-L variants, and the printed table, `eval.json` and `eval.md` agree; bad configs fail
-//! with one line naming the field.
+//! V-IRL-L variants, a tiny vision-language model on the three GP-VL variants, and the printed
+//! table, `eval.json` and `eval.md` agree; bad configs fail with one line naming the field.
 
 mod common;
 
 use std::path::PathBuf;
 
+use burn::backend::Flex;
 use common::{fails, ok};
+use sftvsrl_envs::Env;
+use sftvsrl_envs::gp::{GeneralPoints, GpConfig, Variant};
+use sftvsrl_model::{ImageProcessor, Vlm, VlmConfig, save_vlm, word_level_tokenizer};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sftvsrl-eval-cli-{name}-{}", std::process::id()));
@@ -180,6 +184,125 @@ fn eval_navigation_reports_per_step_accuracy_and_route_success() {
         "",
     );
     assert!(err.contains("route_infos.json"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Saves a randomly initialised tiny vision-language model, with a word-level tokenizer for the
+/// GP-VL prompts and an `<image>` placeholder token, and returns its folder.
+fn tiny_vlm(dir: &std::path::Path) -> PathBuf {
+    let mut corpus = Vec::new();
+    for (i, variant) in [Variant::Id, Variant::RuleOod].into_iter().enumerate() {
+        let mut env = GeneralPoints::new(GpConfig::variant(variant, true)).unwrap();
+        env.reset(i as u64);
+        env.step("[]");
+        corpus.extend(env.transcript().turns.iter().map(|t| t.text.clone()));
+    }
+    let mut tokenizer = word_level_tokenizer(corpus.iter().map(String::as_str), 1).unwrap();
+    let image_token = tokenizer.add_special_token("<image>");
+    let config = serde_json::json!({
+        "model_type": "sftvsrl_vlm",
+        "image_token_id": image_token,
+        "text_config": {
+            "model_type": "llama", "vocab_size": tokenizer.vocab_size(), "hidden_size": 32,
+            "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "num_key_value_heads": 1, "max_position_embeddings": 1024, "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0, "tie_word_embeddings": true,
+        },
+        "vision_config": {
+            "image_size": [32, 96], "patch_size": 16, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 1, "num_attention_heads": 2,
+        },
+    });
+    let config = VlmConfig::from_json(&config, std::path::Path::new("tiny-vlm")).unwrap();
+    let model = Vlm::<Flex>::init(&config, 7, &Default::default());
+    // The four cards' strip of the 1200×1200 canvas, shrunk to the model's 32×96.
+    let processor = ImageProcessor {
+        crop: Some([0, 411, 1200, 378]),
+        ..ImageProcessor::new([32, 96])
+    };
+    let out = dir.join("vlm");
+    save_vlm(
+        &model,
+        &processor,
+        Some(&tokenizer),
+        &tokenizer.stop_tokens(),
+        &out,
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn eval_gp_vl_variants_report_card_recognition() {
+    let dir = scratch("vl");
+    let model = tiny_vlm(&dir);
+    let config = dir.join("eval.toml");
+    std::fs::write(
+        &config,
+        "variants = [\"gp-vl-id\", \"gp-vl-ood-rule\", \"gp-vl-ood-visual\"]\nepisodes = 3\n\
+         verify_iters = [1]\nmax_new_tokens = 6\ntemperature = 0.0\ntranscripts = 3\n",
+    )
+    .unwrap();
+    let out_dir = dir.join("out");
+    let args = [
+        "eval",
+        config.to_str().unwrap(),
+        "--checkpoint",
+        model.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    let table = ok(&args, "");
+    assert!(table.contains("| recognition |"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("eval.json")).unwrap()).unwrap();
+    let transcripts = json["transcripts"].as_array().unwrap();
+    assert_eq!(
+        transcripts.len(),
+        9,
+        "every episode of the three variants is kept"
+    );
+    for r in json["results"].as_array().unwrap() {
+        let variant = r["variant"].as_str().unwrap();
+        let rewards: Vec<f64> = transcripts
+            .iter()
+            .filter(|t| t[0] == variant)
+            .flat_map(|t| t[1]["calls"].as_array().unwrap().clone())
+            .map(|c| c["verdict"]["reward"].as_f64().unwrap())
+            .collect();
+        let recognition = &r["recognition"];
+        assert_eq!(
+            recognition["calls"].as_u64().unwrap() as usize,
+            rewards.len()
+        );
+        let read = rewards.iter().filter(|&&reward| reward != -1.5).count();
+        assert_eq!(
+            recognition["count"].as_u64().unwrap() as usize,
+            read,
+            "{variant}"
+        );
+        let first = &transcripts.iter().find(|t| t[0] == variant).unwrap()[1];
+        let prompt = first["calls"][0]["prompt"][0]["content"].as_str().unwrap();
+        assert!(
+            prompt.contains("observing these four cards in the image"),
+            "{prompt}"
+        );
+    }
+    // A language model cannot play the vision variants.
+    let text_model = tiny_model(&dir);
+    let err = fails(
+        &[
+            "eval",
+            config.to_str().unwrap(),
+            "--checkpoint",
+            text_model.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(
+        err.contains("gp-vl-id") && err.contains("vision-language"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -10,8 +10,8 @@ use sftvsrl_envs::Env;
 use sftvsrl_envs::gp::GeneralPoints;
 use sftvsrl_envs::gp::verify::reward::INCORRECT_VISION;
 use sftvsrl_envs::nav::{NavData, NavMetrics, Navigation};
-use sftvsrl_model::{GenerateConfig, Llama, Tokenizer};
-use sftvsrl_training::{EpisodeRecord, play_episodes};
+use sftvsrl_model::{GenerateConfig, Tokenizer};
+use sftvsrl_training::{EpisodeRecord, Policy, play_episodes};
 
 use crate::config::{EvalConfig, EvalVariant, Task, gp_config};
 use crate::error::EvalError;
@@ -88,22 +88,22 @@ pub fn rate_with_error(successes: usize, n: usize) -> (f64, f64) {
     (p, (p * (1.0 - p) / n.max(1) as f64).sqrt())
 }
 
-/// Evaluates `model` as `config` says; `progress` hears after every batch of episodes.
+/// Evaluates `policy` as `config` says; `progress` hears after every batch of episodes.
 pub fn evaluate<B: Backend>(
-    model: &Llama<B>,
+    policy: Policy<'_, B>,
     tokenizer: &Tokenizer,
     config: &EvalConfig,
     device: &B::Device,
     progress: &mut dyn FnMut(usize),
 ) -> Result<EvalReport, EvalError> {
-    if let Some(v) = config.variants.iter().find(|v| v.is_vision()) {
+    if let (Policy::Text(_), Some(v)) = (policy, config.variants.iter().find(|v| v.is_vision())) {
         return Err(EvalError::Invalid(format!(
             "`{}` shows the cards as an image: it needs a vision-language checkpoint",
             v.name()
         )));
     }
     let player = Player {
-        model,
+        policy,
         tokenizer,
         generation: GenerateConfig {
             max_new_tokens: config.max_new_tokens,
@@ -174,7 +174,7 @@ fn seeds(seed: u64, episodes: usize) -> Vec<u64> {
 
 /// What every variant's episodes are played with.
 struct Player<'a, B: Backend> {
-    model: &'a Llama<B>,
+    policy: Policy<'a, B>,
     tokenizer: &'a Tokenizer,
     generation: GenerateConfig,
     batch: usize,
@@ -196,7 +196,7 @@ impl<B: Backend> Player<'_, B> {
                 .map(|_| make_env())
                 .collect::<Result<Vec<_>, _>>()?;
             records.extend(play_episodes(
-                self.model,
+                self.policy,
                 self.tokenizer,
                 &mut envs,
                 chunk,

@@ -60,7 +60,7 @@ pub use image_processor::ImageProcessor;
 pub use image_spans::{ImageSpans, expand_image_placeholders};
 pub use llama::{Llama, token_logprobs};
 pub use lora::{LoraConfig, LoraTarget, apply_lora, apply_lora_vlm, lora_params, merge_lora};
-pub use pretrained::{Pretrained, PretrainedVlm, load_pretrained, load_vlm};
+pub use pretrained::{Pretrained, PretrainedVlm, is_vlm_checkpoint, load_pretrained, load_vlm};
 pub use sampling::Sampling;
 pub use tokenizer::Tokenizer;
 pub use vision::{VisionConfig, VisionEncoder};

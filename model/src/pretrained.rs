@@ -49,10 +49,21 @@ pub fn load_pretrained<B: Backend>(
     }
 }
 
+/// Whether `path` is a vision-language checkpoint directory (its `config.json` says
+/// `model_type` `sftvsrl_vlm`), to be read with [`load_vlm`].
+pub fn is_vlm_checkpoint(path: &Path) -> bool {
+    let config = path.join("config.json");
+    config.is_file() && read_json(&config).is_ok_and(|json| is_vlm_config(&json))
+}
+
+fn is_vlm_config(json: &Value) -> bool {
+    json.get("model_type").and_then(Value::as_str) == Some(VLM_MODEL_TYPE)
+}
+
 fn load_hf_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<Pretrained<B>, ModelError> {
     let config_path = require(dir, "config.json", "the model's config.json")?;
     let json = read_json(&config_path)?;
-    if json.get("model_type").and_then(Value::as_str) == Some(VLM_MODEL_TYPE) {
+    if is_vlm_config(&json) {
         return Err(ModelError::config(
             &config_path,
             "model_type",

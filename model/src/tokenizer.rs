@@ -178,6 +178,16 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Adds `token` as a special token (kept whole by the encoder, dropped when decoding with
+    /// `skip_special_tokens`) and returns its id; an existing token keeps its id.
+    pub fn add_special_token(&mut self, token: &str) -> u32 {
+        self.inner
+            .add_special_tokens(&[tokenizers::AddedToken::from(token.to_string(), true)]);
+        self.inner
+            .token_to_id(token)
+            .expect("a token just added has an id")
+    }
+
     /// The id of `token`, if it is in the vocabulary.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)

@@ -7,7 +7,8 @@ use clap::Args;
 use serde_json::json;
 use sftvsrl_eval::{EvalConfig, evaluate, table, write_report};
 use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
-use sftvsrl_model::load_pretrained;
+use sftvsrl_model::{is_vlm_checkpoint, load_pretrained, load_vlm};
+use sftvsrl_training::Policy;
 
 use super::progress::Progress;
 
@@ -36,15 +37,29 @@ impl OnBackend for EvalJob {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let checkpoint = &self.args.checkpoint;
-        let pretrained = load_pretrained::<B>(checkpoint, &device)?;
-        let tokenizer = pretrained
-            .tokenizer
-            .with_context(|| format!("{} has no tokenizer", checkpoint.display()))?;
         let c = &self.config;
         let mut progress = Progress::new("episodes", c.total_episodes() as u64);
-        let report = evaluate(&pretrained.model, &tokenizer, c, &device, &mut |n| {
-            (0..n).for_each(|_| progress.tick())
-        })?;
+        let mut tick = |n: usize| (0..n).for_each(|_| progress.tick());
+        let no_tokenizer = || format!("{} has no tokenizer", checkpoint.display());
+        let report = if is_vlm_checkpoint(checkpoint) {
+            let vlm = load_vlm::<B>(checkpoint, &device)?;
+            let tokenizer = vlm.tokenizer.as_ref().with_context(no_tokenizer)?;
+            let policy = Policy::Vision {
+                model: &vlm.model,
+                processor: &vlm.processor,
+            };
+            evaluate(policy, tokenizer, c, &device, &mut tick)?
+        } else {
+            let pretrained = load_pretrained::<B>(checkpoint, &device)?;
+            let tokenizer = pretrained.tokenizer.as_ref().with_context(no_tokenizer)?;
+            evaluate(
+                Policy::Text(&pretrained.model),
+                tokenizer,
+                c,
+                &device,
+                &mut tick,
+            )?
+        };
         progress.finish();
         let out = match &self.args.out {
             Some(out) => out.clone(),

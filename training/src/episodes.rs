@@ -3,9 +3,13 @@
 //! (sequential revision, or the next navigation step) until its environment says it is done.
 
 use burn::tensor::backend::Backend;
+use image::RgbImage;
 use serde::Serialize;
 use sftvsrl_envs::{Env, EnvError, Transcript, Turn, Verdict};
-use sftvsrl_model::{GenerateConfig, Llama, Tokenizer, generate};
+use sftvsrl_model::{
+    GenerateConfig, Generation, ImageProcessor, Llama, Tokenizer, Vlm, VlmConfig, generate,
+    generate_vlm,
+};
 
 use crate::error::SftError;
 
@@ -29,9 +33,72 @@ pub struct EpisodeRecord {
     pub calls: Vec<Call>,
 }
 
+/// The model that plays: a language model, or a vision-language model with the processor that
+/// turns the episodes' images into its pixels.
+pub enum Policy<'a, B: Backend> {
+    Text(&'a Llama<B>),
+    Vision {
+        model: &'a Vlm<B>,
+        processor: &'a ImageProcessor,
+    },
+}
+
+// Only references inside: copyable whatever the backend (a derive would ask `B: Copy`).
+impl<B: Backend> Clone for Policy<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend> Copy for Policy<'_, B> {}
+
+impl<B: Backend> Policy<'_, B> {
+    /// Continues each transcript once, with one batched generation.
+    fn generate(
+        self,
+        tokenizer: &Tokenizer,
+        transcripts: &[&Transcript],
+        generation: &GenerateConfig,
+        device: &B::Device,
+    ) -> Result<Generation<B>, SftError> {
+        let chats = transcripts
+            .iter()
+            .map(|t| tokenizer.encode_chat(None, &t.turns))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (model, processor) = match self {
+            Policy::Text(model) => return Ok(generate(model, &chats, generation, device)?),
+            Policy::Vision { model, processor } => (model, processor),
+        };
+        let images: Vec<&RgbImage> = transcripts
+            .iter()
+            .filter_map(|t| t.image.as_deref())
+            .collect();
+        let prompts = chats
+            .into_iter()
+            .zip(transcripts)
+            .map(|(ids, t)| match t.image {
+                Some(_) => vision_prompt(model.config(), ids),
+                None => ids,
+            })
+            .collect::<Vec<_>>();
+        let pixels = match images.is_empty() {
+            true => None,
+            false => Some(processor.pixels(&images, device)?),
+        };
+        Ok(generate_vlm(model, &prompts, pixels, generation, device)?)
+    }
+}
+
+/// The prompt of a vision-language model for a chat that comes with an image: the image's
+/// placeholder tokens first, then the chat's tokens. Training and evaluation share this layout.
+pub fn vision_prompt(config: &VlmConfig, chat: Vec<u32>) -> Vec<u32> {
+    let mut ids = vec![config.image_token_id; config.image_tokens()];
+    ids.extend(chat);
+    ids
+}
+
 /// Plays one episode in each of `envs`, reset with the matching seed, `envs.len()` at a time.
 pub fn play_episodes<B: Backend, E: Env>(
-    model: &Llama<B>,
+    policy: Policy<'_, B>,
     tokenizer: &Tokenizer,
     envs: &mut [E],
     seeds: &[u64],
@@ -50,12 +117,8 @@ pub fn play_episodes<B: Backend, E: Env>(
     let mut live: Vec<usize> = (0..records.len()).collect();
     while !live.is_empty() {
         let transcripts: Vec<&Transcript> = live.iter().map(|&i| envs[i].transcript()).collect();
-        let prompts = transcripts
-            .iter()
-            .map(|t| tokenizer.encode_chat(None, &t.turns))
-            .collect::<Result<Vec<_>, _>>()?;
         let turns: Vec<Vec<Turn>> = transcripts.iter().map(|t| t.turns.clone()).collect();
-        let out = generate(model, &prompts, generation, device)?;
+        let out = policy.generate(tokenizer, &transcripts, generation, device)?;
         let mut still = Vec::new();
         for ((&i, seq), prompt) in live.iter().zip(&out.sequences).zip(turns) {
             let response = tokenizer.decode(&seq.tokens, true)?;

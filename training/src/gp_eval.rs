@@ -7,7 +7,7 @@ use sftvsrl_envs::gp::{GeneralPoints, GpConfig, Variant};
 use sftvsrl_model::{GenerateConfig, Llama, Sampling, Tokenizer};
 
 use crate::config::GpEvalConfig;
-use crate::episodes::play_episodes;
+use crate::episodes::{Policy, play_episodes};
 use crate::error::SftError;
 
 /// Episode outcomes.
@@ -56,7 +56,14 @@ pub fn gp_success<B: Backend>(
             .iter()
             .map(|_| GeneralPoints::new(gp.clone()).map_err(|e| SftError::Invalid(e.to_string())))
             .collect::<Result<Vec<_>, SftError>>()?;
-        let records = play_episodes(model, tokenizer, &mut envs, chunk, &generation, device)?;
+        let records = play_episodes(
+            Policy::Text(model),
+            tokenizer,
+            &mut envs,
+            chunk,
+            &generation,
+            device,
+        )?;
         for r in &records {
             if result.episodes == 0 {
                 result.sample = r.calls[0].response.clone();

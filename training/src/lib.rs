@@ -30,7 +30,7 @@ pub use config::{
 };
 pub use data::{ChatExample, Sequence, read_chat_jsonl};
 pub use display::{Dashboard, RunDisplay};
-pub use episodes::{Call, EpisodeRecord, play_episodes};
+pub use episodes::{Call, EpisodeRecord, Policy, play_episodes, vision_prompt};
 pub use error::SftError;
 pub use gp_eval::{GpEvalResult, gp_success};
 pub use run::{RunSummary, run_sft};

@@ -11,7 +11,7 @@ use serde_json::json;
 use sftvsrl_model::load_pretrained;
 use sftvsrl_training::checkpoint;
 use sftvsrl_training::rl::run_rl;
-use sftvsrl_training::{RunConfig, RunDisplay, SftError, run_sft};
+use sftvsrl_training::{Policy, RunConfig, RunDisplay, SftError, run_sft};
 
 use super::config::Study;
 use super::report::write_study_report;
@@ -264,7 +264,13 @@ fn evaluate_checkpoint<B: Backend>(
     let tokenizer = loaded.tokenizer.ok_or_else(|| {
         EvalError::Invalid(format!("{} has no tokenizer.json", model_dir.display()))
     })?;
-    let report = evaluate(&loaded.model, &tokenizer, config, device, progress)?;
+    let report = evaluate(
+        Policy::Text(&loaded.model),
+        &tokenizer,
+        config,
+        device,
+        progress,
+    )?;
     let mut about = about;
     about["checkpoint"] = json!(model_dir);
     about["config"] = json!(config);
