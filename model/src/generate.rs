@@ -9,6 +9,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData, Transaction, backend::Backend}
 use sftvsrl_envs::Rng;
 
 use crate::cache::KvCache;
+use crate::device::{pad_len, pad_multiple};
 use crate::error::ModelError;
 use crate::llama::Llama;
 use crate::sampling::Sampling;
@@ -23,6 +24,11 @@ pub struct GenerateConfig {
     pub stop_tokens: Vec<u32>,
     /// Seeds the sampler; the same seed gives the same tokens on the CPU backends.
     pub seed: u64,
+    /// Round the prompt width and the KV cache up to a multiple of this, and attend over the
+    /// whole cache at every decoding step (when above 1), so that the GPU backends compile
+    /// kernels for few shapes; `None`: the backend's default ([`crate::device::pad_multiple`]).
+    /// The padding is masked: tokens and log-probs do not change.
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 /// Why a sequence ended.
@@ -97,8 +103,9 @@ pub fn generate<B: Backend>(
 
     let start = Instant::now();
     let batch = prompts.len();
-    let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let capacity = width + config.max_new_tokens;
+    let multiple = pad_multiple::<B>(config.pad_to_multiple_of, device);
+    let width = pad_len(prompts.iter().map(Vec::len).max().unwrap_or(0), multiple);
+    let capacity = pad_len(width + config.max_new_tokens, multiple);
     let padding: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
 
     // Left padding: row i's real tokens occupy slots padding[i]..width, then generation.
@@ -176,11 +183,12 @@ pub fn generate<B: Backend>(
             break;
         }
         let filled = width + step + 1;
+        let attended = if multiple > 1 { capacity } else { filled };
         let positions = prompt_lens.clone() + step as i64;
         let hidden = model.hidden(
             tokens.reshape([batch, 1]),
             positions,
-            valid.clone().slice([0..batch, 0..filled]),
+            valid.clone().slice([0..batch, 0..attended]),
             Some(&mut cache),
         );
         logits = model.logits(hidden).reshape([batch, vocab]);
