@@ -3,6 +3,7 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
+use sftvsrl_model::device::{KernelSettings, configure_kernels, default_kernel_cache};
 
 /// Post-train language and vision-language models with SFT and RL on verifiable environments,
 /// and measure what each method generalizes.
@@ -45,6 +46,18 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // Before any GPU work: the kernel cache, or the bench's own settings.
+    let kernels = match &cli.command {
+        Command::Bench(cli::bench::BenchCommand::Kernels(a)) => KernelSettings {
+            cache: a.cache.clone(),
+            compile_log: Some(a.compile_log.clone()),
+        },
+        _ => KernelSettings {
+            cache: default_kernel_cache(),
+            compile_log: None,
+        },
+    };
+    configure_kernels(&kernels);
     let result = match cli.command {
         Command::Gp(cmd) => cli::gp::run(cmd),
         Command::Nav(cmd) => cli::nav::run(cmd),

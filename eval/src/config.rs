@@ -199,6 +199,11 @@ pub struct EvalConfig {
     /// above are GeneralPoints'.
     #[serde(default)]
     pub nav: NavEval,
+    /// Prompt widths and KV caches are rounded up to a multiple of this many tokens, so the GPU
+    /// backends compile kernels for few shapes (padding is masked and changes no result).
+    /// Default: 32 on wgpu and cuda, 1 (exact lengths) on the CPU.
+    #[serde(default)]
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 impl Default for EvalConfig {

@@ -110,6 +110,7 @@ pub fn evaluate<B: Backend>(
             sampling: config.sampling(),
             stop_tokens: tokenizer.stop_tokens(),
             seed: config.seed,
+            pad_to_multiple_of: config.pad_to_multiple_of,
         },
         batch: config.batch,
         device,

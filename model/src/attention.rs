@@ -96,7 +96,8 @@ impl<B: Backend> Attention<B> {
 
     /// `x`: `[batch, seq, hidden]`; `mask`: `[batch, kv_heads, n_rep * seq, kv_len]` from
     /// `mask::causal_mask`. With a cache, the new keys and values are written at the cache's
-    /// current length and attention covers everything cached so far.
+    /// current length and attention covers its first `kv_len` slots: everything cached so far,
+    /// and empty slots after it when the mask is wider (hidden by the mask).
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -117,11 +118,11 @@ impl<B: Backend> Attention<B> {
         let k = angles.k.apply(split(k, kv_heads));
         let v = split(v, kv_heads);
         let (q, k, v) = (q.swap_dims(1, 2), k.swap_dims(1, 2), v.swap_dims(1, 2));
+        let kv_len = mask.dims()[3];
         let (k, v) = match cache {
-            Some(cache) => cache.append(k, v),
+            Some(cache) => cache.append(k, v, kv_len),
             None => (k, v),
         };
-        let kv_len = k.dims()[2];
 
         let q = q.reshape([batch, kv_heads, n_rep * seq, dim]);
         debug_assert_eq!(mask.dims(), [batch, kv_heads, n_rep * seq, kv_len]);

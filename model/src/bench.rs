@@ -25,6 +25,8 @@ pub struct GenerateBenchConfig {
     pub temperature: f32,
     pub top_p: f32,
     pub seed: u64,
+    /// See [`GenerateConfig::pad_to_multiple_of`].
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 impl Default for GenerateBenchConfig {
@@ -37,6 +39,7 @@ impl Default for GenerateBenchConfig {
             temperature: 1.0,
             top_p: 1.0,
             seed: 0,
+            pad_to_multiple_of: None,
         }
     }
 }
@@ -87,6 +90,7 @@ pub fn bench_generate<B: Backend>(
         },
         stop_tokens: Vec::new(),
         seed: bench.seed,
+        pad_to_multiple_of: bench.pad_to_multiple_of,
     };
     let warm_up = GenerateConfig {
         max_new_tokens: 2,

@@ -52,28 +52,36 @@ impl<B: Backend> KvCache<B> {
 
 impl<B: Backend> LayerCache<B> {
     /// Writes `keys`/`values` (`[batch, kv_heads, seq, head_dim]`) after the cached positions
-    /// and returns everything cached so far.
+    /// and returns the first `attended` positions: everything cached so far and, beyond it,
+    /// empty slots (zeros) that the caller's mask hides. Attending over more than the filled
+    /// positions keeps the shape of every decoding step the same.
     ///
     /// # Panics
-    /// If the cache would overflow: callers size it for prompt plus generation.
+    /// If the cache would overflow (callers size it for prompt plus generation), or if
+    /// `attended` leaves out a filled position or exceeds the capacity.
     pub(crate) fn append(
         &mut self,
         keys: Tensor<B, 4>,
         values: Tensor<B, 4>,
+        attended: usize,
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let [batch, heads, seq, dim] = keys.dims();
         let start = self.len;
         let end = start + seq;
         let capacity = self.keys.dims()[2];
         assert!(end <= capacity, "KV cache overflow: {end} > {capacity}");
+        assert!(
+            (end..=capacity).contains(&attended),
+            "attending over {attended} of {capacity} cache slots, {end} filled"
+        );
         let range = [0..batch, 0..heads, start..end, 0..dim];
         self.keys.inplace(|t| t.slice_assign(range.clone(), keys));
         self.values.inplace(|t| t.slice_assign(range, values));
         self.len = end;
-        let filled = [0..batch, 0..heads, 0..end, 0..dim];
+        let attended = [0..batch, 0..heads, 0..attended, 0..dim];
         (
-            self.keys.clone().slice(filled.clone()),
-            self.values.clone().slice(filled),
+            self.keys.clone().slice(attended.clone()),
+            self.values.clone().slice(attended),
         )
     }
 }

@@ -5,6 +5,7 @@
 //! are compiled in by the cargo features of the same names.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The backend trait that [`OnBackend`] jobs are generic over.
@@ -114,6 +115,110 @@ impl FromStr for DeviceKind {
     }
 }
 
+/// The `pad_to_multiple_of` of the backends that compile kernels per shape (wgpu, cuda) when a
+/// config leaves it out.
+pub const GPU_PAD_TO_MULTIPLE_OF: usize = 32;
+
+/// Whether `B` compiles kernels at run time for the tensor shapes it meets (the CubeCL backends
+/// behind wgpu and cuda): there every new sequence length costs compilations.
+pub fn compiles_kernels<B: Backend>(device: &B::Device) -> bool {
+    B::name(device).contains("cubecl")
+}
+
+/// How sequence lengths are rounded on `device`: `setting` when given, else
+/// [`GPU_PAD_TO_MULTIPLE_OF`] where kernels are compiled per shape and 1 (exact lengths) on the
+/// CPU backends. Padding is masked, so the multiple changes shapes, never results.
+pub fn pad_multiple<B: Backend>(setting: Option<usize>, device: &B::Device) -> usize {
+    setting.unwrap_or_else(|| {
+        if compiles_kernels::<B>(device) {
+            GPU_PAD_TO_MULTIPLE_OF
+        } else {
+            1
+        }
+    })
+}
+
+/// `len` rounded up to a multiple of `multiple` (0 and 1 keep it).
+pub fn pad_len(len: usize, multiple: usize) -> usize {
+    len.next_multiple_of(multiple.max(1))
+}
+
+/// What the binary asks of CubeCL, the kernel compiler behind the wgpu and cuda backends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelSettings {
+    /// Keep compiled kernels (CUDA's PTX) and autotune results here across runs; see
+    /// [`default_kernel_cache`].
+    pub cache: Option<PathBuf>,
+    /// Append a line per compiled kernel (`[Compiling kernel] name`) to this file.
+    pub compile_log: Option<PathBuf>,
+}
+
+/// `$XDG_CACHE_HOME/sftvsrl/cubecl`, else `$HOME/.cache/sftvsrl/cubecl`.
+pub fn default_kernel_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("sftvsrl").join("cubecl"))
+}
+
+/// Hands CubeCL its settings; call before any GPU work (a no-op without the wgpu and cuda
+/// features). A `cubecl.toml` (or `burn.toml` with a `[cubecl]` table) in the working directory
+/// or above is the user's: its settings stand and `settings.cache` is ignored; otherwise the
+/// kernel cache is `settings.cache`. CubeCL's environment variables (`CUBECL_AUTOTUNE_LEVEL`,
+/// `CUBECL_DEBUG_LOG` …) apply on top, then `settings.compile_log`.
+///
+/// # Panics
+/// If CubeCL's settings were already read or set in this process.
+pub fn configure_kernels(settings: &KernelSettings) {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    {
+        use burn::cubecl::config::cache::CacheConfig;
+        use burn::cubecl::config::compilation::CompilationLogLevel;
+        use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+
+        let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+        if let Some(dir) = settings.cache.as_ref().filter(|_| !user_cubecl_config()) {
+            config.compilation.cache = Some(CacheConfig::File(dir.clone()));
+            config.autotune.cache = CacheConfig::File(dir.clone());
+        }
+        if let Some(log) = &settings.compile_log {
+            let logger = &mut config.compilation.logger;
+            logger.file = Some(log.clone());
+            if matches!(logger.level, CompilationLogLevel::Disabled) {
+                logger.level = CompilationLogLevel::Basic;
+            }
+        }
+        CubeClRuntimeConfig::set(config);
+    }
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    let _ = settings;
+}
+
+/// Whether CubeCL finds a config file of the user's from the working directory (its own search).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn user_cubecl_config() -> bool {
+    use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+
+    let Ok(mut dir) = std::env::current_dir() else {
+        return false;
+    };
+    loop {
+        let own = CubeClRuntimeConfig::file_names().iter();
+        let sections = CubeClRuntimeConfig::section_file_names().iter();
+        if own.map(|name| dir.join(name)).any(|p| p.is_file())
+            || sections.into_iter().any(|(name, section)| {
+                CubeClRuntimeConfig::from_section_file_path(dir.join(name), section).is_ok()
+            })
+        {
+            return true;
+        }
+        if !dir.pop() {
+            return false;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +260,20 @@ mod tests {
     }
 
     #[test]
+    fn lengths_round_up_on_request_and_on_gpu_backends() {
+        assert_eq!(pad_len(0, 32), 0);
+        assert_eq!(pad_len(1, 32), 32);
+        assert_eq!(pad_len(33, 32), 64);
+        assert_eq!(pad_len(33, 1), 33);
+        assert_eq!(pad_len(33, 0), 33);
+        let device = Default::default();
+        assert!(!compiles_kernels::<CpuBackend>(&device));
+        assert_eq!(pad_multiple::<CpuBackend>(None, &device), 1);
+        assert_eq!(pad_multiple::<CpuBackend>(Some(8), &device), 8);
+        assert!(!compiles_kernels::<NdArrayBackend>(&Default::default()));
+    }
+
+    #[test]
     fn cpu_backends_compute() {
         matmul_smoke::<CpuBackend>(&Default::default());
         matmul_smoke::<NdArrayBackend>(&Default::default());
@@ -163,6 +282,14 @@ mod tests {
     #[cfg(feature = "wgpu")]
     #[test]
     fn wgpu_backend_computes() {
-        matmul_smoke::<WgpuBackend>(&Default::default());
+        let device = Default::default();
+        matmul_smoke::<WgpuBackend>(&device);
+        assert!(compiles_kernels::<WgpuBackend>(&device));
+        let autodiff = compiles_kernels::<burn::backend::Autodiff<WgpuBackend>>(&device);
+        assert!(autodiff);
+        assert_eq!(
+            pad_multiple::<WgpuBackend>(None, &device),
+            GPU_PAD_TO_MULTIPLE_OF
+        );
     }
 }

@@ -9,6 +9,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData, Transaction, backend::Backend}
 use sftvsrl_envs::Rng;
 
 use crate::cache::KvCache;
+use crate::device::{pad_len, pad_multiple};
 use crate::error::ModelError;
 use crate::llama::Llama;
 use crate::sampling::Sampling;
@@ -24,6 +25,11 @@ pub struct GenerateConfig {
     pub stop_tokens: Vec<u32>,
     /// Seeds the sampler; the same seed gives the same tokens on the CPU backends.
     pub seed: u64,
+    /// Round the prompt width and the KV cache up to a multiple of this, and attend over the
+    /// whole cache at every decoding step (when above 1), so that the GPU backends compile
+    /// kernels for few shapes; `None`: the backend's default ([`crate::device::pad_multiple`]).
+    /// The padding is masked: tokens and log-probs do not change.
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 /// Why a sequence ended.
@@ -153,8 +159,9 @@ fn generate_with<B: Backend>(
     let vocab = model.config().vocab_size;
     let start = Instant::now();
     let batch = prompts.len();
-    let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let capacity = width + config.max_new_tokens;
+    let multiple = pad_multiple::<B>(config.pad_to_multiple_of, device);
+    let width = pad_len(prompts.iter().map(Vec::len).max().unwrap_or(0), multiple);
+    let capacity = pad_len(width + config.max_new_tokens, multiple);
     let padding: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
 
     // Left padding: row i's real tokens occupy slots padding[i]..width, then generation.
@@ -233,11 +240,12 @@ fn generate_with<B: Backend>(
             break;
         }
         let filled = width + step + 1;
+        let attended = if multiple > 1 { capacity } else { filled };
         let positions = prompt_lens.clone() + step as i64;
         let hidden = model.hidden(
             tokens.reshape([batch, 1]),
             positions,
-            valid.clone().slice([0..batch, 0..filled]),
+            valid.clone().slice([0..batch, 0..attended]),
             Some(&mut cache),
         );
         logits = model.logits(hidden).reshape([batch, vocab]);
@@ -268,6 +276,7 @@ mod tests {
             sampling: Sampling::GREEDY,
             stop_tokens: vec![],
             seed: 0,
+            pad_to_multiple_of: None,
         }
     }
 
@@ -312,6 +321,16 @@ mod tests {
         // A batch without images needs no pixels, and gives the same tokens.
         let text = generate_vlm(&model, &prompts[1..2], None, &greedy(6), &device).unwrap();
         assert_eq!(text.sequences[0], out.sequences[1]);
+        // Lengths rounded up for the GPU backends (more left padding, fixed-shape decoding)
+        // leave the image tokens in place: the same tokens.
+        let bucketed = GenerateConfig {
+            pad_to_multiple_of: Some(8),
+            ..greedy(6)
+        };
+        let padded = generate_vlm(&model, &prompts, Some(all), &bucketed, &device).unwrap();
+        for (a, b) in padded.sequences.iter().zip(&out.sequences) {
+            assert_eq!(a.tokens, b.tokens);
+        }
     }
 
     #[test]

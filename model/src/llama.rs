@@ -143,8 +143,10 @@ impl<B: Backend> Llama<B> {
     }
 
     /// Final hidden states of `input_ids` (`[batch, seq]`) at `positions`. With a cache, the
-    /// tokens go after the cached ones and `key_valid` (`[batch, cached + seq]`) marks which
-    /// of all those slots hold real tokens; without one, `key_valid` is `[batch, seq]`.
+    /// tokens go after the cached ones and `key_valid` (`[batch, keys]`, at least `cached +
+    /// seq` slots, up to the whole cache for fixed-shape decoding) marks which slots hold real
+    /// tokens; slots after the new tokens are hidden by the causal mask. Without a cache,
+    /// `key_valid` is `[batch, seq]`.
     pub(crate) fn hidden(
         &self,
         input_ids: Tensor<B, 2, Int>,

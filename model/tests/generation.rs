@@ -42,6 +42,7 @@ fn sample<B: Backend>(
         },
         stop_tokens: vec![0, 1],
         seed,
+        pad_to_multiple_of: None,
     };
     generate(model, prompts, &config, device).unwrap()
 }
@@ -154,6 +155,7 @@ fn padding_does_not_change_a_sequence() {
         sampling: Sampling::GREEDY,
         stop_tokens: vec![],
         seed: 0,
+        pad_to_multiple_of: None,
     };
     let batch = generate(&model, &prompts(), &greedy, &device).unwrap();
     let hidden: Vec<f32> = batch.prompt_hidden.clone().into_data().to_vec().unwrap();
@@ -169,6 +171,44 @@ fn padding_does_not_change_a_sequence() {
     }
 }
 
+/// Rounding the prompt width and the cache up, and attending over the whole cache while
+/// decoding, changes shapes only: the same tokens, log-probs and prompt states come out.
+#[test]
+fn bucketed_shapes_give_the_same_generation() {
+    type B = CpuBackend;
+    let device = Default::default();
+    let model = tiny_model::<B>(&device);
+    let sampled = |pad_to_multiple_of| GenerateConfig {
+        max_new_tokens: 12,
+        sampling: Sampling {
+            temperature: 0.8,
+            top_p: 0.9,
+        },
+        stop_tokens: vec![],
+        seed: 5,
+        pad_to_multiple_of,
+    };
+    let exact = generate(&model, &prompts(), &sampled(Some(1)), &device).unwrap();
+    let exact_hidden: Vec<f32> = exact.prompt_hidden.clone().into_data().to_vec().unwrap();
+    for multiple in [4, 7, 32] {
+        let bucketed = generate(&model, &prompts(), &sampled(Some(multiple)), &device).unwrap();
+        for (a, b) in exact.sequences.iter().zip(&bucketed.sequences) {
+            assert_eq!(a.tokens, b.tokens, "multiple {multiple}");
+            assert_eq!(a.finish, b.finish);
+            for (x, y) in a.logprobs.iter().zip(&b.logprobs) {
+                assert!((x - y).abs() < 1e-5, "multiple {multiple}: {x} vs {y}");
+            }
+        }
+        let hidden: Vec<f32> = bucketed.prompt_hidden.into_data().to_vec().unwrap();
+        for (x, y) in exact_hidden.iter().zip(&hidden) {
+            assert!((x - y).abs() < 1e-5, "multiple {multiple}: {x} vs {y}");
+        }
+    }
+    // The CPU backends take exact lengths unless asked.
+    let default = generate(&model, &prompts(), &sampled(None), &device).unwrap();
+    assert_eq!(tokens(&default), tokens(&exact));
+}
+
 #[test]
 fn stop_tokens_end_sequences_and_bad_requests_are_errors() {
     type B = CpuBackend;
@@ -179,6 +219,7 @@ fn stop_tokens_end_sequences_and_bad_requests_are_errors() {
         sampling: Sampling::GREEDY,
         stop_tokens: vec![],
         seed: 0,
+        pad_to_multiple_of: None,
     };
     let free = generate(&model, &prompts(), &greedy, &device).unwrap();
     // Make the second greedy token of the first sequence a stop token.

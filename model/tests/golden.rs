@@ -110,6 +110,7 @@ fn check_fixture<B: Backend>(name: &str, device: &B::Device) {
         sampling: Sampling::GREEDY,
         stop_tokens: pretrained.stop_tokens.clone(),
         seed: 0,
+        pad_to_multiple_of: None,
     };
     let out = generate(model, &prompts, &config, device).unwrap();
     for (got, want) in out.sequences.iter().zip(greedy) {

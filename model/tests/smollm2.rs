@@ -134,6 +134,7 @@ fn smollm2_gguf_answers_in_english() {
         sampling: Sampling::GREEDY,
         stop_tokens: pretrained.stop_tokens.clone(),
         seed: 0,
+        pad_to_multiple_of: None,
     };
     let out = generate(&pretrained.model, &[prompt], &config, &Default::default()).unwrap();
     let answer = tok.decode(&out.sequences[0].tokens, true).unwrap();

@@ -1,6 +1,7 @@
 //! `sftvsrl bench …`: throughput measurements. Speed claims come from here, not from tests.
 
 use std::hint::black_box;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -16,6 +17,9 @@ use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
 use sftvsrl_model::{
     GenerateBenchConfig, GenerateBenchReport, LlamaConfig, ModelError, bench_generate,
+};
+use sftvsrl_training::kernel_bench::{
+    KernelBenchConfig, KernelBenchReport, KernelPhase, bench_kernels,
 };
 use sftvsrl_training::rl::{RlBenchConfig, RlBenchReport, bench_rl};
 use sftvsrl_training::{SftError, TrainBenchConfig, TrainBenchReport, bench_train};
@@ -36,6 +40,79 @@ pub enum BenchCommand {
     /// (`benches/train_reference.py` times PyTorch with the same settings; `cargo bench
     /// --profile dev --bench train` runs both).
     Train(TrainBenchArgs),
+    /// Kernels compiled by the GPU backends (wgpu, cuda): generation at several prompt widths
+    /// and SFT steps at several sequence lengths on a tiny model, then again at other lengths;
+    /// the count per phase comes from CubeCL's compilation log.
+    Kernels(KernelBenchArgs),
+}
+
+#[derive(Args)]
+pub struct KernelBenchArgs {
+    /// Device to run on (wgpu or cuda; the CPU backends compile nothing).
+    #[arg(long, default_value = "wgpu")]
+    device: DeviceKind,
+    /// CubeCL's compilation log, one line per compiled kernel (appended to).
+    #[arg(long, default_value = "kernels.log")]
+    pub compile_log: PathBuf,
+    /// Reuse compiled kernels from (and add them to) this cache folder; without it every kernel
+    /// is compiled afresh.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Round sequence lengths up to a multiple of this (1: exact lengths, as before shape
+    /// bucketing) [default: 32 on wgpu and cuda].
+    #[arg(long)]
+    pad_to_multiple_of: Option<usize>,
+}
+
+struct KernelJob(KernelBenchConfig, PathBuf);
+
+impl OnBackend for KernelJob {
+    type Output = Result<KernelBenchReport, SftError>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let log = self.1;
+        let mut compiled = || Some(compiled_kernels(&log));
+        let mut report = |p: &KernelPhase| {
+            let kernels = p.compiled.map_or("?".into(), |n| n.to_string());
+            eprintln!("{}: {kernels} kernels compiled, {:.1} s", p.name, p.seconds);
+        };
+        bench_kernels::<Autodiff<B>>(&self.0, &device, &mut compiled, &mut report)
+    }
+}
+
+/// Kernels listed in a CubeCL compilation log so far. CubeCL writes the log from a thread of
+/// its own: the count is read until it stops changing.
+fn compiled_kernels(log: &Path) -> usize {
+    let count = || {
+        std::fs::read_to_string(log).map_or(0, |text| {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("[Compiling kernel]")
+                        || l.starts_with("[START_KERNEL_COMPILATION]")
+                })
+                .count()
+        })
+    };
+    let mut last = count();
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = count();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+fn bench_kernels_cmd(a: KernelBenchArgs) -> Result<()> {
+    let config = KernelBenchConfig {
+        pad_to_multiple_of: a.pad_to_multiple_of,
+        ..KernelBenchConfig::default()
+    };
+    let report = run_on(a.device, KernelJob(config, a.compile_log))??;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 #[derive(Args)]
@@ -105,6 +182,10 @@ pub struct GenerateBenchArgs {
     /// Tokens generated per sequence.
     #[arg(long, default_value_t = 64)]
     new_tokens: usize,
+    /// Round the prompt width and KV cache up to a multiple of this and attend over the whole
+    /// cache while decoding (1: exact shapes) [default: 32 on wgpu and cuda, 1 on the CPU].
+    #[arg(long)]
+    pad_to_multiple_of: Option<usize>,
 }
 
 struct GenerateJob(GenerateBenchConfig);
@@ -122,6 +203,7 @@ fn bench_generate_cmd(a: GenerateBenchArgs) -> Result<()> {
         batch: a.batch,
         prompt_len: a.prompt_len,
         new_tokens: a.new_tokens,
+        pad_to_multiple_of: a.pad_to_multiple_of,
         ..GenerateBenchConfig::default()
     };
     let report = run_on(a.device, GenerateJob(config))??;
@@ -228,6 +310,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Generate(a) => bench_generate_cmd(a),
         BenchCommand::Train(a) => bench_train_cmd(a),
         BenchCommand::Rl(a) => bench_rl_cmd(a),
+        BenchCommand::Kernels(a) => bench_kernels_cmd(a),
     }
 }
 

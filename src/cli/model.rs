@@ -85,6 +85,7 @@ impl OnBackend for GenerateArgs {
             },
             stop_tokens: pretrained.stop_tokens.clone(),
             seed: self.seed,
+            pad_to_multiple_of: None,
         };
         let out = generate(&pretrained.model, &prompts, &config, &device)?;
         for (i, seq) in out.sequences.iter().enumerate() {

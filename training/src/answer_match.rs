@@ -29,13 +29,15 @@ pub fn same_answer(answer: &str, expert: &str) -> bool {
 }
 
 /// Fraction of `sequences` (prompt + expert answer) whose answer the model, decoding greedily
-/// `batch` prompts at a time, reproduces in its answer field.
+/// `batch` prompts at a time (padded as [`GenerateConfig::pad_to_multiple_of`] says),
+/// reproduces in its answer field.
 pub fn greedy_answer_match<B: Backend>(
     model: &Llama<B>,
     tokenizer: &Tokenizer,
     sequences: &[Sequence],
     max_new_tokens: usize,
     batch: usize,
+    pad_to_multiple_of: Option<usize>,
     device: &B::Device,
 ) -> Result<f64, SftError> {
     let config = GenerateConfig {
@@ -43,6 +45,7 @@ pub fn greedy_answer_match<B: Backend>(
         sampling: Sampling::GREEDY,
         stop_tokens: tokenizer.stop_tokens(),
         seed: 0,
+        pad_to_multiple_of,
     };
     let mut matched = 0;
     for chunk in sequences.chunks(batch.max(1)) {

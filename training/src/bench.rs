@@ -11,6 +11,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use serde::Serialize;
 use sftvsrl_envs::Rng;
+use sftvsrl_model::device::pad_multiple;
 use sftvsrl_model::{Llama, LlamaConfig};
 
 use crate::batch::SftBatch;
@@ -102,7 +103,8 @@ pub fn bench_train<A: AutodiffBackend>(
             prompt_len: bench.prompt_len,
         })
         .collect();
-    let batch = SftBatch::<A>::new(&sequences.iter().collect::<Vec<_>>(), device);
+    let multiple = pad_multiple::<A>(None, device);
+    let batch = SftBatch::<A>::new(&sequences.iter().collect::<Vec<_>>(), multiple, device);
     let mut optim = AdamWConfig::new()
         .with_beta_2(0.98)
         .with_epsilon(1e-7)

@@ -34,6 +34,11 @@ pub struct SftConfig {
     /// GeneralPoints episodes run with the trained model at the end (optional).
     #[serde(default)]
     pub eval: Option<GpEvalConfig>,
+    /// Training batches and generation prompts are rounded up to a multiple of this many
+    /// tokens, so the GPU backends compile kernels for few shapes (padding is masked and
+    /// changes no result). Default: 32 on wgpu and cuda, 1 (exact lengths) on the CPU.
+    #[serde(default)]
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 /// Where the chat JSONL comes from and how it is cut.

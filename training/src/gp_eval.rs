@@ -29,11 +29,13 @@ impl GpEvalResult {
     }
 }
 
-/// Plays `config.episodes` GP-L ID episodes (hand `i` dealt from seed `config.seed + i`).
+/// Plays `config.episodes` GP-L ID episodes (hand `i` dealt from seed `config.seed + i`),
+/// prompts padded as [`GenerateConfig::pad_to_multiple_of`] says.
 pub fn gp_success<B: Backend>(
     model: &Llama<B>,
     tokenizer: &Tokenizer,
     config: &GpEvalConfig,
+    pad_to_multiple_of: Option<usize>,
     device: &B::Device,
 ) -> Result<GpEvalResult, SftError> {
     let gp = GpConfig {
@@ -46,6 +48,7 @@ pub fn gp_success<B: Backend>(
         sampling: Sampling::GREEDY,
         stop_tokens: tokenizer.stop_tokens(),
         seed: config.seed,
+        pad_to_multiple_of,
     };
     let mut result = GpEvalResult::default();
     let seeds: Vec<u64> = (0..config.episodes as u64)

@@ -14,6 +14,7 @@ pub mod episodes;
 pub mod error;
 pub mod flops;
 pub mod gp_eval;
+pub mod kernel_bench;
 pub mod metrics_log;
 pub mod rl;
 pub mod run;

@@ -20,6 +20,7 @@ use burn::optim::{
 };
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde_json::json;
+use sftvsrl_model::device::pad_multiple;
 use sftvsrl_model::{Llama, apply_lora, lora_params, merge_lora};
 
 use crate::answer_match::greedy_answer_match;
@@ -87,6 +88,7 @@ pub fn run_sft<A: AutodiffBackend>(
     }
 
     let t = &config.train;
+    let multiple = pad_multiple::<A>(config.pad_to_multiple_of, device);
     let global_batch = t.micro_batch * t.grad_accum;
     let steps_per_epoch = train.len().div_ceil(global_batch);
     let total_steps = steps_per_epoch * t.epochs;
@@ -177,7 +179,7 @@ pub fn run_sft<A: AutodiffBackend>(
         let mut stats = StepStats::default();
         let mut input_tokens = 0;
         for micro in picked.chunks(t.micro_batch) {
-            let batch = SftBatch::<A>::new(micro, device);
+            let batch = SftBatch::<A>::new(micro, multiple, device);
             input_tokens += batch.input_tokens;
             let out = masked_loss(&model, &batch, normalizer);
             if !out.stats.nll_sum.is_finite() {
@@ -223,7 +225,7 @@ pub fn run_sft<A: AutodiffBackend>(
         if checkpoint_now || progress.step == last_step {
             if !valid.is_empty() {
                 let inference = model.valid();
-                let v = validate(&inference, &valid, t.micro_batch, device);
+                let v = validate(&inference, &valid, t.micro_batch, multiple, device);
                 let answered = &valid[..t.answer_match.min(valid.len())];
                 let longest = answered.iter().map(|s| s.ids.len() - s.prompt_len).max();
                 let answer_match = longest
@@ -234,6 +236,7 @@ pub fn run_sft<A: AutodiffBackend>(
                             answered,
                             longest + 16,
                             t.micro_batch,
+                            Some(multiple),
                             device,
                         )
                     })
@@ -291,7 +294,7 @@ pub fn run_sft<A: AutodiffBackend>(
         checkpoint::export_model(&inference, &tokenizer, &stop_tokens, &run_dir.join("final"))?;
     let gp_eval = match &config.eval {
         Some(eval) => {
-            let r = gp_success(&inference, &tokenizer, eval, device)?;
+            let r = gp_success(&inference, &tokenizer, eval, Some(multiple), device)?;
             display.line(&format!(
                 "GeneralPoints ID: {}/{} episodes solved ({:.1}%), {} at the first attempt; \
                  first answer: {:?}",
@@ -322,17 +325,19 @@ pub fn run_sft<A: AutodiffBackend>(
     })
 }
 
-/// Loss, token accuracy and teacher-forced exact match over `sequences`.
+/// Loss, token accuracy and teacher-forced exact match over `sequences`, in batches padded to a
+/// multiple of `pad_to_multiple_of`.
 pub fn validate<B: Backend>(
     model: &Llama<B>,
     sequences: &[Sequence],
     micro_batch: usize,
+    pad_to_multiple_of: usize,
     device: &B::Device,
 ) -> StepStats {
     let mut stats = StepStats::default();
     let refs: Vec<&Sequence> = sequences.iter().collect();
     for micro in refs.chunks(micro_batch) {
-        let batch = SftBatch::<B>::new(micro, device);
+        let batch = SftBatch::<B>::new(micro, pad_to_multiple_of, device);
         stats.add(&masked_loss(model, &batch, batch.target_tokens).stats);
     }
     stats

@@ -85,19 +85,22 @@ pub fn masked_loss<B: Backend>(
     loss_from_logits(logits.reshape([n, vocab]), batch, normalizer)
 }
 
-/// [`masked_loss`] given the logits `[answers, vocab]` at the batch's answer positions.
+/// [`masked_loss`] given the logits `[slots, vocab]` at the batch's answer positions.
 pub fn loss_from_logits<B: Backend>(
     logits: Tensor<B, 2>,
     batch: &SftBatch<B>,
     normalizer: usize,
 ) -> StepOutput<B> {
     let n = batch.target_tokens;
+    let slots = batch.answer_weights.dims()[0];
     let targets = batch.answer_targets.clone();
-    let predicted = logits.clone().argmax(1).reshape([n]);
-    let nll_sum = log_softmax(logits, 1)
-        .gather(1, targets.clone().reshape([n, 1]))
-        .sum()
-        .neg();
+    let predicted = logits.clone().argmax(1).reshape([slots]);
+    let nll_sum = (log_softmax(logits, 1)
+        .gather(1, targets.clone().reshape([slots, 1]))
+        .reshape([slots])
+        * batch.answer_weights.clone())
+    .sum()
+    .neg();
     let loss = nll_sum.clone() / normalizer.max(1) as f32;
 
     let right: Vec<f32> = predicted
@@ -117,7 +120,7 @@ pub fn loss_from_logits<B: Backend>(
         stats: StepStats {
             nll_sum: f64::from(scalar(nll_sum)),
             tokens: n,
-            correct: right.iter().filter(|&&r| r > 0.5).count(),
+            correct: right[..n].iter().filter(|&&r| r > 0.5).count(),
             sequences,
             exact: wrong_rows.iter().filter(|&&w| !w).count(),
         },
@@ -173,7 +176,7 @@ mod tests {
             ids: vec![4, 1, 0, 2],
             prompt_len: 1,
         };
-        let batch = SftBatch::<B>::new(&[&a, &b], &device);
+        let batch = SftBatch::<B>::new(&[&a, &b], 1, &device);
         assert_eq!(batch.target_tokens, 4);
         assert_eq!(batch.input_tokens, 5);
 
@@ -211,7 +214,7 @@ mod tests {
             ids: vec![1, 4],
             prompt_len: 1,
         };
-        let batch = SftBatch::<B>::new(&[&a, &b], &device);
+        let batch = SftBatch::<B>::new(&[&a, &b], 1, &device);
         // Row 0 predicts 2 then 0 (wrong), row 1 predicts 4 (right); row 1's padding is ignored.
         let mut values = vec![0f32; 2 * 2 * 5];
         values[2] = 1.0;
@@ -221,6 +224,68 @@ mod tests {
         assert_eq!((s.tokens, s.correct, s.sequences, s.exact), (3, 2, 2, 1));
         assert!((s.token_accuracy() - 2.0 / 3.0).abs() < 1e-12);
         assert!((s.exact_match() - 0.5).abs() < 1e-12);
+    }
+
+    /// A batch padded to a multiple of 8 (longer rows, filler answer slots) gives the loss,
+    /// statistics and gradients of the exact batch.
+    #[test]
+    fn padded_batches_give_the_same_loss_and_gradients() {
+        type A = burn::backend::Autodiff<B>;
+        let device = Default::default();
+        let config = sftvsrl_model::LlamaConfig {
+            hidden_size: 16,
+            intermediate_size: 24,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            head_dim: 8,
+            ..sftvsrl_model::LlamaConfig::tiny(20)
+        };
+        let model = Llama::<A>::init(&config, 4, &device);
+        let a = Sequence {
+            ids: vec![1, 5, 7, 9, 3, 11],
+            prompt_len: 3,
+        };
+        let b = Sequence {
+            ids: vec![2, 4, 6],
+            prompt_len: 1,
+        };
+        let run = |multiple: usize| {
+            let batch = SftBatch::<A>::new(&[&a, &b], multiple, &device);
+            let out = masked_loss(&model, &batch, 10);
+            let loss = out.loss.clone().into_data().to_vec::<f32>().unwrap()[0];
+            let grads = out.loss.backward();
+            let grad: Vec<f32> = model
+                .embed_tokens
+                .weight
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .to_vec()
+                .unwrap();
+            (batch, out.stats, loss, grad)
+        };
+        let (exact, exact_stats, exact_loss, exact_grad) = run(1);
+        let (padded, padded_stats, padded_loss, padded_grad) = run(8);
+        assert_eq!(exact.input_ids.dims(), [2, 5]);
+        assert_eq!(padded.input_ids.dims(), [2, 8]);
+        assert_eq!(exact.answer_positions.dims(), [5]);
+        assert_eq!(padded.answer_positions.dims(), [8]);
+        assert_eq!(padded.target_tokens, 5);
+        assert_eq!(padded.input_tokens, exact.input_tokens);
+        assert!((exact_loss - padded_loss).abs() < 1e-6);
+        assert!((exact_stats.nll_sum - padded_stats.nll_sum).abs() < 1e-5);
+        assert_eq!(
+            (exact_stats.tokens, exact_stats.correct, exact_stats.exact),
+            (
+                padded_stats.tokens,
+                padded_stats.correct,
+                padded_stats.exact
+            )
+        );
+        for (x, y) in exact_grad.iter().zip(&padded_grad) {
+            assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+        }
     }
 
     #[test]
@@ -244,7 +309,7 @@ mod tests {
             ids: vec![2, 4, 6],
             prompt_len: 1,
         };
-        let batch = SftBatch::<B>::new(&[&a, &b], &device);
+        let batch = SftBatch::<B>::new(&[&a, &b], 1, &device);
         let out = masked_loss(&model, &batch, 10);
         // The full logits [2, 4, 20]; answers: row 0 at 2 (→ 9) and 3 (→ 3), row 1 at 0 (→ 4)
         // and 1 (→ 6).

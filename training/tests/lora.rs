@@ -78,7 +78,7 @@ fn training_moves_only_the_adapters() {
             prompt_len: 2,
         },
     ];
-    let batch = SftBatch::<A>::new(&sequences.iter().collect::<Vec<_>>(), &device);
+    let batch = SftBatch::<A>::new(&sequences.iter().collect::<Vec<_>>(), 1, &device);
     let mut optim = AdamWConfig::new()
         .with_weight_decay(0.1)
         .init::<A, Llama<A>>();

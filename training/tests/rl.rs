@@ -1,5 +1,5 @@
 //! The RL learner end to end on a tiny model (CPU backend): log-probs recorded while sampling
-//! equal those of the training forward pass; PPO raises the mean reward of a briefly
+//! equal those of the training forward pass, with exact or rounded-up batch widths; PPO raises the mean reward of a briefly
 //! SFT-trained policy on GeneralPoints; an interrupted and resumed run ends with the same
 //! weights as an uninterrupted one; every option runs; a diverging run stops with a clear error.
 
@@ -63,6 +63,7 @@ fn recorded_logprobs_match_the_training_forward_pass() {
                 },
                 stop_tokens: Vec::new(),
                 seed: 0,
+                pad_to_multiple_of: None,
             },
             seed: 11,
             marker: &marker,
@@ -76,33 +77,39 @@ fn recorded_logprobs_match_the_training_forward_pass() {
     let lengths: Vec<usize> = samples.iter().map(|s| s.prompt.len()).collect();
     assert!(lengths.iter().any(|&l| l != lengths[0]), "{lengths:?}");
 
-    let batch = ScoreBatch::<A>::new(&samples, &device);
-    let scores = batch.score(&model.policy, 0.7);
-    let recomputed = batch.response_values(scores.logprobs.clone(), &samples);
-    let mut worst = 0f32;
-    for (s, r) in samples.iter().zip(&recomputed) {
-        assert_eq!(r.len(), s.token_logprobs.len());
-        for (a, b) in s.token_logprobs.iter().zip(r) {
-            worst = worst.max((a - b).abs());
+    // Exact widths, and widths rounded up as on the GPU backends: the same scores.
+    for multiple in [1, 16] {
+        let batch = ScoreBatch::<A>::new(&samples, multiple, &device);
+        let scores = batch.score(&model.policy, 0.7);
+        let recomputed = batch.response_values(scores.logprobs.clone(), &samples);
+        let mut worst = 0f32;
+        for (s, r) in samples.iter().zip(&recomputed) {
+            assert_eq!(r.len(), s.token_logprobs.len());
+            for (a, b) in s.token_logprobs.iter().zip(r) {
+                worst = worst.max((a - b).abs());
+            }
         }
-    }
-    assert!(worst < 1e-4, "largest difference {worst}");
-    let actions: Vec<f32> = batch
-        .action_logprobs(scores.logprobs)
-        .into_data()
-        .to_vec()
-        .unwrap();
-    for (s, a) in samples.iter().zip(actions) {
-        assert!((s.logprob - a).abs() < 1e-3, "{} vs {a}", s.logprob);
-    }
-    // The value estimates recorded at generation equal the training pass's.
-    let values: Vec<f32> = batch
-        .values(&model, scores.hidden)
-        .into_data()
-        .to_vec()
-        .unwrap();
-    for (s, v) in samples.iter().zip(values) {
-        assert!((s.value - v).abs() < 1e-4, "{} vs {v}", s.value);
+        assert!(
+            worst < 1e-4,
+            "multiple {multiple}: largest difference {worst}"
+        );
+        let actions: Vec<f32> = batch
+            .action_logprobs(scores.logprobs)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        for (s, a) in samples.iter().zip(actions) {
+            assert!((s.logprob - a).abs() < 1e-3, "{} vs {a}", s.logprob);
+        }
+        // The value estimates recorded at generation equal the training pass's.
+        let values: Vec<f32> = batch
+            .values(&model, scores.hidden)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        for (s, v) in samples.iter().zip(values) {
+            assert!((s.value - v).abs() < 1e-4, "{} vs {v}", s.value);
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use sftvsrl_envs::gp::expert::{ExpertSolution, expert_examples};
 use sftvsrl_envs::gp::{GpConfig, Variant};
+use sftvsrl_model::device::pad_multiple;
 use sftvsrl_model::{GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tokenizer};
 
 use super::config::PpoConfig;
@@ -99,6 +100,7 @@ pub fn bench_rl<A: AutodiffBackend>(
             // A random policy never stops early: every response is `max_new_tokens` long.
             stop_tokens: Vec::new(),
             seed: 0,
+            pad_to_multiple_of: None,
         },
         seed: 0,
         marker: &marker,
@@ -116,6 +118,7 @@ pub fn bench_rl<A: AutodiffBackend>(
             temperature: 0.2,
             seed: update as u64,
             steps_before: 0,
+            pad_to_multiple_of: pad_multiple::<A>(None, device),
         };
         model = ppo_update(
             model,

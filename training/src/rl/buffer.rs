@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use image::RgbImage;
+use sftvsrl_model::device::pad_len;
 use sftvsrl_model::{Llama, token_logprobs};
 
 use super::logprob::ActionWeights;
@@ -51,6 +52,7 @@ impl Sample {
 
 /// Prompts and responses, right-padded. Column `j` of the `[batch, seq − 1]` tensors predicts
 /// input token `j + 1`, so response token `t` of row `i` sits at column `prompt_len_i + t − 1`.
+/// The width may be rounded up (see [`ScoreBatch::new`]); padding changes no score.
 #[derive(Clone, Debug)]
 pub struct ScoreBatch<B: Backend> {
     /// `[batch, seq]`: prompt + response without its last token.
@@ -76,14 +78,16 @@ pub struct ScoreBatch<B: Backend> {
 }
 
 impl<B: Backend> ScoreBatch<B> {
-    /// A batch of `samples` (each with a non-empty prompt and response).
-    pub fn new(samples: &[&Sample], device: &B::Device) -> Self {
+    /// A batch of `samples` (each with a non-empty prompt and response), its width rounded up
+    /// to a multiple of `pad_to_multiple_of`.
+    pub fn new(samples: &[&Sample], pad_to_multiple_of: usize, device: &B::Device) -> Self {
         let batch = samples.len();
-        let width = samples
+        let longest = samples
             .iter()
             .map(|s| s.prompt.len() + s.response.len() - 1)
             .max()
             .unwrap_or(1);
+        let width = pad_len(longest, pad_to_multiple_of);
         let mut ids = vec![0i64; batch * width];
         let mut valid = vec![false; batch * width];
         let mut targets = vec![0i64; batch * width];

@@ -52,6 +52,11 @@ pub struct RlConfig {
     /// `final/` holds the merged weights. Full fine-tuning when absent.
     #[serde(default)]
     pub lora: Option<LoraConfig>,
+    /// Prompt widths, KV caches and PPO minibatches are rounded up to a multiple of this many
+    /// tokens, so the GPU backends compile kernels for few shapes (padding is masked and
+    /// changes no result). Default: 32 on wgpu and cuda, 1 (exact lengths) on the CPU.
+    #[serde(default)]
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 /// Which environment the policy plays.

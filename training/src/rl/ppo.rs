@@ -101,6 +101,8 @@ pub struct UpdateSettings {
     pub seed: u64,
     /// Optimizer steps taken before this update (for error messages).
     pub steps_before: usize,
+    /// Minibatch widths are rounded up to a multiple of this (see [`ScoreBatch::new`]).
+    pub pad_to_multiple_of: usize,
 }
 
 /// Runs `cfg.num_ppo_epochs` passes of clipped PPO over the experience and returns the new
@@ -188,7 +190,7 @@ fn minibatch_loss<A: AutodiffBackend>(
     device: &A::Device,
 ) -> Result<Option<MinibatchLoss<A>>, SftError> {
     let b = picked.len();
-    let batch = ScoreBatch::<A>::new(picked, device);
+    let batch = ScoreBatch::<A>::new(picked, settings.pad_to_multiple_of, device);
     stats.trained_tokens += batch.input_tokens as u64;
     let scores = batch.score(&model.policy, settings.temperature);
     let vector = |v: Vec<f32>, shape: [usize; 2]| {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sftvsrl_envs::extract::{Field, Key, re_match};
 use sftvsrl_envs::gp::{GeneralPoints, GpConfig};
 use sftvsrl_envs::{Env, Rng};
+use sftvsrl_model::device::pad_multiple;
 use sftvsrl_model::{GenerateConfig, Llama, Tokenizer, generate};
 
 use super::buffer::{Sample, ScoreBatch};
@@ -271,6 +272,7 @@ pub fn collect<B: Backend>(
                 &mut out.samples[first..],
                 coef,
                 settings.generate.sampling.temperature,
+                pad_multiple::<B>(settings.generate.pad_to_multiple_of, device),
                 device,
             );
             out.timing.reference += start.elapsed();
@@ -301,10 +303,11 @@ fn penalise_kl<B: Backend>(
     samples: &mut [Sample],
     coef: f32,
     temperature: f32,
+    pad_to_multiple_of: usize,
     device: &B::Device,
 ) {
     let refs: Vec<&Sample> = samples.iter().collect();
-    let batch = ScoreBatch::<B>::new(&refs, device);
+    let batch = ScoreBatch::<B>::new(&refs, pad_to_multiple_of, device);
     let scores = batch.score(reference, temperature);
     let ref_logprobs = batch.response_values(scores.logprobs, &refs);
     for (s, r) in samples.iter_mut().zip(ref_logprobs) {

@@ -16,6 +16,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sftvsrl_envs::Rng;
+use sftvsrl_model::device::pad_multiple;
 use sftvsrl_model::{GenerateConfig, Sampling, apply_lora, load_pretrained};
 
 use super::config::{AdvantageKind, RlConfig};
@@ -129,6 +130,7 @@ pub fn run_rl<A: AutodiffBackend>(
     let saved = (progress.update > 0).then(|| progress.envs.clone());
     let mut pool = gp_pool(&config.gp, r.num_envs, config.seed, group_size, saved)?;
     let schedule = WarmupCosine::new(o.lr, o.t_max, 0.0, o.min_lr / o.lr);
+    let multiple = pad_multiple::<A>(config.pad_to_multiple_of, device);
     let generate = GenerateConfig {
         max_new_tokens: r.max_new_tokens,
         sampling: Sampling {
@@ -137,6 +139,7 @@ pub fn run_rl<A: AutodiffBackend>(
         },
         stop_tokens: loaded.stop_tokens.clone(),
         seed: 0,
+        pad_to_multiple_of: Some(multiple),
     };
     display.line(&format!(
         "{params} parameters; {} updates of {} environments × {} steps",
@@ -148,7 +151,8 @@ pub fn run_rl<A: AutodiffBackend>(
             .eval
             .as_ref()
             .map(|eval| {
-                let result = gp_success(&model.policy.valid(), &tokenizer, eval, device)?;
+                let policy = model.policy.valid();
+                let result = gp_success(&policy, &tokenizer, eval, Some(multiple), device)?;
                 display.line(&format!(
                     "GeneralPoints ID {when}: {}/{} episodes solved ({:.1}% ± {:.1}%)",
                     result.successes,
@@ -224,6 +228,7 @@ pub fn run_rl<A: AutodiffBackend>(
                 temperature: r.temperature,
                 seed: Rng::derive(config.seed, 2 * update as u64 + 1).next_u64(),
                 steps_before: progress.optimizer_steps,
+                pad_to_multiple_of: multiple,
             },
             device,
         )?;
