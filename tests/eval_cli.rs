@@ -35,6 +35,26 @@ fn tiny_model(dir: &std::path::Path) -> PathBuf {
     dir.join("runs/m/final")
 }
 
+/// Runs `sftvsrl eval CONFIG --checkpoint MODEL --out OUT`; returns the printed table and
+/// `eval.json`.
+fn eval_into(
+    config: &std::path::Path,
+    model: &std::path::Path,
+    out: &std::path::Path,
+) -> (String, serde_json::Value) {
+    let args = [
+        "eval",
+        config.to_str().unwrap(),
+        "--checkpoint",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let table = ok(&args, "");
+    let json = std::fs::read_to_string(out.join("eval.json")).unwrap();
+    (table, serde_json::from_str(&json).unwrap())
+}
+
 #[test]
 fn eval_writes_consistent_json_and_table() {
     let dir = scratch("run");
@@ -47,17 +67,7 @@ fn eval_writes_consistent_json_and_table() {
     )
     .unwrap();
     let out_dir = dir.join("out");
-    let args = [
-        "eval",
-        config.to_str().unwrap(),
-        "--checkpoint",
-        model.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-    ];
-    let table = ok(&args, "");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("eval.json")).unwrap()).unwrap();
+    let (table, json) = eval_into(&config, &model, &out_dir);
     let results = json["results"].as_array().unwrap();
     assert_eq!(results.len(), 4, "2 variants × 2 verification settings");
     for r in results {
@@ -113,19 +123,7 @@ fn eval_navigation_reports_per_step_accuracy_and_route_success() {
     )
     .unwrap();
     let out_dir = dir.join("out");
-    let table = ok(
-        &[
-            "eval",
-            config.to_str().unwrap(),
-            "--checkpoint",
-            model.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-        ],
-        "",
-    );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("eval.json")).unwrap()).unwrap();
+    let (table, json) = eval_into(&config, &model, &out_dir);
     let transcripts = json["transcripts"].as_array().unwrap();
     assert_eq!(
         transcripts.len(),
@@ -244,18 +242,8 @@ fn eval_gp_vl_variants_report_card_recognition() {
     )
     .unwrap();
     let out_dir = dir.join("out");
-    let args = [
-        "eval",
-        config.to_str().unwrap(),
-        "--checkpoint",
-        model.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-    ];
-    let table = ok(&args, "");
+    let (table, json) = eval_into(&config, &model, &out_dir);
     assert!(table.contains("| recognition |"), "{table}");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("eval.json")).unwrap()).unwrap();
     let transcripts = json["transcripts"].as_array().unwrap();
     assert_eq!(
         transcripts.len(),

@@ -232,15 +232,7 @@ mod tests {
     fn padded_batches_give_the_same_loss_and_gradients() {
         type A = burn::backend::Autodiff<B>;
         let device = Default::default();
-        let config = sftvsrl_model::LlamaConfig {
-            hidden_size: 16,
-            intermediate_size: 24,
-            num_hidden_layers: 1,
-            num_attention_heads: 2,
-            num_key_value_heads: 1,
-            head_dim: 8,
-            ..sftvsrl_model::LlamaConfig::tiny(20)
-        };
+        let config = tiny_config();
         let model = Llama::<A>::init(&config, 4, &device);
         let a = Sequence {
             ids: vec![1, 5, 7, 9, 3, 11],
@@ -288,10 +280,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn masked_loss_scores_the_model_at_answer_positions_only() {
-        let device = Default::default();
-        let config = sftvsrl_model::LlamaConfig {
+    /// A one-layer model of width 16 over 20 tokens.
+    fn tiny_config() -> sftvsrl_model::LlamaConfig {
+        sftvsrl_model::LlamaConfig {
             hidden_size: 16,
             intermediate_size: 24,
             num_hidden_layers: 1,
@@ -299,7 +290,13 @@ mod tests {
             num_key_value_heads: 1,
             head_dim: 8,
             ..sftvsrl_model::LlamaConfig::tiny(20)
-        };
+        }
+    }
+
+    #[test]
+    fn masked_loss_scores_the_model_at_answer_positions_only() {
+        let device = Default::default();
+        let config = tiny_config();
         let model = Llama::<B>::init(&config, 2, &device);
         let a = Sequence {
             ids: vec![1, 5, 7, 9, 3],
