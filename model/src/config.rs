@@ -89,6 +89,20 @@ impl LlamaConfig {
         }
     }
 
+    /// The tiny study's model (`config/study/gp-l-tiny.toml`): 2 layers of width 96, for
+    /// benchmarks that should run what the README's main command trains.
+    pub fn tiny_study(vocab_size: usize) -> Self {
+        LlamaConfig {
+            hidden_size: 96,
+            intermediate_size: 256,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 24,
+            ..LlamaConfig::tiny(vocab_size)
+        }
+    }
+
     /// The shape of SmolLM2-135M (for benchmarks with random weights).
     pub fn smollm2_135m() -> Self {
         LlamaConfig {

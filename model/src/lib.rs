@@ -68,3 +68,16 @@ pub use vlm::{Images, Vlm};
 pub use vlm_config::{VLM_MODEL_TYPE, VlmConfig};
 pub use weights::{ParamKind, ParamSource, RandomInit};
 pub use word_level::word_level_tokenizer;
+
+/// Helpers shared by the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// The largest absolute difference between two equally long slices.
+    pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+}

@@ -256,6 +256,7 @@ impl<B: Backend> ModuleVisitor<B> for AdapterParams {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_util::max_diff;
     use burn::tensor::{Bool, Int, Tensor, TensorData};
 
     use super::*;
@@ -305,14 +306,6 @@ mod tests {
         let mask =
             Tensor::<B, 2, Bool>::from_data([[true; 5], [false, false, true, true, true]], &device);
         model.forward(ids, mask).into_data().to_vec().unwrap()
-    }
-
-    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
     }
 
     /// Fills every adapter's `B` with deterministic non-zero values (as training would).

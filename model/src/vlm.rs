@@ -152,6 +152,7 @@ impl<B: Backend> Vlm<B> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use crate::test_util::max_diff;
     use burn::backend::Autodiff;
 
     use super::*;
@@ -198,14 +199,6 @@ pub(crate) mod tests {
 
     fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
         t.into_data().to_vec().unwrap()
-    }
-
-    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
     }
 
     #[test]

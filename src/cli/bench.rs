@@ -263,18 +263,7 @@ fn bench_rl_cmd(a: RlBenchArgs) -> Result<()> {
     let mut reports = Vec::new();
     for model in &a.model {
         let (name, shape) = match model {
-            RlBenchModel::Tiny => (
-                "tiny",
-                LlamaConfig {
-                    hidden_size: 96,
-                    intermediate_size: 256,
-                    num_hidden_layers: 2,
-                    num_attention_heads: 4,
-                    num_key_value_heads: 2,
-                    head_dim: 24,
-                    ..LlamaConfig::tiny(0)
-                },
-            ),
+            RlBenchModel::Tiny => ("tiny", LlamaConfig::tiny_study(0)),
             RlBenchModel::Smollm2 => ("smollm2-135m", LlamaConfig::smollm2_135m()),
         };
         let config = RlBenchConfig {

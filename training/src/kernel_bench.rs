@@ -46,15 +46,7 @@ impl Default for KernelBenchConfig {
     /// training lengths from 15 to 75, second round 3 tokens longer, 8 new tokens per call.
     fn default() -> Self {
         KernelBenchConfig {
-            model: LlamaConfig {
-                hidden_size: 96,
-                intermediate_size: 256,
-                num_hidden_layers: 2,
-                num_attention_heads: 4,
-                num_key_value_heads: 2,
-                head_dim: 24,
-                ..LlamaConfig::tiny(128)
-            },
+            model: LlamaConfig::tiny_study(128),
             batch: 4,
             prompt_widths: vec![12, 23, 37, 50, 66],
             train_lengths: vec![15, 29, 44, 58, 75],
