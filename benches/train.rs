@@ -20,12 +20,12 @@ use serde_json::Value;
 use sftvsrl_model::LlamaConfig;
 use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
 use sftvsrl_training::bench::cpu_threads;
-use sftvsrl_training::{SftError, TrainBenchConfig, TrainBenchReport, bench_train};
+use sftvsrl_training::{TrainBenchConfig, TrainBenchReport, TrainError, bench_train};
 
 struct Bench(LlamaConfig, TrainBenchConfig);
 
 impl OnBackend for Bench {
-    type Output = Result<TrainBenchReport, SftError>;
+    type Output = Result<TrainBenchReport, TrainError>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         bench_train::<Autodiff<B>>(&self.0, &self.1, &device)
     }

@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::pyjson::{self, JsonValue};
+use crate::pyjson::{self, JsonValue, NonStr};
 
 /// The answer fields the environments read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub enum Field<'a> {
     /// A card list whose items all parsed as integers (only for the `cards` key).
     IntList,
     /// A JSON value that is not a string (number, list, object, boolean, null).
-    NonString,
+    NonString(NonStr<'a>),
 }
 
 impl Field<'_> {
@@ -77,13 +77,25 @@ impl Field<'_> {
             _ => None,
         }
     }
+
+    /// Python's `needle in value` on what the reference's `re_match` returned: a substring test
+    /// for a string, element or key equality for a list or dict (see [`NonStr::py_contains`]),
+    /// and `None` where Python raises `TypeError` (a number, boolean or `None`).
+    pub fn py_contains(&self, needle: &str) -> Option<bool> {
+        match self {
+            Field::Str(s) => Some(s.contains(needle)),
+            // A list of Python ints holds no string.
+            Field::IntList => Some(false),
+            Field::NonString(v) => v.py_contains(needle),
+        }
+    }
 }
 
 /// The reference's `re_match(text, key)`.
 pub fn re_match(text: &str, key: Key) -> Field<'_> {
     match pyjson::lookup(text, key.name()) {
         Some(JsonValue::Str(s)) => return Field::Str(s),
-        Some(JsonValue::Other) => return Field::NonString,
+        Some(JsonValue::NonStr(v)) => return Field::NonString(v),
         None => {}
     }
     let group = if key.is_list() {
@@ -233,7 +245,10 @@ mod tests {
     #[test]
     fn valid_json_and_integer_lists() {
         let r = r#"{"cards": ["A", "3"], "formula": "1+2=3"}"#;
-        assert_eq!(re_match(r, Key::Cards), Field::NonString);
+        assert_eq!(
+            re_match(r, Key::Cards),
+            Field::NonString(NonStr::List(r#"["A", "3"]"#))
+        );
         assert_eq!(re_match(r, Key::Formula), str_field("1+2=3"));
         assert_eq!(
             re_match(r#""cards": [2, 3, 4, 5]"#, Key::Cards),
@@ -246,6 +261,41 @@ mod tests {
         assert_eq!(
             re_match(r#""cards": [ 2, +3, 4_0, ٣]"#, Key::Cards),
             Field::IntList
+        );
+    }
+
+    #[test]
+    fn membership_of_fields() {
+        let obs = |r: &str| re_match(r, Key::CurrentObservation).py_contains("intersection");
+        assert_eq!(
+            obs(r#"{"current observation": "an intersection"}"#),
+            Some(true)
+        );
+        assert_eq!(
+            obs(r#""current observation": "an intersection""#),
+            Some(true)
+        );
+        assert_eq!(
+            obs(r#"{"current observation": ["intersection"]}"#),
+            Some(true)
+        );
+        assert_eq!(
+            obs(r#"{"current observation": ["an intersection"]}"#),
+            Some(false)
+        );
+        assert_eq!(
+            obs(r#"{"current observation": {"intersection": 0}}"#),
+            Some(true)
+        );
+        assert_eq!(obs(r#"{"current observation": 7}"#), None);
+        assert_eq!(
+            obs("nothing"),
+            Some(false),
+            "re_match gives the string 'None'"
+        );
+        assert_eq!(
+            re_match(r#""cards": [2, 3, 4, 5]"#, Key::Cards).py_contains("2"),
+            Some(false)
         );
     }
 

@@ -6,7 +6,8 @@
 //! string. This module validates the text with Python's grammar (NaN/Infinity accepted, no
 //! trailing commas, control characters rejected in strings, ASCII-only numbers, integer literals
 //! of more than 4300 digits rejected, nesting deeper than Python's recursion limit rejected) and
-//! returns that one value, without building the rest of the document.
+//! returns that one value, without building the rest of the document: a list or object comes
+//! back as its source text, which [`NonStr::py_contains`] scans for Python's `in` operator.
 
 use std::borrow::Cow;
 
@@ -20,8 +21,46 @@ const MAX_INT_DIGITS: usize = 4300;
 pub enum JsonValue<'a> {
     /// A JSON string, decoded.
     Str(Cow<'a, str>),
-    /// Any other JSON value (number, list, object, boolean, null).
-    Other,
+    /// Any other JSON value.
+    NonStr(NonStr<'a>),
+}
+
+/// A JSON value that is not a string. Lists and objects keep their source text (already
+/// validated), so nothing is built unless [`NonStr::py_contains`] asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonStr<'a> {
+    /// A list, from its `[` to its `]`.
+    List(&'a str),
+    /// An object, from its `{` to its `}`.
+    Object(&'a str),
+    /// A number (NaN and ±Infinity included), boolean or null.
+    Scalar,
+}
+
+impl NonStr<'_> {
+    /// Python's `needle in value` for the value `json.loads` made: a list contains `needle` iff
+    /// some element is exactly that string (no substring search, no recursion into nested
+    /// values), a dict iff it has exactly that key. `None` where Python raises `TypeError`
+    /// (`in` on a number, boolean or `None`).
+    pub fn py_contains(&self, needle: &str) -> Option<bool> {
+        let (text, is_list) = match *self {
+            NonStr::List(t) => (t, true),
+            NonStr::Object(t) => (t, false),
+            NonStr::Scalar => return None,
+        };
+        let mut p = Parser {
+            s: text.as_bytes(),
+            text,
+            i: 0,
+        };
+        // `lookup` validated this text, so the scan cannot fail.
+        let found = if is_list {
+            p.array(0, Some(needle))
+        } else {
+            p.object(0, Some(needle)).map(|v| v.is_some())
+        };
+        Some(found.unwrap_or(false))
+    }
 }
 
 /// `Some(value)` when Python's `json.loads(text)[key]` would succeed, `None` when it would raise.
@@ -103,9 +142,15 @@ impl<'a> Parser<'a> {
             if wanted && self.peek() == Some(b'"') {
                 found = Some(JsonValue::Str(self.string()?));
             } else {
+                let start = self.i;
                 self.value(depth + 1)?;
                 if wanted {
-                    found = Some(JsonValue::Other);
+                    let raw = &self.text[start..self.i];
+                    found = Some(JsonValue::NonStr(match self.s[start] {
+                        b'[' => NonStr::List(raw),
+                        b'{' => NonStr::Object(raw),
+                        _ => NonStr::Scalar,
+                    }));
                 }
             }
             self.ws();
@@ -120,25 +165,30 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn array(&mut self, depth: usize) -> Res<()> {
+    /// Parses a list; with `needle`, tells whether some element is exactly that string.
+    fn array(&mut self, depth: usize, needle: Option<&str>) -> Res<bool> {
         if depth >= MAX_DEPTH {
             return Err(());
         }
         self.eat(b'[')?;
         self.ws();
+        let mut found = false;
         if self.peek() == Some(b']') {
             self.i += 1;
-            return Ok(());
+            return Ok(found);
         }
         loop {
             self.ws();
-            self.value(depth + 1)?;
+            match needle {
+                Some(want) if self.peek() == Some(b'"') => found |= self.string()? == want,
+                _ => self.value(depth + 1)?,
+            }
             self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
                 Some(b']') => {
                     self.i += 1;
-                    return Ok(());
+                    return Ok(found);
                 }
                 _ => return Err(()),
             }
@@ -148,7 +198,7 @@ impl<'a> Parser<'a> {
     fn value(&mut self, depth: usize) -> Res<()> {
         match self.peek().ok_or(())? {
             b'{' => self.object(depth, None).map(drop),
-            b'[' => self.array(depth),
+            b'[' => self.array(depth, None).map(drop),
             b'"' => self.string().map(drop),
             b't' => self.literal("true"),
             b'f' => self.literal("false"),
@@ -304,11 +354,15 @@ mod tests {
         );
         assert_eq!(
             lookup(r#"{"formula": 24}"#, "formula"),
-            Some(JsonValue::Other)
+            Some(JsonValue::NonStr(NonStr::Scalar))
         );
         assert_eq!(
-            lookup(r#"{"cards": ["A", 3]}"#, "cards"),
-            Some(JsonValue::Other)
+            lookup(r#"{"cards": ["A", 3] }"#, "cards"),
+            Some(JsonValue::NonStr(NonStr::List(r#"["A", 3]"#)))
+        );
+        assert_eq!(
+            lookup(r#"{"o": {"a": [1]}, "p": 1}"#, "o"),
+            Some(JsonValue::NonStr(NonStr::Object(r#"{"a": [1]}"#)))
         );
         assert_eq!(
             lookup(r#"{"x": "\u0031\n"}"#, "x"),
@@ -318,6 +372,52 @@ mod tests {
             lookup(r#"{"x": "\ud83d\ude00"}"#, "x"),
             Some(JsonValue::Str(Cow::Owned("😀".into())))
         );
+    }
+
+    /// `needle in json.loads(text)["o"]`.
+    fn contains(text: &str, needle: &str) -> Option<bool> {
+        match lookup(text, "o") {
+            Some(JsonValue::NonStr(v)) => v.py_contains(needle),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn membership_follows_python_in() {
+        let i = "intersection";
+        // Lists: an element equal to the string, after decoding escapes.
+        assert_eq!(contains(r#"{"o": ["intersection"]}"#, i), Some(true));
+        assert_eq!(
+            contains(r#"{"o": [1, null, "x", "inters\u0065ction"]}"#, i),
+            Some(true)
+        );
+        assert_eq!(contains(r#"{"o": []}"#, i), Some(false));
+        assert_eq!(contains(r#"{"o": ["big intersection"]}"#, i), Some(false));
+        assert_eq!(
+            contains(r#"{"o": ["Intersection", "intersection "]}"#, i),
+            Some(false)
+        );
+        // No recursion into nested lists or objects, and dict values are not searched.
+        assert_eq!(
+            contains(r#"{"o": [["intersection"], {"intersection": 1}]}"#, i),
+            Some(false)
+        );
+        // Objects: a key equal to the string (the last duplicate of `o` wins).
+        assert_eq!(contains(r#"{"o": {"intersection": null}}"#, i), Some(true));
+        assert_eq!(contains(r#"{"o": {"a": "intersection"}}"#, i), Some(false));
+        assert_eq!(contains(r#"{"o": {}}"#, i), Some(false));
+        assert_eq!(
+            contains(r#"{"o": ["intersection"], "o": ["no"]}"#, i),
+            Some(false)
+        );
+        // Numbers, booleans and null raise TypeError.
+        for scalar in ["3", "-1.5e3", "NaN", "true", "null"] {
+            assert_eq!(
+                contains(&format!(r#"{{"o": {scalar}}}"#), i),
+                None,
+                "{scalar}"
+            );
+        }
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use sftvsrl_envs::nav::instruction::build_instruction;
 use sftvsrl_envs::nav::milestone::parse_milestones;
-use sftvsrl_envs::nav::prompt::expert_response;
+use sftvsrl_envs::nav::prompt::{compact_expert_response, expert_response};
 use sftvsrl_envs::nav::{
-    NavConfig, NavError, NavMetrics, Navigation, SuccessRule, expert_examples,
+    NavConfig, NavError, NavMetrics, Navigation, PromptLayout, SuccessRule, expert_examples,
 };
 use sftvsrl_envs::{Env, Role};
 
@@ -297,6 +297,137 @@ fn expert_examples_are_accepted_prompts_and_answers() {
     );
 }
 
+fn compact(absolute_action: bool) -> NavConfig {
+    NavConfig {
+        absolute_action,
+        prompt_layout: PromptLayout::Compact,
+        ..NavConfig::default()
+    }
+}
+
+#[test]
+fn compact_prompts_hold_the_instruction_the_turn_words_and_the_history() {
+    for (absolute, turns) in [
+        (
+            true,
+            "Turns: north, northeast, east, southeast, south, southwest, west, northwest\n",
+        ),
+        (false, "Turns: left, right, slightly left, slightly right\n"),
+    ] {
+        let mut env = env(compact(absolute));
+        for seed in 0..4 {
+            let first = env.reset(seed).turns[0].text.clone();
+            let instruction = env.instruction().unwrap().text.clone();
+            assert_eq!(
+                first,
+                format!("Instruction:\n{instruction}{turns}O_1: No landmarks nearby; \nA_1: \n")
+            );
+            let mut calls = 0;
+            loop {
+                let (_, p) = env.position().unwrap();
+                let (action, obs) = (p.gt_action.clone(), p.oracle_observation());
+                let v = env.step(&compact_expert_response(&action));
+                assert_eq!((v.reward, v.message.as_str()), (1.0, "Correct action."));
+                calls += 1;
+                if v.done() {
+                    break;
+                }
+                // The fresh prompt carries the executed action and the new observation.
+                let prompt = &env.transcript().turns[0].text;
+                let n = calls + 1;
+                let next = env.position().unwrap().1.oracle_observation();
+                assert!(
+                    prompt.starts_with(&format!("Instruction:\n{instruction}{turns}"))
+                        && prompt.contains(&format!("O_{calls}: {obs}\nA_{calls}: {action}\n"))
+                        && prompt.ends_with(&format!("O_{n}: {next}\nA_{n}: \n")),
+                    "{prompt}"
+                );
+                assert!(!prompt.contains("[Task Description]") && !prompt.contains("[Output]"));
+            }
+            assert_eq!(calls, env.rail().len());
+            assert!(env.success());
+        }
+        // A wrong action gets the reference's feedback turn.
+        env.reset(0);
+        assert_eq!(env.step(WRONG).reward, -1.0);
+        assert_eq!(env.transcript().turns[2].text, WRONG_ACTION_TURN);
+    }
+}
+
+#[test]
+fn compact_expert_examples_are_one_line_actions() {
+    for absolute in [true, false] {
+        let examples: Vec<_> = expert_examples(&routes(), false, 30, 3, &compact(absolute))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for ex in &examples {
+            assert!(ex.prompt.starts_with("Instruction:\n"), "{}", ex.prompt);
+            let action = ex.meta["gt_action"].as_str().unwrap();
+            assert_eq!(ex.response, format!("{{\"action\": \"{action}\"}}"));
+        }
+        assert!(examples.iter().any(|e| e.meta["gt_action"] == "stop()"));
+        let turn_word = if absolute { "(north" } else { "(slightly " };
+        assert!(
+            examples
+                .iter()
+                .any(|e| e.response.contains("turn_direction") && e.prompt.contains(turn_word)),
+        );
+    }
+}
+
+/// Word-level pieces (` ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]|\s`, one token each) of the prompt and
+/// answer at every position of one expert episode, summed.
+fn episode_tokens(config: NavConfig, seed: u64) -> (usize, usize, usize) {
+    let re = regex::Regex::new(r" ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]|\s").unwrap();
+    let count = |t: &str| re.find_iter(t).count();
+    let layout = config.prompt_layout;
+    let mut env = env(config);
+    env.reset(seed);
+    let (mut prompt, mut answer, mut positions) = (0, 0, 0);
+    loop {
+        let (_, p) = env.position().unwrap();
+        let a = sftvsrl_envs::nav::prompt::expert_response_in(
+            layout,
+            &p.oracle_observation(),
+            &p.instruction,
+            &p.gt_action,
+        );
+        prompt += count(&env.transcript().turns[0].text);
+        answer += count(&a);
+        positions += 1;
+        let v = env.step(&a);
+        assert_eq!(v.reward, 1.0);
+        if v.done() {
+            return (prompt, answer, positions);
+        }
+    }
+}
+
+#[test]
+fn compact_layout_needs_a_fraction_of_the_tokens() {
+    for absolute in [true, false] {
+        let reference = episode_tokens(
+            NavConfig {
+                absolute_action: absolute,
+                ..NavConfig::default()
+            },
+            2,
+        );
+        let small = episode_tokens(compact(absolute), 2);
+        assert_eq!(reference.2, small.2, "the same episode");
+        let n = reference.2;
+        println!(
+            "absolute {absolute}: {n} positions; per position, reference prompt {} + answer {}, compact prompt {} + answer {}",
+            reference.0 / n,
+            reference.1 / n,
+            small.0 / n,
+            small.1 / n
+        );
+        assert!(2 * (small.0 + small.1) < reference.0 + reference.1);
+    }
+}
+
 /// A scratch copy of the fixture folder, for breaking.
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("nav-episode-{name}"));
@@ -379,4 +510,39 @@ fn bad_route_folders_give_errors_naming_file_route_and_field() {
         msg.contains("cannot read the metadata") && msg.contains("(needed by route "),
         "{msg}"
     );
+}
+
+#[test]
+fn route_range_draws_episodes_from_its_routes_only() {
+    let total = Navigation::open(&routes(), NavConfig::default())
+        .unwrap()
+        .data()
+        .routes
+        .len();
+    assert!(total >= 2, "the fixture holds {total} routes");
+    let mut e = env(NavConfig {
+        route_range: Some([1, 2]),
+        ..NavConfig::default()
+    });
+    for seed in 0..20 {
+        e.try_reset(seed).unwrap();
+        assert_eq!(e.route().unwrap().index, 1, "seed {seed}");
+    }
+    let past_end = Navigation::open(
+        &routes(),
+        NavConfig {
+            route_range: Some([0, total + 1]),
+            ..NavConfig::default()
+        },
+    );
+    assert!(
+        matches!(&past_end, Err(NavError::Invalid(m)) if m.contains("route_range")),
+        "{:?}",
+        past_end.err()
+    );
+    let empty = NavConfig {
+        route_range: Some([2, 2]),
+        ..NavConfig::default()
+    };
+    assert!(empty.validate().unwrap_err().contains("route_range"));
 }

@@ -11,7 +11,7 @@ use sftvsrl_envs::nav::panorama::{GridRenderer, SEPARATOR_PX, panorama_paths};
 use sftvsrl_envs::nav::world::city::City;
 use sftvsrl_envs::nav::world::style::CityStyle;
 use sftvsrl_envs::nav::world::{WorldSpec, generate};
-use sftvsrl_envs::nav::{NavConfig, Navigation, ViewHeadings, expert_examples};
+use sftvsrl_envs::nav::{NavConfig, Navigation, PromptLayout, ViewHeadings, expert_examples};
 use sftvsrl_envs::{Env, Rng};
 
 const SEED: u64 = 11;
@@ -186,6 +186,23 @@ fn vision_expert_examples_carry_the_grid() {
     assert_eq!(ex.meta["env"], "virl-vl");
     assert!(it.next().unwrap().is_ok());
     assert!(it.next().is_none());
+    // The compact layout keeps the image and describes it in the history.
+    let compact = NavConfig {
+        prompt_layout: PromptLayout::Compact,
+        ..NavConfig::default()
+    };
+    let ex = expert_examples(world(CityStyle::Worldwide), true, 1, 0, &compact)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(ex.image.unwrap().dimensions(), (2405, 2405));
+    assert!(ex.prompt.starts_with("Instruction:\n"));
+    assert!(
+        ex.prompt
+            .ends_with("O_1: You observe an image of 4 views; \nA_1: \n")
+    );
+    assert!(ex.response.starts_with("{\"action\": \"turn_direction("));
 }
 
 #[test]

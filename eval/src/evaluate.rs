@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 use sftvsrl_envs::Env;
 use sftvsrl_envs::gp::GeneralPoints;
@@ -37,8 +36,8 @@ pub struct VariantResult {
     /// the call past the attempt limit included (paper-spec §5.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_accuracy: Option<CallRate>,
-    /// GP-VL card recognition: model calls not rewarded -1.5 ("you recognized wrong cards")
-    /// over all calls (paper-spec §5.1; the paper's number is the one at verify_iter 1).
+    /// GP-VL card recognition: episodes whose first call is not rewarded -1.5 ("you recognized
+    /// wrong cards"), as the reference's one call per episode without verification (§5.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recognition: Option<CallRate>,
 }
@@ -88,21 +87,23 @@ pub fn rate_with_error(successes: usize, n: usize) -> (f64, f64) {
     (p, (p * (1.0 - p) / n.max(1) as f64).sqrt())
 }
 
-/// Evaluates `policy` as `config` says; `progress` hears after every batch of episodes.
-pub fn evaluate<B: Backend>(
-    policy: Policy<'_, B>,
+/// Evaluates `policy` as `config` says; `progress` hears of every finished episode.
+pub fn evaluate(
+    policy: &mut dyn Policy,
     tokenizer: &Tokenizer,
     config: &EvalConfig,
-    device: &B::Device,
     progress: &mut dyn FnMut(usize),
 ) -> Result<EvalReport, EvalError> {
-    if let (Policy::Text(_), Some(v)) = (policy, config.variants.iter().find(|v| v.is_vision())) {
+    if let (false, Some(v)) = (
+        policy.sees_images(),
+        config.variants.iter().find(|v| v.is_vision()),
+    ) {
         return Err(EvalError::Invalid(format!(
             "`{}` shows the cards as an image: it needs a vision-language checkpoint",
             v.name()
         )));
     }
-    let player = Player {
+    let mut player = Player {
         policy,
         tokenizer,
         generation: GenerateConfig {
@@ -113,7 +114,6 @@ pub fn evaluate<B: Backend>(
             pad_to_multiple_of: config.pad_to_multiple_of,
         },
         batch: config.batch,
-        device,
     };
     let mut report = EvalReport {
         results: Vec::new(),
@@ -174,39 +174,32 @@ fn seeds(seed: u64, episodes: usize) -> Vec<u64> {
 }
 
 /// What every variant's episodes are played with.
-struct Player<'a, B: Backend> {
-    policy: Policy<'a, B>,
+struct Player<'a> {
+    policy: &'a mut dyn Policy,
     tokenizer: &'a Tokenizer,
     generation: GenerateConfig,
     batch: usize,
-    device: &'a B::Device,
 }
 
-impl<B: Backend> Player<'_, B> {
+impl Player<'_> {
     /// Plays one episode per seed, `batch` at a time, in environments from `make_env`.
-    fn play<E: Env>(
-        &self,
+    fn play<E: Env + 'static>(
+        &mut self,
         seeds: &[u64],
         progress: &mut dyn FnMut(usize),
         mut make_env: impl FnMut() -> Result<E, EvalError>,
     ) -> Result<Vec<EpisodeRecord>, EvalError> {
-        let mut records = Vec::with_capacity(seeds.len());
-        for chunk in seeds.chunks(self.batch) {
-            let mut envs = chunk
-                .iter()
-                .map(|_| make_env())
-                .collect::<Result<Vec<_>, _>>()?;
-            records.extend(play_episodes(
-                self.policy,
-                self.tokenizer,
-                &mut envs,
-                chunk,
-                &self.generation,
-                self.device,
-            )?);
-            progress(chunk.len());
-        }
-        Ok(records)
+        let envs = (0..self.batch.min(seeds.len()))
+            .map(|_| make_env().map(|e| Box::new(e) as Box<dyn Env>))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(play_episodes(
+            self.policy,
+            self.tokenizer,
+            envs,
+            seeds,
+            &self.generation,
+            progress,
+        )?)
     }
 }
 
@@ -236,14 +229,17 @@ fn summarize(variant: EvalVariant, verify_iter: u32, records: &[EpisodeRecord]) 
     }
 }
 
-/// GP-VL recognition accuracy over every call of `records`: `1 - #(-1.5) / #calls`.
+/// GP-VL recognition accuracy as the reference measures it: one call per episode with
+/// verification off (`enable_verification=False`), so `1 - #(-1.5) / #episodes` over each
+/// episode's first call (the same prompt that run sees). Revisions and the step-limit call
+/// are left out.
 fn recognition(records: &[EpisodeRecord]) -> CallRate {
-    let calls: Vec<f64> = records
+    let first: Vec<f64> = records
         .iter()
-        .flat_map(|r| r.calls.iter().map(|c| c.verdict.reward))
+        .filter_map(|r| r.calls.first().map(|c| c.verdict.reward))
         .collect();
-    let misread = calls.iter().filter(|&&r| r == INCORRECT_VISION).count();
-    CallRate::new(calls.len() - misread, calls.len())
+    let misread = first.iter().filter(|&&r| r == INCORRECT_VISION).count();
+    CallRate::new(first.len() - misread, first.len())
 }
 
 /// Navigation's per-step accuracy over every call of `records`, counted by the environment's
@@ -298,14 +294,17 @@ mod tests {
     }
 
     #[test]
-    fn recognition_counts_calls_not_graded_as_misread_cards() {
+    fn recognition_counts_first_calls_not_graded_as_misread_cards() {
+        // Half the hands misread: revisions and the step-limit call do not dilute it.
         let records = [
             record(false, &[-1.5, -1.5, -1.0]),
             record(true, &[-3.0, 5.0]),
+            record(false, &[-1.5, -1.0]),
+            record(true, &[5.0]),
         ];
         let r = recognition(&records);
-        assert_eq!((r.count, r.calls), (3, 5));
-        assert!((r.rate - 0.6).abs() < 1e-12);
+        assert_eq!((r.count, r.calls), (2, 4));
+        assert!((r.rate - 0.5).abs() < 1e-12);
     }
 
     #[test]

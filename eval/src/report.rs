@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use sftvsrl_training::SftError;
+use sftvsrl_training::TrainError;
 
 use crate::error::EvalError;
 use crate::evaluate::{CallRate, EvalReport};
@@ -71,13 +71,13 @@ pub fn write_report(
     about: serde_json::Value,
     dir: &Path,
 ) -> Result<(), EvalError> {
-    std::fs::create_dir_all(dir).map_err(|e| SftError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let json_path = dir.join("eval.json");
     let text = serde_json::to_string_pretty(&json!({
         "about": about, "results": report.results, "transcripts": report.transcripts,
     }))
     .map_err(|e| EvalError::Invalid(format!("serialising the results: {e}")))?;
-    std::fs::write(&json_path, text).map_err(|e| SftError::io(&json_path, e))?;
+    std::fs::write(&json_path, text).map_err(|e| TrainError::io(&json_path, e))?;
 
     let mut md = format!("# Evaluation\n\n{}\n## Transcripts\n", table(report));
     for (variant, record) in &report.transcripts {
@@ -106,5 +106,5 @@ pub fn write_report(
         }
     }
     let md_path = dir.join("eval.md");
-    std::fs::write(&md_path, md).map_err(|e| SftError::io(&md_path, e).into())
+    std::fs::write(&md_path, md).map_err(|e| TrainError::io(&md_path, e).into())
 }

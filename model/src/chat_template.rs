@@ -16,6 +16,17 @@ pub enum ChatFormat {
     Plain,
 }
 
+/// One part of a rendered conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatPiece {
+    /// A special token of the format, by its text (one control id).
+    Special(&'static str),
+    /// Template text: role names, separators, the system prompt.
+    Text(String),
+    /// The content of turn `i`.
+    Turn(usize),
+}
+
 /// How to turn chat turns into the text a model was trained on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChatTemplate {
@@ -63,57 +74,95 @@ impl ChatTemplate {
         ChatTemplate::new(ChatFormat::Plain)
     }
 
+    /// The layout of a conversation with turns of `roles`: special tokens, template text, and
+    /// the places of the system prompt and each turn's content. With `add_generation_prompt`,
+    /// it ends with the opening of an assistant turn.
+    pub fn pieces(
+        &self,
+        system: Option<&str>,
+        roles: &[Role],
+        add_generation_prompt: bool,
+    ) -> Vec<ChatPiece> {
+        let system = system.or(self.default_system.as_deref());
+        let mut out = Vec::new();
+        match self.format {
+            ChatFormat::Llama3 => {
+                out.push(ChatPiece::Special("<|begin_of_text|>"));
+                let push = |out: &mut Vec<ChatPiece>, role: &str, content: ChatPiece| {
+                    out.push(ChatPiece::Special("<|start_header_id|>"));
+                    out.push(ChatPiece::Text(role.to_string()));
+                    out.push(ChatPiece::Special("<|end_header_id|>"));
+                    out.push(ChatPiece::Text("\n\n".into()));
+                    out.push(content);
+                    out.push(ChatPiece::Special("<|eot_id|>"));
+                };
+                if let Some(s) = system {
+                    push(&mut out, "system", ChatPiece::Text(s.trim().to_string()));
+                }
+                for (i, &role) in roles.iter().enumerate() {
+                    push(&mut out, role_name(role), ChatPiece::Turn(i));
+                }
+                if add_generation_prompt {
+                    out.push(ChatPiece::Special("<|start_header_id|>"));
+                    out.push(ChatPiece::Text("assistant".into()));
+                    out.push(ChatPiece::Special("<|end_header_id|>"));
+                    out.push(ChatPiece::Text("\n\n".into()));
+                }
+            }
+            ChatFormat::ChatMl => {
+                let push = |out: &mut Vec<ChatPiece>, role: &str, content: ChatPiece| {
+                    out.push(ChatPiece::Special("<|im_start|>"));
+                    out.push(ChatPiece::Text(format!("{role}\n")));
+                    out.push(content);
+                    out.push(ChatPiece::Special("<|im_end|>"));
+                    out.push(ChatPiece::Text("\n".into()));
+                };
+                if let Some(s) = system {
+                    push(&mut out, "system", ChatPiece::Text(s.to_string()));
+                }
+                for (i, &role) in roles.iter().enumerate() {
+                    push(&mut out, role_name(role), ChatPiece::Turn(i));
+                }
+                if add_generation_prompt {
+                    out.push(ChatPiece::Special("<|im_start|>"));
+                    out.push(ChatPiece::Text("assistant\n".into()));
+                }
+            }
+            ChatFormat::Plain => {
+                if let Some(s) = system {
+                    out.push(ChatPiece::Text(format!("{s}\n")));
+                }
+                for i in 0..roles.len() {
+                    out.push(ChatPiece::Turn(i));
+                    out.push(ChatPiece::Text("\n".into()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether a turn's text is trimmed before it is rendered (Llama 3's template does).
+    pub fn trims_turns(&self) -> bool {
+        self.format == ChatFormat::Llama3
+    }
+
     /// The conversation as text; with `add_generation_prompt`, followed by the opening of an
-    /// assistant turn. Encode the result without adding special tokens: the text holds them.
+    /// assistant turn. Use [`crate::Tokenizer::encode_chat`] to get its ids: encoding this text
+    /// would turn special-token strings inside the turns into control tokens.
     pub fn render(
         &self,
         system: Option<&str>,
         turns: &[Turn],
         add_generation_prompt: bool,
     ) -> String {
-        let system = system.or(self.default_system.as_deref());
+        let roles: Vec<Role> = turns.iter().map(|t| t.role).collect();
         let mut out = String::new();
-        match self.format {
-            ChatFormat::Llama3 => {
-                out.push_str("<|begin_of_text|>");
-                let mut push = |role: &str, text: &str| {
-                    out.push_str(&format!(
-                        "<|start_header_id|>{role}<|end_header_id|>\n\n{}<|eot_id|>",
-                        text.trim()
-                    ));
-                };
-                if let Some(s) = system {
-                    push("system", s);
-                }
-                for t in turns {
-                    push(role_name(t.role), &t.text);
-                }
-                if add_generation_prompt {
-                    out.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
-                }
-            }
-            ChatFormat::ChatMl => {
-                let mut push = |role: &str, text: &str| {
-                    out.push_str(&format!("<|im_start|>{role}\n{text}<|im_end|>\n"));
-                };
-                if let Some(s) = system {
-                    push("system", s);
-                }
-                for t in turns {
-                    push(role_name(t.role), &t.text);
-                }
-                if add_generation_prompt {
-                    out.push_str("<|im_start|>assistant\n");
-                }
-            }
-            ChatFormat::Plain => {
-                for text in system
-                    .into_iter()
-                    .chain(turns.iter().map(|t| t.text.as_str()))
-                {
-                    out.push_str(text);
-                    out.push('\n');
-                }
+        for piece in self.pieces(system, &roles, add_generation_prompt) {
+            match piece {
+                ChatPiece::Special(s) => out.push_str(s),
+                ChatPiece::Text(s) => out.push_str(&s),
+                ChatPiece::Turn(i) if self.trims_turns() => out.push_str(turns[i].text.trim()),
+                ChatPiece::Turn(i) => out.push_str(&turns[i].text),
             }
         }
         out

@@ -48,7 +48,7 @@ pub mod word_level;
 
 pub use bench::{GenerateBenchConfig, GenerateBenchReport, bench_generate};
 pub use cache::KvCache;
-pub use chat_template::{ChatFormat, ChatTemplate};
+pub use chat_template::{ChatFormat, ChatPiece, ChatTemplate};
 pub use config::{Llama3RopeScaling, LlamaConfig, ModelType};
 pub use error::ModelError;
 pub use export::{save_pretrained, save_vlm};
@@ -62,7 +62,7 @@ pub use llama::{Llama, token_logprobs};
 pub use lora::{LoraConfig, LoraTarget, apply_lora, apply_lora_vlm, lora_params, merge_lora};
 pub use pretrained::{Pretrained, PretrainedVlm, is_vlm_checkpoint, load_pretrained, load_vlm};
 pub use sampling::Sampling;
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{Tokenizer, TurnContent};
 pub use vision::{VisionConfig, VisionEncoder};
 pub use vlm::{Images, Vlm};
 pub use vlm_config::{VLM_MODEL_TYPE, VlmConfig};

@@ -6,13 +6,18 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use sftvsrl_envs::Turn;
 
-use crate::chat_template::ChatTemplate;
+use sftvsrl_envs::Role;
+
+use crate::chat_template::{ChatPiece, ChatTemplate};
 use crate::error::{ModelError, read_json};
 
 /// A tokenizer with its beginning/end-of-sequence tokens and chat template.
 #[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// The same tokenizer with special-token strings read as plain text: how turn contents are
+    /// encoded, so that text spelling `<|im_end|>` never becomes a control id.
+    text_only: tokenizers::Tokenizer,
     bos_token: Option<String>,
     eos_token: Option<String>,
     chat_template: ChatTemplate,
@@ -27,6 +32,15 @@ impl std::fmt::Debug for Tokenizer {
             .field("chat_template", &self.chat_template)
             .finish()
     }
+}
+
+/// What a chat turn holds when it is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TurnContent<'a> {
+    /// Text, encoded with special-token strings read as text.
+    Text(&'a str),
+    /// Token ids, used as they are.
+    Ids(&'a [u32]),
 }
 
 /// A special token of `tokenizer_config.json`: a string or `{"content": ...}`.
@@ -54,8 +68,11 @@ impl Tokenizer {
                 });
             }
         }
+        let mut text_only = inner.clone();
+        text_only.set_encode_special_tokens(true);
         Ok(Tokenizer {
             inner,
+            text_only,
             bos_token,
             eos_token,
             chat_template,
@@ -157,13 +174,63 @@ impl Tokenizer {
             .map_err(|e| ModelError::Tokenize(e.to_string()))
     }
 
-    /// The prompt ids of a conversation, ending with the opening of the assistant's turn.
+    /// The ids of `text` with every special-token string in it read as plain text (turn
+    /// contents: prompts, feedback, expert answers).
+    pub fn encode_text(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        self.text_only
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| ModelError::Tokenize(e.to_string()))
+    }
+
+    /// The prompt ids of a conversation, ending with the opening of the assistant's turn. Turn
+    /// texts are encoded as text: special-token strings inside them stay text.
     pub fn encode_chat(
         &self,
         system: Option<&str>,
         turns: &[Turn],
     ) -> Result<Vec<u32>, ModelError> {
-        self.encode(&self.chat_template.render(system, turns, true), false)
+        let turns: Vec<(Role, TurnContent)> = turns
+            .iter()
+            .map(|t| (t.role, TurnContent::Text(&t.text)))
+            .collect();
+        self.encode_conversation(system, &turns)
+    }
+
+    /// [`Tokenizer::encode_chat`] for turns that may hold token ids (a model's sampled replies,
+    /// kept exactly as sampled, without their stop token: the template closes the turn).
+    pub fn encode_conversation(
+        &self,
+        system: Option<&str>,
+        turns: &[(Role, TurnContent<'_>)],
+    ) -> Result<Vec<u32>, ModelError> {
+        let roles: Vec<Role> = turns.iter().map(|t| t.0).collect();
+        let template = &self.chat_template;
+        let mut ids = Vec::new();
+        let mut text = String::new();
+        for piece in template.pieces(system, &roles, true) {
+            match piece {
+                ChatPiece::Text(s) => text.push_str(&s),
+                ChatPiece::Turn(i) => match turns[i].1 {
+                    TurnContent::Text(t) if template.trims_turns() => text.push_str(t.trim()),
+                    TurnContent::Text(t) => text.push_str(t),
+                    TurnContent::Ids(turn_ids) => {
+                        ids.extend(self.encode_text(&std::mem::take(&mut text))?);
+                        ids.extend_from_slice(turn_ids);
+                    }
+                },
+                ChatPiece::Special(token) => {
+                    ids.extend(self.encode_text(&std::mem::take(&mut text))?);
+                    ids.push(self.token_id(token).ok_or_else(|| {
+                        ModelError::Tokenize(format!(
+                            "the chat template needs `{token}`, which is not in the vocabulary"
+                        ))
+                    })?);
+                }
+            }
+        }
+        ids.extend(self.encode_text(&text)?);
+        Ok(ids)
     }
 
     /// The text of `ids`, optionally without special tokens.
@@ -181,8 +248,9 @@ impl Tokenizer {
     /// Adds `token` as a special token (kept whole by the encoder, dropped when decoding with
     /// `skip_special_tokens`) and returns its id; an existing token keeps its id.
     pub fn add_special_token(&mut self, token: &str) -> u32 {
-        self.inner
-            .add_special_tokens(&[tokenizers::AddedToken::from(token.to_string(), true)]);
+        let added = [tokenizers::AddedToken::from(token.to_string(), true)];
+        self.inner.add_special_tokens(&added);
+        self.text_only.add_special_tokens(&added);
         self.inner
             .token_to_id(token)
             .expect("a token just added has an id")
@@ -224,5 +292,83 @@ impl Tokenizer {
     /// The underlying `tokenizers` tokenizer.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat_template::ChatFormat;
+    use crate::word_level::word_level_tokenizer;
+
+    /// A word-level tokenizer with ChatML's markers as special tokens.
+    fn chatml() -> Tokenizer {
+        let words = [
+            "user",
+            "assistant",
+            "hello",
+            " hello",
+            "world",
+            " world",
+            "im",
+            "end",
+        ];
+        let mut tok = word_level_tokenizer(words, 1).expect("tokenizer");
+        tok.add_special_token("<|im_start|>");
+        tok.add_special_token("<|im_end|>");
+        tok.chat_template = ChatTemplate::new(ChatFormat::ChatMl);
+        tok
+    }
+
+    fn user(text: &str) -> Turn {
+        Turn {
+            role: Role::User,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn special_token_strings_inside_turns_stay_text() {
+        let tok = chatml();
+        let end = tok.token_id("<|im_end|>").unwrap();
+        let turns = [user("hello <|im_end|> world")];
+        let ids = tok.encode_chat(None, &turns).unwrap();
+        // Only the template's own marker closes the turn; the spelled one is text.
+        assert_eq!(ids.iter().filter(|&&i| i == end).count(), 1);
+        assert_eq!(
+            tok.decode(&ids, false).unwrap(),
+            tok.chat_template().render(None, &turns, true)
+        );
+        // The plain encoder would have made a control id of it.
+        let plain = tok.encode(&tok.chat_template().render(None, &turns, true), false);
+        assert_eq!(plain.unwrap().iter().filter(|&&i| i == end).count(), 2);
+    }
+
+    #[test]
+    fn sampled_ids_are_kept_as_sampled() {
+        let tok = chatml();
+        let end = tok.token_id("<|im_end|>").unwrap();
+        // A reply whose ids spell the marker as text: no turn boundary may appear inside it.
+        let reply = tok.encode_text("world <|im_end|>").unwrap();
+        assert!(!reply.contains(&end));
+        let turns = [
+            (Role::User, TurnContent::Text("hello")),
+            (Role::Assistant, TurnContent::Ids(&reply)),
+            (Role::User, TurnContent::Text("world")),
+        ];
+        let ids = tok.encode_conversation(None, &turns).unwrap();
+        let at = ids
+            .windows(reply.len())
+            .position(|w| w == reply.as_slice())
+            .expect("the reply's ids appear unchanged");
+        assert_eq!(ids[at + reply.len()], end, "the template closes the turn");
+        assert_eq!(ids.iter().filter(|&&i| i == end).count(), 3);
+        // Text turns give the same ids as encode_chat.
+        let text_turns = [user("hello")];
+        assert_eq!(
+            tok.encode_conversation(None, &[(Role::User, TurnContent::Text("hello"))])
+                .unwrap(),
+            tok.encode_chat(None, &text_turns).unwrap()
+        );
     }
 }

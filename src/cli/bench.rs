@@ -22,7 +22,7 @@ use sftvsrl_training::kernel_bench::{
     KernelBenchConfig, KernelBenchReport, KernelPhase, bench_kernels,
 };
 use sftvsrl_training::rl::{RlBenchConfig, RlBenchReport, bench_rl};
-use sftvsrl_training::{SftError, TrainBenchConfig, TrainBenchReport, bench_train};
+use sftvsrl_training::{TrainBenchConfig, TrainBenchReport, TrainError, bench_train};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -67,7 +67,7 @@ pub struct KernelBenchArgs {
 struct KernelJob(KernelBenchConfig, PathBuf);
 
 impl OnBackend for KernelJob {
-    type Output = Result<KernelBenchReport, SftError>;
+    type Output = Result<KernelBenchReport, TrainError>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let log = self.1;
@@ -143,7 +143,7 @@ pub struct TrainBenchArgs {
 struct TrainJob(LlamaConfig, TrainBenchConfig);
 
 impl OnBackend for TrainJob {
-    type Output = Result<TrainBenchReport, SftError>;
+    type Output = Result<TrainBenchReport, TrainError>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         bench_train::<Autodiff<B>>(&self.0, &self.1, &device)
@@ -252,7 +252,7 @@ pub struct RlBenchArgs {
 struct RlBenchJob(RlBenchConfig);
 
 impl OnBackend for RlBenchJob {
-    type Output = Result<RlBenchReport, SftError>;
+    type Output = Result<RlBenchReport, TrainError>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         bench_rl::<Autodiff<B>>(&self.0, &device)

@@ -8,7 +8,7 @@ use serde_json::json;
 use sftvsrl_eval::{EvalConfig, evaluate, table, write_report};
 use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
 use sftvsrl_model::{is_vlm_checkpoint, load_pretrained, load_vlm};
-use sftvsrl_training::Policy;
+use sftvsrl_training::{TextPolicy, VisionPolicy};
 
 use super::progress::Progress;
 
@@ -44,21 +44,20 @@ impl OnBackend for EvalJob {
         let report = if is_vlm_checkpoint(checkpoint) {
             let vlm = load_vlm::<B>(checkpoint, &device)?;
             let tokenizer = vlm.tokenizer.as_ref().with_context(no_tokenizer)?;
-            let policy = Policy::Vision {
+            let mut policy = VisionPolicy {
                 model: &vlm.model,
                 processor: &vlm.processor,
+                device: &device,
             };
-            evaluate(policy, tokenizer, c, &device, &mut tick)?
+            evaluate(&mut policy, tokenizer, c, &mut tick)?
         } else {
             let pretrained = load_pretrained::<B>(checkpoint, &device)?;
             let tokenizer = pretrained.tokenizer.as_ref().with_context(no_tokenizer)?;
-            evaluate(
-                Policy::Text(&pretrained.model),
-                tokenizer,
-                c,
-                &device,
-                &mut tick,
-            )?
+            let mut policy = TextPolicy {
+                model: &pretrained.model,
+                device: &device,
+            };
+            evaluate(&mut policy, tokenizer, c, &mut tick)?
         };
         progress.finish();
         let out = match &self.args.out {

@@ -29,7 +29,7 @@ pub enum NavCommand {
         #[arg(long)]
         city: CityStyle,
         /// Number of routes.
-        #[arg(long)]
+        #[arg(long, default_value_t = 100)]
         routes: usize,
         /// Output folder (route_infos.json, gps_pano_mapping.pkl, street_views/).
         #[arg(long)]

@@ -8,7 +8,7 @@ use clap::Args;
 use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
 use sftvsrl_training::rl::run::standard_error;
 use sftvsrl_training::rl::{RlConfig, RlSummary, run_rl};
-use sftvsrl_training::{RunConfig, SftError};
+use sftvsrl_training::{RunConfig, TrainError};
 
 #[derive(Args)]
 pub struct RlArgs {
@@ -28,7 +28,7 @@ struct RlJob {
 }
 
 impl OnBackend for RlJob {
-    type Output = Result<RlSummary, SftError>;
+    type Output = Result<RlSummary, TrainError>;
 
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let mut log = |line: &str| eprintln!("{line}");

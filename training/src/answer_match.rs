@@ -8,7 +8,7 @@ use sftvsrl_envs::extract::{Field, Key, re_match};
 use sftvsrl_model::{GenerateConfig, Llama, Sampling, Tokenizer, generate};
 
 use crate::data::Sequence;
-use crate::error::SftError;
+use crate::error::TrainError;
 
 /// The fields compared, in order of preference.
 const ANSWER_KEYS: [Key; 2] = [Key::Formula, Key::Action];
@@ -39,7 +39,7 @@ pub fn greedy_answer_match<B: Backend>(
     batch: usize,
     pad_to_multiple_of: Option<usize>,
     device: &B::Device,
-) -> Result<f64, SftError> {
+) -> Result<f64, TrainError> {
     let config = GenerateConfig {
         max_new_tokens,
         sampling: Sampling::GREEDY,

@@ -16,7 +16,7 @@ use sftvsrl_model::{Llama, LlamaConfig};
 
 use crate::batch::SftBatch;
 use crate::data::Sequence;
-use crate::error::SftError;
+use crate::error::TrainError;
 use crate::flops::train_flops;
 use crate::step::masked_loss;
 
@@ -86,9 +86,9 @@ pub fn bench_train<A: AutodiffBackend>(
     model: &LlamaConfig,
     bench: &TrainBenchConfig,
     device: &A::Device,
-) -> Result<TrainBenchReport, SftError> {
+) -> Result<TrainBenchReport, TrainError> {
     if bench.batch == 0 || bench.steps == 0 || bench.prompt_len >= bench.seq_len {
-        return Err(SftError::Invalid(
+        return Err(TrainError::Invalid(
             "the benchmark needs batch ≥ 1, steps ≥ 1 and prompt_len < seq_len".into(),
         ));
     }
@@ -111,7 +111,7 @@ pub fn bench_train<A: AutodiffBackend>(
         .with_weight_decay(0.0)
         .init::<A, Llama<A>>();
 
-    let sync = || A::sync(device).map_err(|e| SftError::Invalid(format!("device error: {e:?}")));
+    let sync = || A::sync(device).map_err(|e| TrainError::Invalid(format!("device error: {e:?}")));
     let mut times = [0.0f64; 3];
     for step in 0..=bench.steps {
         let start = Instant::now();
@@ -153,10 +153,10 @@ pub fn bench_train<A: AutodiffBackend>(
 
 /// The best GFLOP/s of `[n, n] × [n, n]` f32 products over at least a second (and five runs)
 /// after a warm-up run.
-pub fn matmul_peak<B: Backend>(n: usize, device: &B::Device) -> Result<f64, SftError> {
+pub fn matmul_peak<B: Backend>(n: usize, device: &B::Device) -> Result<f64, TrainError> {
     let a = Tensor::<B, 2>::random([n, n], Distribution::Default, device);
     let b = Tensor::<B, 2>::random([n, n], Distribution::Default, device);
-    let sync = || B::sync(device).map_err(|e| SftError::Invalid(format!("device error: {e:?}")));
+    let sync = || B::sync(device).map_err(|e| TrainError::Invalid(format!("device error: {e:?}")));
     let flops = 2.0 * (n as f64).powi(3);
     let started = Instant::now();
     let (mut best, mut runs) = (0.0f64, 0);

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sftvsrl_model::{Llama, Tokenizer, save_pretrained};
 
-use crate::error::SftError;
+use crate::error::TrainError;
 
 /// Where training stands after an optimizer step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -28,8 +28,8 @@ pub struct Progress {
 
 type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
 
-fn err(path: &Path, message: impl ToString) -> SftError {
-    SftError::Checkpoint {
+fn err(path: &Path, message: impl ToString) -> TrainError {
+    TrainError::Checkpoint {
         path: path.to_path_buf(),
         message: message.to_string(),
     }
@@ -46,7 +46,7 @@ pub fn save<B, M, O>(
     model: &M,
     optim: &O,
     progress: &Progress,
-) -> Result<PathBuf, SftError>
+) -> Result<PathBuf, TrainError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
@@ -63,7 +63,7 @@ pub fn save_state<B, M, O, S>(
     model: &M,
     optim: &O,
     state: &S,
-) -> Result<PathBuf, SftError>
+) -> Result<PathBuf, TrainError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
@@ -73,20 +73,20 @@ where
     let dir = checkpoint_dir(run_dir, step);
     let tmp = dir.with_extension("tmp");
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| SftError::io(&tmp, e))?;
+        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| SftError::io(&tmp, e))?;
+    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     let rec = Rec::new();
     Recorder::<B>::record(&rec, model.clone().into_record(), tmp.join("model"))
         .map_err(|e| err(&tmp, e))?;
     Recorder::<B>::record(&rec, optim.to_record(), tmp.join("optimizer"))
         .map_err(|e| err(&tmp, e))?;
     let state = serde_json::to_string_pretty(state).expect("the state serialises");
-    std::fs::write(tmp.join("state.json"), state).map_err(|e| SftError::io(&tmp, e))?;
+    std::fs::write(tmp.join("state.json"), state).map_err(|e| TrainError::io(&tmp, e))?;
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| SftError::io(&dir, e))?;
+        std::fs::remove_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
     }
-    std::fs::rename(&tmp, &dir).map_err(|e| SftError::io(&dir, e))?;
+    std::fs::rename(&tmp, &dir).map_err(|e| TrainError::io(&dir, e))?;
     Ok(dir)
 }
 
@@ -102,33 +102,33 @@ pub fn export_model<B: Backend>(
     tokenizer: &Tokenizer,
     stop_tokens: &[u32],
     dir: &Path,
-) -> Result<PathBuf, SftError> {
+) -> Result<PathBuf, TrainError> {
     let tmp = dir.with_extension("tmp");
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| SftError::io(&tmp, e))?;
+        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     }
     save_pretrained(model, Some(tokenizer), stop_tokens, &tmp)?;
     if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| SftError::io(dir, e))?;
+        std::fs::remove_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     }
-    std::fs::rename(&tmp, dir).map_err(|e| SftError::io(dir, e))?;
+    std::fs::rename(&tmp, dir).map_err(|e| TrainError::io(dir, e))?;
     Ok(dir.to_path_buf())
 }
 
 /// The newest complete checkpoint of a run, if any.
-pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>, SftError> {
+pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>, TrainError> {
     Ok(all(run_dir)?.pop().map(|(_, dir)| dir))
 }
 
 /// Every complete checkpoint of a run with its step, oldest first.
-pub fn all(run_dir: &Path) -> Result<Vec<(usize, PathBuf)>, SftError> {
+pub fn all(run_dir: &Path) -> Result<Vec<(usize, PathBuf)>, TrainError> {
     let root = run_dir.join("checkpoints");
     if !root.exists() {
         return Ok(Vec::new());
     }
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(&root).map_err(|e| SftError::io(&root, e))? {
-        let path = entry.map_err(|e| SftError::io(&root, e))?.path();
+    for entry in std::fs::read_dir(&root).map_err(|e| TrainError::io(&root, e))? {
+        let path = entry.map_err(|e| TrainError::io(&root, e))?.path();
         let step = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -149,7 +149,7 @@ pub fn load_state<B, M, O, S>(
     model: M,
     optim: O,
     device: &B::Device,
-) -> Result<(M, O, S), SftError>
+) -> Result<(M, O, S), TrainError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
@@ -162,7 +162,7 @@ where
     let optim_record =
         Recorder::<B>::load(&rec, dir.join("optimizer.mpk"), device).map_err(|e| err(dir, e))?;
     let state_path = dir.join("state.json");
-    let text = std::fs::read_to_string(&state_path).map_err(|e| SftError::io(&state_path, e))?;
+    let text = std::fs::read_to_string(&state_path).map_err(|e| TrainError::io(&state_path, e))?;
     let state = serde_json::from_str(&text).map_err(|e| err(&state_path, e))?;
     Ok((
         model.load_record(model_record),
@@ -177,16 +177,16 @@ pub fn prepare_run_dir(
     run_dir: &Path,
     resume: bool,
     config_toml: &str,
-) -> Result<Option<PathBuf>, SftError> {
+) -> Result<Option<PathBuf>, TrainError> {
     let existing = latest(run_dir)?;
     if existing.is_some() && !resume {
-        return Err(SftError::Invalid(format!(
+        return Err(TrainError::Invalid(format!(
             "{} already holds checkpoints: pass --resume to continue it, or change `name`",
             run_dir.display()
         )));
     }
-    std::fs::create_dir_all(run_dir).map_err(|e| SftError::io(run_dir, e))?;
+    std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
     let config_path = run_dir.join("config.toml");
-    std::fs::write(&config_path, config_toml).map_err(|e| SftError::io(&config_path, e))?;
+    std::fs::write(&config_path, config_toml).map_err(|e| TrainError::io(&config_path, e))?;
     Ok(existing)
 }

@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::FaceRule;
 use sftvsrl_envs::gp::expert::ExpertSolution;
 use sftvsrl_envs::gp::prompt::PromptLayout;
+use sftvsrl_envs::nav::NavConfig;
 use sftvsrl_model::LoraConfig;
 
-use crate::error::SftError;
+use crate::error::TrainError;
 
 /// A whole SFT run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,6 +51,9 @@ pub struct DataConfig {
     /// When `path` is absent, write GeneralPoints GP-L (ID) expert data there first.
     #[serde(default)]
     pub generate: Option<GenerateData>,
+    /// When `path` is absent, write V-IRL-L expert data there first (not with `generate`).
+    #[serde(default)]
+    pub generate_nav: Option<GenerateNavData>,
     /// Fraction of the examples held out for validation.
     #[serde(default = "default_valid_fraction")]
     pub valid_fraction: f64,
@@ -77,6 +81,22 @@ pub struct GenerateData {
     /// mix that leaves the OOD rule out). Default: the ID rule alone.
     #[serde(default = "default_face_rules")]
     pub face_rules: Vec<FaceRule>,
+}
+
+/// Expert V-IRL-L data written when the data file is missing: one example per rail position
+/// of episodes on the routes, as `sftvsrl data sft --env virl-l` writes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateNavData {
+    /// Number of examples.
+    pub n: usize,
+    /// Data set seed: episode `i` is seeded from it (keep evaluation seeds apart).
+    pub seed: u64,
+    /// The route folder (the real V-IRL layout, or `sftvsrl nav world`).
+    pub routes: PathBuf,
+    /// Navigation settings (action rule, prompt layout, routes drawn …); `vision` must stay off.
+    #[serde(default)]
+    pub nav: NavConfig,
 }
 
 fn default_face_rules() -> Vec<FaceRule> {
@@ -225,8 +245,8 @@ fn default_eval_batch() -> usize {
 pub fn read_config<T: DeserializeOwned>(
     path: &Path,
     validate: impl FnOnce(&T) -> Result<(), String>,
-) -> Result<T, SftError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
+) -> Result<T, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
     parse_config(&text, path, validate)
 }
 
@@ -235,12 +255,12 @@ pub fn parse_config<T: DeserializeOwned>(
     text: &str,
     origin: &Path,
     validate: impl FnOnce(&T) -> Result<(), String>,
-) -> Result<T, SftError> {
-    let config: T = toml::from_str(text).map_err(|e| SftError::Config {
+) -> Result<T, TrainError> {
+    let config: T = toml::from_str(text).map_err(|e| TrainError::Config {
         path: origin.to_path_buf(),
         message: e.message().to_string(),
     })?;
-    validate(&config).map_err(|message| SftError::Config {
+    validate(&config).map_err(|message| TrainError::Config {
         path: origin.to_path_buf(),
         message,
     })?;
@@ -257,12 +277,12 @@ pub trait RunConfig: Serialize + DeserializeOwned {
     fn name_and_runs_dir(&self) -> (&str, &Path);
 
     /// Reads and checks a TOML file; errors name the file and the field.
-    fn from_file(path: &Path) -> Result<Self, SftError> {
+    fn from_file(path: &Path) -> Result<Self, TrainError> {
         read_config(path, Self::validate)
     }
 
     /// Parses and checks TOML text (`origin` names it in errors).
-    fn from_toml(text: &str, origin: &Path) -> Result<Self, SftError> {
+    fn from_toml(text: &str, origin: &Path) -> Result<Self, TrainError> {
         parse_config(text, origin, Self::validate)
     }
 
@@ -332,6 +352,17 @@ impl RunConfig for SftConfig {
             && g.face_rules.is_empty()
         {
             return Err("`data.generate.face_rules` must name at least one rule".into());
+        }
+        if let Some(g) = &self.data.generate_nav {
+            if self.data.generate.is_some() {
+                return Err("`data.generate` and `data.generate_nav` exclude each other".into());
+            }
+            if g.nav.vision {
+                return Err("`data.generate_nav.nav.vision`: SFT trains language models".into());
+            }
+            g.nav
+                .validate()
+                .map_err(|e| format!("`data.generate_nav.nav`: {e}"))?;
         }
         let flops = &t.checkpoint_flops;
         if flops.iter().any(|f| !(f.is_finite() && *f > 0.0)) || !flops.is_sorted() {

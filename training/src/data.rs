@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sftvsrl_envs::{Rng, Role, Turn};
 use sftvsrl_model::Tokenizer;
 
-use crate::error::SftError;
+use crate::error::TrainError;
 
 /// One conversation: an optional system prompt, the turns before the answer, and the answer.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,14 +41,14 @@ struct Message {
 }
 
 /// Reads every example of a chat JSONL file; blank lines are skipped.
-pub fn read_chat_jsonl(path: &Path) -> Result<Vec<ChatExample>, SftError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
+pub fn read_chat_jsonl(path: &Path) -> Result<Vec<ChatExample>, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
     let examples = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            parse_line(l).map_err(|message| SftError::Data {
+            parse_line(l).map_err(|message| TrainError::Data {
                 path: path.to_path_buf(),
                 line: i + 1,
                 message,
@@ -56,7 +56,7 @@ pub fn read_chat_jsonl(path: &Path) -> Result<Vec<ChatExample>, SftError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     if examples.is_empty() {
-        return Err(SftError::Data {
+        return Err(TrainError::Data {
             path: path.to_path_buf(),
             line: 0,
             message: "no examples".into(),
@@ -103,7 +103,7 @@ fn parse_line(line: &str) -> Result<ChatExample, String> {
 
 /// The token ids that close an answer: the template's first end-of-turn token in the vocabulary,
 /// else EOS.
-pub fn end_of_turn_ids(tokenizer: &Tokenizer) -> Result<Vec<u32>, SftError> {
+pub fn end_of_turn_ids(tokenizer: &Tokenizer) -> Result<Vec<u32>, TrainError> {
     tokenizer
         .chat_template()
         .end_of_turn_tokens()
@@ -111,7 +111,7 @@ pub fn end_of_turn_ids(tokenizer: &Tokenizer) -> Result<Vec<u32>, SftError> {
         .find_map(|t| tokenizer.token_id(t))
         .or(tokenizer.eos_id())
         .map(|id| vec![id])
-        .ok_or_else(|| SftError::Invalid("the tokenizer has no end-of-turn or EOS token".into()))
+        .ok_or_else(|| TrainError::Invalid("the tokenizer has no end-of-turn or EOS token".into()))
 }
 
 /// Tokenizes `example`; longer than `max_len` tokens is an error.
@@ -121,15 +121,13 @@ pub fn tokenize(
     end_of_turn: &[u32],
     max_len: usize,
 ) -> Result<Sequence, String> {
-    let template = tokenizer.chat_template();
-    let prompt = template.render(example.system.as_deref(), &example.prompt, true);
     let mut ids = tokenizer
-        .encode(&prompt, false)
+        .encode_chat(example.system.as_deref(), &example.prompt)
         .map_err(|e| e.to_string())?;
     let prompt_len = ids.len();
     ids.extend(
         tokenizer
-            .encode(&example.response, false)
+            .encode_text(&example.response)
             .map_err(|e| e.to_string())?,
     );
     ids.extend_from_slice(end_of_turn);
@@ -151,13 +149,13 @@ pub fn tokenize_all(
     examples: &[ChatExample],
     max_len: usize,
     path: &Path,
-) -> Result<Vec<Sequence>, SftError> {
+) -> Result<Vec<Sequence>, TrainError> {
     let eot = end_of_turn_ids(tokenizer)?;
     examples
         .iter()
         .enumerate()
         .map(|(i, ex)| {
-            tokenize(tokenizer, ex, &eot, max_len).map_err(|message| SftError::Data {
+            tokenize(tokenizer, ex, &eot, max_len).map_err(|message| TrainError::Data {
                 path: path.to_path_buf(),
                 line: i + 1,
                 message,

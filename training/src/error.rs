@@ -1,12 +1,13 @@
-//! Errors of SFT runs: each names the file (and line or field) it is about.
+//! Errors of training runs (SFT and RL): each names the file (and line or field), or the
+//! episode, it is about.
 
 use std::path::{Path, PathBuf};
 
 use sftvsrl_model::ModelError;
 
-/// Why an SFT run could not start or continue.
+/// Why a training run (SFT or RL) could not start or continue.
 #[derive(Debug, thiserror::Error)]
-pub enum SftError {
+pub enum TrainError {
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
     #[error("{path}:{line}: {message}")]
@@ -22,6 +23,9 @@ pub enum SftError {
     },
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// An episode could not be played (bad task data, a saved episode that does not replay).
+    #[error(transparent)]
+    Episode(#[from] crate::engine::EpisodeError),
     #[error("{path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
     #[error(
@@ -34,10 +38,10 @@ pub enum SftError {
     Invalid(String),
 }
 
-impl SftError {
+impl TrainError {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        SftError::Io {
+        TrainError::Io {
             path: path.to_path_buf(),
             source,
         }

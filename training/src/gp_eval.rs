@@ -3,12 +3,14 @@
 
 use burn::tensor::backend::Backend;
 use serde::Serialize;
-use sftvsrl_envs::gp::{GeneralPoints, GpConfig, Variant};
+use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_model::{GenerateConfig, Llama, Sampling, Tokenizer};
 
 use crate::config::GpEvalConfig;
-use crate::episodes::{Policy, play_episodes};
-use crate::error::SftError;
+use crate::engine::play_episodes;
+use crate::error::TrainError;
+use crate::policy::TextPolicy;
+use crate::rl::rollout::gp_envs;
 
 /// Episode outcomes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -37,7 +39,7 @@ pub fn gp_success<B: Backend>(
     config: &GpEvalConfig,
     pad_to_multiple_of: Option<usize>,
     device: &B::Device,
-) -> Result<GpEvalResult, SftError> {
+) -> Result<GpEvalResult, TrainError> {
     let gp = GpConfig {
         verify_iter: config.attempts,
         prompt_layout: config.prompt_layout,
@@ -50,31 +52,27 @@ pub fn gp_success<B: Backend>(
         seed: config.seed,
         pad_to_multiple_of,
     };
-    let mut result = GpEvalResult::default();
     let seeds: Vec<u64> = (0..config.episodes as u64)
-        .map(|i| config.seed + i)
+        .map(|i| config.seed.wrapping_add(i))
         .collect();
-    for chunk in seeds.chunks(config.batch.max(1)) {
-        let mut envs = chunk
-            .iter()
-            .map(|_| GeneralPoints::new(gp.clone()).map_err(|e| SftError::Invalid(e.to_string())))
-            .collect::<Result<Vec<_>, SftError>>()?;
-        let records = play_episodes(
-            Policy::Text(model),
-            tokenizer,
-            &mut envs,
-            chunk,
-            &generation,
-            device,
-        )?;
-        for r in &records {
-            if result.episodes == 0 {
-                result.sample = r.calls[0].response.clone();
-            }
-            result.episodes += 1;
-            result.successes += usize::from(r.success);
-            result.first_attempt += usize::from(r.success && r.calls.len() == 1);
+    let envs = gp_envs(&gp, config.batch.max(1).min(seeds.len()))?;
+    let mut policy = TextPolicy { model, device };
+    let records = play_episodes(
+        &mut policy,
+        tokenizer,
+        envs,
+        &seeds,
+        &generation,
+        &mut |_| {},
+    )?;
+    let mut result = GpEvalResult::default();
+    for r in &records {
+        if result.episodes == 0 {
+            result.sample = r.calls[0].response.clone();
         }
+        result.episodes += 1;
+        result.successes += usize::from(r.success);
+        result.first_attempt += usize::from(r.success && r.calls.len() == 1);
     }
     Ok(result)
 }

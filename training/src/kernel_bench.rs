@@ -16,7 +16,7 @@ use sftvsrl_model::{GenerateConfig, Llama, LlamaConfig, Sampling, generate};
 
 use crate::batch::SftBatch;
 use crate::data::Sequence;
-use crate::error::SftError;
+use crate::error::TrainError;
 use crate::step::masked_loss;
 
 /// What to run.
@@ -91,8 +91,8 @@ pub fn bench_kernels<A: AutodiffBackend>(
     device: &A::Device,
     compiled_so_far: &mut dyn FnMut() -> Option<usize>,
     on_phase: &mut dyn FnMut(&KernelPhase),
-) -> Result<KernelBenchReport, SftError> {
-    let sync = || A::sync(device).map_err(|e| SftError::Invalid(format!("device error: {e:?}")));
+) -> Result<KernelBenchReport, TrainError> {
+    let sync = || A::sync(device).map_err(|e| TrainError::Invalid(format!("device error: {e:?}")));
     let multiple = pad_multiple::<A>(bench.pad_to_multiple_of, device);
     let mut llama = Llama::<A>::init(&bench.model, bench.seed, device);
     let mut optim = AdamWConfig::new().init::<A, Llama<A>>();

@@ -1,7 +1,8 @@
-//! Post-training for sftvsrl. Supervised fine-tuning (issue 4): chat JSONL is rendered through
-//! the model's chat template and trained with a loss on the answer tokens only, AdamW with
-//! warmup + cosine, gradient accumulation and clipping, step checkpoints that resume exactly,
-//! and FLOPs accounting. The RL learner (issue 5) will live beside it.
+//! Post-training for sftvsrl. Supervised fine-tuning: chat JSONL is rendered through the
+//! model's chat template and trained with a loss on the answer tokens only, AdamW with warmup +
+//! cosine, gradient accumulation and clipping, step checkpoints that resume exactly, and FLOPs
+//! accounting ([`run`]). The RL learner ([`rl`]): PPO on rollouts of the episode engine
+//! ([`engine`]), through which evaluation plays its episodes too.
 
 pub mod answer_match;
 pub mod batch;
@@ -10,16 +11,18 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod display;
-pub mod episodes;
+pub mod engine;
 pub mod error;
 pub mod flops;
 pub mod gp_eval;
 pub mod kernel_bench;
 pub mod metrics_log;
+pub mod policy;
 pub mod rl;
 pub mod run;
 pub mod schedule;
 pub mod setup;
+pub mod skeleton;
 pub mod step;
 
 pub use answer_match::{greedy_answer_match, same_answer};
@@ -31,9 +34,10 @@ pub use config::{
 };
 pub use data::{ChatExample, Sequence, read_chat_jsonl};
 pub use display::{Dashboard, RunDisplay};
-pub use episodes::{Call, EpisodeRecord, Policy, play_episodes, vision_prompt};
-pub use error::SftError;
+pub use engine::{Call, EpisodeError, EpisodeRecord, Policy, Pool, Seeds, play_episodes};
+pub use error::TrainError;
 pub use gp_eval::{GpEvalResult, gp_success};
+pub use policy::{ScriptedPolicy, TextPolicy, VisionPolicy, vision_prompt};
 pub use run::{RunSummary, run_sft};
 pub use schedule::WarmupCosine;
 pub use step::{StepOutput, StepStats, masked_loss};

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::SftError;
+use crate::error::TrainError;
 
 /// `metrics.jsonl`: one JSON object per line. On resume, lines logged after the checkpoint
 /// being resumed are dropped, since those steps run again.
@@ -14,7 +14,7 @@ pub struct MetricsLog {
 
 impl MetricsLog {
     /// Opens `path`, keeping only the lines of steps up to `resumed_step`.
-    pub fn open(path: &Path, resumed_step: usize) -> Result<Self, SftError> {
+    pub fn open(path: &Path, resumed_step: usize) -> Result<Self, TrainError> {
         let kept: String = match std::fs::read_to_string(path) {
             Ok(text) if resumed_step > 0 => text
                 .lines()
@@ -28,11 +28,11 @@ impl MetricsLog {
                 .collect(),
             _ => String::new(),
         };
-        std::fs::write(path, kept).map_err(|e| SftError::io(path, e))?;
+        std::fs::write(path, kept).map_err(|e| TrainError::io(path, e))?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(path)
-            .map_err(|e| SftError::io(path, e))?;
+            .map_err(|e| TrainError::io(path, e))?;
         Ok(MetricsLog {
             path: path.to_path_buf(),
             file,
@@ -40,7 +40,7 @@ impl MetricsLog {
     }
 
     /// Appends one line.
-    pub fn write(&mut self, value: &serde_json::Value) -> Result<(), SftError> {
-        writeln!(self.file, "{value}").map_err(|e| SftError::io(&self.path, e))
+    pub fn write(&mut self, value: &serde_json::Value) -> Result<(), TrainError> {
+        writeln!(self.file, "{value}").map_err(|e| TrainError::io(&self.path, e))
     }
 }

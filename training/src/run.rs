@@ -5,13 +5,14 @@
 //! `export_checkpoints` is on), `final/` and `eval.json`. Checkpoints fall every
 //! `checkpoint_every` steps and where the compute first reaches each of `checkpoint_flops`.
 //!
+//! The run folder, resuming, checkpoints and exports are the [`RunFolder`] every run shares.
 //! The loop is driven step by step rather than through burn-train's epoch-based `Learner`, so
 //! that checkpoints fall every `checkpoint_every` optimizer steps, a resumed run replays the
 //! exact data order and learning rate of an uninterrupted one, and a non-finite loss stops the
 //! run before it touches the weights. burn-train is used for its terminal dashboard
 //! ([`crate::display`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{
@@ -26,15 +27,16 @@ use sftvsrl_model::{Llama, apply_lora, lora_params, merge_lora};
 use crate::answer_match::greedy_answer_match;
 use crate::batch::SftBatch;
 use crate::checkpoint::{self, Progress};
-use crate::config::{RunConfig, SftConfig};
+use crate::config::SftConfig;
 use crate::data::{Sequence, epoch_order, read_chat_jsonl, split, tokenize_all};
 use crate::display::RunDisplay;
-use crate::error::SftError;
+use crate::error::TrainError;
 use crate::flops::train_flops;
 use crate::gp_eval::{GpEvalResult, gp_success};
 use crate::metrics_log::MetricsLog;
 use crate::schedule::WarmupCosine;
 use crate::setup::{build_model, ensure_data};
+use crate::skeleton::RunFolder;
 use crate::step::{StepStats, masked_loss};
 
 /// What a finished run reports.
@@ -53,15 +55,14 @@ pub struct RunSummary {
 
 /// Trains as `config` says; with `resume`, continues from the run's newest checkpoint.
 /// `display` hears every logged step (any `FnMut(&str)` closure takes plain lines); when it
-/// reports a stop request, the run checkpoints and ends with [`SftError::Stopped`].
+/// reports a stop request, the run checkpoints and ends with [`TrainError::Stopped`].
 pub fn run_sft<A: AutodiffBackend>(
     config: &SftConfig,
     resume: bool,
     device: &A::Device,
     display: &mut dyn RunDisplay,
-) -> Result<RunSummary, SftError> {
-    let run_dir = config.run_dir();
-    let existing = checkpoint::prepare_run_dir(&run_dir, resume, &config.to_toml())?;
+) -> Result<RunSummary, TrainError> {
+    let mut folder = RunFolder::open(config, resume, config.train.export_checkpoints)?;
 
     ensure_data(&config.data)?;
     let examples = read_chat_jsonl(&config.data.path)?;
@@ -82,7 +83,7 @@ pub fn run_sft<A: AutodiffBackend>(
     )?;
     let (train, valid) = split(sequences, config.data.valid_fraction, config.seed);
     if train.is_empty() {
-        return Err(SftError::Invalid(
+        return Err(TrainError::Invalid(
             "no training examples left after the validation split".into(),
         ));
     }
@@ -95,7 +96,7 @@ pub fn run_sft<A: AutodiffBackend>(
     let last_step = t.max_steps.map_or(total_steps, |m| m.min(total_steps));
     let schedule = WarmupCosine::new(t.lr, total_steps, t.warmup_ratio, t.min_lr_ratio);
     let params = built.model.num_params();
-    let mut model = match &config.lora {
+    let model = match &config.lora {
         Some(lora) => apply_lora(built.model, lora, config.seed, device),
         None => built.model,
     };
@@ -104,26 +105,21 @@ pub fn run_sft<A: AutodiffBackend>(
         n => n,
     };
 
-    let mut optim = AdamWConfig::new()
+    let optim = AdamWConfig::new()
         .with_beta_1(t.beta1)
         .with_beta_2(t.beta2)
         .with_epsilon(t.epsilon)
         .with_weight_decay(t.weight_decay)
         .with_grad_clipping(t.grad_clip_norm.map(GradientClippingConfig::Norm))
         .init::<A, Llama<A>>();
-    let mut progress = Progress::default();
-    let mut last_checkpoint = None;
-    if let Some(dir) = existing {
-        let (m, o, p) = checkpoint::load_state::<A, _, _, Progress>(&dir, model, optim, device)?;
-        (model, optim, progress) = (m, o, p);
-        display.line(&format!(
-            "resumed from {} (step {})",
-            dir.display(),
-            progress.step
-        ));
-        last_checkpoint = Some(dir);
-    }
-    let metrics_path = run_dir.join("metrics.jsonl");
+    let (mut model, mut optim, saved) =
+        folder.resume::<A, _, _, Progress>(model, optim, device, display)?;
+    let mut progress = saved.unwrap_or_default();
+    let export = |model: &Llama<A>, dir: &Path| {
+        checkpoint::export_model(&merge_lora(model.valid()), &tokenizer, &stop_tokens, dir)
+    };
+    folder.repair_export(&|dir| export(&model, dir))?;
+    let metrics_path = folder.dir.join("metrics.jsonl");
     let mut metrics = MetricsLog::open(&metrics_path, progress.step)?;
     display.line(&format!(
         "{} train / {} valid examples, {params} parameters ({trainable} trained), {total_steps} \
@@ -144,19 +140,6 @@ pub fn run_sft<A: AutodiffBackend>(
         None => last_step,
     };
     let mut marks_passed = flops_marks.iter().filter(|&&f| progress.flops >= f).count();
-    if t.export_checkpoints
-        && let Some(dir) = &last_checkpoint
-        && !checkpoint::exported(dir).exists()
-    {
-        // A crash between a checkpoint and its export: export the weights just loaded.
-        let inference = merge_lora(model.valid());
-        checkpoint::export_model(
-            &inference,
-            &tokenizer,
-            &stop_tokens,
-            &checkpoint::exported(dir),
-        )?;
-    }
 
     let mut valid_stats = None;
     let mut window = StepStats::default();
@@ -183,7 +166,7 @@ pub fn run_sft<A: AutodiffBackend>(
             input_tokens += batch.input_tokens;
             let out = masked_loss(&model, &batch, normalizer);
             if !out.stats.nll_sum.is_finite() {
-                return Err(SftError::NonFinite {
+                return Err(TrainError::NonFinite {
                     step: step + 1,
                     loss: out.stats.nll_sum as f32,
                 });
@@ -256,30 +239,22 @@ pub fn run_sft<A: AutodiffBackend>(
                 display.metrics(true, progress.step, planned_steps, &values);
                 valid_stats = Some(v);
             }
-            let dir = checkpoint::save(&run_dir, &model, &optim, &progress)?;
-            if t.export_checkpoints {
-                let inference = merge_lora(model.valid());
-                let hf = checkpoint::exported(&dir);
-                checkpoint::export_model(&inference, &tokenizer, &stop_tokens, &hf)?;
-            }
-            last_checkpoint = Some(dir);
+            folder.checkpoint(progress.step, &model, &optim, &progress, &|dir| {
+                export(&model, dir)
+            })?;
         }
         if display.stop_requested() {
-            let checkpoint = match last_checkpoint {
-                Some(c) if checkpoint_now => c,
-                _ => checkpoint::save(&run_dir, &model, &optim, &progress)?,
+            let checkpoint = match folder.last_checkpoint() {
+                Some(c) if checkpoint_now => c.to_path_buf(),
+                _ => checkpoint::save(&folder.dir, &model, &optim, &progress)?,
             };
-            return Err(SftError::Stopped {
+            return Err(TrainError::Stopped {
                 step: progress.step,
                 checkpoint,
             });
         }
     }
 
-    let checkpoint = match last_checkpoint {
-        Some(c) => c,
-        None => checkpoint::save(&run_dir, &model, &optim, &progress)?,
-    };
     if let Some(&mark) = flops_marks.last()
         && progress.flops < mark
     {
@@ -289,9 +264,12 @@ pub fn run_sft<A: AutodiffBackend>(
             progress.flops
         ));
     }
+    let (checkpoint, final_dir) =
+        folder.finish(progress.step, &model, &optim, &progress, &|dir| {
+            export(&model, dir)
+        })?;
+    let run_dir = folder.dir;
     let inference = merge_lora(model.valid());
-    let final_dir =
-        checkpoint::export_model(&inference, &tokenizer, &stop_tokens, &run_dir.join("final"))?;
     let gp_eval = match &config.eval {
         Some(eval) => {
             let r = gp_success(&inference, &tokenizer, eval, Some(multiple), device)?;
@@ -310,7 +288,7 @@ pub fn run_sft<A: AutodiffBackend>(
                 "gp_id": r, "success_rate": r.success_rate(),
             }))
             .expect("JSON serialises");
-            std::fs::write(&path, text).map_err(|e| SftError::io(&path, e))?;
+            std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))?;
             Some(r)
         }
         None => None,

@@ -8,25 +8,40 @@ use sftvsrl_envs::expert::write_jsonl;
 use sftvsrl_envs::gp::episode::check_config;
 use sftvsrl_envs::gp::expert::expert_example;
 use sftvsrl_envs::gp::{GpConfig, Variant};
+use sftvsrl_envs::nav::{self, NavError};
 use sftvsrl_model::{Llama, LlamaConfig, Tokenizer, load_pretrained, word_level_tokenizer};
 
 use crate::config::{DataConfig, ModelConfig};
 use crate::data::ChatExample;
-use crate::error::SftError;
+use crate::error::TrainError;
 
-/// Writes GP-L expert data to `data.path` when it is missing and `data.generate` asks for it;
-/// example `i` follows face-card rule `i mod len` of `face_rules`.
-pub fn ensure_data(data: &DataConfig) -> Result<(), SftError> {
+/// Writes expert data to `data.path` when it is missing and `data.generate` (GP-L: example
+/// `i` follows face-card rule `i mod len` of `face_rules`) or `data.generate_nav` (V-IRL-L)
+/// asks for it.
+pub fn ensure_data(data: &DataConfig) -> Result<(), TrainError> {
     if data.path.exists() {
         return Ok(());
     }
+    let dir = data.path.parent().unwrap_or(Path::new("."));
+    if let Some(g) = &data.generate_nav {
+        let invalid = |e: NavError| TrainError::Invalid(format!("data.generate_nav: {e}"));
+        let mut failure = None;
+        let examples = nav::expert_examples(&g.routes, false, g.n, g.seed, &g.nav)
+            .map_err(invalid)?
+            .map_while(|r| r.map_err(|e| failure = Some(e)).ok());
+        let (written, _) = write_jsonl(examples, dir).map_err(|e| TrainError::io(dir, e))?;
+        if let Some(e) = failure {
+            let _ = std::fs::remove_file(&written);
+            return Err(invalid(e));
+        }
+        return rename(&written, &data.path);
+    }
     let Some(generate) = &data.generate else {
-        return Err(SftError::io(
+        return Err(TrainError::io(
             &data.path,
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such data file"),
         ));
     };
-    let dir = data.path.parent().unwrap_or(Path::new("."));
     let configs: Vec<GpConfig> = generate
         .face_rules
         .iter()
@@ -37,15 +52,20 @@ pub fn ensure_data(data: &DataConfig) -> Result<(), SftError> {
         })
         .collect();
     for cfg in &configs {
-        check_config(cfg).map_err(|e| SftError::Invalid(format!("data.generate: {e}")))?;
+        check_config(cfg).map_err(|e| TrainError::Invalid(format!("data.generate: {e}")))?;
     }
     let examples = (0..generate.n as u64).map(|i| {
         let cfg = &configs[i as usize % configs.len()];
         expert_example(cfg, generate.seed, i, generate.solution)
     });
-    let (written, _) = write_jsonl(examples, dir).map_err(|e| SftError::io(dir, e))?;
-    if written != data.path {
-        std::fs::rename(&written, &data.path).map_err(|e| SftError::io(&data.path, e))?;
+    let (written, _) = write_jsonl(examples, dir).map_err(|e| TrainError::io(dir, e))?;
+    rename(&written, &data.path)
+}
+
+/// Moves a written data file to the configured path.
+fn rename(written: &Path, path: &Path) -> Result<(), TrainError> {
+    if written != path {
+        std::fs::rename(written, path).map_err(|e| TrainError::io(path, e))?;
     }
     Ok(())
 }
@@ -64,7 +84,7 @@ pub fn build_model<B: Backend>(
     max_len: usize,
     seed: u64,
     device: &B::Device,
-) -> Result<ModelAndTokenizer<B>, SftError> {
+) -> Result<ModelAndTokenizer<B>, TrainError> {
     match config {
         ModelConfig::Scratch {
             hidden_size,
@@ -104,7 +124,7 @@ pub fn build_model<B: Backend>(
         }
         ModelConfig::Pretrained { path } => {
             let loaded = load_pretrained::<B>(path, device)?;
-            let tokenizer = loaded.tokenizer.ok_or_else(|| SftError::Config {
+            let tokenizer = loaded.tokenizer.ok_or_else(|| TrainError::Config {
                 path: path.clone(),
                 message: "the checkpoint has no tokenizer.json".into(),
             })?;

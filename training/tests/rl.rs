@@ -16,9 +16,11 @@ use sftvsrl_model::device::CpuBackend;
 use sftvsrl_model::{GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tokenizer};
 use sftvsrl_training::rl::buffer::{Sample, ScoreBatch};
 use sftvsrl_training::rl::logprob::answer_marker;
-use sftvsrl_training::rl::rollout::{CollectSettings, collect, gp_pool};
+use sftvsrl_training::rl::rollout::{
+    CollectSettings, CriticPolicy, collect, gp_envs, gp_parsable, rl_pool,
+};
 use sftvsrl_training::rl::{ActorCritic, RlConfig, ValueHead, run_rl};
-use sftvsrl_training::{RunConfig, SftConfig, SftError, run_sft};
+use sftvsrl_training::{RunConfig, SftConfig, TrainError, run_sft};
 
 type A = Autodiff<CpuBackend>;
 
@@ -48,12 +50,16 @@ fn recorded_logprobs_match_the_training_forward_pass() {
     let marker = answer_marker(&tokenizer, "formula").unwrap();
     // Two steps of four environments: the second batch mixes prompts of different lengths
     // (first attempts and revisions).
-    let mut pool = gp_pool(&gp, 4, 3, 1, None).unwrap();
+    let mut pool = rl_pool(gp_envs(&gp, 4).unwrap(), 3, 1, None, &tokenizer).unwrap();
+    let inference = model.valid();
     let collected = collect(
-        &model.valid(),
+        &mut CriticPolicy {
+            model: &inference,
+            device: &device,
+        },
         &tokenizer,
         &mut pool,
-        &CollectSettings {
+        &CollectSettings::<CpuBackend> {
             num_steps: 2,
             generate: GenerateConfig {
                 max_new_tokens: 12,
@@ -68,6 +74,7 @@ fn recorded_logprobs_match_the_training_forward_pass() {
             seed: 11,
             marker: &marker,
             thought_coef: 0.5,
+            parsable: gp_parsable,
             kl: None,
         },
         &device,
@@ -315,7 +322,7 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
     cfg.ppo = over.ppo;
     cfg.optim = over.optim;
     let e = run_rl::<A>(&cfg, false, &device, &mut quiet).unwrap_err();
-    assert!(matches!(e, SftError::NonFinite { .. }), "{e}");
+    assert!(matches!(e, TrainError::NonFinite { .. }), "{e}");
     assert!(e.to_string().contains("last good checkpoint"), "{e}");
     let checkpoints: Vec<String> = std::fs::read_dir(dir.join("runs/diverge/checkpoints"))
         .unwrap()

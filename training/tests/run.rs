@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
 use sftvsrl_model::device::CpuBackend;
-use sftvsrl_training::{RunConfig, RunDisplay, SftConfig, SftError, run_sft};
+use sftvsrl_training::{RunConfig, RunDisplay, SftConfig, TrainError, run_sft};
 
 type A = Autodiff<CpuBackend>;
 
@@ -170,7 +170,7 @@ fn non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         "",
     );
     let e = run_sft::<A>(&cfg, false, &device, &mut quiet).unwrap_err();
-    let SftError::NonFinite { step, .. } = e else {
+    let TrainError::NonFinite { step, .. } = e else {
         panic!("expected a non-finite loss, got {e}");
     };
     assert!(step >= 2, "the first step starts from finite weights");
@@ -214,7 +214,7 @@ fn a_stop_request_checkpoints_and_the_run_resumes_to_the_same_weights() {
     // Step 3 is not a checkpoint step (every 2), so the stop writes one of its own.
     let mut stop = StopAfter { after: 3, seen: 0 };
     let err = run_sft::<A>(&config(&dir, "stopped", None), false, &device, &mut stop).unwrap_err();
-    let SftError::Stopped { step, checkpoint } = err else {
+    let TrainError::Stopped { step, checkpoint } = err else {
         panic!("expected a stop, got {err}");
     };
     assert_eq!(step, 3);

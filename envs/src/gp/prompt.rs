@@ -1,23 +1,8 @@
 //! GeneralPoints prompts and the expert response template, verbatim from the reference
 //! (LeslieTrue/SFTvsRL: prompt_lib/prompts.py; paper-spec §1.7, §8 D10).
 
-use serde::{Deserialize, Serialize};
-
 use super::cards::FaceRule;
-pub use crate::prompt_text::PromptText;
-
-/// How long prompts and expert answers are.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PromptLayout {
-    /// The reference prompt (about 230 word-level tokens) and `ResponseEqn` answer.
-    #[default]
-    Reference,
-    /// Not in the reference: the cards, the face-card rule and the target in one short prompt,
-    /// and a one-line JSON answer (`number`, `formula`), about a quarter of the tokens. For tiny
-    /// models trained from scratch on a CPU; graded by the same verifier.
-    Compact,
-}
+pub use crate::prompt_text::{PromptLayout, PromptText};
 
 /// What a prompt is built from.
 #[derive(Clone, Copy, Debug)]

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::prompt_text::PromptText;
+pub use crate::prompt_text::{PromptLayout, PromptText};
 
 use super::rail::RailParams;
 
@@ -74,6 +74,12 @@ pub struct NavConfig {
     pub relative_heading_wrap: bool,
     pub prompt_text: PromptText,
     pub virl_success: SuccessRule,
+    /// `reference` prompts and `ResponseVIRL` answers, or `compact` ones for tiny CPU models:
+    /// the instruction, the turn words and the history, answered `{"action": "…"}`.
+    pub prompt_layout: PromptLayout,
+    /// Draw episodes from the routes with index in `[start, end)` of the route file only (e.g.
+    /// training routes apart from held-out evaluation routes). All routes when absent.
+    pub route_range: Option<[usize; 2]>,
 }
 
 impl Default for NavConfig {
@@ -94,6 +100,8 @@ impl Default for NavConfig {
             relative_heading_wrap: false,
             prompt_text: PromptText::default(),
             virl_success: SuccessRule::default(),
+            prompt_layout: PromptLayout::default(),
+            route_range: None,
         }
     }
 }
@@ -131,6 +139,13 @@ impl NavConfig {
                 self.resolution, self.crop_size
             ));
         }
+        if let Some([start, end]) = self.route_range
+            && start >= end
+        {
+            return Err(format!(
+                "route_range [{start}, {end}) holds no route: start must be below end"
+            ));
+        }
         Ok(())
     }
 }
@@ -153,7 +168,19 @@ mod tests {
             (c.verify_iter, c.drop_rate, c.straight_line_length),
             (2, 0.5, 5)
         );
+        assert_eq!(c.prompt_layout, PromptLayout::Reference);
         assert!(serde_json::from_str::<NavConfig>(r#"{"verify_iters": 3}"#).is_err());
+        let compact: NavConfig =
+            serde_json::from_str(r#"{"prompt_layout": "compact", "vision": true}"#).unwrap();
+        assert_eq!(compact.prompt_layout, PromptLayout::Compact);
+        assert!(
+            compact.validate().is_ok(),
+            "vision works with the compact layout"
+        );
+        for bad in ["\"short\"", "\"Compact\"", "1"] {
+            let e = serde_json::from_str::<NavConfig>(&format!(r#"{{"prompt_layout": {bad}}}"#));
+            assert!(e.is_err(), "{bad}");
+        }
         assert!(
             NavConfig {
                 drop_rate: 1.5,

@@ -10,12 +10,12 @@
 
 use std::sync::Arc;
 
-use super::config::{NavConfig, SuccessRule};
+use super::config::{NavConfig, PromptLayout, SuccessRule};
 use super::data::NavData;
 use super::error::NavError;
 use super::instruction::{Instruction, build_instruction};
 use super::panorama::GridRenderer;
-use super::prompt::{action_space, feedback_turn, obs_act_sequence, task_prompt};
+use super::prompt::{action_space, compact_prompt, feedback_turn, obs_act_sequence, task_prompt};
 use super::rail::{RailPoint, STOP, build_rail};
 use super::route::Route;
 use super::verify::{CORRECT_ACTION, INCORRECT_ACTION, step_rewards_virl};
@@ -61,6 +61,15 @@ impl Navigation {
     /// checked panoramas.
     pub fn new(data: Arc<NavData>, config: NavConfig) -> Result<Self, NavError> {
         config.validate().map_err(NavError::Invalid)?;
+        if let Some([_, end]) = config.route_range
+            && end > data.routes.len()
+        {
+            return Err(NavError::Invalid(format!(
+                "route_range ends at {end}, but {} holds {} routes",
+                data.dir.display(),
+                data.routes.len()
+            )));
+        }
         if (config.relocation || config.vision) && data.panos.is_none()
             || config.vision && !data.views_checked
         {
@@ -100,10 +109,14 @@ impl Navigation {
         &self.data
     }
 
-    /// Starts an episode on a route drawn by `seed`.
+    /// Starts an episode on a route drawn by `seed` (from `route_range` when set).
     pub fn try_reset(&mut self, seed: u64) -> Result<&Transcript, NavError> {
         let mut rng = Rng::new(seed);
-        let route = rng.below(self.data.routes.len() as u64) as usize;
+        let [start, end] = self
+            .config
+            .route_range
+            .unwrap_or([0, self.data.routes.len()]);
+        let route = start + rng.below((end - start) as u64) as usize;
         self.start(route, rng)
     }
 
@@ -170,14 +183,19 @@ impl Navigation {
         };
         let c = &self.config;
         let seq = obs_act_sequence(&ep.actions, &ep.observations, c.vision);
-        let prompt = task_prompt(
-            c.vision,
-            c.prompt_text,
-            c.json_only,
-            &ep.instruction.text,
-            action_space(c.absolute_action),
-            &seq,
-        );
+        let prompt = match c.prompt_layout {
+            PromptLayout::Reference => task_prompt(
+                c.vision,
+                c.prompt_text,
+                c.json_only,
+                &ep.instruction.text,
+                action_space(c.absolute_action),
+                &seq,
+            ),
+            PromptLayout::Compact => {
+                compact_prompt(&ep.instruction.text, c.absolute_action, c.json_only, &seq)
+            }
+        };
         let point = &ep.rail[ep.step];
         let image = match &mut self.renderer {
             Some(r) => {

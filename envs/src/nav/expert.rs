@@ -1,6 +1,7 @@
 //! Expert SFT data for V-IRL-L and V-IRL-VL: at every rail position of an episode, the prompt
-//! the environment shows there and the oracle's answer in the `ResponseVIRL` layout. Each answer
-//! is played back through the environment, so every example is one the verifier accepts.
+//! the environment shows there and the oracle's answer in the configured layout (`ResponseVIRL`,
+//! or `{"action": …}` with the compact layout). Each answer is played back through the
+//! environment, so every example is one the verifier accepts.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use serde_json::json;
 use super::config::NavConfig;
 use super::episode::Navigation;
 use super::error::NavError;
-use super::prompt::expert_response;
+use super::prompt::expert_response_in;
 use super::verify::CORRECT_ACTION;
 use crate::expert::ExpertExample;
 use crate::{Env, Rng};
@@ -65,7 +66,8 @@ impl ExpertIter {
             .env
             .position()
             .ok_or_else(|| NavError::Invalid("no episode".into()))?;
-        let response = expert_response(
+        let response = expert_response_in(
+            self.env.config().prompt_layout,
             &point.oracle_observation(),
             &point.instruction,
             &point.gt_action,

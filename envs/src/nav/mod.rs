@@ -27,7 +27,7 @@ pub mod route;
 pub mod verify;
 pub mod world;
 
-pub use config::{NavConfig, ObsPenalty, PromptText, SuccessRule, ViewHeadings};
+pub use config::{NavConfig, ObsPenalty, PromptLayout, PromptText, SuccessRule, ViewHeadings};
 pub use data::NavData;
 pub use episode::Navigation;
 pub use error::NavError;

@@ -1,8 +1,10 @@
 //! Prompt text, verbatim from the reference (LeslieTrue/SFTvsRL: prompt_lib/prompts.py;
 //! utils_rl.py `set_str_action_space`; the environment's `get_observation_action_sequence`),
-//! paper-spec §2.5–2.7.
+//! paper-spec §2.5–2.7; and the compact layout for tiny models ([`compact_prompt`],
+//! [`compact_expert_response`]), which is not in the reference.
 
-use super::config::PromptText;
+use super::config::{PromptLayout, PromptText};
+use super::geo::COMPASS;
 use super::rail::AT_INTERSECTION;
 
 const ACTION_SPACE_ABSOLUTE: &str = "\"forward()\": indicates moving forward one step
@@ -20,6 +22,45 @@ pub fn action_space(absolute: bool) -> &'static str {
     } else {
         ACTION_SPACE_RELATIVE
     }
+}
+
+/// The words `x` of `turn_direction(x)` under the absolute (ID) or relative (rule-OOD) rule.
+pub fn turn_words(absolute: bool) -> &'static [&'static str] {
+    const RELATIVE: [&str; 4] = ["left", "right", "slightly left", "slightly right"];
+    if absolute { &COMPASS } else { &RELATIVE }
+}
+
+/// The compact prompt (not in the reference): the instruction, the turn words of the action
+/// rule and the history, with no task description or output template.
+///
+/// ```text
+/// Instruction:
+/// 1. First, turn right to face northwest.
+/// …
+/// Turns: north, northeast, east, southeast, south, southwest, west, northwest
+/// O_1: No landmarks nearby;
+/// A_1:
+/// ```
+///
+/// `instruction` ends with a newline, as the reference's does; `json_only` appends "Please only
+/// output the json." as in the reference layout.
+pub fn compact_prompt(
+    instruction: &str,
+    absolute: bool,
+    json_only: bool,
+    obs_act_seq: &str,
+) -> String {
+    let mut p = String::with_capacity(100 + instruction.len() + obs_act_seq.len());
+    p.push_str("Instruction:\n");
+    p.push_str(instruction);
+    p.push_str("Turns: ");
+    p.push_str(&turn_words(absolute).join(", "));
+    p.push('\n');
+    p.push_str(obs_act_seq);
+    if json_only {
+        p.push_str("Please only output the json.\n");
+    }
+    p
 }
 
 /// The task prompt (`Q_VIRL_L` or `Q_VIRL_VL`, or their `_EG` variants with `json_only`).
@@ -94,6 +135,24 @@ pub fn expert_response(observation: &str, instruction: &str, action: &str) -> St
     format!(
         "\n{{\n  \"current observation\": \"{observation}\",\n  \"current instruction\": \"{instruction}\",\n  \"action\": \"{action}\",\n}}\n"
     )
+}
+
+/// The compact expert answer (not in the reference): `{"action": "…"}`, one line of valid JSON.
+pub fn compact_expert_response(action: &str) -> String {
+    format!("{{\"action\": \"{action}\"}}")
+}
+
+/// The expert answer in `layout`: [`expert_response`] or [`compact_expert_response`].
+pub fn expert_response_in(
+    layout: PromptLayout,
+    observation: &str,
+    instruction: &str,
+    action: &str,
+) -> String {
+    match layout {
+        PromptLayout::Reference => expert_response(observation, instruction, action),
+        PromptLayout::Compact => compact_expert_response(action),
+    }
 }
 
 /// The answer format the verifier's messages end with. The reference's string is not formatted,

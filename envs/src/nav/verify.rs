@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::config::{ObsPenalty, PromptText};
 use super::prompt::feedback_format;
-use crate::extract::{Field, Key, re_match};
+use crate::extract::{Key, re_match};
 
 /// Reward of a correct action.
 pub const CORRECT_ACTION: f64 = 1.0;
@@ -24,8 +24,12 @@ pub struct Grade {
 
 /// Grades `response` against the ground-truth action and landmark-only observation.
 ///
-/// Fields are read with the reference's `re_match`. A `current observation` that is valid JSON
-/// but not a string counts as mentioning nothing (the reference would raise on most such values).
+/// Fields are read with the reference's `re_match`, and the observation checks are Python's `in`
+/// on the value it returns ([`crate::extract::Field::py_contains`]): a substring test for a
+/// string, but for a valid-JSON list an element equal to the whole needle (`["intersection"]`
+/// mentions it, `["an intersection"]` does not), and for an object a key equal to it. On a
+/// number, boolean or null Python raises `TypeError` and the reference crashes; here such a value
+/// reads as the empty string, which mentions nothing.
 pub fn step_rewards_virl(
     response: &str,
     gt_action: &str,
@@ -40,23 +44,20 @@ pub fn step_rewards_virl(
             message: "Correct action.".into(),
         };
     }
-    let obs_field = re_match(response, Key::CurrentObservation);
-    let obs = match &obs_field {
-        Field::Str(s) => s.as_ref(),
-        _ => "",
-    };
+    let obs = re_match(response, Key::CurrentObservation);
+    // `needle in output_obs`; where Python would raise, the empty string's answer.
+    let mentions = |needle: &str| obs.py_contains(needle).unwrap_or(needle.is_empty());
     let wrong_obs = match penalty {
         ObsPenalty::IntersectionMention => {
-            (obs.contains("intersection") && !gt_obs.contains("intersection"))
+            let said = mentions("intersection");
+            let there = gt_obs.contains("intersection");
+            (said && !there)
                 .then_some("you are not at any intersection")
                 // The reference's opposite branch; dead while gt_obs is landmark-only.
-                .or(
-                    (!obs.contains("intersection") && gt_obs.contains("intersection"))
-                        .then_some("you are at an intersection"),
-                )
+                .or((!said && there).then_some("you are at an intersection"))
         }
         ObsPenalty::LandmarkMismatch => {
-            (!obs.contains(gt_obs)).then_some("you observe incorrect landmarks")
+            (!mentions(gt_obs)).then_some("you observe incorrect landmarks")
         }
     };
     let format = feedback_format(text);
@@ -120,6 +121,53 @@ mod tests {
                 message: "Correct action.".into()
             }
         );
+    }
+
+    #[test]
+    fn non_string_observations_use_python_membership() {
+        let g = |obs: &str, gt_obs: &str| {
+            let r = format!(r#"{{"current observation": {obs}, "action": "stop()"}}"#);
+            step_rewards_virl(
+                &r,
+                "forward()",
+                gt_obs,
+                ObsPenalty::IntersectionMention,
+                PromptText::Reference,
+            )
+            .reward
+        };
+        let none = "No landmarks nearby";
+        assert_eq!(g(r#"["intersection"]"#, none), INCORRECT_OBS);
+        assert_eq!(g(r#"["x", "intersection"]"#, none), INCORRECT_OBS);
+        assert_eq!(g(r#"["big intersection"]"#, none), INCORRECT_ACTION);
+        assert_eq!(g(r#"[]"#, none), INCORRECT_ACTION);
+        assert_eq!(g(r#"{"intersection": 1}"#, none), INCORRECT_OBS);
+        assert_eq!(g(r#"{"x": "intersection"}"#, none), INCORRECT_ACTION);
+        // Python raises here; read as mentioning nothing.
+        for scalar in ["12", "true", "null"] {
+            assert_eq!(g(scalar, none), INCORRECT_ACTION, "{scalar}");
+        }
+        // The opposite branch uses the same membership.
+        let at = "You observe an intersection";
+        assert_eq!(g(r#"["big intersection"]"#, at), INCORRECT_OBS);
+        assert_eq!(g("3", at), INCORRECT_OBS);
+        assert_eq!(g(r#"["intersection"]"#, at), INCORRECT_ACTION);
+        assert_eq!(g(r#"{"intersection": []}"#, at), INCORRECT_ACTION);
+        // The paper's landmark check is `gt_obs in output_obs` with the same semantics.
+        let lm = |obs: &str| {
+            let r = format!(r#"{{"current observation": {obs}, "action": "stop()"}}"#);
+            step_rewards_virl(
+                &r,
+                "forward()",
+                "Aritzia is on your left front",
+                ObsPenalty::LandmarkMismatch,
+                PromptText::Reference,
+            )
+            .reward
+        };
+        assert_eq!(lm(r#"["Aritzia is on your left front"]"#), INCORRECT_ACTION);
+        assert_eq!(lm(r#"["Aritzia is on your left front; x"]"#), INCORRECT_OBS);
+        assert_eq!(lm("0"), INCORRECT_OBS);
     }
 
     #[test]

@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sftvsrl_training::rl::RlConfig;
-use sftvsrl_training::{RunConfig, SftConfig, SftError, parse_config};
+use sftvsrl_training::{RunConfig, SftConfig, TrainError, parse_config};
 
-use crate::config::{EvalConfig, EvalVariant};
+use sftvsrl_envs::nav::world::WorldSpec;
+use sftvsrl_envs::nav::world::style::CityStyle;
+
+use crate::config::EvalConfig;
 use crate::error::EvalError;
 
 /// The file as written.
@@ -24,6 +27,30 @@ struct StudyFile {
     rl: toml::Table,
     #[serde(default)]
     eval: EvalConfig,
+    #[serde(default)]
+    world: Option<WorldFile>,
+}
+
+/// A synthetic navigation world the study generates into `<study>/world/` (as `sftvsrl nav
+/// world` does) and points every navigation stage to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorldFile {
+    /// `nyc` (the training city's look) or `worldwide`.
+    #[serde(default = "default_style")]
+    style: String,
+    routes: usize,
+    seed: u64,
+    /// Panorama width in pixels (text tasks never look at them: keep it small).
+    #[serde(default = "default_pano_width")]
+    pano_width: u32,
+}
+
+fn default_style() -> String {
+    "nyc".into()
+}
+fn default_pano_width() -> u32 {
+    256
 }
 
 fn default_runs_dir() -> PathBuf {
@@ -45,14 +72,21 @@ pub struct Study {
     pub rl: RlConfig,
     /// How every checkpoint is evaluated.
     pub eval: EvalConfig,
+    /// The navigation world generated into [`Study::world_dir`] before the Init, if any.
+    pub world: Option<WorldSpec>,
     /// The study TOML as given (kept beside the report).
     pub source: String,
 }
 
 impl Study {
+    /// Where the study's generated navigation world is.
+    pub fn world_dir(&self) -> PathBuf {
+        self.dir.join("world")
+    }
+
     /// Reads and resolves a study TOML; errors name the file, the section and the field.
     pub fn from_file(path: &Path) -> Result<Self, EvalError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SftError::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         Self::from_toml(&text, path)
     }
 
@@ -62,22 +96,32 @@ impl Study {
             if f.name.is_empty() || f.name.contains(['/', '\\']) {
                 return Err("`name` must be a non-empty folder name".into());
             }
-            let other = |v: &&EvalVariant| v.is_navigation() || v.is_vision();
-            if let Some(v) = f.eval.variants.iter().find(other) {
+            if let Some(v) = f.eval.variants.iter().find(|v| v.is_vision()) {
                 return Err(format!(
-                    "[eval] variants: the study trains language models on GP-L; evaluate `{}` \
-                     with `sftvsrl eval`",
+                    "[eval] variants: the study trains language models; evaluate `{}` with \
+                     `sftvsrl eval`",
                     v.name()
                 ));
             }
-            f.eval.validate().map_err(|e| format!("[eval] {e}"))
+            if let Some(w) = &f.world {
+                w.style
+                    .parse::<CityStyle>()
+                    .map_err(|e| format!("[world] style: {e}"))?;
+                if w.routes == 0 {
+                    return Err("[world] routes must be at least 1".into());
+                }
+            }
+            Ok(())
         })?;
         let dir = file.runs_dir.join(&file.name);
         let init_model = dir.join("init").join("final");
+        let world_dir = dir.join("world");
+        let routes = file.world.as_ref().map(|_| world_dir.as_path());
         let stage = |section| Stage {
             origin,
             section,
             dir: &dir,
+            routes,
         };
         let init: SftConfig = stage("init").resolve(file.init, Vec::new())?;
         let model = toml::Table::from_iter([
@@ -89,13 +133,30 @@ impl Study {
             stage("rl").resolve(file.rl, vec![("policy", path_value(&init_model))])?;
         sft.train.export_checkpoints = true;
         rl.export_checkpoints = true;
+        let mut eval = file.eval;
+        if let Some(routes) = routes
+            && eval.variants.iter().any(|v| v.is_navigation())
+        {
+            if eval.nav.routes.is_some() {
+                return Err(stage("eval").error(ROUTES_OWNED).into());
+            }
+            eval.nav.routes = Some(routes.to_path_buf());
+        }
+        eval.validate().map_err(|e| stage("eval").error(e))?;
+        let world = file.world.map(|w| WorldSpec {
+            style: w.style.parse().expect("checked above"),
+            routes: w.routes,
+            seed: w.seed,
+            pano_width: w.pano_width,
+        });
         Ok(Study {
             name: file.name,
             dir,
             init,
             sft,
             rl,
-            eval: file.eval,
+            eval,
+            world,
             source: text.to_string(),
         })
     }
@@ -106,11 +167,16 @@ struct Stage<'a> {
     origin: &'a Path,
     section: &'a str,
     dir: &'a Path,
+    /// The study's generated world, when it has one.
+    routes: Option<&'a Path>,
 }
 
+const ROUTES_OWNED: &str =
+    "`routes` is set by the study: its navigation stages use the generated [world]; remove it";
+
 impl Stage<'_> {
-    fn error(&self, message: impl std::fmt::Display) -> SftError {
-        SftError::Config {
+    fn error(&self, message: impl std::fmt::Display) -> TrainError {
+        TrainError::Config {
             path: self.origin.to_path_buf(),
             message: format!("[{}] {message}", self.section),
         }
@@ -122,7 +188,7 @@ impl Stage<'_> {
         &self,
         mut table: toml::Table,
         set: Vec<(&str, toml::Value)>,
-    ) -> Result<T, SftError> {
+    ) -> Result<T, TrainError> {
         let owned = [
             ("name", self.section.into()),
             ("runs_dir", path_value(self.dir)),
@@ -136,6 +202,27 @@ impl Stage<'_> {
                 )));
             }
             table.insert(key.to_string(), value);
+        }
+        if let Some(routes) = self.routes {
+            let plays_nav = table.get("env").and_then(toml::Value::as_str) == Some("virl-l");
+            let nav_data = match table.get_mut("data") {
+                Some(toml::Value::Table(data)) => match data.get_mut("generate_nav") {
+                    Some(toml::Value::Table(g)) => Some(g),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let target = match nav_data {
+                Some(g) => Some(g),
+                None if plays_nav => Some(&mut table),
+                None => None,
+            };
+            if let Some(t) = target {
+                if t.contains_key("routes") {
+                    return Err(self.error(ROUTES_OWNED));
+                }
+                t.insert("routes".into(), path_value(routes));
+            }
         }
         if let Some(toml::Value::Table(data)) = table.get_mut("data")
             && !data.contains_key("path")
@@ -229,11 +316,21 @@ mod tests {
         assert!(e.contains("[rl]") && e.contains("clip"), "{e}");
         let e = err(&format!("{base}[eval]\nepisodes = 0\n"));
         assert!(e.contains("[eval]") && e.contains("episodes"), "{e}");
-        let e = err(&format!("{base}[eval]\nvariants = [\"virl-l-id\"]\n"));
+        let e = err(&format!("{base}[eval]\nvariants = [\"gp-vl-id\"]\n"));
         assert!(
-            e.contains("[eval] variants") && e.contains("virl-l-id"),
+            e.contains("[eval] variants") && e.contains("gp-vl-id"),
             "{e}"
         );
+        let e = err(&format!(
+            "{base}[world]\nroutes = 3\nseed = 0\nstyle = \"paris\"\n"
+        ));
+        assert!(e.contains("[world] style"), "{e}");
+        // With a world, the study points the navigation stages to it and owns `routes`.
+        let nav = format!("{base}env = \"virl-l\"\n[world]\nroutes = 3\nseed = 0\n");
+        let s = Study::from_toml(&nav, Path::new("s.toml")).unwrap();
+        assert_eq!(s.rl.routes, Some(s.world_dir()));
+        let e = err(&nav.replace("[world]", "routes = \"r\"\n[world]"));
+        assert!(e.contains("[rl]") && e.contains("`routes`"), "{e}");
         let e = err(&format!("{base}report = 1\n"));
         assert!(e.contains("report"), "{e}");
         let e = err(&base.replace("[init]\ndata = {}\n", "[init]\n"));

@@ -7,44 +7,100 @@ use std::path::{Path, PathBuf};
 
 use image::Rgb;
 use serde_json::json;
-use sftvsrl_training::{RunConfig, SftError};
+use sftvsrl_training::{RunConfig, TrainError};
 
 use super::config::Study;
 use super::run::{Branch, Point};
-use crate::config::EvalVariant;
+use crate::config::{EvalConfig, EvalVariant};
 use crate::error::EvalError;
-use crate::evaluate::VariantResult;
 use crate::plot::{Plot, Series, render};
 
 const RL_COLOR: Rgb<u8> = Rgb([214, 39, 40]);
 const SFT_COLOR: Rgb<u8> = Rgb([31, 119, 180]);
 
-/// A variant at one verification setting: a row of the headline table, one plot.
+/// What a metric measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    /// Episode (route) success.
+    Success,
+    /// Navigation's per-step accuracy.
+    StepAccuracy,
+}
+
+/// A measure of a variant at one verification setting: a row of the headline table, one plot.
 #[derive(Clone, Copy)]
 struct Metric {
     variant: EvalVariant,
     verify_iter: u32,
+    measure: Measure,
 }
 
 impl Metric {
     fn label(self) -> String {
-        format!("{} (verify {})", self.variant.name(), self.verify_iter)
-    }
-
-    fn plot_file(self) -> String {
+        let what = match self.measure {
+            Measure::Success => "",
+            Measure::StepAccuracy => " per-step accuracy",
+        };
         format!(
-            "success-{}-verify{}.png",
+            "{}{what} (verify {})",
             self.variant.name(),
             self.verify_iter
         )
     }
 
-    fn of(self, point: &Point) -> Option<&VariantResult> {
-        point
+    fn plot_file(self) -> String {
+        let what = match self.measure {
+            Measure::Success => "success",
+            Measure::StepAccuracy => "step-accuracy",
+        };
+        format!(
+            "{what}-{}-verify{}.png",
+            self.variant.name(),
+            self.verify_iter
+        )
+    }
+
+    /// The rate and its standard error at `point`.
+    fn of(self, point: &Point) -> Option<Rate> {
+        let r = point
             .results
             .iter()
-            .find(|r| r.variant == self.variant && r.verify_iter == self.verify_iter)
+            .find(|r| r.variant == self.variant && r.verify_iter == self.verify_iter)?;
+        match self.measure {
+            Measure::Success => Some(Rate(r.success_rate, r.std_error)),
+            Measure::StepAccuracy => r.step_accuracy.map(|a| Rate(a.rate, a.std_error)),
+        }
     }
+}
+
+/// A rate and its standard error.
+#[derive(Clone, Copy)]
+struct Rate(f64, f64);
+
+/// Every metric a study's evaluation gives: episode success of each variant at each
+/// verification setting (navigation: its own `verify_iter`), and per-step accuracy for
+/// navigation.
+fn metrics(eval: &EvalConfig) -> Vec<Metric> {
+    let mut out = Vec::new();
+    for &variant in &eval.variants {
+        if variant.is_navigation() {
+            let verify_iter = eval.nav.env.verify_iter;
+            for measure in [Measure::Success, Measure::StepAccuracy] {
+                out.push(Metric {
+                    variant,
+                    verify_iter,
+                    measure,
+                });
+            }
+        } else {
+            out.extend(eval.verify_iters.iter().map(|&verify_iter| Metric {
+                variant,
+                verify_iter,
+                measure: Measure::Success,
+            }));
+        }
+    }
+    out
 }
 
 /// GFLOPs for tables: four decimals, or three significant digits for big numbers.
@@ -56,18 +112,14 @@ fn gflops(flops: f64) -> String {
 }
 
 /// `12.5% ± 2.1`.
-fn cell(r: &VariantResult) -> String {
-    format!(
-        "{:.1}% ± {:.1}",
-        100.0 * r.success_rate,
-        100.0 * r.std_error
-    )
+fn cell(r: Rate) -> String {
+    format!("{:.1}% ± {:.1}", 100.0 * r.0, 100.0 * r.1)
 }
 
 /// `+3.5 pp, 1.2σ` against `base`: the difference and how many standard errors it spans.
-fn change(r: &VariantResult, base: &VariantResult) -> String {
-    let delta = 100.0 * (r.success_rate - base.success_rate);
-    let se = 100.0 * (r.std_error.powi(2) + base.std_error.powi(2)).sqrt();
+fn change(r: Rate, base: Rate) -> String {
+    let delta = 100.0 * (r.0 - base.0);
+    let se = 100.0 * (r.1.powi(2) + base.1.powi(2)).sqrt();
     let sigmas = if se > 0.0 {
         format!(", {:.1}σ", delta.abs() / se)
     } else {
@@ -83,21 +135,7 @@ pub fn write_study_report(
     warnings: &[String],
 ) -> Result<PathBuf, EvalError> {
     let dir = &study.dir;
-    let metrics: Vec<Metric> = study
-        .eval
-        .variants
-        .iter()
-        .flat_map(|&variant| {
-            study
-                .eval
-                .verify_iters
-                .iter()
-                .map(move |&verify_iter| Metric {
-                    variant,
-                    verify_iter,
-                })
-        })
-        .collect();
+    let metrics = metrics(&study.eval);
     write(
         &dir.join("study.json"),
         &serde_json::to_string_pretty(&json!({
@@ -117,7 +155,7 @@ pub fn write_study_report(
 }
 
 fn write(path: &Path, text: &str) -> Result<(), EvalError> {
-    std::fs::write(path, text).map_err(|e| SftError::io(path, e).into())
+    std::fs::write(path, text).map_err(|e| TrainError::io(path, e).into())
 }
 
 /// Success (%) against GFLOPs: each branch from the Init through its checkpoints.
@@ -129,14 +167,18 @@ fn plot(metric: Metric, points: &[Point]) -> Plot {
             .filter_map(|p| {
                 metric
                     .of(p)
-                    .map(|r| (p.flops / 1e9, 100.0 * r.success_rate, 100.0 * r.std_error))
+                    .map(|r| (p.flops / 1e9, 100.0 * r.0, 100.0 * r.1))
             })
             .collect()
     };
+    let (what, axis) = match metric.measure {
+        Measure::Success => ("episode success", "success (%)"),
+        Measure::StepAccuracy => ("per-step accuracy", "correct calls (%)"),
+    };
     Plot {
-        title: format!("{}: episode success", metric.label()),
+        title: format!("{}: {what}", metric.label()),
         x_label: "training compute (GFLOPs)".into(),
-        y_label: "success (%)".into(),
+        y_label: axis.into(),
         series: vec![
             Series {
                 label: "RL".into(),
@@ -161,9 +203,12 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         "# Study `{}`: SFT versus RL\n\n\
          One Init model, then an SFT branch and an RL branch trained from it at matched compute; \
          every checkpoint is played on every variant with the environment's own verifier. \
-         Success is the fraction of {} episodes solved within `verify_iter` graded attempts; \
-         ± is the standard error sqrt(p(1−p)/N); σ counts standard errors of a difference.\n\n",
-        study.name, e.episodes
+         Success is the fraction of episodes solved within `verify_iter` graded attempts (a \
+         route: `stop()` reached without running out of attempts at any position); per-step \
+         accuracy is the fraction of model calls given the correct action, revisions included; \
+         ± is the standard error sqrt(p(1−p)/N) (over calls for per-step accuracy, whose calls \
+         are not independent); σ counts standard errors of a difference.\n\n",
+        study.name
     );
     for w in warnings {
         let _ = writeln!(md, "> **Warning:** {w}\n");
@@ -218,7 +263,7 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         md.push('\n');
     }
 
-    md.push_str("\n## Success against compute\n\n");
+    md.push_str("\n## Against compute\n\n");
     for &metric in metrics {
         let _ = writeln!(md, "![{}]({})\n", metric.label(), metric.plot_file());
     }
@@ -241,7 +286,17 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
                 rules.join(", ")
             )
         }
-        None => format!("`{}`", study.init.data.path.display()),
+        None => match &study.init.data.generate_nav {
+            Some(g) => format!(
+                "{} expert examples (one per rail position) on the routes of `{}` with {} \
+                 turns only: the {} rule of the OOD variant is held out",
+                g.n,
+                g.routes.display(),
+                rule_name(g.nav.absolute_action),
+                rule_name(!g.nav.absolute_action)
+            ),
+            None => format!("`{}`", study.init.data.path.display()),
+        },
     };
     let _ = write!(
         md,
@@ -253,7 +308,7 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
          checkpoint's (config `sft/config.toml`, seed {}).\n\
          - Evaluation: {} episodes per variant dealt from seeds {}.., verify_iter {:?}, at most \
          {} new tokens, temperature {}, top-p {}, `{}` prompts. Each checkpoint's \
-         `eval.json` (every number) and `eval.md` (transcripts) are under `evals/`.\n\
+         `eval.json` (every number) and `eval.md` (transcripts) are under `evals/`.{}\n\
          - The study file as given: `study.toml`; all numbers of this report: `study.json`.\n",
         study.init.run_dir().display(),
         study.init.seed,
@@ -268,7 +323,34 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         e.max_new_tokens,
         e.temperature,
         e.top_p,
-        format!("{:?}", e.prompt_layout).to_lowercase()
+        format!("{:?}", e.prompt_layout).to_lowercase(),
+        navigation_setup(e)
     );
     md
+}
+
+/// The name of a navigation action rule.
+fn rule_name(absolute: bool) -> &'static str {
+    if absolute {
+        "absolute (compass)"
+    } else {
+        "relative (left/right)"
+    }
+}
+
+/// How the navigation variants were played, when there are some.
+fn navigation_setup(e: &EvalConfig) -> String {
+    if !e.variants.iter().any(|v| v.is_navigation()) {
+        return String::new();
+    }
+    let n = &e.nav;
+    format!(
+        " Navigation variants: {} routes drawn from seeds {}.. on `{}`, verify_iter {} per \
+         position, `{}` prompts.",
+        n.episodes,
+        n.seed,
+        n.routes.as_deref().unwrap_or(Path::new("-")).display(),
+        n.env.verify_iter,
+        format!("{:?}", n.env.prompt_layout).to_lowercase()
+    )
 }

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sftvsrl_envs::nav::world::{self, WorldSpec};
 use sftvsrl_model::load_pretrained;
 use sftvsrl_training::checkpoint;
 use sftvsrl_training::rl::run_rl;
-use sftvsrl_training::{Policy, RunConfig, RunDisplay, SftError, run_sft};
+use sftvsrl_training::{RunConfig, RunDisplay, TextPolicy, TrainError, run_sft};
 
 use super::config::Study;
 use super::report::write_study_report;
@@ -83,10 +84,13 @@ pub fn run_study<A: AutodiffBackend>(
             study.dir.display()
         )));
     }
-    std::fs::create_dir_all(&study.dir).map_err(|e| SftError::io(&study.dir, e))?;
+    std::fs::create_dir_all(&study.dir).map_err(|e| TrainError::io(&study.dir, e))?;
     let source = study.dir.join("study.toml");
-    std::fs::write(&source, &study.source).map_err(|e| SftError::io(&source, e))?;
+    std::fs::write(&source, &study.source).map_err(|e| TrainError::io(&source, e))?;
 
+    if let Some(spec) = &study.world {
+        ensure_world(spec, &study.world_dir(), display)?;
+    }
     let init_dir = study.init.run_dir();
     stage(display, 1, "Init (SFT from the base model)", &init_dir);
     if !finished(&init_dir) {
@@ -201,6 +205,32 @@ pub fn run_study<A: AutodiffBackend>(
     })
 }
 
+/// Generates the study's navigation world into `dir` unless an earlier run finished it (a
+/// cut-short generation is started again).
+fn ensure_world(
+    spec: &WorldSpec,
+    dir: &Path,
+    display: &mut dyn RunDisplay,
+) -> Result<(), EvalError> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let partial = dir.with_extension("partial");
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| TrainError::io(&partial, e))?;
+    }
+    let summary = world::generate(spec, &partial).map_err(|e| EvalError::Invalid(e.to_string()))?;
+    std::fs::rename(&partial, dir).map_err(|e| TrainError::io(dir, e))?;
+    display.line(&format!(
+        "world: {} routes in the city {}, {} panoramas → {}",
+        summary.routes,
+        summary.city,
+        summary.panoramas,
+        dir.display()
+    ));
+    Ok(())
+}
+
 fn stage(display: &mut dyn RunDisplay, index: usize, title: &str, dir: &Path) {
     display.line(&format!("[{index}/{STAGES}] {title} → {}", dir.display()));
     display.progress(0, 0);
@@ -225,7 +255,7 @@ fn checkpoints(run_dir: &Path) -> Result<Vec<Saved>, EvalError> {
     let mut saved = Vec::new();
     for (step, dir) in checkpoint::all(run_dir)? {
         let path = dir.join("state.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| SftError::io(&path, e))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
         let state: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| EvalError::Invalid(format!("{}: {e}", path.display())))?;
         let flops = state["flops"]
@@ -252,7 +282,8 @@ fn evaluate_checkpoint<B: Backend>(
 ) -> Result<Vec<VariantResult>, EvalError> {
     let json_path = eval_dir.join("eval.json");
     if json_path.exists() {
-        let text = std::fs::read_to_string(&json_path).map_err(|e| SftError::io(&json_path, e))?;
+        let text =
+            std::fs::read_to_string(&json_path).map_err(|e| TrainError::io(&json_path, e))?;
         let saved: SavedEval = serde_json::from_str(&text)
             .map_err(|e| EvalError::Invalid(format!("{}: {e}", json_path.display())))?;
         if saved.about.config == *config {
@@ -264,13 +295,11 @@ fn evaluate_checkpoint<B: Backend>(
     let tokenizer = loaded.tokenizer.ok_or_else(|| {
         EvalError::Invalid(format!("{} has no tokenizer.json", model_dir.display()))
     })?;
-    let report = evaluate(
-        Policy::Text(&loaded.model),
-        &tokenizer,
-        config,
+    let mut policy = TextPolicy {
+        model: &loaded.model,
         device,
-        progress,
-    )?;
+    };
+    let report = evaluate(&mut policy, &tokenizer, config, progress)?;
     let mut about = about;
     about["checkpoint"] = json!(model_dir);
     about["config"] = json!(config);

@@ -17,9 +17,9 @@ use sftvsrl_model::{GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tok
 use super::config::PpoConfig;
 use super::logprob::answer_marker;
 use super::ppo::{Experience, UpdateSettings, advantages, ppo_update};
-use super::rollout::{CollectSettings, collect, gp_pool};
+use super::rollout::{CollectSettings, CriticPolicy, collect, gp_envs, gp_parsable, rl_pool};
 use super::value_head::{ActorCritic, ValueHead};
-use crate::error::SftError;
+use crate::error::TrainError;
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -64,7 +64,7 @@ pub struct RlBenchReport {
 pub fn bench_rl<A: AutodiffBackend>(
     config: &RlBenchConfig,
     device: &A::Device,
-) -> Result<RlBenchReport, SftError> {
+) -> Result<RlBenchReport, TrainError> {
     let gp = GpConfig::variant(Variant::Id, false);
     let examples: Vec<_> = expert_examples(&gp, 0, 200, ExpertSolution::Random).collect();
     let corpus = examples
@@ -88,8 +88,9 @@ pub fn bench_rl<A: AutodiffBackend>(
         ..PpoConfig::default()
     };
     let marker = answer_marker(&tokenizer, &ppo.answer_key)?;
-    let mut pool = gp_pool(&gp, config.num_envs, 0, 1, None)?;
-    let settings = CollectSettings {
+    let envs = gp_envs(&gp, config.num_envs)?;
+    let mut pool = rl_pool(envs, 0, 1, None, &tokenizer)?;
+    let settings = CollectSettings::<A::InnerBackend> {
         num_steps: config.num_steps,
         generate: GenerateConfig {
             max_new_tokens: config.max_new_tokens,
@@ -105,12 +106,18 @@ pub fn bench_rl<A: AutodiffBackend>(
         seed: 0,
         marker: &marker,
         thought_coef: ppo.thought_prob_coef,
+        parsable: gp_parsable,
         kl: None,
     };
     let (mut generation, mut environment, mut optimisation) = (0.0, 0.0, 0.0);
     let (mut prompt_tokens, mut generated_tokens) = (0u64, 0u64);
     for update in 0..=config.updates {
-        let collected = collect(&model.valid(), &tokenizer, &mut pool, &settings, device)?;
+        let inference = model.valid();
+        let mut policy = CriticPolicy {
+            model: &inference,
+            device,
+        };
+        let collected = collect(&mut policy, &tokenizer, &mut pool, &settings, device)?;
         let (adv, returns) = advantages(&collected.samples, &collected.next_values, &ppo);
         let start = Instant::now();
         let update_settings = UpdateSettings {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::GpConfig;
+use sftvsrl_envs::nav::NavConfig;
 use sftvsrl_model::LoraConfig;
 
 use crate::config::{GpEvalConfig, RunConfig};
@@ -24,12 +25,21 @@ pub struct RlConfig {
     pub seed: u64,
     /// The starting policy: an SFT checkpoint folder (HF layout with `tokenizer.json`) or GGUF.
     pub policy: PathBuf,
-    /// The task; only `gp-l` (GeneralPoints, text) so far.
+    /// The task: `gp-l` (GeneralPoints, text) or `virl-l` (V-IRL navigation, text).
     #[serde(default)]
     pub env: EnvKind,
     /// GeneralPoints settings (`verify_iter`, rule, rewards …); the reference's by default.
+    /// Only with `env = "gp-l"`.
     #[serde(default)]
     pub gp: GpConfig,
+    /// Navigation settings (`verify_iter`, action rule, rewards …); the reference's by default.
+    /// Only with `env = "virl-l"`.
+    #[serde(default)]
+    pub nav: NavConfig,
+    /// The route folder of `env = "virl-l"` (`route_infos.json`, `gps_pano_mapping.pkl`, …):
+    /// the real V-IRL data or a world from `sftvsrl nav world`.
+    #[serde(default)]
+    pub routes: Option<PathBuf>,
     #[serde(default)]
     pub rollout: RolloutConfig,
     #[serde(default)]
@@ -45,7 +55,8 @@ pub struct RlConfig {
     /// that it can be evaluated.
     #[serde(default)]
     pub export_checkpoints: bool,
-    /// GeneralPoints ID episodes played greedily before the first and after the last update.
+    /// GeneralPoints ID episodes played greedily before the first and after the last update
+    /// (`env = "gp-l"` only; evaluate navigation with `sftvsrl eval` or a study).
     #[serde(default)]
     pub eval: Option<GpEvalConfig>,
     /// LoRA adapters on the policy (as in SFT): only they and the value head are trained, and
@@ -66,6 +77,9 @@ pub enum EnvKind {
     #[default]
     #[serde(rename = "gp-l")]
     GpL,
+    /// V-IRL navigation with observations as text.
+    #[serde(rename = "virl-l")]
+    VirlL,
 }
 
 /// How experience is collected.
@@ -159,7 +173,9 @@ pub struct PpoConfig {
     pub max_grad_norm: f32,
     /// Weight of the thought tokens in the action log-prob (reference 0.5).
     pub thought_prob_coef: f32,
-    /// The answer key whose `"key":` tokens split thought from action (reference `formula`).
+    /// The answer key whose `"key":` tokens split thought from action. The reference always
+    /// uses `formula`, for navigation too, where the key is never found and the split falls
+    /// near the end (paper-spec §4.3, §8 D6); `action` is the split it intended there.
     pub answer_key: String,
     pub ratio: RatioKind,
     /// KL penalty to the frozen starting policy, subtracted from each step's reward (0: off,
@@ -260,6 +276,52 @@ fn one() -> usize {
     1
 }
 
+impl RlConfig {
+    /// The settings of the task not chosen are errors, not silently ignored.
+    fn check_task(&self) -> Result<(), String> {
+        match self.env {
+            EnvKind::GpL => {
+                if self.nav != NavConfig::default() || self.routes.is_some() {
+                    return Err("`nav` and `routes` belong to env = \"virl-l\"".into());
+                }
+                if self.gp.vision {
+                    return Err(
+                        "`gp.vision`: GP-VL needs a vision-language policy (not yet available)"
+                            .into(),
+                    );
+                }
+                if self.gp.verify_iter == 0 {
+                    return Err("`gp.verify_iter` must be at least 1".into());
+                }
+            }
+            EnvKind::VirlL => {
+                if self.gp != GpConfig::default() {
+                    return Err("`gp` belongs to env = \"gp-l\"".into());
+                }
+                if self.eval.is_some() {
+                    return Err("`eval` plays GeneralPoints: evaluate navigation with \
+                                `sftvsrl eval` or a study"
+                        .into());
+                }
+                if self.routes.is_none() {
+                    return Err("`routes`: env = \"virl-l\" needs a route folder".into());
+                }
+                if self.nav.vision {
+                    return Err(
+                        "`nav.vision`: V-IRL-VL needs a vision-language policy (not yet available)"
+                            .into(),
+                    );
+                }
+                if self.nav.verify_iter == 0 {
+                    return Err("`nav.verify_iter` must be at least 1".into());
+                }
+                self.nav.validate().map_err(|e| format!("`nav`: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl RunConfig for RlConfig {
     fn name_and_runs_dir(&self) -> (&str, &Path) {
         (&self.name, &self.runs_dir)
@@ -281,7 +343,6 @@ impl RunConfig for RlConfig {
             ("ppo.grad_accum", p.grad_accum),
             ("optim.t_max", o.t_max),
             ("checkpoint_every", self.checkpoint_every),
-            ("gp.verify_iter", self.gp.verify_iter as usize),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("`{field}` must be at least 1"));
@@ -289,11 +350,7 @@ impl RunConfig for RlConfig {
         if self.name.is_empty() || self.name.contains(['/', '\\']) {
             return Err("`name` must be a non-empty folder name".into());
         }
-        if self.gp.vision {
-            return Err(
-                "`gp.vision`: GP-VL needs a vision-language policy (not yet available)".into(),
-            );
-        }
+        self.check_task()?;
         if !(r.temperature.is_finite() && r.temperature > 0.0) {
             return Err("`rollout.temperature` must be positive (PPO needs sampling)".into());
         }

@@ -13,7 +13,7 @@ use super::gae::{Trajectory, discounted_returns, gae_returns, group_advantages, 
 use super::grad_clip::clip_global_norm;
 use super::loss::{RatioStats, masked_entropy, policy_loss, value_loss};
 use super::value_head::ActorCritic;
-use crate::error::SftError;
+use crate::error::TrainError;
 use crate::step::scalar;
 
 /// Per-sample advantages and value targets of a step-major buffer
@@ -114,7 +114,7 @@ pub fn ppo_update<A, O>(
     cfg: &PpoConfig,
     settings: UpdateSettings,
     device: &A::Device,
-) -> Result<(ActorCritic<A>, UpdateStats), SftError>
+) -> Result<(ActorCritic<A>, UpdateStats), TrainError>
 where
     A: AutodiffBackend,
     O: Optimizer<ActorCritic<A>, A>,
@@ -155,7 +155,7 @@ where
         }
     }
     if trained == 0 {
-        return Err(SftError::NonFinite {
+        return Err(TrainError::NonFinite {
             step: settings.steps_before + 1,
             loss: f32::NAN,
         });
@@ -188,7 +188,7 @@ fn minibatch_loss<A: AutodiffBackend>(
     settings: &UpdateSettings,
     stats: &mut UpdateStats,
     device: &A::Device,
-) -> Result<Option<MinibatchLoss<A>>, SftError> {
+) -> Result<Option<MinibatchLoss<A>>, TrainError> {
     let b = picked.len();
     let batch = ScoreBatch::<A>::new(picked, settings.pad_to_multiple_of, device);
     stats.trained_tokens += batch.input_tokens as u64;
@@ -269,7 +269,7 @@ fn minibatch_loss<A: AutodiffBackend>(
     }
     let total = policy_value + cfg.vf_coef * value_value;
     if !total.is_finite() {
-        return Err(SftError::NonFinite {
+        return Err(TrainError::NonFinite {
             step: settings.steps_before + stats.optimizer_steps + 1,
             loss: total,
         });

@@ -1,139 +1,78 @@
-//! Rollouts: a vector of environments stepped together. Each step batches the current
-//! transcript of every environment through one [`generate`] call, sends each decoded response
-//! to its environment (which appends the feedback turn on failure) and resets finished
-//! episodes at once, so one batch mixes episodes at different revision stages.
+//! Rollouts: a pool of environments stepped together through the episode engine
+//! ([`crate::engine`]); every model call becomes a [`Sample`] with the ids the policy read and
+//! sampled, its value estimate and the verifier's reward. Finished episodes are replaced at
+//! once, so one batch mixes episodes at different revision stages.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
-use serde::{Deserialize, Serialize};
 use sftvsrl_envs::extract::{Field, Key, re_match};
 use sftvsrl_envs::gp::{GeneralPoints, GpConfig};
-use sftvsrl_envs::{Env, Rng};
+use sftvsrl_envs::nav::{NavConfig, NavData, Navigation};
+use sftvsrl_envs::{Env, Rng, Transcript};
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{GenerateConfig, Llama, Tokenizer, generate};
+use sftvsrl_model::{GenerateConfig, Llama, ModelError, Tokenizer, generate};
 
 use super::buffer::{Sample, ScoreBatch};
+use super::config::{EnvKind, RlConfig};
 use super::logprob::action_weights;
 use super::value_head::ActorCritic;
-use crate::error::SftError;
+use crate::engine::{EnvState, EpisodeError, Policy, Pool, Responses, Seeds};
+use crate::error::TrainError;
 
-/// Where one environment stands: enough to rebuild it exactly when a run resumes.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct EnvState {
-    /// The number of the current episode (its hand is dealt from this and the group).
-    pub episode: u64,
-    /// The responses already given in the current episode.
-    pub responses: Vec<String>,
-}
-
-/// Environments stepped together. Environments `g·group_size .. (g+1)·group_size` form group
-/// `g` and play the same sequence of hands.
-pub struct EnvPool {
-    envs: Vec<Box<dyn Env>>,
-    states: Vec<EnvState>,
-    seed: u64,
-    group_size: usize,
-    parsable: fn(&str) -> bool,
-}
-
-impl EnvPool {
-    /// A pool over `envs`, starting from `states` (one per environment; fresh when `None`).
-    /// `parsable` tells whether a response holds an answer the verifier can read.
-    pub fn new(
-        mut envs: Vec<Box<dyn Env>>,
-        seed: u64,
-        group_size: usize,
-        states: Option<Vec<EnvState>>,
-        parsable: fn(&str) -> bool,
-    ) -> Result<Self, SftError> {
-        let states = states.unwrap_or_else(|| vec![EnvState::default(); envs.len()]);
-        if states.len() != envs.len() {
-            return Err(SftError::Invalid(format!(
-                "the checkpoint holds {} environments, the config asks for {}",
-                states.len(),
-                envs.len()
-            )));
+/// The environments of an RL run (one per `rollout.num_envs`) and the test of whether a
+/// response holds an answer their verifier can read.
+pub fn rl_envs(config: &RlConfig) -> Result<(Vec<Box<dyn Env>>, fn(&str) -> bool), TrainError> {
+    let n = config.rollout.num_envs;
+    match config.env {
+        EnvKind::GpL => Ok((gp_envs(&config.gp, n)?, gp_parsable)),
+        EnvKind::VirlL => {
+            let routes = config.routes.as_deref().ok_or_else(|| {
+                TrainError::Invalid("`routes` is needed by env = \"virl-l\"".into())
+            })?;
+            Ok((nav_envs(routes, &config.nav, n)?, nav_parsable))
         }
-        for (i, (env, state)) in envs.iter_mut().zip(&states).enumerate() {
-            env.reset(episode_seed(seed, i / group_size, state.episode));
-            for response in &state.responses {
-                if env.step(response).done() {
-                    return Err(SftError::Invalid(format!(
-                        "environment {i}: the saved episode ends before its last response"
-                    )));
-                }
-            }
-        }
-        Ok(EnvPool {
-            envs,
-            states,
-            seed,
-            group_size,
-            parsable,
-        })
-    }
-
-    /// The state of every environment (saved in checkpoints).
-    pub fn states(&self) -> &[EnvState] {
-        &self.states
-    }
-
-    /// The number of environments.
-    pub fn len(&self) -> usize {
-        self.envs.len()
-    }
-
-    /// Whether the pool is empty.
-    pub fn is_empty(&self) -> bool {
-        self.envs.is_empty()
-    }
-
-    /// Every environment's next prompt, as token ids.
-    pub fn prompts(&self, tokenizer: &Tokenizer) -> Result<Vec<Vec<u32>>, SftError> {
-        Ok(self
-            .envs
-            .iter()
-            .map(|e| tokenizer.encode_chat(None, &e.transcript().turns))
-            .collect::<Result<_, _>>()?)
-    }
-
-    /// Sends `response` to environment `i`; a finished episode is replaced by the next one.
-    fn step(&mut self, i: usize, response: &str) -> (sftvsrl_envs::Verdict, Option<Finished>) {
-        let verdict = self.envs[i].step(response);
-        let state = &mut self.states[i];
-        if !verdict.done() {
-            state.responses.push(response.to_string());
-            return (verdict, None);
-        }
-        let finished = Finished {
-            success: self.envs[i].success(),
-            calls: state.responses.len() as u32 + 1,
-        };
-        state.episode += 1;
-        state.responses.clear();
-        let seed = episode_seed(self.seed, i / self.group_size, state.episode);
-        self.envs[i].reset(seed);
-        (verdict, Some(finished))
     }
 }
 
-/// A pool of `num_envs` GeneralPoints environments (see [`EnvPool::new`]).
-pub fn gp_pool(
-    gp: &GpConfig,
-    num_envs: usize,
-    seed: u64,
-    group_size: usize,
-    states: Option<Vec<EnvState>>,
-) -> Result<EnvPool, SftError> {
-    let envs = (0..num_envs)
+/// `n` GeneralPoints environments.
+pub fn gp_envs(gp: &GpConfig, n: usize) -> Result<Vec<Box<dyn Env>>, TrainError> {
+    (0..n)
         .map(|_| {
             GeneralPoints::new(gp.clone())
                 .map(|e| Box::new(e) as Box<dyn Env>)
-                .map_err(|e| SftError::Invalid(e.to_string()))
+                .map_err(|e| TrainError::Invalid(e.to_string()))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    EnvPool::new(envs, seed, group_size, states, gp_parsable)
+        .collect()
+}
+
+/// `n` navigation environments over the routes in `dir` (loaded once).
+pub fn nav_envs(
+    dir: &std::path::Path,
+    nav: &NavConfig,
+    n: usize,
+) -> Result<Vec<Box<dyn Env>>, TrainError> {
+    let data = Arc::new(NavData::load(dir, nav).map_err(|e| TrainError::Invalid(e.to_string()))?);
+    (0..n)
+        .map(|_| {
+            Navigation::new(data.clone(), nav.clone())
+                .map(|e| Box::new(e) as Box<dyn Env>)
+                .map_err(|e| TrainError::Invalid(e.to_string()))
+        })
+        .collect()
+}
+
+/// A pool of `envs` playing endless episodes, groups of `group_size` environments sharing
+/// them, resumed from `states` when given.
+pub fn rl_pool(
+    envs: Vec<Box<dyn Env>>,
+    seed: u64,
+    group_size: usize,
+    states: Option<Vec<EnvState>>,
+    tokenizer: &Tokenizer,
+) -> Result<Pool, EpisodeError> {
+    Pool::new(envs, Seeds::Derived { seed, group_size }, states, tokenizer)
 }
 
 /// Whether a GeneralPoints response holds a formula the verifier can read.
@@ -141,9 +80,39 @@ pub fn gp_parsable(text: &str) -> bool {
     !matches!(re_match(text, Key::Formula), Field::Str(s) if s == "None")
 }
 
-/// The hand seed of episode `episode` of group `group`.
-fn episode_seed(seed: u64, group: usize, episode: u64) -> u64 {
-    Rng::derive(seed, ((group as u64) << 32) ^ episode).next_u64()
+/// Whether a navigation response holds an action the verifier can read.
+pub fn nav_parsable(text: &str) -> bool {
+    !matches!(re_match(text, Key::Action), Field::Str(s) if s == "None")
+}
+
+/// The policy and its value head, as the engine plays it: values from the final hidden state
+/// of each prompt's last token.
+pub struct CriticPolicy<'a, B: Backend> {
+    pub model: &'a ActorCritic<B>,
+    pub device: &'a B::Device,
+}
+
+impl<B: Backend> Policy for CriticPolicy<'_, B> {
+    fn respond(
+        &mut self,
+        prompts: &[Vec<u32>],
+        _transcripts: &[&Transcript],
+        config: &GenerateConfig,
+    ) -> Result<Responses, ModelError> {
+        let out = generate(&self.model.policy, prompts, config, self.device)?;
+        let values = self
+            .model
+            .value_head
+            .forward(out.prompt_hidden)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .map_err(|e| ModelError::Generation(format!("value head output: {e:?}")))?;
+        Ok(Responses {
+            sequences: out.sequences,
+            values: Some(values),
+        })
+    }
 }
 
 /// An episode that ended during a collection.
@@ -165,6 +134,8 @@ pub struct CollectSettings<'a, B: Backend> {
     /// The answer key's tokens (thought/action split).
     pub marker: &'a [u32],
     pub thought_coef: f32,
+    /// Whether a response holds an answer the verifier can read.
+    pub parsable: fn(&str) -> bool,
     /// A frozen reference policy and the KL-penalty coefficient.
     pub kl: Option<(&'a Llama<B>, f32)>,
 }
@@ -174,7 +145,7 @@ pub struct CollectSettings<'a, B: Backend> {
 pub struct CollectTiming {
     /// Batched generation and value estimates.
     pub generation: Duration,
-    /// Decoding and environment steps.
+    /// Encoding, decoding and environment steps.
     pub environment: Duration,
     /// Reference-model scoring for the KL penalty.
     pub reference: Duration,
@@ -194,14 +165,16 @@ pub struct Collected {
     pub generated_tokens: u64,
 }
 
-/// Steps every environment of `pool` `settings.num_steps` times with `model`.
+/// Steps every environment of `pool` `settings.num_steps` times with `policy`, which must
+/// give value estimates.
 pub fn collect<B: Backend>(
-    model: &ActorCritic<B>,
+    policy: &mut dyn Policy,
     tokenizer: &Tokenizer,
-    pool: &mut EnvPool,
+    pool: &mut Pool,
     settings: &CollectSettings<'_, B>,
     device: &B::Device,
-) -> Result<Collected, SftError> {
+) -> Result<Collected, TrainError> {
+    let before = pool.timing;
     let mut out = Collected {
         samples: Vec::with_capacity(settings.num_steps * pool.len()),
         next_values: Vec::new(),
@@ -210,61 +183,43 @@ pub fn collect<B: Backend>(
         prompt_tokens: 0,
         generated_tokens: 0,
     };
+    let no_value = || TrainError::Invalid("the rollout policy gives no value estimates".into());
     for step in 0..settings.num_steps {
-        let start = Instant::now();
-        let prompts = pool.prompts(tokenizer)?;
         let config = GenerateConfig {
             seed: Rng::derive(settings.seed, step as u64).next_u64(),
             ..settings.generate.clone()
         };
-        let generation = generate(&model.policy, &prompts, &config, device)?;
-        let values: Vec<f32> = model
-            .value_head
-            .forward(generation.prompt_hidden)
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .expect("f32 data");
-        out.timing.generation += start.elapsed();
-
-        let start = Instant::now();
         let first = out.samples.len();
-        for (i, ((prompt, seq), value)) in prompts
-            .into_iter()
-            .zip(generation.sequences)
-            .zip(values)
-            .enumerate()
-        {
-            let text = tokenizer.decode(&seq.tokens, true)?;
-            let depth = pool.states[i].responses.len() as u32;
-            let episode = pool.states[i].episode;
-            let image = pool.envs[i].transcript().image.clone();
-            let (verdict, finished) = pool.step(i, &text);
-            out.finished.extend(finished);
-            let weights = action_weights(&seq.tokens, settings.marker, settings.thought_coef);
-            out.prompt_tokens += prompt.len() as u64;
-            out.generated_tokens += seq.tokens.len() as u64;
+        for s in pool.step(policy, tokenizer, &config, false)? {
+            if let Some(success) = s.finished {
+                out.finished.push(Finished {
+                    success,
+                    calls: s.depth + 1,
+                });
+            }
+            let tokens = s.response.tokens;
+            let weights = action_weights(&tokens, settings.marker, settings.thought_coef);
+            out.prompt_tokens += s.prompt.len() as u64;
+            out.generated_tokens += tokens.len() as u64;
             out.samples.push(Sample {
-                env: i,
-                episode,
-                depth,
-                logprob: weights.logprob(&seq.logprobs),
+                env: s.env,
+                episode: s.episode,
+                depth: s.depth,
+                logprob: weights.logprob(&s.response.logprobs),
                 weights,
-                prompt,
-                response: seq.tokens,
-                token_logprobs: seq.logprobs,
-                value,
-                reward: verdict.reward,
+                prompt: s.prompt,
+                response: tokens,
+                token_logprobs: s.response.logprobs,
+                value: s.value.ok_or_else(no_value)?,
+                reward: s.verdict.reward,
                 kl: 0.0,
-                terminated: verdict.terminated,
-                truncated: verdict.truncated,
-                parsable: (pool.parsable)(&text),
-                text,
-                image,
+                terminated: s.verdict.terminated,
+                truncated: s.verdict.truncated,
+                parsable: (settings.parsable)(&s.text),
+                text: s.text,
+                image: s.image,
             });
         }
-        out.timing.environment += start.elapsed();
-
         if let Some((reference, coef)) = settings.kl {
             let start = Instant::now();
             penalise_kl(
@@ -278,21 +233,13 @@ pub fn collect<B: Backend>(
             out.timing.reference += start.elapsed();
         }
     }
-    let start = Instant::now();
-    let prompts = pool.prompts(tokenizer)?;
-    let bootstrap = GenerateConfig {
-        max_new_tokens: 1,
-        ..settings.generate.clone()
-    };
-    let generation = generate(&model.policy, &prompts, &bootstrap, device)?;
-    out.next_values = model
-        .value_head
-        .forward(generation.prompt_hidden)
-        .into_data()
-        .convert::<f64>()
-        .to_vec()
-        .expect("f64 data");
-    out.timing.generation += start.elapsed();
+    out.next_values = pool
+        .values(policy, tokenizer, &settings.generate)?
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    out.timing.generation = pool.timing.policy - before.policy;
+    out.timing.environment = pool.timing.environment - before.environment;
     Ok(out)
 }
 
@@ -334,12 +281,5 @@ mod tests {
         assert_eq!(kl_penalty(&[-1.0, -2.0], &[-1.0, -2.0], 0.5), 0.0);
         let k = kl_penalty(&[-1.0, -0.5], &[-2.0, -1.0], 0.1);
         assert!((k - 0.15).abs() < 1e-6);
-    }
-
-    #[test]
-    fn groups_share_hands_and_episodes_differ() {
-        assert_eq!(episode_seed(7, 1, 3), episode_seed(7, 1, 3));
-        assert_ne!(episode_seed(7, 1, 3), episode_seed(7, 2, 3));
-        assert_ne!(episode_seed(7, 1, 3), episode_seed(7, 1, 4));
     }
 }

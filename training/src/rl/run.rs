@@ -7,7 +7,7 @@
 //! episode so far, so a resumed run continues exactly; with `export_checkpoints`, also the policy
 //! in HF layout under `hf/`), `final/` (the policy in HF layout) and `eval.json`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
@@ -23,16 +23,17 @@ use super::config::{AdvantageKind, RlConfig};
 use super::gae::{explained_variance, mean};
 use super::logprob::answer_marker;
 use super::ppo::{Experience, UpdateSettings, advantages, ppo_update};
-use super::rollout::{CollectSettings, EnvState, collect, gp_pool};
+use super::rollout::{CollectSettings, CriticPolicy, collect, rl_envs, rl_pool};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::checkpoint;
-use crate::config::RunConfig;
 use crate::display::RunDisplay;
-use crate::error::SftError;
+use crate::engine::EnvState;
+use crate::error::TrainError;
 use crate::flops::{inference_flops, train_flops};
 use crate::gp_eval::{GpEvalResult, gp_success};
 use crate::metrics_log::MetricsLog;
 use crate::schedule::WarmupCosine;
+use crate::skeleton::RunFolder;
 
 /// Where an RL run stands after an update (saved in each checkpoint).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -74,11 +75,10 @@ pub fn run_rl<A: AutodiffBackend>(
     resume: bool,
     device: &A::Device,
     display: &mut dyn RunDisplay,
-) -> Result<RlSummary, SftError> {
-    let run_dir = config.run_dir();
-    let existing = checkpoint::prepare_run_dir(&run_dir, resume, &config.to_toml())?;
+) -> Result<RlSummary, TrainError> {
+    let mut folder = RunFolder::open(config, resume, config.export_checkpoints)?;
     let loaded = load_pretrained::<A>(&config.policy, device)?;
-    let tokenizer = loaded.tokenizer.ok_or_else(|| SftError::Config {
+    let tokenizer = loaded.tokenizer.ok_or_else(|| TrainError::Config {
         path: config.policy.clone(),
         message: "the policy checkpoint has no tokenizer.json".into(),
     })?;
@@ -90,45 +90,31 @@ pub fn run_rl<A: AutodiffBackend>(
         Some(lora) => apply_lora(loaded.model, lora, config.seed, device),
         None => loaded.model,
     };
-    let mut model = ActorCritic {
+    let model = ActorCritic {
         value_head: ValueHead::new(hidden, &config.value_head.hidden, config.seed, device),
         policy,
     };
-    let mut optim = AdamConfig::new()
+    let optim = AdamConfig::new()
         .with_beta_1(o.beta1)
         .with_beta_2(o.beta2)
         .with_epsilon(o.epsilon)
         .init::<A, ActorCritic<A>>();
     let params = model.num_params();
-    let mut progress = RlProgress::default();
-    let mut last_checkpoint = None;
-    if let Some(dir) = existing {
-        (model, optim, progress) =
-            checkpoint::load_state::<A, _, _, _>(&dir, model, optim, device)?;
-        display.line(&format!(
-            "resumed from {} (update {})",
-            dir.display(),
-            progress.update
-        ));
-        last_checkpoint = Some(dir);
-    }
-    let export = |model: &ActorCritic<A>, dir: &std::path::Path| {
+    let (mut model, mut optim, saved) =
+        folder.resume::<A, _, _, RlProgress>(model, optim, device, display)?;
+    let mut progress = saved.unwrap_or_default();
+    let export = |model: &ActorCritic<A>, dir: &Path| {
         checkpoint::export_model(&model.policy.valid(), &tokenizer, &loaded.stop_tokens, dir)
     };
-    if config.export_checkpoints
-        && let Some(dir) = &last_checkpoint
-        && !checkpoint::exported(dir).exists()
-    {
-        // A crash between a checkpoint and its export: export the weights just loaded.
-        export(&model, &checkpoint::exported(dir))?;
-    }
-    let mut metrics = MetricsLog::open(&run_dir.join("metrics.jsonl"), progress.update)?;
+    folder.repair_export(&|dir| export(&model, dir))?;
+    let mut metrics = MetricsLog::open(&folder.dir.join("metrics.jsonl"), progress.update)?;
     let group_size = match p.advantage {
         AdvantageKind::Gae => 1,
         AdvantageKind::Group => p.group_size,
     };
     let saved = (progress.update > 0).then(|| progress.envs.clone());
-    let mut pool = gp_pool(&config.gp, r.num_envs, config.seed, group_size, saved)?;
+    let (envs, parsable) = rl_envs(config)?;
+    let mut pool = rl_pool(envs, config.seed, group_size, saved, &tokenizer)?;
     let schedule = WarmupCosine::new(o.lr, o.t_max, 0.0, o.min_lr / o.lr);
     let multiple = pad_multiple::<A>(config.pad_to_multiple_of, device);
     let generate = GenerateConfig {
@@ -160,7 +146,7 @@ pub fn run_rl<A: AutodiffBackend>(
                     100.0 * result.success_rate(),
                     100.0 * standard_error(&result)
                 ));
-                Ok::<_, SftError>(result)
+                Ok::<_, TrainError>(result)
             })
             .transpose()
     };
@@ -176,7 +162,10 @@ pub fn run_rl<A: AutodiffBackend>(
         let lr = schedule.lr(update);
         let inference = model.valid();
         let collected = collect(
-            &inference,
+            &mut CriticPolicy {
+                model: &inference,
+                device,
+            },
             &tokenizer,
             &mut pool,
             &CollectSettings {
@@ -185,6 +174,7 @@ pub fn run_rl<A: AutodiffBackend>(
                 seed: Rng::derive(config.seed, 2 * update as u64).next_u64(),
                 marker: &marker,
                 thought_coef: p.thought_prob_coef,
+                parsable,
                 kl: reference.as_ref().map(|m| (m, p.kl_coef)),
             },
             device,
@@ -194,7 +184,7 @@ pub fn run_rl<A: AutodiffBackend>(
             .iter()
             .find(|s| !(s.value.is_finite() && s.logprob.is_finite()))
         {
-            return Err(SftError::NonFinite {
+            return Err(TrainError::NonFinite {
                 step: progress.optimizer_steps + 1,
                 loss: if s.value.is_finite() {
                     s.logprob
@@ -250,7 +240,7 @@ pub fn run_rl<A: AutodiffBackend>(
             collected.prompt_tokens + collected.generated_tokens + reference_tokens;
         progress.flops = train_flops(params, progress.trained_tokens)
             + inference_flops(params, progress.inference_tokens);
-        progress.envs = pool.states().to_vec();
+        progress.envs = pool.states();
 
         let rewards: Vec<f64> = samples.iter().map(|s| s.reward).collect();
         let reward = mean(&rewards);
@@ -306,19 +296,17 @@ pub fn run_rl<A: AutodiffBackend>(
         ));
         display.progress(progress.update, p.num_updates);
         if progress.update % config.checkpoint_every == 0 || progress.update == p.num_updates {
-            let dir = checkpoint::save_state(&run_dir, progress.update, &model, &optim, &progress)?;
-            if config.export_checkpoints {
-                export(&model, &checkpoint::exported(&dir))?;
-            }
-            last_checkpoint = Some(dir);
+            folder.checkpoint(progress.update, &model, &optim, &progress, &|dir| {
+                export(&model, dir)
+            })?;
         }
     }
 
-    let checkpoint = match last_checkpoint {
-        Some(c) => c,
-        None => checkpoint::save_state(&run_dir, progress.update, &model, &optim, &progress)?,
-    };
-    let final_dir = export(&model, &run_dir.join("final"))?;
+    let (checkpoint, final_dir) =
+        folder.finish(progress.update, &model, &optim, &progress, &|dir| {
+            export(&model, dir)
+        })?;
+    let run_dir = folder.dir;
     let eval_after = evaluate(&model, "after RL", display)?;
     if let Some(after) = &eval_after {
         let path = run_dir.join("eval.json");
@@ -329,7 +317,7 @@ pub fn run_rl<A: AutodiffBackend>(
             "success_after": after.success_rate(),
         }))
         .expect("JSON serialises");
-        std::fs::write(&path, text).map_err(|e| SftError::io(&path, e))?;
+        std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))?;
     }
     Ok(RlSummary {
         run_dir,

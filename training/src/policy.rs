@@ -1,0 +1,124 @@
+//! The policies the episode engine plays: a language model, a vision-language model with its
+//! image processor, and scripted policies that answer from a rule (tests drive rollouts,
+//! evaluation and the study with them, at known success rates).
+
+use burn::tensor::backend::Backend;
+use image::RgbImage;
+use sftvsrl_envs::Transcript;
+use sftvsrl_model::generate::{FinishReason, GeneratedSequence};
+use sftvsrl_model::{
+    GenerateConfig, ImageProcessor, Llama, ModelError, Tokenizer, Vlm, VlmConfig, generate,
+    generate_vlm,
+};
+
+use crate::engine::{Policy, Responses};
+
+/// A language model.
+pub struct TextPolicy<'a, B: Backend> {
+    pub model: &'a Llama<B>,
+    pub device: &'a B::Device,
+}
+
+impl<B: Backend> Policy for TextPolicy<'_, B> {
+    fn respond(
+        &mut self,
+        prompts: &[Vec<u32>],
+        _transcripts: &[&Transcript],
+        config: &GenerateConfig,
+    ) -> Result<Responses, ModelError> {
+        let out = generate(self.model, prompts, config, self.device)?;
+        Ok(Responses {
+            sequences: out.sequences,
+            values: None,
+        })
+    }
+}
+
+/// A vision-language model and the processor that turns the episodes' images into its pixels.
+pub struct VisionPolicy<'a, B: Backend> {
+    pub model: &'a Vlm<B>,
+    pub processor: &'a ImageProcessor,
+    pub device: &'a B::Device,
+}
+
+impl<B: Backend> Policy for VisionPolicy<'_, B> {
+    fn sees_images(&self) -> bool {
+        true
+    }
+
+    fn model_prompt(&self, chat: Vec<u32>, image: Option<&RgbImage>) -> Vec<u32> {
+        match image {
+            Some(_) => vision_prompt(self.model.config(), chat),
+            None => chat,
+        }
+    }
+
+    fn respond(
+        &mut self,
+        prompts: &[Vec<u32>],
+        transcripts: &[&Transcript],
+        config: &GenerateConfig,
+    ) -> Result<Responses, ModelError> {
+        let images: Vec<&RgbImage> = transcripts
+            .iter()
+            .filter_map(|t| t.image.as_deref())
+            .collect();
+        let pixels = match images.is_empty() {
+            true => None,
+            false => Some(self.processor.pixels(&images, self.device)?),
+        };
+        let out = generate_vlm(self.model, prompts, pixels, config, self.device)?;
+        Ok(Responses {
+            sequences: out.sequences,
+            values: None,
+        })
+    }
+}
+
+/// The prompt of a vision-language model for a chat that comes with an image: the image's
+/// placeholder tokens first, then the chat's tokens. Training and evaluation share this layout.
+pub fn vision_prompt(config: &VlmConfig, chat: Vec<u32>) -> Vec<u32> {
+    let mut ids = vec![config.image_token_id; config.image_tokens()];
+    ids.extend(chat);
+    ids
+}
+
+/// A policy that answers each conversation with the text a rule gives, encoded with the
+/// tokenizer and closed with the first stop token. Log-probs and values are 0.
+pub struct ScriptedPolicy<F> {
+    pub tokenizer: Tokenizer,
+    pub answer: F,
+    /// Whether it plays vision tasks (its rule may know what the images show).
+    pub sees_images: bool,
+}
+
+impl<F: FnMut(&Transcript) -> String> Policy for ScriptedPolicy<F> {
+    fn sees_images(&self) -> bool {
+        self.sees_images
+    }
+
+    fn respond(
+        &mut self,
+        prompts: &[Vec<u32>],
+        transcripts: &[&Transcript],
+        config: &GenerateConfig,
+    ) -> Result<Responses, ModelError> {
+        let sequences = transcripts
+            .iter()
+            .map(|t| {
+                let mut tokens = self.tokenizer.encode_text(&(self.answer)(t))?;
+                tokens.truncate(config.max_new_tokens.saturating_sub(1));
+                tokens.extend(config.stop_tokens.first());
+                Ok(GeneratedSequence {
+                    logprobs: vec![0.0; tokens.len()],
+                    tokens,
+                    finish: FinishReason::Stop,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        Ok(Responses {
+            sequences,
+            values: Some(vec![0.0; prompts.len()]),
+        })
+    }
+}
