@@ -168,3 +168,77 @@ fn bad_study_configs_fail_with_one_line_naming_the_field() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_navigation_study_generates_its_world_and_reports_per_step_accuracy() {
+    let dir = scratch("study-cli-nav");
+    let nav = "nav = { prompt_layout = \"compact\", route_range = [0, 3] }";
+    let text = format!(
+        r#"name = "mini-nav"
+runs_dir = "{runs}"
+[world]
+routes = 4
+seed = 1
+[init]
+data = {{ valid_fraction = 0.0, generate_nav = {{ n = 30, seed = 0, {nav} }} }}
+model = {{ {model} }}
+train = {{ epochs = 1, micro_batch = 8, lr = 1e-3, checkpoint_every = 100, answer_match = 0 }}
+[rl]
+env = "virl-l"
+{nav}
+checkpoint_every = 1
+rollout = {{ num_envs = 2, num_steps = 2, max_new_tokens = 8 }}
+ppo = {{ num_updates = 1, grad_accum = 2 }}
+value_head = {{ hidden = [8] }}
+[sft]
+data = {{ valid_fraction = 0.0, generate_nav = {{ n = 200, seed = 1, {nav} }} }}
+train = {{ epochs = 1, micro_batch = 2, lr = 1e-3, checkpoint_every = 1000, answer_match = 0 }}
+[eval]
+variants = ["virl-l-id", "virl-l-ood-rule"]
+max_new_tokens = 8
+temperature = 0.0
+nav = {{ episodes = 2, seed = 5, env = {{ prompt_layout = "compact", route_range = [3, 4] }} }}
+"#,
+        runs = dir.join("runs").display(),
+        model = MODEL.replace('\n', ", "),
+    );
+    let config = dir.join("study.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = ok(&["study", config.to_str().unwrap()], "");
+    let study_dir = dir.join("runs/mini-nav");
+    assert_files(
+        &study_dir,
+        &[
+            "world/route_infos.json",
+            "world/gps_pano_mapping.pkl",
+            "rl/final/model.safetensors",
+            "sft/final/model.safetensors",
+            "step-accuracy-virl-l-id-verify2.png",
+            "success-virl-l-ood-rule-verify2.png",
+        ],
+    );
+    let study = read_json(&study_dir.join("study.json"));
+    let report = std::fs::read_to_string(study_dir.join("report.md")).unwrap();
+    for p in study["points"].as_array().unwrap() {
+        let eval = read_json(&PathBuf::from(p["eval_dir"].as_str().unwrap()).join("eval.json"));
+        assert_eq!(&p["results"], &eval["results"]);
+        for r in eval["results"].as_array().unwrap() {
+            assert_eq!(r["episodes"], 2);
+            assert_eq!(r["verify_iter"], 2);
+            let a = &r["step_accuracy"];
+            assert!(a["calls"].as_u64().unwrap() >= 2, "{a}");
+        }
+    }
+    assert!(
+        report.contains("virl-l-id per-step accuracy (verify 2)"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "relative turns named left, right, slightly left, slightly right, is held out"
+        ),
+        "{report}"
+    );
+    assert!(out.contains("report.md"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

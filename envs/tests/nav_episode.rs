@@ -546,3 +546,76 @@ fn route_range_draws_episodes_from_its_routes_only() {
     };
     assert!(empty.validate().unwrap_err().contains("route_range"));
 }
+
+#[test]
+fn turn_words_rename_the_rules_turns_in_prompts_answers_and_grading() {
+    let port = ["port", "starboard", "slightly port", "slightly starboard"].map(String::from);
+    for layout in [PromptLayout::Reference, PromptLayout::Compact] {
+        let config = NavConfig {
+            absolute_action: false,
+            prompt_layout: layout,
+            turn_words: Some(port.to_vec()),
+            ..NavConfig::default()
+        };
+        let mut own = env(NavConfig {
+            absolute_action: false,
+            prompt_layout: layout,
+            ..NavConfig::default()
+        });
+        let mut renamed = env(config);
+        for seed in 0..4 {
+            own.reset(seed);
+            let prompt = renamed.reset(seed).turns[0].text.clone();
+            let listed = match layout {
+                PromptLayout::Compact => {
+                    "Turns: port, starboard, slightly port, slightly starboard"
+                }
+                PromptLayout::Reference => {
+                    "['port', 'starboard', 'slightly port', 'slightly starboard']"
+                }
+            };
+            assert!(prompt.contains(listed), "{prompt}");
+            assert!(
+                !prompt.contains("'left'") && !prompt.contains("Turns: left"),
+                "{prompt}"
+            );
+            // The same rail, with each relative word replaced by its counterpart.
+            let expected: Vec<String> = own
+                .rail()
+                .iter()
+                .map(|p| {
+                    p.gt_action
+                        .replace("(left)", "(port)")
+                        .replace("(right)", "(starboard)")
+                        .replace("slightly left", "slightly port")
+                        .replace("slightly right", "slightly starboard")
+                })
+                .collect();
+            let got: Vec<&str> = renamed
+                .rail()
+                .iter()
+                .map(|p| p.gt_action.as_str())
+                .collect();
+            assert_eq!(got, expected);
+            // The rule's own word is now wrong; the renamed one is right.
+            let first = renamed.rail()[0].gt_action.clone();
+            let own_word = own.rail()[0].gt_action.clone();
+            assert_ne!(first, own_word);
+            let wrong = renamed.step(&compact_expert_response(&own_word));
+            assert!(wrong.reward < 0.0);
+            assert_eq!(renamed.step(&compact_expert_response(&first)).reward, 1.0);
+        }
+    }
+    let bad = |words: &[&str], absolute_action: bool| {
+        NavConfig {
+            absolute_action,
+            turn_words: Some(words.iter().map(|w| w.to_string()).collect()),
+            ..NavConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+    };
+    assert!(bad(&["a", "b", "c", "d"], true).contains("8"));
+    assert!(bad(&["a", "b", "c", "c"], false).contains("differ"));
+    assert!(bad(&["a", "b)", "c", "d"], false).contains("turn_words"));
+}

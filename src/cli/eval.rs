@@ -53,10 +53,7 @@ impl OnBackend for EvalJob {
         } else {
             let pretrained = load_pretrained::<B>(checkpoint, &device)?;
             let tokenizer = pretrained.tokenizer.as_ref().with_context(no_tokenizer)?;
-            let mut policy = TextPolicy {
-                model: &pretrained.model,
-                device: &device,
-            };
+            let mut policy = TextPolicy::new(&pretrained.model, &device);
             evaluate(&mut policy, tokenizer, c, &mut tick)?
         };
         progress.finish();

@@ -97,6 +97,38 @@ pub struct GenerateNavData {
     /// Navigation settings (action rule, prompt layout, routes drawn …); `vision` must stay off.
     #[serde(default)]
     pub nav: NavConfig,
+    /// Turn rules taken in turn: example `i` follows rule `i mod len`, each setting `nav`'s
+    /// `absolute_action` and `turn_words` (e.g. a pretraining mix that leaves the OOD rule's
+    /// own words out). Empty: `nav`'s rule alone.
+    #[serde(default)]
+    pub turn_rules: Vec<TurnRule>,
+}
+
+/// An action rule of navigation data: absolute or relative turns, named by the rule's own
+/// words or by `turn_words` (see `NavConfig::turn_words`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnRule {
+    pub absolute_action: bool,
+    #[serde(default)]
+    pub turn_words: Option<Vec<String>>,
+}
+
+impl GenerateNavData {
+    /// The navigation settings of each turn rule, in turn (just `nav` without rules).
+    pub fn rule_configs(&self) -> Vec<NavConfig> {
+        if self.turn_rules.is_empty() {
+            return vec![self.nav.clone()];
+        }
+        self.turn_rules
+            .iter()
+            .map(|r| NavConfig {
+                absolute_action: r.absolute_action,
+                turn_words: r.turn_words.clone(),
+                ..self.nav.clone()
+            })
+            .collect()
+    }
 }
 
 fn default_face_rules() -> Vec<FaceRule> {
@@ -360,9 +392,12 @@ impl RunConfig for SftConfig {
             if g.nav.vision {
                 return Err("`data.generate_nav.nav.vision`: SFT trains language models".into());
             }
-            g.nav
-                .validate()
-                .map_err(|e| format!("`data.generate_nav.nav`: {e}"))?;
+            for (i, nav) in g.rule_configs().iter().enumerate() {
+                nav.validate().map_err(|e| match g.turn_rules.is_empty() {
+                    true => format!("`data.generate_nav.nav`: {e}"),
+                    false => format!("`data.generate_nav.turn_rules[{i}]`: {e}"),
+                })?;
+            }
         }
         let flops = &t.checkpoint_flops;
         if flops.iter().any(|f| !(f.is_finite() && *f > 0.0)) || !flops.is_sorted() {

@@ -56,7 +56,7 @@ pub fn gp_success<B: Backend>(
         .map(|i| config.seed.wrapping_add(i))
         .collect();
     let envs = gp_envs(&gp, config.batch.max(1).min(seeds.len()))?;
-    let mut policy = TextPolicy { model, device };
+    let mut policy = TextPolicy::new(model, device);
     let records = play_episodes(
         &mut policy,
         tokenizer,

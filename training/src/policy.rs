@@ -12,11 +12,34 @@ use sftvsrl_model::{
 };
 
 use crate::engine::{Policy, Responses};
+use crate::rl::value_head::{ActorCritic, ValueHead};
 
-/// A language model.
+/// A language model, with the value head of PPO when it has one (values read from the final
+/// hidden state of each prompt's last token).
 pub struct TextPolicy<'a, B: Backend> {
     pub model: &'a Llama<B>,
+    pub value_head: Option<&'a ValueHead<B>>,
     pub device: &'a B::Device,
+}
+
+impl<'a, B: Backend> TextPolicy<'a, B> {
+    /// A language model without a value head.
+    pub fn new(model: &'a Llama<B>, device: &'a B::Device) -> Self {
+        TextPolicy {
+            model,
+            value_head: None,
+            device,
+        }
+    }
+
+    /// The policy and value head of PPO.
+    pub fn critic(model: &'a ActorCritic<B>, device: &'a B::Device) -> Self {
+        TextPolicy {
+            model: &model.policy,
+            value_head: Some(&model.value_head),
+            device,
+        }
+    }
 }
 
 impl<B: Backend> Policy for TextPolicy<'_, B> {
@@ -27,9 +50,19 @@ impl<B: Backend> Policy for TextPolicy<'_, B> {
         config: &GenerateConfig,
     ) -> Result<Responses, ModelError> {
         let out = generate(self.model, prompts, config, self.device)?;
+        let values = self
+            .value_head
+            .map(|head| {
+                head.forward(out.prompt_hidden)
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec()
+                    .map_err(|e| ModelError::Generation(format!("value head output: {e:?}")))
+            })
+            .transpose()?;
         Ok(Responses {
             sequences: out.sequences,
-            values: None,
+            values,
         })
     }
 }

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
+use sftvsrl_envs::Rng;
 use sftvsrl_envs::expert::write_jsonl;
 use sftvsrl_envs::gp::episode::check_config;
 use sftvsrl_envs::gp::expert::expert_example;
@@ -25,9 +26,23 @@ pub fn ensure_data(data: &DataConfig) -> Result<(), TrainError> {
     let dir = data.path.parent().unwrap_or(Path::new("."));
     if let Some(g) = &data.generate_nav {
         let invalid = |e: NavError| TrainError::Invalid(format!("data.generate_nav: {e}"));
+        // One stream of expert episodes per turn rule; example i comes from stream i mod len.
+        let rules = g.rule_configs();
+        let mut streams = rules
+            .iter()
+            .enumerate()
+            .map(|(k, nav)| {
+                let seed = match rules.len() {
+                    1 => g.seed,
+                    _ => Rng::derive(g.seed, k as u64).next_u64(),
+                };
+                nav::expert_examples(&g.routes, false, g.n.div_ceil(rules.len()), seed, nav)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
         let mut failure = None;
-        let examples = nav::expert_examples(&g.routes, false, g.n, g.seed, &g.nav)
-            .map_err(invalid)?
+        let examples = (0..g.n)
+            .map_while(|i| streams[i % rules.len()].next())
             .map_while(|r| r.map_err(|e| failure = Some(e)).ok());
         let (written, _) = write_jsonl(examples, dir).map_err(|e| TrainError::io(dir, e))?;
         if let Some(e) = failure {

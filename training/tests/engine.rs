@@ -261,7 +261,7 @@ fn nav_oracle(t: &Transcript) -> String {
         .iter()
         .filter(|l| l.contains("turn_direction"))
         .count();
-    let current = text.lines().filter(|l| l.starts_with("O_")).last().unwrap();
+    let current = text.lines().rfind(|l| l.starts_with("O_")).unwrap();
     let action = if actions.len() == 1 || current.contains("You observe an intersection") {
         let (relative, compass) = directions[turned.min(directions.len() - 1)];
         format!(

@@ -16,11 +16,9 @@ use sftvsrl_model::device::CpuBackend;
 use sftvsrl_model::{GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tokenizer};
 use sftvsrl_training::rl::buffer::{Sample, ScoreBatch};
 use sftvsrl_training::rl::logprob::answer_marker;
-use sftvsrl_training::rl::rollout::{
-    CollectSettings, CriticPolicy, collect, gp_envs, gp_parsable, rl_pool,
-};
+use sftvsrl_training::rl::rollout::{CollectSettings, collect, gp_envs, gp_parsable, rl_pool};
 use sftvsrl_training::rl::{ActorCritic, RlConfig, ValueHead, run_rl};
-use sftvsrl_training::{RunConfig, SftConfig, TrainError, run_sft};
+use sftvsrl_training::{RunConfig, SftConfig, TextPolicy, TrainError, run_sft};
 
 type A = Autodiff<CpuBackend>;
 
@@ -53,10 +51,7 @@ fn recorded_logprobs_match_the_training_forward_pass() {
     let mut pool = rl_pool(gp_envs(&gp, 4).unwrap(), 3, 1, None, &tokenizer).unwrap();
     let inference = model.valid();
     let collected = collect(
-        &mut CriticPolicy {
-            model: &inference,
-            device: &device,
-        },
+        &mut TextPolicy::critic(&inference, &device),
         &tokenizer,
         &mut pool,
         &CollectSettings::<CpuBackend> {

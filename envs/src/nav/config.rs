@@ -80,6 +80,11 @@ pub struct NavConfig {
     /// Draw episodes from the routes with index in `[start, end)` of the route file only (e.g.
     /// training routes apart from held-out evaluation routes). All routes when absent.
     pub route_range: Option<[usize; 2]>,
+    /// Not in the reference: the words `x` of `turn_direction(x)`, in place of the rule's own and
+    /// in their order (8 for the absolute rule's north … northwest, 4 for the relative rule's
+    /// left, right, slightly left, slightly right). The prompt lists them and the verifier
+    /// expects them: a rule stated in the prompt, for teaching a small model to read it.
+    pub turn_words: Option<Vec<String>>,
 }
 
 impl Default for NavConfig {
@@ -102,6 +107,7 @@ impl Default for NavConfig {
             virl_success: SuccessRule::default(),
             prompt_layout: PromptLayout::default(),
             route_range: None,
+            turn_words: None,
         }
     }
 }
@@ -113,6 +119,14 @@ impl NavConfig {
             drop_rate: self.drop_rate,
             straight_line_length: self.straight_line_length,
             absolute_action: self.absolute_action,
+        }
+    }
+
+    /// The words `x` of `turn_direction(x)` under this config's rule.
+    pub fn turn_words(&self) -> Vec<&str> {
+        match &self.turn_words {
+            Some(words) => words.iter().map(String::as_str).collect(),
+            None => super::prompt::turn_words(self.absolute_action).to_vec(),
         }
     }
 
@@ -138,6 +152,31 @@ impl NavConfig {
                 "resolution and crop_size must be in [8, 4096], got {} and {}",
                 self.resolution, self.crop_size
             ));
+        }
+        if let Some(words) = &self.turn_words {
+            let wanted = if self.absolute_action { 8 } else { 4 };
+            let bad = |w: &String| {
+                w.trim().is_empty() || w.trim() != w || w.contains(['(', ')', '"', '\'', ','])
+            };
+            if words.len() != wanted {
+                return Err(format!(
+                    "turn_words: the {} rule has {wanted} turns, got {} words",
+                    if self.absolute_action {
+                        "absolute"
+                    } else {
+                        "relative"
+                    },
+                    words.len()
+                ));
+            }
+            if let Some(w) = words.iter().find(|w| bad(w)) {
+                return Err(format!(
+                    "turn_words: {w:?} must be a non-empty word without brackets, quotes or commas"
+                ));
+            }
+            if (1..words.len()).any(|i| words[..i].contains(&words[i])) {
+                return Err("turn_words: the words must differ".into());
+            }
         }
         if let Some([start, end]) = self.route_range
             && start >= end

@@ -15,7 +15,9 @@ use super::data::NavData;
 use super::error::NavError;
 use super::instruction::{Instruction, build_instruction};
 use super::panorama::GridRenderer;
-use super::prompt::{action_space, compact_prompt, feedback_turn, obs_act_sequence, task_prompt};
+use super::prompt::{
+    action_space_with, compact_prompt, feedback_turn, obs_act_sequence, task_prompt, turn_words,
+};
 use super::rail::{RailPoint, STOP, build_rail};
 use super::route::Route;
 use super::verify::{CORRECT_ACTION, INCORRECT_ACTION, step_rewards_virl};
@@ -158,6 +160,16 @@ impl Navigation {
             &self.config.rail_params(),
             &mut rng,
         )?;
+        let mut rail = rail;
+        if self.config.turn_words.is_some() {
+            let (own, words) = (
+                turn_words(self.config.absolute_action),
+                self.config.turn_words(),
+            );
+            for point in &mut rail {
+                point.gt_action = rename_turn(&point.gt_action, own, &words);
+            }
+        }
         let first_obs = rail[0].oracle_observation();
         self.episode = Some(Episode {
             route: route_idx,
@@ -183,17 +195,18 @@ impl Navigation {
         };
         let c = &self.config;
         let seq = obs_act_sequence(&ep.actions, &ep.observations, c.vision);
+        let words = c.turn_words();
         let prompt = match c.prompt_layout {
             PromptLayout::Reference => task_prompt(
                 c.vision,
                 c.prompt_text,
                 c.json_only,
                 &ep.instruction.text,
-                action_space(c.absolute_action),
+                &action_space_with(c.absolute_action, &words),
                 &seq,
             ),
             PromptLayout::Compact => {
-                compact_prompt(&ep.instruction.text, c.absolute_action, c.json_only, &seq)
+                compact_prompt(&ep.instruction.text, &words, c.json_only, &seq)
             }
         };
         let point = &ep.rail[ep.step];
@@ -301,6 +314,18 @@ impl Navigation {
     /// The current rail position's index and point.
     pub fn position(&self) -> Option<(usize, &RailPoint)> {
         self.episode.as_ref().map(|ep| (ep.step, &ep.rail[ep.step]))
+    }
+}
+
+/// `turn_direction(x)` with the rule's own word `x` replaced by the word at its place in
+/// `words`; other actions unchanged.
+fn rename_turn(action: &str, own: &[&str], words: &[&str]) -> String {
+    let word = action
+        .strip_prefix("turn_direction(")
+        .and_then(|w| w.strip_suffix(')'));
+    match word.and_then(|w| own.iter().position(|o| *o == w)) {
+        Some(i) => format!("turn_direction({})", words[i]),
+        None => action.to_string(),
     }
 }
 

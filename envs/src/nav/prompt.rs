@@ -24,6 +24,23 @@ pub fn action_space(absolute: bool) -> &'static str {
     }
 }
 
+/// The `{action_space}` text of a rule whose turn words are `words` (the reference's text when
+/// they are the rule's own).
+pub fn action_space_with(absolute: bool, words: &[&str]) -> String {
+    if words == turn_words(absolute) {
+        return action_space(absolute).to_string();
+    }
+    let list = words
+        .iter()
+        .map(|w| format!("'{w}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let count = if absolute { "8 directions " } else { "" };
+    format!(
+        "\"forward()\": indicates moving forward one step\n\"turn_direction(x)\": indicates adjust the ego agent direction towards x direction. x could be any following {count}[{list}]\n\"stop()\": indicates the navigation is finished."
+    )
+}
+
 /// The words `x` of `turn_direction(x)` under the absolute (ID) or relative (rule-OOD) rule.
 pub fn turn_words(absolute: bool) -> &'static [&'static str] {
     const RELATIVE: [&str; 4] = ["left", "right", "slightly left", "slightly right"];
@@ -31,7 +48,7 @@ pub fn turn_words(absolute: bool) -> &'static [&'static str] {
 }
 
 /// The compact prompt (not in the reference): the instruction, the turn words of the action
-/// rule and the history, with no task description or output template.
+/// rule (`words`) and the history, with no task description or output template.
 ///
 /// ```text
 /// Instruction:
@@ -46,7 +63,7 @@ pub fn turn_words(absolute: bool) -> &'static [&'static str] {
 /// output the json." as in the reference layout.
 pub fn compact_prompt(
     instruction: &str,
-    absolute: bool,
+    words: &[&str],
     json_only: bool,
     obs_act_seq: &str,
 ) -> String {
@@ -54,7 +71,7 @@ pub fn compact_prompt(
     p.push_str("Instruction:\n");
     p.push_str(instruction);
     p.push_str("Turns: ");
-    p.push_str(&turn_words(absolute).join(", "));
+    p.push_str(&words.join(", "));
     p.push('\n');
     p.push_str(obs_act_seq);
     if json_only {

@@ -293,6 +293,31 @@ mod tests {
     }
 
     #[test]
+    fn the_navigation_study_holds_out_the_ood_rule_and_the_evaluation_routes() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/study/virl-l-tiny.toml");
+        let s = Study::from_file(&path).unwrap();
+        let world = s.world_dir();
+        assert!(s.world.is_some());
+        let init = s.init.data.generate_nav.as_ref().unwrap();
+        assert_eq!(init.routes, world);
+        let rules = init.rule_configs();
+        let ood = sftvsrl_envs::nav::prompt::turn_words(false);
+        assert!(rules.len() > 1);
+        assert!(
+            rules
+                .iter()
+                .all(|r| r.absolute_action || r.turn_words() != ood),
+            "{rules:?}"
+        );
+        assert_eq!(s.rl.routes.as_ref(), Some(&world));
+        assert_eq!(s.eval.nav.routes.as_ref(), Some(&world));
+        let [_, train_end] = s.rl.nav.route_range.unwrap();
+        let [eval_start, _] = s.eval.nav.env.route_range.unwrap();
+        assert!(train_end <= eval_start);
+        assert_eq!(init.nav.route_range, s.rl.nav.route_range);
+    }
+
+    #[test]
     fn errors_name_the_section_and_field() {
         let train = "train = { epochs = 1, micro_batch = 1, lr = 1e-3, checkpoint_every = 1 }";
         let base = format!(

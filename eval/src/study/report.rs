@@ -11,6 +11,8 @@ use sftvsrl_training::{RunConfig, TrainError};
 
 use super::config::Study;
 use super::run::{Branch, Point};
+use sftvsrl_envs::nav::prompt::turn_words;
+
 use crate::config::{EvalConfig, EvalVariant};
 use crate::error::EvalError;
 use crate::plot::{Plot, Series, render};
@@ -287,14 +289,34 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
             )
         }
         None => match &study.init.data.generate_nav {
-            Some(g) => format!(
-                "{} expert examples (one per rail position) on the routes of `{}` with {} \
-                 turns only: the {} rule of the OOD variant is held out",
-                g.n,
-                g.routes.display(),
-                rule_name(g.nav.absolute_action),
-                rule_name(!g.nav.absolute_action)
-            ),
+            Some(g) => {
+                let rules = g.rule_configs();
+                let held_out = !rules
+                    .iter()
+                    .any(|r| !r.absolute_action && r.turn_words() == turn_words(false));
+                format!(
+                    "{} expert examples (one per rail position) on the routes of `{}`; example \
+                     i follows turn rule i mod {} of {}{}",
+                    g.n,
+                    g.routes.display(),
+                    rules.len(),
+                    rules
+                        .iter()
+                        .map(|r| format!(
+                            "{} [{}]",
+                            rule_name(r.absolute_action),
+                            r.turn_words().join(", ")
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    if held_out {
+                        ". The OOD variant's rule, relative turns named left, right, slightly \
+                         left, slightly right, is held out"
+                    } else {
+                        ""
+                    }
+                )
+            }
             None => format!("`{}`", study.init.data.path.display()),
         },
     };
@@ -331,11 +353,7 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
 
 /// The name of a navigation action rule.
 fn rule_name(absolute: bool) -> &'static str {
-    if absolute {
-        "absolute (compass)"
-    } else {
-        "relative (left/right)"
-    }
+    if absolute { "absolute" } else { "relative" }
 }
 
 /// How the navigation variants were played, when there are some.

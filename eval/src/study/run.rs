@@ -148,7 +148,7 @@ pub fn run_study<A: AutodiffBackend>(
     planned.extend(rl.into_iter().map(|c| (Branch::Rl, c)));
     planned.extend(sft.into_iter().map(|c| (Branch::Sft, c)));
     let e = &study.eval;
-    let per_point = e.variants.len() * e.verify_iters.len() * e.episodes;
+    let per_point = e.total_episodes();
     let total = planned.len() * per_point;
     let mut points = Vec::with_capacity(planned.len());
     for (i, (branch, saved)) in planned.into_iter().enumerate() {
@@ -177,10 +177,15 @@ pub fn run_study<A: AutodiffBackend>(
             results
                 .iter()
                 .map(|r| format!(
-                    "{} {:.1}% ± {:.1}",
+                    "{} {:.1}% ± {:.1}{}",
                     r.variant.name(),
                     100.0 * r.success_rate,
-                    100.0 * r.std_error
+                    100.0 * r.std_error,
+                    r.step_accuracy.map_or(String::new(), |a| format!(
+                        " (per step {:.1}% ± {:.1})",
+                        100.0 * a.rate,
+                        100.0 * a.std_error
+                    ))
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -295,10 +300,7 @@ fn evaluate_checkpoint<B: Backend>(
     let tokenizer = loaded.tokenizer.ok_or_else(|| {
         EvalError::Invalid(format!("{} has no tokenizer.json", model_dir.display()))
     })?;
-    let mut policy = TextPolicy {
-        model: &loaded.model,
-        device,
-    };
+    let mut policy = TextPolicy::new(&loaded.model, device);
     let report = evaluate(&mut policy, &tokenizer, config, progress)?;
     let mut about = about;
     about["checkpoint"] = json!(model_dir);

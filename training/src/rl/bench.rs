@@ -17,9 +17,10 @@ use sftvsrl_model::{GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tok
 use super::config::PpoConfig;
 use super::logprob::answer_marker;
 use super::ppo::{Experience, UpdateSettings, advantages, ppo_update};
-use super::rollout::{CollectSettings, CriticPolicy, collect, gp_envs, gp_parsable, rl_pool};
+use super::rollout::{CollectSettings, collect, gp_envs, gp_parsable, rl_pool};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::error::TrainError;
+use crate::policy::TextPolicy;
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -113,10 +114,7 @@ pub fn bench_rl<A: AutodiffBackend>(
     let (mut prompt_tokens, mut generated_tokens) = (0u64, 0u64);
     for update in 0..=config.updates {
         let inference = model.valid();
-        let mut policy = CriticPolicy {
-            model: &inference,
-            device,
-        };
+        let mut policy = TextPolicy::critic(&inference, device);
         let collected = collect(&mut policy, &tokenizer, &mut pool, &settings, device)?;
         let (adv, returns) = advantages(&collected.samples, &collected.next_values, &ppo);
         let start = Instant::now();

@@ -10,20 +10,22 @@ use burn::tensor::backend::Backend;
 use sftvsrl_envs::extract::{Field, Key, re_match};
 use sftvsrl_envs::gp::{GeneralPoints, GpConfig};
 use sftvsrl_envs::nav::{NavConfig, NavData, Navigation};
-use sftvsrl_envs::{Env, Rng, Transcript};
+use sftvsrl_envs::{Env, Rng};
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{GenerateConfig, Llama, ModelError, Tokenizer, generate};
+use sftvsrl_model::{GenerateConfig, Llama, Tokenizer};
 
 use super::buffer::{Sample, ScoreBatch};
 use super::config::{EnvKind, RlConfig};
 use super::logprob::action_weights;
-use super::value_head::ActorCritic;
-use crate::engine::{EnvState, EpisodeError, Policy, Pool, Responses, Seeds};
+use crate::engine::{EnvState, EpisodeError, Policy, Pool, Seeds};
 use crate::error::TrainError;
+
+/// Whether a response holds an answer the verifier can read.
+pub type Parsable = fn(&str) -> bool;
 
 /// The environments of an RL run (one per `rollout.num_envs`) and the test of whether a
 /// response holds an answer their verifier can read.
-pub fn rl_envs(config: &RlConfig) -> Result<(Vec<Box<dyn Env>>, fn(&str) -> bool), TrainError> {
+pub fn rl_envs(config: &RlConfig) -> Result<(Vec<Box<dyn Env>>, Parsable), TrainError> {
     let n = config.rollout.num_envs;
     match config.env {
         EnvKind::GpL => Ok((gp_envs(&config.gp, n)?, gp_parsable)),
@@ -85,36 +87,6 @@ pub fn nav_parsable(text: &str) -> bool {
     !matches!(re_match(text, Key::Action), Field::Str(s) if s == "None")
 }
 
-/// The policy and its value head, as the engine plays it: values from the final hidden state
-/// of each prompt's last token.
-pub struct CriticPolicy<'a, B: Backend> {
-    pub model: &'a ActorCritic<B>,
-    pub device: &'a B::Device,
-}
-
-impl<B: Backend> Policy for CriticPolicy<'_, B> {
-    fn respond(
-        &mut self,
-        prompts: &[Vec<u32>],
-        _transcripts: &[&Transcript],
-        config: &GenerateConfig,
-    ) -> Result<Responses, ModelError> {
-        let out = generate(&self.model.policy, prompts, config, self.device)?;
-        let values = self
-            .model
-            .value_head
-            .forward(out.prompt_hidden)
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .map_err(|e| ModelError::Generation(format!("value head output: {e:?}")))?;
-        Ok(Responses {
-            sequences: out.sequences,
-            values: Some(values),
-        })
-    }
-}
-
 /// An episode that ended during a collection.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Finished {
@@ -134,8 +106,7 @@ pub struct CollectSettings<'a, B: Backend> {
     /// The answer key's tokens (thought/action split).
     pub marker: &'a [u32],
     pub thought_coef: f32,
-    /// Whether a response holds an answer the verifier can read.
-    pub parsable: fn(&str) -> bool,
+    pub parsable: Parsable,
     /// A frozen reference policy and the KL-penalty coefficient.
     pub kl: Option<(&'a Llama<B>, f32)>,
 }

@@ -23,7 +23,7 @@ use super::config::{AdvantageKind, RlConfig};
 use super::gae::{explained_variance, mean};
 use super::logprob::answer_marker;
 use super::ppo::{Experience, UpdateSettings, advantages, ppo_update};
-use super::rollout::{CollectSettings, CriticPolicy, collect, rl_envs, rl_pool};
+use super::rollout::{CollectSettings, collect, rl_envs, rl_pool};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::checkpoint;
 use crate::display::RunDisplay;
@@ -32,6 +32,7 @@ use crate::error::TrainError;
 use crate::flops::{inference_flops, train_flops};
 use crate::gp_eval::{GpEvalResult, gp_success};
 use crate::metrics_log::MetricsLog;
+use crate::policy::TextPolicy;
 use crate::schedule::WarmupCosine;
 use crate::skeleton::RunFolder;
 
@@ -162,10 +163,7 @@ pub fn run_rl<A: AutodiffBackend>(
         let lr = schedule.lr(update);
         let inference = model.valid();
         let collected = collect(
-            &mut CriticPolicy {
-                model: &inference,
-                device,
-            },
+            &mut TextPolicy::critic(&inference, device),
             &tokenizer,
             &mut pool,
             &CollectSettings {
