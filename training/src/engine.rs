@@ -107,6 +107,9 @@ pub struct Step {
     pub seed: u64,
     pub episode: u64,
     /// Earlier calls in this episode (0 for the first).
+    pub call: u32,
+    /// Earlier attempts in the conversation the model saw: its revision depth (0 for a first
+    /// attempt; in navigation, counted at the current position).
     pub depth: u32,
     /// The ids the model read.
     pub prompt: Vec<u32>,
@@ -293,6 +296,10 @@ impl Pool {
             .collect();
         let images: Vec<Option<Arc<RgbImage>>> =
             transcripts.iter().map(|t| t.image.clone()).collect();
+        let depths: Vec<u32> = transcripts
+            .iter()
+            .map(|t| t.turns.iter().filter(|x| x.role == Role::Assistant).count() as u32)
+            .collect();
         self.timing.environment += start.elapsed();
 
         let start = Instant::now();
@@ -313,12 +320,12 @@ impl Pool {
             .map(|v| v.into_iter().map(Some).collect::<Vec<_>>());
         let values = values.unwrap_or_else(|| vec![None; live.len()]);
         let parts = prompts.into_iter().zip(turns).zip(images).zip(values);
-        for ((&i, response), (((prompt, turns), image), value)) in
-            live.iter().zip(out.sequences).zip(parts)
+        for (((&i, response), (((prompt, turns), image), value)), depth) in
+            live.iter().zip(out.sequences).zip(parts).zip(depths)
         {
             let text = tokenizer.decode(&response.tokens, true)?;
             let seed = self.slots[i].seed.unwrap_or_default();
-            let depth = self.slots[i].responses.len() as u32;
+            let call = self.slots[i].responses.len() as u32;
             let episode = self.slots[i].episode;
             let verdict = self.env_step(i, &text)?;
             let finished = verdict.done().then(|| self.envs[i].success());
@@ -332,6 +339,7 @@ impl Pool {
                 env: i,
                 seed,
                 episode,
+                call,
                 depth,
                 prompt,
                 turns,
@@ -449,6 +457,11 @@ pub fn play_episodes(
     generation: &GenerateConfig,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<EpisodeRecord>, EpisodeError> {
+    if envs.is_empty() && !seeds.is_empty() {
+        return Err(EpisodeError::State(
+            "no environment to play the episodes in".into(),
+        ));
+    }
     envs.truncate(seeds.len());
     let mut pool = Pool::new(envs, Seeds::List(seeds.to_vec()), None, tokenizer)?;
     let mut records: Vec<EpisodeRecord> = seeds

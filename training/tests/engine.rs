@@ -8,9 +8,8 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use sftvsrl_envs::gp::expert::{ExpertSolution, expert_examples};
+use sftvsrl_envs::gp::expert::{ExpertSolution, answer_from_prompt, expert_examples};
 use sftvsrl_envs::gp::prompt::PromptLayout;
-use sftvsrl_envs::gp::solver::solutions;
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_envs::nav::world::style::CityStyle;
 use sftvsrl_envs::nav::world::{WorldSpec, generate};
@@ -49,23 +48,6 @@ fn gp_tokenizer() -> Tokenizer {
     word_level_tokenizer(corpus, 1).unwrap()
 }
 
-/// The answer to the hand of a compact GP-L prompt (`Cards: ['A', '3', '10', 'K']`), J/Q/K as 10.
-fn solve(prompt: &str) -> String {
-    let line = prompt.lines().find(|l| l.starts_with("Cards: ")).unwrap();
-    let values: Vec<u8> = line
-        .trim_start_matches("Cards: ")
-        .trim_matches(['[', ']'])
-        .split(", ")
-        .map(|c| match c.trim_matches('\'') {
-            "A" => 1,
-            "J" | "Q" | "K" => 10,
-            n => n.parse().unwrap(),
-        })
-        .collect();
-    let sols = solutions(values.try_into().unwrap(), 24);
-    format!("{{\"formula\": \"{}=24\"}}", sols.all()[0])
-}
-
 /// A script that fails until it has seen `failures` of its own answers, then solves the hand.
 fn right_after(failures: usize) -> impl FnMut(&Transcript) -> String {
     move |t: &Transcript| {
@@ -73,14 +55,14 @@ fn right_after(failures: usize) -> impl FnMut(&Transcript) -> String {
         if replies < failures {
             "{\"formula\": \"1\"}".into()
         } else {
-            solve(&t.turns[0].text)
+            answer_from_prompt(&t.turns[0].text, &gp(1)).unwrap()
         }
     }
 }
 
 fn greedy(tokenizer: &Tokenizer) -> GenerateConfig {
     GenerateConfig {
-        max_new_tokens: 40,
+        max_new_tokens: 80,
         sampling: Sampling::GREEDY,
         stop_tokens: tokenizer.stop_tokens(),
         seed: 0,
@@ -360,7 +342,7 @@ fn an_oracle_navigates_every_route_through_rollouts() {
     assert!(out.finished.iter().all(|f| f.success), "{:?}", out.finished);
     for s in &out.samples {
         assert!(
-            s.reward == 1.0 && s.parsable,
+            s.reward == 1.0 && s.parsable && s.depth == 0,
             "{}\n=> {} ({})",
             tokenizer.decode(&s.prompt, false).unwrap(),
             s.text,

@@ -15,6 +15,7 @@ use super::episode::{Hand, deal, hand_prompt};
 use super::formula::{python_eval, tokenize};
 use super::prompt::expert_response;
 use super::render::render_hand;
+use super::solver::solutions;
 use crate::expert::ExpertExample;
 use crate::rng::Rng;
 
@@ -124,9 +125,70 @@ pub fn expert_examples(
     (0..n as u64).map(move |i| expert_example(cfg, seed, i, choice))
 }
 
+/// The expert's answer to a GP-L prompt of `cfg`, read from the prompt's text alone (its
+/// `Cards: [...]` line): the hand's first solution in `cfg`'s answer layout. `None` when the
+/// prompt shows no cards (GP-VL) or the hand has no solution. An oracle for scripted policies.
+pub fn answer_from_prompt(prompt: &str, cfg: &GpConfig) -> Option<String> {
+    let line = prompt
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Cards: "))?;
+    let names: Vec<&str> = line
+        .trim_matches(['[', ']'])
+        .split(", ")
+        .map(|c| c.trim_matches('\''))
+        .collect();
+    let names: [&str; 4] = names.try_into().ok()?;
+    let mut values = [0u8; 4];
+    for (value, name) in values.iter_mut().zip(names) {
+        let rank = match name {
+            "A" => 1,
+            "J" => 11,
+            "Q" => 12,
+            "K" => 13,
+            n => n.parse().ok()?,
+        };
+        *value = cfg.face_cards.value(rank);
+    }
+    let all = solutions(values, cfg.target);
+    let solution = all.all().first()?;
+    Some(expert_response(
+        &names,
+        &values,
+        solution,
+        cfg.target,
+        cfg.prompt_layout,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_read_from_prompts_solve_their_hands() {
+        use crate::Env;
+        use crate::gp::prompt::PromptLayout;
+        use crate::gp::{GeneralPoints, Variant};
+        for variant in [Variant::Id, Variant::RuleOod] {
+            for layout in [PromptLayout::Reference, PromptLayout::Compact] {
+                let cfg = GpConfig {
+                    prompt_layout: layout,
+                    ..GpConfig::variant(variant, false)
+                };
+                let mut env = GeneralPoints::new(cfg.clone()).unwrap();
+                for seed in 0..20 {
+                    let prompt = env.reset(seed).turns[0].text.clone();
+                    let answer = answer_from_prompt(&prompt, &cfg).unwrap();
+                    assert_eq!(env.step(&answer).reward, 5.0, "{prompt}\n{answer}");
+                }
+            }
+        }
+        let vl = GpConfig::variant(Variant::Id, true);
+        let prompt = GeneralPoints::new(vl.clone()).unwrap().reset(0).turns[0]
+            .text
+            .clone();
+        assert_eq!(answer_from_prompt(&prompt, &vl), None);
+    }
     use crate::gp::Variant;
     use crate::gp::prompt::PromptLayout;
     use crate::gp::verify::{HandFacts, grade_response};

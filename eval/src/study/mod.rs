@@ -7,4 +7,4 @@ pub mod report;
 pub mod run;
 
 pub use config::Study;
-pub use run::{Branch, Point, StudyOutcome, run_study};
+pub use run::{Branch, Evaluator, Point, StudyOutcome, run_study, run_study_with};

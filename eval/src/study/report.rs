@@ -328,9 +328,8 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
          `rl/config.toml`, seed {}).\n\
          - SFT branch: from the Init, checkpointed where its compute first reaches each RL \
          checkpoint's (config `sft/config.toml`, seed {}).\n\
-         - Evaluation: {} episodes per variant dealt from seeds {}.., verify_iter {:?}, at most \
-         {} new tokens, temperature {}, top-p {}, `{}` prompts. Each checkpoint's \
-         `eval.json` (every number) and `eval.md` (transcripts) are under `evals/`.{}\n\
+         - Evaluation: at most {} new tokens, temperature {}, top-p {}.{}{} Each checkpoint's \
+         `eval.json` (every number) and `eval.md` (transcripts) are under `evals/`.\n\
          - The study file as given: `study.toml`; all numbers of this report: `study.json`.\n",
         study.init.run_dir().display(),
         study.init.seed,
@@ -339,13 +338,10 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         study.rl.rollout.num_steps,
         study.rl.seed,
         study.sft.seed,
-        e.episodes,
-        e.seed,
-        e.verify_iters,
         e.max_new_tokens,
         e.temperature,
         e.top_p,
-        format!("{:?}", e.prompt_layout).to_lowercase(),
+        general_points_setup(e),
         navigation_setup(e)
     );
     md
@@ -356,6 +352,21 @@ fn rule_name(absolute: bool) -> &'static str {
     if absolute { "absolute" } else { "relative" }
 }
 
+/// How the GeneralPoints variants were played, when there are some.
+fn general_points_setup(e: &EvalConfig) -> String {
+    if e.variants.iter().all(|v| v.is_navigation()) {
+        return String::new();
+    }
+    format!(
+        " GeneralPoints variants: {} episodes each dealt from seeds {}.., verify_iter {:?}, `{}` \
+         prompts.",
+        e.episodes,
+        e.seed,
+        e.verify_iters,
+        format!("{:?}", e.prompt_layout).to_lowercase()
+    )
+}
+
 /// How the navigation variants were played, when there are some.
 fn navigation_setup(e: &EvalConfig) -> String {
     if !e.variants.iter().any(|v| v.is_navigation()) {
@@ -363,10 +374,13 @@ fn navigation_setup(e: &EvalConfig) -> String {
     }
     let n = &e.nav;
     format!(
-        " Navigation variants: {} routes drawn from seeds {}.. on `{}`, verify_iter {} per \
-         position, `{}` prompts.",
+        " Navigation variants: {} episodes each on routes drawn from seeds {}.. out of {} of \
+         `{}`, verify_iter {} per position, `{}` prompts.",
         n.episodes,
         n.seed,
+        n.env
+            .route_range
+            .map_or("all routes".into(), |[a, b]| format!("routes {a}..{b}")),
         n.routes.as_deref().unwrap_or(Path::new("-")).display(),
         n.env.verify_iter,
         format!("{:?}", n.env.prompt_layout).to_lowercase()

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sftvsrl_envs::nav::world::{self, WorldSpec};
@@ -18,7 +18,7 @@ use super::config::Study;
 use super::report::write_study_report;
 use crate::config::EvalConfig;
 use crate::error::EvalError;
-use crate::evaluate::{VariantResult, evaluate};
+use crate::evaluate::{EvalReport, VariantResult, evaluate};
 use crate::report::write_report;
 
 /// Which stage a checkpoint comes from.
@@ -69,6 +69,11 @@ pub struct StudyOutcome {
 
 const STAGES: usize = 4;
 
+/// How a study evaluates a checkpoint: its model folder and the protocol → the report;
+/// `progress` hears of every finished episode.
+pub type Evaluator<'a> =
+    dyn FnMut(&Path, &EvalConfig, &mut dyn FnMut(usize)) -> Result<EvalReport, EvalError> + 'a;
+
 /// Runs the study. Without `resume` its folder must not exist yet; with it, finished stages and
 /// evaluations are reused and an interrupted run continues from its newest checkpoint.
 pub fn run_study<A: AutodiffBackend>(
@@ -76,6 +81,26 @@ pub fn run_study<A: AutodiffBackend>(
     resume: bool,
     device: &A::Device,
     display: &mut dyn RunDisplay,
+) -> Result<StudyOutcome, EvalError> {
+    let mut play = |model_dir: &Path, config: &EvalConfig, progress: &mut dyn FnMut(usize)| {
+        let loaded = load_pretrained::<A::InnerBackend>(model_dir, device)?;
+        let tokenizer = loaded.tokenizer.ok_or_else(|| {
+            EvalError::Invalid(format!("{} has no tokenizer.json", model_dir.display()))
+        })?;
+        let mut policy = TextPolicy::new(&loaded.model, device);
+        evaluate(&mut policy, &tokenizer, config, progress)
+    };
+    run_study_with::<A>(study, resume, device, display, &mut play)
+}
+
+/// [`run_study`] with the checkpoints played by `evaluator` (tests give it scripted policies
+/// whose success rates are known).
+pub fn run_study_with<A: AutodiffBackend>(
+    study: &Study,
+    resume: bool,
+    device: &A::Device,
+    display: &mut dyn RunDisplay,
+    evaluator: &mut Evaluator<'_>,
 ) -> Result<StudyOutcome, EvalError> {
     if study.dir.exists() && !resume {
         return Err(EvalError::Invalid(format!(
@@ -158,12 +183,12 @@ pub fn run_study<A: AutodiffBackend>(
         });
         let flops = init_flops + saved.flops;
         let mut done = i * per_point;
-        let results = evaluate_checkpoint::<A::InnerBackend>(
+        let results = evaluate_checkpoint(
             &saved.model,
             &eval_dir,
             e,
             json!({ "branch": branch, "step": saved.step, "flops": flops }),
-            device,
+            evaluator,
             &mut |n| {
                 done += n;
                 display.progress(done, total);
@@ -277,12 +302,12 @@ fn checkpoints(run_dir: &Path) -> Result<Vec<Saved>, EvalError> {
 
 /// The results of one checkpoint: read back from `eval_dir/eval.json` when an earlier (resumed)
 /// study wrote it, else measured and written there.
-fn evaluate_checkpoint<B: Backend>(
+fn evaluate_checkpoint(
     model_dir: &Path,
     eval_dir: &Path,
     config: &EvalConfig,
     about: serde_json::Value,
-    device: &B::Device,
+    evaluator: &mut Evaluator<'_>,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<VariantResult>, EvalError> {
     let json_path = eval_dir.join("eval.json");
@@ -296,12 +321,7 @@ fn evaluate_checkpoint<B: Backend>(
             return Ok(saved.results);
         }
     }
-    let loaded = load_pretrained::<B>(model_dir, device)?;
-    let tokenizer = loaded.tokenizer.ok_or_else(|| {
-        EvalError::Invalid(format!("{} has no tokenizer.json", model_dir.display()))
-    })?;
-    let mut policy = TextPolicy::new(&loaded.model, device);
-    let report = evaluate(&mut policy, &tokenizer, config, progress)?;
+    let report = evaluator(model_dir, config, progress)?;
     let mut about = about;
     about["checkpoint"] = json!(model_dir);
     about["config"] = json!(config);

@@ -18,7 +18,8 @@ pub struct Sample {
     pub env: usize,
     /// The episode number of that environment (episodes of one group share hands).
     pub episode: u64,
-    /// Earlier attempts in this episode (0 for the first).
+    /// Earlier attempts in the conversation the model saw (its revision depth: 0 for a first
+    /// attempt; in navigation, at the current position).
     pub depth: u32,
     pub prompt: Vec<u32>,
     pub response: Vec<u32>,

@@ -165,7 +165,7 @@ pub fn collect<B: Backend>(
             if let Some(success) = s.finished {
                 out.finished.push(Finished {
                     success,
-                    calls: s.depth + 1,
+                    calls: s.call + 1,
                 });
             }
             let tokens = s.response.tokens;

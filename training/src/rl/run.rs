@@ -19,11 +19,12 @@ use sftvsrl_envs::Rng;
 use sftvsrl_model::device::pad_multiple;
 use sftvsrl_model::{GenerateConfig, Sampling, apply_lora, load_pretrained};
 
+use super::buffer::Sample;
 use super::config::{AdvantageKind, RlConfig};
 use super::gae::{explained_variance, mean};
 use super::logprob::answer_marker;
-use super::ppo::{Experience, UpdateSettings, advantages, ppo_update};
-use super::rollout::{CollectSettings, collect, rl_envs, rl_pool};
+use super::ppo::{Experience, UpdateSettings, UpdateStats, advantages, ppo_update};
+use super::rollout::{CollectSettings, Collected, Finished, collect, rl_envs, rl_pool};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::checkpoint;
 use crate::display::RunDisplay;
@@ -178,28 +179,7 @@ pub fn run_rl<A: AutodiffBackend>(
             device,
         )?;
         let samples = &collected.samples;
-        if let Some(s) = samples
-            .iter()
-            .find(|s| !(s.value.is_finite() && s.logprob.is_finite()))
-        {
-            return Err(TrainError::NonFinite {
-                step: progress.optimizer_steps + 1,
-                loss: if s.value.is_finite() {
-                    s.logprob
-                } else {
-                    s.value
-                },
-            });
-        }
-        let parsable = samples.iter().filter(|s| s.parsable).count();
-        if update == 0 && parsable == 0 {
-            display.line(&format!(
-                "warning: the initial policy produced no parsable answer in {} responses; RL \
-                 from a policy that cannot answer in the expected format gets no signal \
-                 (start from an SFT checkpoint)",
-                samples.len()
-            ));
-        }
+        check_samples(samples, &progress, display)?;
         let (adv, returns) = advantages(samples, &collected.next_values, p);
         let start = Instant::now();
         let (next, stats) = ppo_update(
@@ -223,13 +203,12 @@ pub fn run_rl<A: AutodiffBackend>(
         model = next;
         let update_time = start.elapsed();
 
-        let reference_tokens: u64 = if reference.is_some() {
-            samples
+        let reference_tokens: u64 = match reference {
+            Some(_) => samples
                 .iter()
                 .map(|s| (s.prompt.len() + s.response.len()) as u64)
-                .sum()
-        } else {
-            0
+                .sum(),
+            None => 0,
         };
         progress.update += 1;
         progress.optimizer_steps += stats.optimizer_steps;
@@ -239,59 +218,22 @@ pub fn run_rl<A: AutodiffBackend>(
         progress.flops = train_flops(params, progress.trained_tokens)
             + inference_flops(params, progress.inference_tokens);
         progress.envs = pool.states();
-
-        let rewards: Vec<f64> = samples.iter().map(|s| s.reward).collect();
-        let reward = mean(&rewards);
-        mean_rewards.push(reward);
-        let finished = &collected.finished;
-        let successes = finished.iter().filter(|f| f.success).count();
-        let success = (!finished.is_empty()).then(|| successes as f64 / finished.len() as f64);
-        let calls = (!finished.is_empty()).then(|| {
-            finished.iter().map(|f| f64::from(f.calls)).sum::<f64>() / finished.len() as f64
-        });
-        let values: Vec<f64> = samples.iter().map(|s| f64::from(s.value)).collect();
         let ev = (p.advantage == AdvantageKind::Gae)
-            .then(|| explained_variance(&values, &returns))
+            .then(|| {
+                let values: Vec<f64> = samples.iter().map(|s| f64::from(s.value)).collect();
+                explained_variance(&values, &returns)
+            })
             .flatten();
-        let lengths: Vec<f64> = samples.iter().map(|s| s.response.len() as f64).collect();
-        let depths: Vec<f64> = samples.iter().map(|s| f64::from(s.depth)).collect();
-        let kls: Vec<f64> = samples.iter().map(|s| s.kl).collect();
-        let t = &collected.timing;
-        metrics.write(&json!({
-            "step": progress.update, "lr": lr, "mean_reward": reward,
-            "episodes": finished.len(), "episode_success": success,
-            "calls_per_episode": calls, "revision_depth": mean(&depths),
-            "response_length": mean(&lengths),
-            "parsable": parsable as f64 / samples.len() as f64,
-            "kl_penalty": mean(&kls),
-            "approx_kl": stats.approx_kl, "clip_fraction": stats.clip_fraction,
-            "policy_loss": stats.policy_loss, "value_loss": stats.value_loss,
-            "entropy": stats.entropy, "explained_variance": ev,
-            "grad_norm": stats.grad_norm, "ratio_rule_hits": stats.ratio_rule_hits,
-            "skipped_minibatches": stats.skipped,
-            "optimizer_steps": progress.optimizer_steps,
-            "trained_tokens": progress.trained_tokens,
-            "inference_tokens": progress.inference_tokens, "flops": progress.flops,
-            "time_generation_s": t.generation.as_secs_f64(),
-            "time_environment_s": t.environment.as_secs_f64(),
-            "time_reference_s": t.reference.as_secs_f64(),
-            "time_update_s": update_time.as_secs_f64(),
-            "sample_response": samples[0].text,
-        }))?;
-        display.line(&format!(
-            "update {}/{} lr {lr:.3e} reward {reward:.3} success {} parsable {:.2} \
-             value loss {:.4} clip {:.3} kl {:.4} | gen {:.1}s env {:.2}s update {:.1}s",
-            progress.update,
-            p.num_updates,
-            success.map_or("-".into(), |s| format!("{s:.3}")),
-            parsable as f64 / samples.len() as f64,
-            stats.value_loss,
-            stats.clip_fraction,
-            stats.approx_kl,
-            t.generation.as_secs_f64(),
-            t.environment.as_secs_f64(),
-            update_time.as_secs_f64(),
-        ));
+        let report = UpdateReport {
+            progress: &progress,
+            num_updates: p.num_updates,
+            lr,
+            collected: &collected,
+            stats: &stats,
+            explained_variance: ev,
+            update_time,
+        };
+        mean_rewards.push(report.log(&mut metrics, display)?);
         display.progress(progress.update, p.num_updates);
         if progress.update % config.checkpoint_every == 0 || progress.update == p.num_updates {
             folder.checkpoint(progress.update, &model, &optim, &progress, &|dir| {
@@ -326,6 +268,105 @@ pub fn run_rl<A: AutodiffBackend>(
         eval_before,
         eval_after,
     })
+}
+
+/// Stops the run on a non-finite value or log-prob (before it reaches the weights), and warns
+/// when the first rollout holds no parsable answer.
+fn check_samples(
+    samples: &[Sample],
+    progress: &RlProgress,
+    display: &mut dyn RunDisplay,
+) -> Result<(), TrainError> {
+    if let Some(s) = samples
+        .iter()
+        .find(|s| !(s.value.is_finite() && s.logprob.is_finite()))
+    {
+        return Err(TrainError::NonFinite {
+            step: progress.optimizer_steps + 1,
+            loss: if s.value.is_finite() {
+                s.logprob
+            } else {
+                s.value
+            },
+        });
+    }
+    if progress.update == 0 && !samples.iter().any(|s| s.parsable) {
+        display.line(&format!(
+            "warning: the initial policy produced no parsable answer in {} responses; RL from a \
+             policy that cannot answer in the expected format gets no signal (start from an SFT \
+             checkpoint)",
+            samples.len()
+        ));
+    }
+    Ok(())
+}
+
+/// What one update did, for its metrics line and its log line.
+struct UpdateReport<'a> {
+    progress: &'a RlProgress,
+    num_updates: usize,
+    lr: f64,
+    collected: &'a Collected,
+    stats: &'a UpdateStats,
+    explained_variance: Option<f64>,
+    update_time: std::time::Duration,
+}
+
+impl UpdateReport<'_> {
+    /// Writes the update's line of `metrics.jsonl` and its log line; returns the mean reward.
+    fn log(
+        &self,
+        metrics: &mut MetricsLog,
+        display: &mut dyn RunDisplay,
+    ) -> Result<f64, TrainError> {
+        let (progress, stats, samples) = (self.progress, self.stats, &self.collected.samples);
+        let mean_of = |f: &dyn Fn(&Sample) -> f64| mean(&samples.iter().map(f).collect::<Vec<_>>());
+        let reward = mean_of(&|s| s.reward);
+        let parsable = mean_of(&|s| f64::from(u8::from(s.parsable)));
+        let finished = &self.collected.finished;
+        let per_episode = |f: &dyn Fn(&Finished) -> f64| {
+            (!finished.is_empty())
+                .then(|| finished.iter().map(f).sum::<f64>() / finished.len() as f64)
+        };
+        let success = per_episode(&|f| f64::from(u8::from(f.success)));
+        let t = &self.collected.timing;
+        metrics.write(&json!({
+            "step": progress.update, "lr": self.lr, "mean_reward": reward,
+            "episodes": finished.len(), "episode_success": success,
+            "calls_per_episode": per_episode(&|f| f64::from(f.calls)),
+            "revision_depth": mean_of(&|s| f64::from(s.depth)),
+            "response_length": mean_of(&|s| s.response.len() as f64),
+            "parsable": parsable, "kl_penalty": mean_of(&|s| s.kl),
+            "approx_kl": stats.approx_kl, "clip_fraction": stats.clip_fraction,
+            "policy_loss": stats.policy_loss, "value_loss": stats.value_loss,
+            "entropy": stats.entropy, "explained_variance": self.explained_variance,
+            "grad_norm": stats.grad_norm, "ratio_rule_hits": stats.ratio_rule_hits,
+            "skipped_minibatches": stats.skipped,
+            "optimizer_steps": progress.optimizer_steps,
+            "trained_tokens": progress.trained_tokens,
+            "inference_tokens": progress.inference_tokens, "flops": progress.flops,
+            "time_generation_s": t.generation.as_secs_f64(),
+            "time_environment_s": t.environment.as_secs_f64(),
+            "time_reference_s": t.reference.as_secs_f64(),
+            "time_update_s": self.update_time.as_secs_f64(),
+            "sample_response": samples[0].text,
+        }))?;
+        display.line(&format!(
+            "update {}/{} lr {:.3e} reward {reward:.3} success {} parsable {parsable:.2} \
+             value loss {:.4} clip {:.3} kl {:.4} | gen {:.1}s env {:.2}s update {:.1}s",
+            progress.update,
+            self.num_updates,
+            self.lr,
+            success.map_or("-".into(), |s| format!("{s:.3}")),
+            stats.value_loss,
+            stats.clip_fraction,
+            stats.approx_kl,
+            t.generation.as_secs_f64(),
+            t.environment.as_secs_f64(),
+            self.update_time.as_secs_f64(),
+        ));
+        Ok(reward)
+    }
 }
 
 /// The binomial standard error of a success rate.
