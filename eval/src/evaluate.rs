@@ -2,14 +2,12 @@
 //! played by the model with the environment's own verifier, reported as episode success with
 //! the error bar sqrt(p(1−p)/N) (paper-spec §5); navigation adds per-step accuracy.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use sftvsrl_envs::Env;
-use sftvsrl_envs::gp::GeneralPoints;
 use sftvsrl_envs::gp::verify::reward::INCORRECT_VISION;
-use sftvsrl_envs::nav::{NavData, NavMetrics, Navigation};
+use sftvsrl_envs::nav::NavMetrics;
 use sftvsrl_model::{GenerateConfig, Tokenizer};
+use sftvsrl_training::engine::{gp_envs, nav_envs};
 use sftvsrl_training::{EpisodeRecord, Policy, play_episodes};
 
 use crate::config::{EvalConfig, EvalVariant, Task, gp_config};
@@ -130,10 +128,8 @@ pub fn evaluate(
                 let seeds = seeds(config.seed, config.episodes);
                 for (sweep, &verify_iter) in config.verify_iters.iter().enumerate() {
                     let gp = gp_config(rule, vision, verify_iter, config.prompt_layout);
-                    let records = player.play(&seeds, progress, || {
-                        GeneralPoints::new(gp.clone())
-                            .map_err(|e| EvalError::Invalid(e.to_string()))
-                    })?;
+                    let envs = gp_envs(&gp, player.batch.min(seeds.len()))?;
+                    let records = player.play(envs, &seeds, progress)?;
                     let mut result = summarize(variant, verify_iter, &records);
                     if vision {
                         result.recognition = Some(recognition(&records));
@@ -150,13 +146,8 @@ pub fn evaluate(
                 let dir = nav.routes.as_ref().ok_or_else(|| {
                     EvalError::Invalid("`nav.routes` is needed by the navigation variants".into())
                 })?;
-                let data = Arc::new(
-                    NavData::load(dir, &env).map_err(|e| EvalError::Invalid(e.to_string()))?,
-                );
-                let records = player.play(&seeds(nav.seed, nav.episodes), progress, || {
-                    Navigation::new(data.clone(), env.clone())
-                        .map_err(|e| EvalError::Invalid(e.to_string()))
-                })?;
+                let envs = nav_envs(dir, &env, player.batch.min(nav.episodes))?;
+                let records = player.play(envs, &seeds(nav.seed, nav.episodes), progress)?;
                 let mut result = summarize(variant, env.verify_iter, &records);
                 result.step_accuracy = Some(step_accuracy(&records));
                 results.push(result);
@@ -182,16 +173,13 @@ struct Player<'a> {
 }
 
 impl Player<'_> {
-    /// Plays one episode per seed, `batch` at a time, in environments from `make_env`.
-    fn play<E: Env + 'static>(
+    /// Plays one episode per seed in `envs` (`batch` of them), as many at once.
+    fn play(
         &mut self,
+        envs: Vec<Box<dyn Env>>,
         seeds: &[u64],
         progress: &mut dyn FnMut(usize),
-        mut make_env: impl FnMut() -> Result<E, EvalError>,
     ) -> Result<Vec<EpisodeRecord>, EvalError> {
-        let envs = (0..self.batch.min(seeds.len()))
-            .map(|_| make_env().map(|e| Box::new(e) as Box<dyn Env>))
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(play_episodes(
             self.policy,
             self.tokenizer,

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
+use sftvsrl_envs::gp::{GeneralPoints, GpConfig};
+use sftvsrl_envs::nav::{NavConfig, NavData, Navigation};
 use sftvsrl_envs::{Env, EnvError, Rng, Role, Transcript, Turn, Verdict};
 use sftvsrl_model::generate::GeneratedSequence;
 use sftvsrl_model::{GenerateConfig, ModelError, Tokenizer, TurnContent};
@@ -29,6 +31,9 @@ pub enum EpisodeError {
     Env { seed: u64, message: String },
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The environments could not be built (bad settings or task data).
+    #[error("{0}")]
+    Setup(String),
     /// A saved episode does not replay (a resumed run's state does not fit its config).
     #[error("{0}")]
     State(String),
@@ -259,6 +264,7 @@ impl Pool {
         policy: &dyn Policy,
         tokenizer: &Tokenizer,
     ) -> Result<(Vec<usize>, Vec<Vec<u32>>), EpisodeError> {
+        let stops = tokenizer.stop_tokens();
         let mut live = Vec::new();
         let mut prompts = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
@@ -266,7 +272,7 @@ impl Pool {
                 continue;
             }
             let transcript = self.envs[i].transcript();
-            let chat = encode_transcript(tokenizer, transcript, &slot.responses)?;
+            let chat = encode_transcript(tokenizer, &stops, transcript, &slot.responses)?;
             prompts.push(policy.model_prompt(chat, transcript.image.as_deref()));
             live.push(i);
         }
@@ -382,13 +388,14 @@ impl Pool {
 }
 
 /// The prompt ids of `transcript`: its text turns encoded as text, its assistant turns replaced
-/// by the sampled ids of the episode's latest responses (their stop token left to the template).
+/// by the sampled ids of the episode's latest responses (their stop token, one of `stops`, left
+/// to the template).
 fn encode_transcript(
     tokenizer: &Tokenizer,
+    stops: &[u32],
     transcript: &Transcript,
     responses: &[Vec<u32>],
 ) -> Result<Vec<u32>, ModelError> {
-    let stops = tokenizer.stop_tokens();
     let replies = transcript
         .turns
         .iter()
@@ -412,6 +419,33 @@ fn encode_transcript(
         })
         .collect();
     tokenizer.encode_conversation(None, &turns)
+}
+
+/// `n` GeneralPoints environments.
+pub fn gp_envs(gp: &GpConfig, n: usize) -> Result<Vec<Box<dyn Env>>, EpisodeError> {
+    (0..n)
+        .map(|_| {
+            GeneralPoints::new(gp.clone())
+                .map(|e| Box::new(e) as Box<dyn Env>)
+                .map_err(|e| EpisodeError::Setup(e.to_string()))
+        })
+        .collect()
+}
+
+/// `n` navigation environments over the routes in `dir` (loaded once).
+pub fn nav_envs(
+    dir: &std::path::Path,
+    nav: &NavConfig,
+    n: usize,
+) -> Result<Vec<Box<dyn Env>>, EpisodeError> {
+    let data = Arc::new(NavData::load(dir, nav).map_err(|e| EpisodeError::Setup(e.to_string()))?);
+    (0..n)
+        .map(|_| {
+            Navigation::new(data.clone(), nav.clone())
+                .map(|e| Box::new(e) as Box<dyn Env>)
+                .map_err(|e| EpisodeError::Setup(e.to_string()))
+        })
+        .collect()
 }
 
 /// The seed of episode `episode` of group `group`.

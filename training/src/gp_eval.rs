@@ -7,10 +7,9 @@ use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_model::{GenerateConfig, Llama, Sampling, Tokenizer};
 
 use crate::config::GpEvalConfig;
-use crate::engine::play_episodes;
+use crate::engine::{gp_envs, play_episodes};
 use crate::error::TrainError;
 use crate::policy::TextPolicy;
-use crate::rl::rollout::gp_envs;
 
 /// Episode outcomes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

@@ -18,10 +18,8 @@ use sftvsrl_envs::{Env, Role, Transcript};
 use sftvsrl_model::device::CpuBackend;
 use sftvsrl_model::word_level_tokenizer;
 use sftvsrl_model::{ChatFormat, ChatTemplate, GenerateConfig, Sampling, Tokenizer};
-use sftvsrl_training::engine::episode_seed;
-use sftvsrl_training::rl::rollout::{
-    CollectSettings, collect, gp_envs, gp_parsable, nav_parsable, rl_pool,
-};
+use sftvsrl_training::engine::{episode_seed, gp_envs};
+use sftvsrl_training::rl::rollout::{CollectSettings, collect, gp_parsable, nav_parsable, rl_pool};
 use sftvsrl_training::{EpisodeError, ScriptedPolicy, TrainError, play_episodes};
 
 use common::scratch;

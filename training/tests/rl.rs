@@ -14,9 +14,10 @@ use sftvsrl_envs::gp::expert::{ExpertSolution, expert_examples};
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_model::device::CpuBackend;
 use sftvsrl_model::{GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tokenizer};
+use sftvsrl_training::engine::gp_envs;
 use sftvsrl_training::rl::buffer::{Sample, ScoreBatch};
 use sftvsrl_training::rl::logprob::answer_marker;
-use sftvsrl_training::rl::rollout::{CollectSettings, collect, gp_envs, gp_parsable, rl_pool};
+use sftvsrl_training::rl::rollout::{CollectSettings, collect, gp_parsable, rl_pool};
 use sftvsrl_training::rl::{ActorCritic, RlConfig, ValueHead, run_rl};
 use sftvsrl_training::{RunConfig, SftConfig, TextPolicy, TrainError, run_sft};
 

@@ -17,8 +17,9 @@ use sftvsrl_model::{GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tok
 use super::config::PpoConfig;
 use super::logprob::answer_marker;
 use super::ppo::{Experience, UpdateSettings, advantages, ppo_update};
-use super::rollout::{CollectSettings, collect, gp_envs, gp_parsable, rl_pool};
+use super::rollout::{CollectSettings, collect, gp_parsable, rl_pool};
 use super::value_head::{ActorCritic, ValueHead};
+use crate::engine::gp_envs;
 use crate::error::TrainError;
 use crate::policy::TextPolicy;
 

@@ -3,13 +3,10 @@
 //! sampled, its value estimate and the verifier's reward. Finished episodes are replaced at
 //! once, so one batch mixes episodes at different revision stages.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::Backend;
 use sftvsrl_envs::extract::{Field, Key, re_match};
-use sftvsrl_envs::gp::{GeneralPoints, GpConfig};
-use sftvsrl_envs::nav::{NavConfig, NavData, Navigation};
 use sftvsrl_envs::{Env, Rng};
 use sftvsrl_model::device::pad_multiple;
 use sftvsrl_model::{GenerateConfig, Llama, Tokenizer};
@@ -17,7 +14,7 @@ use sftvsrl_model::{GenerateConfig, Llama, Tokenizer};
 use super::buffer::{Sample, ScoreBatch};
 use super::config::{EnvKind, RlConfig};
 use super::logprob::action_weights;
-use crate::engine::{EnvState, EpisodeError, Policy, Pool, Seeds};
+use crate::engine::{EnvState, EpisodeError, Policy, Pool, Seeds, gp_envs, nav_envs};
 use crate::error::TrainError;
 
 /// Whether a response holds an answer the verifier can read.
@@ -36,33 +33,6 @@ pub fn rl_envs(config: &RlConfig) -> Result<(Vec<Box<dyn Env>>, Parsable), Train
             Ok((nav_envs(routes, &config.nav, n)?, nav_parsable))
         }
     }
-}
-
-/// `n` GeneralPoints environments.
-pub fn gp_envs(gp: &GpConfig, n: usize) -> Result<Vec<Box<dyn Env>>, TrainError> {
-    (0..n)
-        .map(|_| {
-            GeneralPoints::new(gp.clone())
-                .map(|e| Box::new(e) as Box<dyn Env>)
-                .map_err(|e| TrainError::Invalid(e.to_string()))
-        })
-        .collect()
-}
-
-/// `n` navigation environments over the routes in `dir` (loaded once).
-pub fn nav_envs(
-    dir: &std::path::Path,
-    nav: &NavConfig,
-    n: usize,
-) -> Result<Vec<Box<dyn Env>>, TrainError> {
-    let data = Arc::new(NavData::load(dir, nav).map_err(|e| TrainError::Invalid(e.to_string()))?);
-    (0..n)
-        .map(|_| {
-            Navigation::new(data.clone(), nav.clone())
-                .map(|e| Box::new(e) as Box<dyn Env>)
-                .map_err(|e| TrainError::Invalid(e.to_string()))
-        })
-        .collect()
 }
 
 /// A pool of `envs` playing endless episodes, groups of `group_size` environments sharing
