@@ -1,5 +1,6 @@
 //! Training speed beside the reference stack: SFT steps (forward with the masked loss, backward,
-//! AdamW) at batch 4 × 256 tokens on random weights of SmolLM2-135M's shape, here and in PyTorch
+//! AdamW) at batch 4 × 256 tokens on random weights of SmolLM2-135M's shape (or, with `--model
+//! tiny`, at batch 32 × 96 on the tiny study's model), here and in PyTorch
 //! eager mode with transformers (`benches/train_reference.py`, same shapes, loss masking,
 //! optimizer and thread count), reported side by side with their ratio, against the matmul peak
 //! each framework measures on this machine (MFU = 6·N·tokens/s ÷ peak).
@@ -8,8 +9,8 @@
 //! `python3 -m venv .venv && .venv/bin/pip install torch transformers` (CPU-only torch wheels:
 //! add `--index-url https://download.pytorch.org/whl/cpu` to a separate `pip install torch`).
 //!
-//! `cargo bench --profile dev --bench train -- [--device cpu|ndarray|wgpu|cuda] [--steps N]
-//! [--layers N] [--no-reference]` (the dev profile builds dependencies at opt-level 3).
+//! `cargo bench --profile dev --bench train -- [--model smollm2-135m|tiny]
+//! [--device cpu|ndarray|wgpu|cuda] [--steps N] [--layers N] [--no-reference]` (the dev profile builds dependencies at opt-level 3).
 
 mod common;
 
@@ -20,7 +21,7 @@ use serde_json::Value;
 use sftvsrl_model::LlamaConfig;
 use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
 use sftvsrl_training::bench::cpu_threads;
-use sftvsrl_training::{TrainBenchConfig, TrainBenchReport, TrainError, bench_train};
+use sftvsrl_training::{BenchModel, TrainBenchConfig, TrainBenchReport, TrainError, bench_train};
 
 struct Bench(LlamaConfig, TrainBenchConfig);
 
@@ -31,8 +32,9 @@ impl OnBackend for Bench {
     }
 }
 
-fn reference(model: &LlamaConfig, config: &TrainBenchConfig) -> anyhow::Result<Value> {
+fn reference(name: &str, model: &LlamaConfig, config: &TrainBenchConfig) -> anyhow::Result<Value> {
     let args = [
+        ("--model", name.to_string()),
         ("--batch", config.batch.to_string()),
         ("--seq-len", config.seq_len.to_string()),
         ("--prompt-len", config.prompt_len.to_string()),
@@ -49,25 +51,36 @@ fn reference(model: &LlamaConfig, config: &TrainBenchConfig) -> anyhow::Result<V
 fn main() -> anyhow::Result<()> {
     let mut device = DeviceKind::Cpu;
     let mut with_reference = true;
-    let mut config = TrainBenchConfig::default();
-    let mut model = LlamaConfig::smollm2_135m();
+    let mut bench_model = BenchModel::Smollm2;
+    let (mut steps, mut layers) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--device" => device = value()?.parse()?,
-            "--steps" => config.steps = value()?.parse()?,
-            "--layers" => model.num_hidden_layers = value()?.parse()?,
+            "--model" => {
+                bench_model = match value()?.as_str() {
+                    "tiny" => BenchModel::Tiny,
+                    "smollm2-135m" => BenchModel::Smollm2,
+                    other => anyhow::bail!("--model {other}: expected tiny or smollm2-135m"),
+                }
+            }
+            "--steps" => steps = Some(value()?.parse()?),
+            "--layers" => layers = Some(value()?.parse()?),
             "--no-reference" => with_reference = false,
             _ => {} // e.g. the `--bench` that cargo passes
         }
     }
+    let mut config = bench_model.train_config();
+    config.steps = steps.unwrap_or(config.steps);
+    let mut model = bench_model.shape();
+    model.num_hidden_layers = layers.unwrap_or(model.num_hidden_layers);
     let ours = run_on(device, Bench(model.clone(), config.clone()))??;
     println!("sftvsrl ({device}): {}", serde_json::to_string(&ours)?);
     if !with_reference {
         return Ok(());
     }
-    let theirs = reference(&model, &config)?;
+    let theirs = reference(bench_model.name(), &model, &config)?;
     println!("pytorch: {theirs}");
     let field = |k: &str| theirs[k].as_f64().unwrap_or(f64::NAN);
     println!();

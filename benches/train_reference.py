@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """The reference side of the training benchmark: SFT steps of transformers' Llama in PyTorch eager
 mode (forward with the masked loss, backward, AdamW) on a randomly initialised model of
-SmolLM2-135M's shape, with the settings of `benches/train.rs` and `sftvsrl bench train`.
+SmolLM2-135M's shape (or the tiny study's, `--model tiny`), with the settings of
+`benches/train.rs` and `sftvsrl bench train`.
 
     .venv/bin/python benches/train_reference.py --batch 4 --seq-len 256 --steps 3 --threads 2
+    .venv/bin/python benches/train_reference.py --model tiny --batch 32 --seq-len 96 --layers 2 --threads 2
 
 Prints one JSON object (the same fields as the Rust report). The virtual environment:
 `python3 -m venv .venv && .venv/bin/pip install torch transformers` (CPU wheels:
@@ -18,7 +20,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from smollm2_shape import smollm2_135m_config
+from smollm2_shape import smollm2_135m_config, tiny_study_config
 
 
 def matmul_peak(n):
@@ -37,6 +39,7 @@ def matmul_peak(n):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=["smollm2-135m", "tiny"], default="smollm2-135m")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--prompt-len", type=int, default=None)
@@ -50,8 +53,9 @@ def main():
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    model = transformers.AutoModelForCausalLM.from_config(smollm2_135m_config(args.layers)).train()
-    ids = torch.randint(0, 49152, (args.batch, args.seq_len + 1))
+    config = smollm2_135m_config(args.layers) if args.model == "smollm2-135m" else tiny_study_config(args.layers)
+    model = transformers.AutoModelForCausalLM.from_config(config).train()
+    ids = torch.randint(0, config.vocab_size, (args.batch, args.seq_len + 1))
     inputs, targets = ids[:, :-1], ids[:, 1:].clone()
     # As in sftvsrl: position j predicts token j + 1; targets inside the prompt are not trained.
     targets[:, : prompt_len - 1] = -100

@@ -58,7 +58,10 @@ fn main() {
         },
     };
     configure_kernels(&kernels);
-    let result = match cli.command {
+    // The command runs on a worker of the CPU backends' thread pool: their parallel products and
+    // element-wise passes then split work with the other workers directly, instead of waking the
+    // pool and putting the main thread to sleep for every operation.
+    let result = rayon::scope(|_| match cli.command {
         Command::Gp(cmd) => cli::gp::run(cmd),
         Command::Nav(cmd) => cli::nav::run(cmd),
         Command::Data(cmd) => cli::data::run(cmd),
@@ -69,7 +72,7 @@ fn main() {
         Command::Bench(cmd) => cli::bench::run(cmd),
         Command::Generate(args) => cli::model::generate_cmd(args),
         Command::Import(args) => cli::model::import_cmd(args),
-    };
+    });
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -6,6 +6,7 @@ use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear, RmsNorm};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use crate::error::ModelError;
+use crate::kernel_matmul::matmul;
 use crate::lora::LoraAdapter;
 use crate::weights::{ParamKind, ParamSource, load_tensor};
 
@@ -63,8 +64,8 @@ pub(crate) fn apply<B: Backend>(
     let d_out = weight.dims()[1];
     let x = x.reshape([batch * seq, d_in]);
     let y = match lora {
-        Some(adapter) => x.clone().matmul(weight) + adapter.update(x),
-        None => x.matmul(weight),
+        Some(adapter) => matmul(x.clone(), weight) + adapter.update(x),
+        None => matmul(x, weight),
     };
     let y = match &layer.bias {
         Some(bias) => y + bias.val().unsqueeze(),

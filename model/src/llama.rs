@@ -11,6 +11,7 @@ use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::decoder_layer::DecoderLayer;
 use crate::error::ModelError;
+use crate::kernel_matmul::matmul;
 use crate::layers::{embedding, matrix, rms_norm};
 use crate::mask::causal_mask;
 use crate::rope::Rope;
@@ -134,12 +135,9 @@ impl<B: Backend> Llama<B> {
             Some(head) => head.val(),
             None => self.embed_tokens.weight.val(),
         };
-        // `head · hiddenᵀ` keeps the large matrix in its row-major layout, which the CPU
-        // backends multiply several times faster than its transpose.
+        // The kernel reads `headᵀ` as a view: no copy of the large matrix.
         let vocab = head.dims()[0];
-        head.matmul(hidden.reshape([batch * seq, dim]).transpose())
-            .transpose()
-            .reshape([batch, seq, vocab])
+        matmul(hidden.reshape([batch * seq, dim]), head.transpose()).reshape([batch, seq, vocab])
     }
 
     /// Final hidden states of `input_ids` (`[batch, seq]`) at `positions`. With a cache, the

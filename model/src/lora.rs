@@ -15,6 +15,7 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use serde::{Deserialize, Serialize};
 
 use crate::decoder_layer::DecoderLayer;
+use crate::kernel_matmul::matmul;
 use crate::llama::Llama;
 use crate::vlm::Vlm;
 use crate::weights::named_rng;
@@ -140,12 +141,12 @@ impl<B: Backend> LoraAdapter<B> {
 
     /// The update `scale·(x·A)·B` for the rows of `x` (`[n, d_in]` → `[n, d_out]`).
     pub(crate) fn update(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        (x.matmul(self.a.val()) * self.scale).matmul(self.b.val())
+        matmul(matmul(x, self.a.val()) * self.scale, self.b.val())
     }
 
     /// The update as a weight, `scale·A·B` (`[d_in, d_out]`).
     fn weight_update(&self) -> Tensor<B, 2> {
-        (self.a.val() * self.scale).matmul(self.b.val())
+        matmul(self.a.val() * self.scale, self.b.val())
     }
 }
 

@@ -12,6 +12,7 @@ use burn::tensor::{Tensor, backend::Backend};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::ModelError;
+use crate::kernel_matmul::matmul;
 use crate::layers::{embedding, layer_norm};
 use crate::vision_layer::VisionLayer;
 use crate::weights::{ParamKind, ParamSource, RandomInit, load_tensor, prefixed};
@@ -270,7 +271,7 @@ impl<B: Backend> VisionEmbeddings<B> {
             .weight
             .val()
             .reshape([hidden, patch_dim]);
-        let x = patches.matmul(weight.transpose()) + self.patch_embedding.bias.val().unsqueeze();
+        let x = matmul(patches, weight.transpose()) + self.patch_embedding.bias.val().unsqueeze();
         x.reshape([n, rows * cols, hidden]) + self.position_embedding.weight.val().unsqueeze()
     }
 }

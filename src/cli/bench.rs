@@ -120,21 +120,24 @@ pub struct TrainBenchArgs {
     /// Device to run on.
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
-    /// Sequences per step.
-    #[arg(long, default_value_t = 4)]
-    batch: usize,
-    /// Tokens per sequence.
-    #[arg(long, default_value_t = 256)]
-    seq_len: usize,
+    /// Model shape: SmolLM2-135M's, or the tiny study's (hidden 96, 2 layers, 512 tokens).
+    #[arg(long, value_enum, default_value = "smollm2-135m")]
+    model: BenchModel,
+    /// Sequences per step [default: 4 for smollm2-135m, 32 for tiny].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Tokens per sequence [default: 256 for smollm2-135m, 96 for tiny].
+    #[arg(long)]
+    seq_len: Option<usize>,
     /// Leading tokens of each sequence left out of the loss [default: half of --seq-len].
     #[arg(long)]
     prompt_len: Option<usize>,
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 3)]
     steps: usize,
-    /// Decoder layers (SmolLM2-135M has 30).
-    #[arg(long, default_value_t = 30)]
-    layers: usize,
+    /// Decoder layers [default: the shape's, 30 for smollm2-135m, 2 for tiny].
+    #[arg(long)]
+    layers: Option<usize>,
     /// Side of the square matrices whose product measures the peak GFLOP/s.
     #[arg(long, default_value_t = 2048)]
     matmul_size: usize,
@@ -151,17 +154,21 @@ impl OnBackend for TrainJob {
 }
 
 fn bench_train_cmd(a: TrainBenchArgs) -> Result<()> {
+    let model = a.model.bench_model();
+    let defaults = model.train_config();
+    let seq_len = a.seq_len.unwrap_or(defaults.seq_len);
     let config = TrainBenchConfig {
-        batch: a.batch,
-        seq_len: a.seq_len,
-        prompt_len: a.prompt_len.unwrap_or(a.seq_len / 2),
+        batch: a.batch.unwrap_or(defaults.batch),
+        seq_len,
+        prompt_len: a.prompt_len.unwrap_or(seq_len / 2),
         steps: a.steps,
         matmul_size: a.matmul_size,
-        ..TrainBenchConfig::default()
+        ..defaults
     };
+    let shape = model.shape();
     let model = LlamaConfig {
-        num_hidden_layers: a.layers,
-        ..LlamaConfig::smollm2_135m()
+        num_hidden_layers: a.layers.unwrap_or(shape.num_hidden_layers),
+        ..shape
     };
     let report = run_on(a.device, TrainJob(model, config))??;
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -211,14 +218,24 @@ fn bench_generate_cmd(a: GenerateBenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The model shapes `bench rl` measures.
+/// The model shapes `bench train` and `bench rl` measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum RlBenchModel {
+pub enum BenchModel {
     /// The shape of config/sft/gp-l-tiny.toml (hidden 96, 2 layers).
     Tiny,
     /// SmolLM2-135M's shape.
     #[value(name = "smollm2-135m")]
     Smollm2,
+}
+
+impl BenchModel {
+    /// The training benchmark's shape of the same name.
+    fn bench_model(self) -> sftvsrl_training::BenchModel {
+        match self {
+            Self::Tiny => sftvsrl_training::BenchModel::Tiny,
+            Self::Smollm2 => sftvsrl_training::BenchModel::Smollm2,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -227,8 +244,8 @@ pub struct RlBenchArgs {
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
     /// Model shapes to measure (repeat or comma-separate).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [RlBenchModel::Tiny])]
-    model: Vec<RlBenchModel>,
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [BenchModel::Tiny])]
+    model: Vec<BenchModel>,
     /// Environments stepped together (the generation batch).
     #[arg(long, default_value_t = 8)]
     num_envs: usize,
@@ -263,8 +280,8 @@ fn bench_rl_cmd(a: RlBenchArgs) -> Result<()> {
     let mut reports = Vec::new();
     for model in &a.model {
         let (name, shape) = match model {
-            RlBenchModel::Tiny => ("tiny", LlamaConfig::tiny_study(0)),
-            RlBenchModel::Smollm2 => ("smollm2-135m", LlamaConfig::smollm2_135m()),
+            BenchModel::Tiny => ("tiny", LlamaConfig::tiny_study(0)),
+            BenchModel::Smollm2 => ("smollm2-135m", LlamaConfig::smollm2_135m()),
         };
         let config = RlBenchConfig {
             model_name: name.into(),

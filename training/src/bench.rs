@@ -51,6 +51,52 @@ impl Default for TrainBenchConfig {
     }
 }
 
+/// The model shapes the training benchmarks measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchModel {
+    /// The tiny study's model (`LlamaConfig::tiny_study`, a [`TINY_BENCH_VOCAB`]-token
+    /// vocabulary), at batch 32 × 96 tokens.
+    Tiny,
+    /// SmolLM2-135M's shape, at batch 4 × 256 tokens.
+    Smollm2,
+}
+
+/// The tiny shape's vocabulary: about the size of the study's word-level tokenizer.
+pub const TINY_BENCH_VOCAB: usize = 512;
+
+impl BenchModel {
+    /// The name `--model` takes and the reference script's `--model` expects.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tiny => "tiny",
+            Self::Smollm2 => "smollm2-135m",
+        }
+    }
+
+    /// The model's shape (all its layers).
+    pub fn shape(self) -> LlamaConfig {
+        match self {
+            Self::Tiny => LlamaConfig::tiny_study(TINY_BENCH_VOCAB),
+            Self::Smollm2 => LlamaConfig::smollm2_135m(),
+        }
+    }
+
+    /// The default measurement for this shape: its batch and sequence length, the first half of
+    /// each sequence a prompt.
+    pub fn train_config(self) -> TrainBenchConfig {
+        let (batch, seq_len) = match self {
+            Self::Tiny => (32, 96),
+            Self::Smollm2 => (4, 256),
+        };
+        TrainBenchConfig {
+            batch,
+            seq_len,
+            prompt_len: seq_len / 2,
+            ..TrainBenchConfig::default()
+        }
+    }
+}
+
 /// The measurements of one [`bench_train`] run (times are means over the timed steps).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainBenchReport {
@@ -151,8 +197,9 @@ pub fn bench_train<A: AutodiffBackend>(
     })
 }
 
-/// The best GFLOP/s of `[n, n] × [n, n]` f32 products over at least a second (and five runs)
-/// after a warm-up run.
+/// The best GFLOP/s of `[n, n] × [n, n]` f32 products, as the model multiplies
+/// ([`sftvsrl_model::kernel_matmul::matmul`]), over at least a second (and five runs) after a
+/// warm-up run.
 pub fn matmul_peak<B: Backend>(n: usize, device: &B::Device) -> Result<f64, TrainError> {
     let a = Tensor::<B, 2>::random([n, n], Distribution::Default, device);
     let b = Tensor::<B, 2>::random([n, n], Distribution::Default, device);
@@ -162,7 +209,7 @@ pub fn matmul_peak<B: Backend>(n: usize, device: &B::Device) -> Result<f64, Trai
     let (mut best, mut runs) = (0.0f64, 0);
     while runs < 6 || started.elapsed().as_secs_f64() < 1.0 {
         let start = Instant::now();
-        let product = a.clone().matmul(b.clone());
+        let product = sftvsrl_model::kernel_matmul::matmul(a.clone(), b.clone());
         sync()?;
         drop(product);
         if runs > 0 {

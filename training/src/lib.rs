@@ -27,7 +27,7 @@ pub mod step;
 
 pub use answer_match::{greedy_answer_match, same_answer};
 pub use batch::SftBatch;
-pub use bench::{TrainBenchConfig, TrainBenchReport, bench_train};
+pub use bench::{BenchModel, TrainBenchConfig, TrainBenchReport, bench_train};
 pub use config::{
     DataConfig, GenerateData, GpEvalConfig, ModelConfig, RunConfig, SftConfig, TrainConfig,
     parse_config, read_config,

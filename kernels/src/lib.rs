@@ -1,0 +1,190 @@
+//! CPU compute kernels for sftvsrl.
+//!
+//! The one kernel so far is [`sgemm`], a single-precision matrix multiply written in the
+//! GotoBLAS/BLIS style: operands are packed into micro-panels, the loops are blocked for the
+//! caches, and an AVX-512 (or AVX2+FMA) micro-kernel keeps a tile of C in registers. Work is
+//! split between the threads of rayon's global pool when the product is large enough to gain
+//! from it. Operands are strided views ([`MatRef`]), so transposed operands (as autodiff's
+//! backward pass produces them) need no copy before the call.
+//!
+//! On CPUs without AVX2+FMA, and on other architectures, [`sgemm_available`] is false and
+//! [`sgemm`] returns [`KernelError::Unsupported`]; callers then use their own matmul.
+
+#[cfg(target_arch = "x86_64")]
+mod driver;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use std::fmt;
+
+/// A read-only strided view of an f32 matrix: element (i, j) is
+/// `data[i * row_stride + j * col_stride]` (slice `data` first to start the view at an offset).
+///
+/// A row-major matrix has `col_stride == 1`; a column-major one (for instance the transpose of
+/// a row-major matrix) has `row_stride == 1`. Any other strides work too, more slowly.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    /// The elements the view reads from.
+    pub data: &'a [f32],
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+    /// Distance in `data` between element (i, j) and element (i + 1, j).
+    pub row_stride: usize,
+    /// Distance in `data` between element (i, j) and element (i, j + 1).
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major `rows × cols` matrix stored contiguously in `data`.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// A column-major `rows × cols` matrix stored contiguously in `data`.
+    pub fn col_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: 1,
+            col_stride: rows,
+        }
+    }
+
+    /// The transpose of this view (no data is moved).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    /// The largest index of `data` the view reads, or `None` when the view is empty; `Err` when
+    /// computing it overflows.
+    fn max_index(&self) -> Result<Option<usize>, KernelError> {
+        if self.rows == 0 || self.cols == 0 {
+            return Ok(None);
+        }
+        (self.rows - 1)
+            .checked_mul(self.row_stride)
+            .and_then(|r| {
+                (self.cols - 1)
+                    .checked_mul(self.col_stride)
+                    .and_then(|c| r.checked_add(c))
+            })
+            .map(Some)
+            .ok_or(KernelError::OutOfBounds)
+    }
+}
+
+/// Why [`sgemm`] refused to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelError {
+    /// The operand shapes do not fit: `a.cols != b.rows`, or `c.len() != a.rows * b.cols`.
+    ShapeMismatch {
+        /// `(rows, cols)` of `a`.
+        a: (usize, usize),
+        /// `(rows, cols)` of `b`.
+        b: (usize, usize),
+        /// Length of `c`.
+        c_len: usize,
+    },
+    /// A view would read past the end of its slice (or its index arithmetic overflows).
+    OutOfBounds,
+    /// This CPU has no fast path (see [`sgemm_available`]).
+    Unsupported,
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelError::ShapeMismatch { a, b, c_len } => write!(
+                f,
+                "sgemm shape mismatch: a is {}x{}, b is {}x{}, c has {} elements",
+                a.0, a.1, b.0, b.1, c_len
+            ),
+            KernelError::OutOfBounds => write!(f, "sgemm: a matrix view reads outside its slice"),
+            KernelError::Unsupported => {
+                write!(f, "sgemm: this CPU has neither AVX-512F nor AVX2+FMA")
+            }
+        }
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+/// Whether this CPU has a fast path (AVX-512F, or AVX2+FMA). Callers use their own matmul when
+/// false. The answer is detected once and cached.
+pub fn sgemm_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::isa() != x86::Isa::None
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `c = a · b`, or `c += a · b` when `accumulate`; `c` is row-major, contiguous, of length
+/// `a.rows * b.cols`.
+///
+/// Returns an error (never panics) when the shapes do not fit, when a view would read outside
+/// its slice, or when the CPU has no fast path. With `k == 0` (`a.cols == 0`), `c` is zeroed,
+/// or left unchanged when `accumulate`. Large products run on rayon's global thread pool.
+pub fn sgemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) -> Result<(), KernelError> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let mismatch = || KernelError::ShapeMismatch {
+        a: (a.rows, a.cols),
+        b: (b.rows, b.cols),
+        c_len: c.len(),
+    };
+    if b.rows != k {
+        return Err(mismatch());
+    }
+    match m.checked_mul(n) {
+        Some(len) if len == c.len() => {}
+        _ => return Err(mismatch()),
+    }
+    for view in [&a, &b] {
+        if let Some(max) = view.max_index()?
+            && max >= view.data.len()
+        {
+            return Err(KernelError::OutOfBounds);
+        }
+    }
+    if !sgemm_available() {
+        return Err(KernelError::Unsupported);
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(0.0);
+        }
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: the views were checked above to stay inside their slices, `c` has exactly
+        // m * n elements, and the ISA the kernels need was detected at run time.
+        unsafe { x86::sgemm(a, b, c, accumulate) };
+        Ok(())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Err(KernelError::Unsupported)
+    }
+}

@@ -1,0 +1,135 @@
+//! Matrix products of the CPU backend through the project's own kernel.
+//!
+//! Burn's Flex backend multiplies through the `gemm` crate, which reaches about a quarter of this
+//! machine's f32 peak. [`matmul`] sends every 2-D f32 product of Flex, and of `Autodiff<Flex>`
+//! in both directions (the backward products `dY·Wᵀ` and `Xᵀ·dY` read transposed views without
+//! copying them), to [`sftvsrl_kernels::sgemm`]. Every other backend, a CPU without AVX2, and an
+//! operand the kernel cannot read (negative strides, another dtype) take Burn's own product, so
+//! the result never depends on which path ran beyond float rounding.
+
+use std::any::{Any, TypeId};
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
+use burn::backend::flex::{Flex, FlexTensor};
+use burn::tensor::backend::{Backend, BackendTypes};
+use burn::tensor::ops::FloatTensorOps;
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use sftvsrl_kernels::{MatRef, sgemm, sgemm_available};
+
+/// A tensor of `Autodiff<Flex>` (Burn does not export the type's own name).
+type TrackedTensor = <Autodiff<Flex, NoCheckpointing> as BackendTypes>::FloatTensorPrimitive;
+
+/// `lhs · rhs` for `[m, k] × [k, n]`, through the project's kernel where the backend is the CPU
+/// one, and through Burn's `Tensor::matmul` everywhere else.
+pub fn matmul<B: Backend>(lhs: Tensor<B, 2>, rhs: Tensor<B, 2>) -> Tensor<B, 2> {
+    let backend = TypeId::of::<B>();
+    let on_flex = backend == TypeId::of::<Flex>();
+    let on_autodiff_flex = backend == TypeId::of::<Autodiff<Flex, NoCheckpointing>>();
+    if !(on_flex || on_autodiff_flex) || !sgemm_available() {
+        return lhs.matmul(rhs);
+    }
+    let (lhs, rhs) = match (lhs.into_primitive(), rhs.into_primitive()) {
+        (TensorPrimitive::Float(lhs), TensorPrimitive::Float(rhs)) => (lhs, rhs),
+        (lhs, rhs) => return Tensor::from_primitive(lhs).matmul(Tensor::from_primitive(rhs)),
+    };
+    let out: B::FloatTensorPrimitive = if on_flex {
+        same_type(flex_product(same_type(lhs), same_type(rhs)))
+    } else {
+        same_type(tracked_product(same_type(lhs), same_type(rhs)))
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// `value` as the type `U`, which the caller has checked is the type `T`.
+fn same_type<T: 'static, U: 'static>(value: T) -> U {
+    match (Box::new(value) as Box<dyn Any>).downcast::<U>() {
+        Ok(value) => *value,
+        Err(_) => unreachable!("the caller compared the type ids"),
+    }
+}
+
+/// The product of two Flex matrices: the kernel when it can read both operands, Flex's own
+/// product otherwise.
+fn flex_product(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
+    kernel_product(&lhs, &rhs).unwrap_or_else(|| Flex::float_matmul(lhs, rhs))
+}
+
+/// `lhs · rhs` by the kernel, or `None` where an operand is not a 2-D f32 view with
+/// non-negative strides (or the kernel refuses it).
+fn kernel_product(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<FlexTensor> {
+    let a = view(lhs)?;
+    let b = view(rhs)?;
+    let (m, n) = (a.rows, b.cols);
+    let mut out = vec![0.0f32; m.checked_mul(n)?];
+    sgemm(a, b, &mut out, false).ok()?;
+    Some(FlexTensor::from_data(TensorData::new(out, [m, n])))
+}
+
+/// A 2-D f32 Flex tensor as the kernel's strided view.
+fn view(tensor: &FlexTensor) -> Option<MatRef<'_>> {
+    if tensor.dtype() != DType::F32 {
+        return None;
+    }
+    let layout = tensor.layout();
+    let (&[rows, cols], &[row_stride, col_stride]) = (&layout.shape()[..], layout.strides()) else {
+        return None;
+    };
+    let data: &[f32] = tensor.storage();
+    Some(MatRef {
+        data: data.get(layout.start_offset()..)?,
+        rows,
+        cols,
+        row_stride: usize::try_from(row_stride).ok()?,
+        col_stride: usize::try_from(col_stride).ok()?,
+    })
+}
+
+/// The backward step of [`tracked_product`]: `dA = dC·Bᵀ`, `dB = Aᵀ·dC`, both by the kernel.
+#[derive(Debug)]
+struct KernelMatmul;
+
+impl Backward<Flex, 2> for KernelMatmul {
+    /// The left operand (kept when the right one needs a gradient) and the right one (kept when
+    /// the left one does).
+    type State = (Option<FlexTensor>, Option<FlexTensor>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (lhs, rhs) = ops.state;
+        binary::<Flex, _, _>(
+            ops.parents,
+            ops.node,
+            grads,
+            |grad| match rhs {
+                Some(rhs) => flex_product(grad, rhs.transpose(0, 1)),
+                None => unreachable!("the right operand is kept whenever the left is tracked"),
+            },
+            |grad| match lhs {
+                Some(lhs) => flex_product(lhs.transpose(0, 1), grad),
+                None => unreachable!("the left operand is kept whenever the right is tracked"),
+            },
+        );
+    }
+}
+
+/// The product of two `Autodiff<Flex>` matrices, recorded for the backward pass.
+fn tracked_product(lhs: TrackedTensor, rhs: TrackedTensor) -> TrackedTensor {
+    let (lhs_tracked, rhs_tracked) = (lhs.is_tracked(), rhs.is_tracked());
+    let prepared = KernelMatmul
+        .prepare::<NoCheckpointing>([lhs.node.clone(), rhs.node.clone()])
+        .compute_bound()
+        .stateful();
+    match prepared {
+        OpsKind::Tracked(prep) => {
+            let state = (
+                rhs_tracked.then(|| lhs.primitive.clone()),
+                lhs_tracked.then(|| rhs.primitive.clone()),
+            );
+            prep.finish(state, flex_product(lhs.primitive, rhs.primitive))
+        }
+        OpsKind::UnTracked(prep) => prep.finish(flex_product(lhs.primitive, rhs.primitive)),
+    }
+}
