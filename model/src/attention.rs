@@ -7,13 +7,12 @@
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor, backend::Backend};
 
 use crate::cache::LayerCache;
 use crate::config::LlamaConfig;
 use crate::error::ModelError;
+use crate::kernel_attention::attention;
 use crate::layers::{apply, linear};
 use crate::lora::LoraAdapter;
 use crate::rope::QkAngles;
@@ -126,7 +125,7 @@ impl<B: Backend> Attention<B> {
 
         let q = q.reshape([batch, kv_heads, n_rep * seq, dim]);
         debug_assert_eq!(mask.dims(), [batch, kv_heads, n_rep * seq, kv_len]);
-        let out = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
+        let out = attention(q, k, v, mask);
         let out = out
             .reshape([batch, heads, seq, dim])
             .swap_dims(1, 2)

@@ -27,6 +27,7 @@ pub mod gguf_model;
 pub mod gguf_tokenizer;
 pub mod image_processor;
 pub mod image_spans;
+pub mod kernel_attention;
 pub mod kernel_matmul;
 mod layers;
 pub mod llama;

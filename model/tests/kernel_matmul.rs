@@ -2,7 +2,7 @@
 //! and gradients on `Autodiff<Flex>`, compared with NdArray's own products.
 
 use burn::backend::{Autodiff, Flex, NdArray};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use sftvsrl_envs::Rng;
 use sftvsrl_model::kernel_matmul::matmul;
@@ -80,39 +80,45 @@ fn products_match_burns_for_every_layout() {
     }
 }
 
+/// The gradients of `sum(weights ⊙ a·b)` for the operands that need one, `a·b` taken by
+/// `product`.
+fn gradients<B: AutodiffBackend>(
+    product: fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>,
+    (a, b, weights): (&[f32], &[f32], &[f32]),
+    shape: (usize, usize, usize),
+    layout: (bool, bool),
+    (a_grad, b_grad): (bool, bool),
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let (x, y) = operands::<B>(a, b, shape, layout);
+    let x = if a_grad { x.require_grad() } else { x };
+    let y = if b_grad { y.require_grad() } else { y };
+    let w = tensor::<B>(weights, [shape.0, shape.2]);
+    let g = (product(x.clone(), y.clone()) * w).sum().backward();
+    let grad = |t: &Tensor<B, 2>| t.grad(&g).map(values);
+    (grad(&x), grad(&y))
+}
+
 #[test]
 fn gradients_match_burns() {
     let mut rng = Rng::new(11);
     for (m, k, n) in SHAPES {
         let (a, b) = (random(m, k, &mut rng), random(k, n, &mut rng));
         let weights = random(m, n, &mut rng);
+        let data = (&a[..], &b[..], &weights[..]);
         for layout in [(false, false), (false, true)] {
             // Each operand alone, then both, needing a gradient.
-            for (a_grad, b_grad) in [(true, false), (false, true), (true, true)] {
-                let grads = |product: &dyn Fn(
-                    Tensor<Autodiff<Reference>, 2>,
-                    Tensor<Autodiff<Reference>, 2>,
-                )
-                    -> Tensor<Autodiff<Reference>, 2>| {
-                    let (x, y) = operands::<Autodiff<Reference>>(&a, &b, (m, k, n), layout);
-                    let x = if a_grad { x.require_grad() } else { x };
-                    let y = if b_grad { y.require_grad() } else { y };
-                    let w = tensor::<Autodiff<Reference>>(&weights, [m, n]);
-                    let g = (product(x.clone(), y.clone()) * w).sum().backward();
-                    (x.grad(&g).map(values), y.grad(&g).map(values))
-                };
-                let want = grads(&|x, y| x.matmul(y));
-
-                let (x, y) = operands::<Autodiff<Flex>>(&a, &b, (m, k, n), layout);
-                let x = if a_grad { x.require_grad() } else { x };
-                let y = if b_grad { y.require_grad() } else { y };
-                let w = tensor::<Autodiff<Flex>>(&weights, [m, n]);
-                let g = (matmul(x.clone(), y.clone()) * w).sum().backward();
-                let got = (x.grad(&g).map(values), y.grad(&g).map(values));
-
-                let what = format!("{m}×{k}·{k}×{n} {layout:?} grads {a_grad}/{b_grad}");
-                assert_eq!(got.0.is_some(), a_grad, "{what}: left gradient present");
-                assert_eq!(got.1.is_some(), b_grad, "{what}: right gradient present");
+            for needs in [(true, false), (false, true), (true, true)] {
+                let want = gradients::<Autodiff<Reference>>(
+                    |x, y| x.matmul(y),
+                    data,
+                    (m, k, n),
+                    layout,
+                    needs,
+                );
+                let got = gradients::<Autodiff<Flex>>(matmul, data, (m, k, n), layout, needs);
+                let what = format!("{m}×{k}·{k}×{n} {layout:?} grads {needs:?}");
+                assert_eq!(got.0.is_some(), needs.0, "{what}: left gradient present");
+                assert_eq!(got.1.is_some(), needs.1, "{what}: right gradient present");
                 if let (Some(got), Some(want)) = (&got.0, &want.0) {
                     assert_close(got, want, n, &format!("{what} dA"));
                 }
