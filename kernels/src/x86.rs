@@ -74,6 +74,12 @@ macro_rules! dispatch_rows {
             _ => unreachable!("tile with {} rows", $mr),
         }
     };
+    ($kernel:ident, $mr:expr, [$($m:literal),*], $generic:tt, $args:tt) => {
+        match $mr {
+            $($m => $kernel::<$m, $generic> $args,)*
+            _ => unreachable!("tile with {} rows", $mr),
+        }
+    };
 }
 
 /// AVX-512F: MR rows × (16·NV) columns, MR·NV zmm accumulators.
@@ -120,21 +126,13 @@ impl<const MR_: usize, const NV: usize> Micro for Avx512<MR_, NV> {
     ) {
         // SAFETY: forwarded.
         unsafe {
-            match mr {
-                1 => kernel_avx512::<1, NV>(kc, a, b, ldb, c, ldc, nr, accumulate),
-                2 => kernel_avx512::<2, NV>(kc, a, b, ldb, c, ldc, nr, accumulate),
-                3 => kernel_avx512::<3, NV>(kc, a, b, ldb, c, ldc, nr, accumulate),
-                4 => kernel_avx512::<4, NV>(kc, a, b, ldb, c, ldc, nr, accumulate),
-                5 => kernel_avx512::<5, NV>(kc, a, b, ldb, c, ldc, nr, accumulate),
-                6 => kernel_avx512::<6, NV>(kc, a, b, ldb, c, ldc, nr, accumulate),
-                7 if MR_ >= 7 => kernel_avx512::<7, NV>(kc, a, b, ldb, c, ldc, nr, accumulate),
-                8 if MR_ >= 8 => kernel_avx512::<8, NV>(kc, a, b, ldb, c, ldc, nr, accumulate),
-                9 if MR_ >= 9 => kernel_avx512::<9, NV>(kc, a, b, ldb, c, ldc, nr, accumulate),
-                10 if MR_ >= 10 => kernel_avx512::<10, NV>(kc, a, b, ldb, c, ldc, nr, accumulate),
-                11 if MR_ >= 11 => kernel_avx512::<11, NV>(kc, a, b, ldb, c, ldc, nr, accumulate),
-                12 if MR_ >= 12 => kernel_avx512::<12, NV>(kc, a, b, ldb, c, ldc, nr, accumulate),
-                _ => unreachable!("tile with {mr} rows"),
-            }
+            dispatch_rows!(
+                kernel_avx512,
+                mr,
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+                { NV },
+                (kc, a, b, ldb, c, ldc, nr, accumulate)
+            )
         }
     }
 }
