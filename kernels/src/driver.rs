@@ -31,6 +31,10 @@ pub(crate) const NB: usize = 512;
 /// When B is row-major and m is at most this, B is read in place instead of packed: each panel
 /// would be used by at most two slivers, so packing costs about as much as it saves.
 pub(crate) const DIRECT_B_MAX_M: usize = 24;
+/// When A is row-major and n is at most this, A is read in place instead of packed: the
+/// rows of a sliver stay in L1 across the few B panels that use them, so packing (a transpose)
+/// costs more than it saves.
+pub(crate) const DIRECT_A_MAX_N: usize = NB;
 /// Products below this many flops (2·m·n·k) stay on the calling thread: waking a second
 /// thread and packing twice costs more than it gains (measured on the 2-core dev machine).
 pub(crate) const PAR_MIN_FLOPS: f64 = 4.0e6;
@@ -61,6 +65,15 @@ pub(crate) struct Region {
 // regions handed to different threads write disjoint parts of C and only read A and B.
 unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
+
+/// Where a micro-kernel reads its MR rows of A.
+#[derive(Clone, Copy)]
+pub(crate) enum ASliver {
+    /// Packed by [`pack_a`]: element (i, p) at `ptr[p * mr + i]`.
+    Packed(*const f32),
+    /// Row-major, in place: element (i, p) at `ptr[i * lda + p]`.
+    Rows(*const f32, usize),
+}
 
 /// A micro-kernel and the entry point compiled with its target features.
 pub(crate) trait Micro {
@@ -94,8 +107,7 @@ pub(crate) trait Micro {
         unsafe { transpose_scalar(src, stride, count, 0, kc, dst, dst_stride) }
     }
 
-    /// `c[mr × nr] (+)= a · b` over depth `kc`: `a` is a packed sliver (element (i, p) at
-    /// `a[p * mr + i]`), `b` a panel whose row p starts at `b + p * ldb` with NR readable
+    /// `c[mr × nr] (+)= a · b` over depth `kc`: `a` is a sliver of mr rows, `b` a panel whose row p starts at `b + p * ldb` with NR readable
     /// floats; `c` has row stride `ldc`. Overwrites C unless `accumulate`.
     ///
     /// # Safety
@@ -104,7 +116,7 @@ pub(crate) trait Micro {
     unsafe fn tile(
         mr: usize,
         kc: usize,
-        a: *const f32,
+        a: ASliver,
         b: *const f32,
         ldb: usize,
         c: *mut f32,
@@ -248,7 +260,12 @@ pub(crate) unsafe fn region<K: Micro>(r: &Region) {
         let mb_block = balanced_block(m, MB, K::MR).min(m.div_ceil(K::MR) * K::MR);
         let nb_block = balanced_block(n, NB, K::NR).min(n.div_ceil(K::NR) * K::NR);
         let direct_b = r.b.cs == 1 && m <= DIRECT_B_MAX_M;
-        let a_buf = grow(&mut bufs.a, mb_block * kc_block);
+        let direct_a = r.a.cs == 1 && n <= DIRECT_A_MAX_N;
+        let a_buf = if direct_a {
+            std::ptr::null_mut()
+        } else {
+            grow(&mut bufs.a, mb_block * kc_block)
+        };
         let b_buf = grow(&mut bufs.b, nb_block * kc_block);
         let mut p0 = 0;
         while p0 < k {
@@ -261,9 +278,11 @@ pub(crate) unsafe fn region<K: Micro>(r: &Region) {
                     ptr: r.a.ptr.wrapping_add(i0 * r.a.rs + p0 * r.a.cs),
                     ..r.a
                 };
-                // SAFETY: rows i0..i0+mb, columns p0..p0+kc lie inside A's view; the buffer
-                // holds mb_block * kc_block floats.
-                unsafe { pack_a::<K>(a_src, mb, kc, a_buf) };
+                if !direct_a {
+                    // SAFETY: rows i0..i0+mb, columns p0..p0+kc lie inside A's view; the
+                    // buffer holds mb_block * kc_block floats.
+                    unsafe { pack_a::<K>(a_src, mb, kc, a_buf) };
+                }
                 let mut j0 = 0;
                 while j0 < n {
                     let nb = nb_block.min(n - j0);
@@ -284,7 +303,11 @@ pub(crate) unsafe fn region<K: Micro>(r: &Region) {
                     let mut ir = 0;
                     while ir < mb {
                         let mr = K::MR.min(mb - ir);
-                        let a_sliver = a_buf.wrapping_add(ir * kc).cast_const();
+                        let a_sliver = if direct_a {
+                            ASliver::Rows(a_src.ptr.wrapping_add(ir * r.a.rs), r.a.rs)
+                        } else {
+                            ASliver::Packed(a_buf.wrapping_add(ir * kc).cast_const())
+                        };
                         let c_row = r.c.wrapping_add((i0 + ir) * r.ldc + j0);
                         let mut jr = 0;
                         while jr < nb {
@@ -294,9 +317,9 @@ pub(crate) unsafe fn region<K: Micro>(r: &Region) {
                             } else {
                                 (b_buf.wrapping_add(jr * kc).cast_const(), K::NR)
                             };
-                            // SAFETY: the sliver and panel were packed above (or B is read in
-                            // place, a full NR-wide panel inside the view); the C tile lies in
-                            // the region.
+                            // SAFETY: the sliver and panel were packed above (or are read in
+                            // place: MR rows of A, a full NR-wide panel of B, inside their
+                            // views); the C tile lies in the region.
                             unsafe {
                                 K::tile(
                                     mr,

@@ -16,6 +16,7 @@ mod driver;
 mod x86;
 
 use std::fmt;
+use std::mem::MaybeUninit;
 
 /// A read-only strided view of an f32 matrix: element (i, j) is
 /// `data[i * row_stride + j * col_stride]` (slice `data` first to start the view at an offset).
@@ -144,20 +145,45 @@ pub fn sgemm_available() -> bool {
 /// its slice, or when the CPU has no fast path. With `k == 0` (`a.cols == 0`), `c` is zeroed,
 /// or left unchanged when `accumulate`. Large products run on rayon's global thread pool.
 pub fn sgemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) -> Result<(), KernelError> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    check(&a, &b, c.len())?;
+    if k_is_zero(&a, &b) {
+        if !accumulate {
+            c.fill(0.0);
+        }
+        return Ok(());
+    }
+    // SAFETY: checked above; `c` is initialised, so it may be read when accumulating.
+    unsafe { run(a, b, c.as_mut_ptr(), accumulate) }
+}
+
+/// `c = a · b` into memory that need not be initialised (a fresh `Vec::with_capacity`'s spare
+/// capacity): every element is written when this returns `Ok`. Saves the zeroing pass, and the
+/// page faults of zeroed memory, that [`sgemm`] into a `vec![0.0; m * n]` costs.
+pub fn sgemm_uninit(a: MatRef, b: MatRef, c: &mut [MaybeUninit<f32>]) -> Result<(), KernelError> {
+    check(&a, &b, c.len())?;
+    if k_is_zero(&a, &b) {
+        c.fill(MaybeUninit::new(0.0));
+        return Ok(());
+    }
+    // SAFETY: checked above; without accumulation the kernels only write C.
+    unsafe { run(a, b, c.as_mut_ptr().cast(), false) }
+}
+
+/// Validates shapes, views and the CPU for a product into `c_len` floats.
+fn check(a: &MatRef, b: &MatRef, c_len: usize) -> Result<(), KernelError> {
     let mismatch = || KernelError::ShapeMismatch {
         a: (a.rows, a.cols),
         b: (b.rows, b.cols),
-        c_len: c.len(),
+        c_len,
     };
-    if b.rows != k {
+    if b.rows != a.cols {
         return Err(mismatch());
     }
-    match m.checked_mul(n) {
-        Some(len) if len == c.len() => {}
+    match a.rows.checked_mul(b.cols) {
+        Some(len) if len == c_len => {}
         _ => return Err(mismatch()),
     }
-    for view in [&a, &b] {
+    for view in [a, b] {
         if let Some(max) = view.max_index()?
             && max >= view.data.len()
         {
@@ -167,24 +193,33 @@ pub fn sgemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) -> Result<()
     if !sgemm_available() {
         return Err(KernelError::Unsupported);
     }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if k == 0 {
-        if !accumulate {
-            c.fill(0.0);
-        }
+    Ok(())
+}
+
+/// Whether the product has an empty inner dimension (and a non-empty C).
+fn k_is_zero(a: &MatRef, b: &MatRef) -> bool {
+    a.cols == 0 && a.rows > 0 && b.cols > 0
+}
+
+/// Runs a checked product with `k > 0` (nothing to do when C is empty).
+///
+/// # Safety
+/// [`check`] passed for these operands and `c` points to `a.rows * b.cols` writable floats,
+/// initialised when `accumulate`.
+unsafe fn run(a: MatRef, b: MatRef, c: *mut f32, accumulate: bool) -> Result<(), KernelError> {
+    if a.rows == 0 || b.cols == 0 {
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: the views were checked above to stay inside their slices, `c` has exactly
-        // m * n elements, and the ISA the kernels need was detected at run time.
+        // SAFETY: the views lie inside their slices, `c` holds m * n floats, and the ISA the
+        // kernels need was detected at run time (all by the caller's contract).
         unsafe { x86::sgemm(a, b, c, accumulate) };
         Ok(())
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
+        let _ = (c, accumulate);
         Err(KernelError::Unsupported)
     }
 }

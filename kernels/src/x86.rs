@@ -4,7 +4,7 @@ use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
 use crate::MatRef;
-use crate::driver::{self, Micro, Region, View};
+use crate::driver::{self, ASliver, Micro, Region, View};
 
 /// The instruction set the kernels use on this CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,9 +35,9 @@ pub(crate) fn isa() -> Isa {
 }
 
 /// # Safety
-/// Views checked to lie inside their slices, `c.len() == m * n`, m, n, k > 0, and
-/// `isa() != Isa::None`.
-pub(crate) unsafe fn sgemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) {
+/// Views checked to lie inside their slices, `c` valid for m * n floats (initialised when
+/// `accumulate`), m, n, k > 0, and `isa() != Isa::None`.
+pub(crate) unsafe fn sgemm(a: MatRef, b: MatRef, c: *mut f32, accumulate: bool) {
     let r = Region {
         a: View {
             ptr: a.data.as_ptr(),
@@ -49,7 +49,7 @@ pub(crate) unsafe fn sgemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool
             rs: b.row_stride,
             cs: b.col_stride,
         },
-        c: c.as_mut_ptr(),
+        c,
         ldc: b.cols,
         m: a.rows,
         n: b.cols,
@@ -116,7 +116,7 @@ impl<const MR_: usize, const NV: usize> Micro for Avx512<MR_, NV> {
     unsafe fn tile(
         mr: usize,
         kc: usize,
-        a: *const f32,
+        a: ASliver,
         b: *const f32,
         ldb: usize,
         c: *mut f32,
@@ -126,13 +126,22 @@ impl<const MR_: usize, const NV: usize> Micro for Avx512<MR_, NV> {
     ) {
         // SAFETY: forwarded.
         unsafe {
-            dispatch_rows!(
-                kernel_avx512,
-                mr,
-                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
-                { NV },
-                (kc, a, b, ldb, c, ldc, nr, accumulate)
-            )
+            match a {
+                ASliver::Packed(a) => dispatch_rows!(
+                    kernel_avx512,
+                    mr,
+                    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+                    { NV },
+                    (kc, a, 0, b, ldb, c, ldc, nr, accumulate)
+                ),
+                ASliver::Rows(a, lda) => dispatch_rows!(
+                    kernel_avx512_rows,
+                    mr,
+                    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+                    { NV },
+                    (kc, a, lda, b, ldb, c, ldc, nr, accumulate)
+                ),
+            }
         }
     }
 }
@@ -209,11 +218,51 @@ unsafe fn transpose_pack_avx512(
     unsafe { driver::transpose_scalar(src, stride, count, p, kc, dst, dst_stride) };
 }
 
+/// [`kernel_avx512_impl`] on a packed A sliver.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel_avx512<const M: usize, const NV: usize>(
     kc: usize,
     a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded.
+    unsafe { kernel_avx512_impl::<M, NV, false>(kc, a, lda, b, ldb, c, ldc, nr, accumulate) }
+}
+
+/// [`kernel_avx512_impl`] on M rows of a row-major A read in place.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_avx512_rows<const M: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded.
+    unsafe { kernel_avx512_impl::<M, NV, true>(kc, a, lda, b, ldb, c, ldc, nr, accumulate) }
+}
+
+/// The AVX-512 tile: A element (i, p) at `a[p * M + i]` (packed) or, with `ROWS`, at
+/// `a[i * lda + p]`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_avx512_impl<const M: usize, const NV: usize, const ROWS: bool>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,
@@ -235,7 +284,7 @@ unsafe fn kernel_avx512<const M: usize, const NV: usize>(
     let mut acc = [[_mm512_setzero_ps(); NV]; M];
     let mut a = a;
     let mut b = b;
-    // SAFETY: the packed sliver holds kc * M floats, the panel kc rows of 16 * NV floats.
+    // SAFETY: the sliver holds M rows of kc floats, the panel kc rows of 16 * NV floats.
     unsafe {
         for _ in 0..kc {
             let mut bv = [_mm512_setzero_ps(); NV];
@@ -246,12 +295,12 @@ unsafe fn kernel_avx512<const M: usize, const NV: usize>(
                 _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_PREFETCH_ROWS * ldb + 16 * v).cast());
             }
             for (i, acc) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*a.add(i));
+                let ai = _mm512_set1_ps(*a.add(if ROWS { i * lda } else { i }));
                 for v in 0..NV {
                     acc[v] = _mm512_fmadd_ps(ai, bv[v], acc[v]);
                 }
             }
-            a = a.add(M);
+            a = a.add(if ROWS { 1 } else { M });
             b = b.add(ldb);
         }
     }
@@ -293,7 +342,7 @@ impl Micro for Avx2 {
     unsafe fn tile(
         mr: usize,
         kc: usize,
-        a: *const f32,
+        a: ASliver,
         b: *const f32,
         ldb: usize,
         c: *mut f32,
@@ -303,12 +352,20 @@ impl Micro for Avx2 {
     ) {
         // SAFETY: forwarded.
         unsafe {
-            dispatch_rows!(
-                kernel_avx2,
-                mr,
-                [1, 2, 3, 4, 5, 6],
-                (kc, a, b, ldb, c, ldc, nr, accumulate)
-            )
+            match a {
+                ASliver::Packed(a) => dispatch_rows!(
+                    kernel_avx2,
+                    mr,
+                    [1, 2, 3, 4, 5, 6],
+                    (kc, a, 0, b, ldb, c, ldc, nr, accumulate)
+                ),
+                ASliver::Rows(a, lda) => dispatch_rows!(
+                    kernel_avx2_rows,
+                    mr,
+                    [1, 2, 3, 4, 5, 6],
+                    (kc, a, lda, b, ldb, c, ldc, nr, accumulate)
+                ),
+            }
         }
     }
 }
@@ -319,11 +376,50 @@ unsafe fn run_avx2(r: &Region) {
     unsafe { driver::region::<Avx2>(r) }
 }
 
+/// [`kernel_avx2_impl`] on a packed A sliver.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel_avx2<const M: usize>(
     kc: usize,
     a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded.
+    unsafe { kernel_avx2_impl::<M, false>(kc, a, lda, b, ldb, c, ldc, nr, accumulate) }
+}
+
+/// [`kernel_avx2_impl`] on M rows of a row-major A read in place.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_avx2_rows<const M: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    nr: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded.
+    unsafe { kernel_avx2_impl::<M, true>(kc, a, lda, b, ldb, c, ldc, nr, accumulate) }
+}
+
+/// The AVX2 tile, A addressed as in [`kernel_avx512_impl`].
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_avx2_impl<const M: usize, const ROWS: bool>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,
@@ -335,17 +431,17 @@ unsafe fn kernel_avx2<const M: usize>(
     let mut c1 = [_mm256_setzero_ps(); M];
     let mut a = a;
     let mut b = b;
-    // SAFETY: the packed sliver holds kc * M floats, the panel kc rows of 16 floats.
+    // SAFETY: the sliver holds M rows of kc floats, the panel kc rows of 16 floats.
     unsafe {
         for _ in 0..kc {
             let b0 = _mm256_loadu_ps(b);
             let b1 = _mm256_loadu_ps(b.add(8));
             for i in 0..M {
-                let ai = _mm256_broadcast_ss(&*a.add(i));
+                let ai = _mm256_broadcast_ss(&*a.add(if ROWS { i * lda } else { i }));
                 c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
                 c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
             }
-            a = a.add(M);
+            a = a.add(if ROWS { 1 } else { M });
             b = b.add(ldb);
         }
     }

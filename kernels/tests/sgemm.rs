@@ -7,7 +7,9 @@
 //! (a factor k looser than typical, far tighter than any indexing bug) is a sharp test.
 
 use proptest::prelude::*;
-use sftvsrl_kernels::{KernelError, MatRef, sgemm, sgemm_available};
+use std::mem::MaybeUninit;
+
+use sftvsrl_kernels::{KernelError, MatRef, sgemm, sgemm_available, sgemm_uninit};
 
 struct Rng(u64);
 
@@ -227,6 +229,45 @@ fn k_zero_zeroes_or_keeps_c() {
     assert!(c.iter().all(|&x| x == 5.0));
     sgemm(a, b, &mut c, false).unwrap();
     assert!(c.iter().all(|&x| x == 0.0));
+}
+
+/// The uninitialised-output entry point writes every element: its result over memory full of
+/// NaN (what stale memory may hold) equals `sgemm`'s into zeroed memory, bit for bit, across
+/// several k blocks, edge tiles and threads; with k = 0 it writes zeros.
+#[test]
+fn uninit_output_is_fully_written() {
+    for (m, k, n) in [(1, 1, 1), (13, 385, 33), (100, 800, 70), (300, 200, 600)] {
+        let mut rng = Rng(m as u64 * 7 + n as u64);
+        let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
+        let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
+        let mut want = vec![0.0f32; m * n];
+        sgemm(a, b, &mut want, false).unwrap();
+        let mut got = vec![MaybeUninit::new(f32::NAN); m * n];
+        sgemm_uninit(a, b, &mut got).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            // SAFETY: initialised with NaN above and overwritten by the kernel.
+            let g = unsafe { g.assume_init() };
+            assert_eq!(g.to_bits(), w.to_bits(), "{m}×{k}·{k}×{n}: element {i}");
+        }
+    }
+    let mut c = vec![MaybeUninit::new(f32::NAN); 12];
+    sgemm_uninit(
+        MatRef::row_major(&[], 3, 0),
+        MatRef::row_major(&[], 0, 4),
+        &mut c,
+    )
+    .unwrap();
+    // SAFETY: initialised above.
+    assert!(c.iter().all(|x| unsafe { x.assume_init() } == 0.0));
+    let err = sgemm_uninit(
+        MatRef::row_major(&[0.0; 6], 2, 3),
+        MatRef::row_major(&[0.0; 6], 3, 2),
+        &mut c,
+    );
+    assert!(
+        matches!(err, Err(KernelError::ShapeMismatch { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]

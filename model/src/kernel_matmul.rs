@@ -18,7 +18,7 @@ use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::ops::FloatTensorOps;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
-use sftvsrl_kernels::{MatRef, sgemm, sgemm_available};
+use sftvsrl_kernels::{MatRef, sgemm_available, sgemm_uninit};
 
 /// A tensor of `Autodiff<Flex>` (Burn does not export the type's own name).
 type TrackedTensor = <Autodiff<Flex, NoCheckpointing> as BackendTypes>::FloatTensorPrimitive;
@@ -64,8 +64,11 @@ fn kernel_product(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<FlexTensor> {
     let a = view(lhs)?;
     let b = view(rhs)?;
     let (m, n) = (a.rows, b.cols);
-    let mut out = vec![0.0f32; m.checked_mul(n)?];
-    sgemm(a, b, &mut out, false).ok()?;
+    let len = m.checked_mul(n)?;
+    let mut out = Vec::with_capacity(len);
+    sgemm_uninit(a, b, &mut out.spare_capacity_mut()[..len]).ok()?;
+    // SAFETY: `sgemm_uninit` returned Ok, so it wrote all `len` elements.
+    unsafe { out.set_len(len) };
     Some(FlexTensor::from_data(TensorData::new(out, [m, n])))
 }
 
