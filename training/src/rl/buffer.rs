@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData, backend::Backend};
 use image::RgbImage;
 use sftvsrl_model::device::pad_len;
 use sftvsrl_model::{Llama, token_logprobs};
@@ -53,14 +53,18 @@ impl Sample {
 
 /// Prompts and responses, right-padded. Column `j` of the `[batch, seq − 1]` tensors predicts
 /// input token `j + 1`, so response token `t` of row `i` sits at column `prompt_len_i + t − 1`.
-/// The width may be rounded up (see [`ScoreBatch::new`]); padding changes no score.
+/// The width may be rounded up (see [`ScoreBatch::new`]); padding changes no score. Only the
+/// response positions are scored: the output head and its softmax, the costliest part of a
+/// small model's pass, never see the prompt positions (as the SFT loss does not).
 #[derive(Clone, Debug)]
 pub struct ScoreBatch<B: Backend> {
     /// `[batch, seq]`: prompt + response without its last token.
     pub input_ids: Tensor<B, 2, Int>,
     pub attention_mask: Tensor<B, 2, burn::tensor::Bool>,
-    /// `[batch, seq]`: the next token of each position.
-    pub targets: Tensor<B, 2, Int>,
+    /// `[tokens]`: the flat positions (`row · seq + column`) of all response tokens, row by row.
+    pub response_positions: Tensor<B, 1, Int>,
+    /// `[tokens]`: the response token predicted at each of those positions.
+    pub response_targets: Tensor<B, 1, Int>,
     /// `[batch, seq]`: the thought/action weights of response tokens, 0 elsewhere.
     pub action_weights: Tensor<B, 2>,
     /// `[batch, seq]`: 1 at every response token.
@@ -91,7 +95,8 @@ impl<B: Backend> ScoreBatch<B> {
         let width = pad_len(longest, pad_to_multiple_of);
         let mut ids = vec![0i64; batch * width];
         let mut valid = vec![false; batch * width];
-        let mut targets = vec![0i64; batch * width];
+        let mut positions = Vec::new();
+        let mut response_targets = Vec::new();
         let mut weights = vec![0f32; batch * width];
         let mut response = vec![0f32; batch * width];
         let mut recorded = vec![0f32; batch * width];
@@ -105,9 +110,12 @@ impl<B: Backend> ScoreBatch<B> {
                 let k = i * width + j;
                 ids[k] = i64::from(full[j]);
                 valid[k] = true;
-                targets[k] = i64::from(full[j + 1]);
             }
             let start = i * width + s.prompt.len() - 1;
+            for (t, token) in s.response.iter().enumerate() {
+                positions.push((start + t) as i64);
+                response_targets.push(i64::from(*token));
+            }
             for (t, (w, lp)) in s.weights.weights.iter().zip(&s.token_logprobs).enumerate() {
                 weights[start + t] = *w;
                 response[start + t] = 1.0;
@@ -119,7 +127,14 @@ impl<B: Backend> ScoreBatch<B> {
         ScoreBatch {
             input_ids: Tensor::from_data(TensorData::new(ids, shape), device),
             attention_mask: Tensor::from_data(TensorData::new(valid, shape), device),
-            targets: Tensor::from_data(TensorData::new(targets, shape), device),
+            response_positions: Tensor::from_data(
+                TensorData::new(positions, [response_targets.len()]),
+                device,
+            ),
+            response_targets: Tensor::from_data(
+                TensorData::new(response_targets.clone(), [response_targets.len()]),
+                device,
+            ),
             action_weights: Tensor::from_data(TensorData::new(weights, shape), device),
             response_mask: Tensor::from_data(TensorData::new(response, shape), device),
             recorded_logprobs: Tensor::from_data(TensorData::new(recorded, shape), device),
@@ -145,12 +160,33 @@ impl<B: Backend> ScoreBatch<B> {
             .collect()
     }
 
-    /// Per-token log-probs `[batch, seq]` plus the logits `[batch, seq, vocab]` and final
-    /// hidden states `[batch, seq, hidden]` of `policy` on this batch.
+    /// The final hidden states of `policy` on this batch, the logits at the response tokens,
+    /// and their log-probs laid out `[batch, seq]` (0 outside the responses).
     pub fn score(&self, policy: &Llama<B>, temperature: f32) -> Scores<B> {
         let hidden = policy.forward_hidden(self.input_ids.clone(), self.attention_mask.clone());
-        let logits = policy.logits(hidden.clone());
-        let logprobs = token_logprobs(logits.clone(), self.targets.clone(), temperature);
+        let [batch, seq, dim] = hidden.dims();
+        let tokens = self.response_positions.dims()[0];
+        let at_responses = hidden
+            .clone()
+            .reshape([batch * seq, dim])
+            .select(0, self.response_positions.clone());
+        let logits = policy.logits(at_responses.reshape([1, tokens, dim]));
+        let vocab = logits.dims()[2];
+        let logits = logits.reshape([tokens, vocab]);
+        let picked = token_logprobs(
+            logits.clone().unsqueeze::<3>(),
+            self.response_targets.clone().reshape([1, tokens]),
+            temperature,
+        )
+        .reshape([tokens]);
+        let logprobs = Tensor::<B, 1>::zeros([batch * seq], &hidden.device())
+            .select_assign(
+                0,
+                self.response_positions.clone(),
+                picked,
+                IndexingUpdateOp::Add,
+            )
+            .reshape([batch, seq]);
         Scores {
             hidden,
             logits,
@@ -187,7 +223,10 @@ impl<B: Backend> ScoreBatch<B> {
 #[derive(Debug)]
 pub struct Scores<B: Backend> {
     pub hidden: Tensor<B, 3>,
-    pub logits: Tensor<B, 3>,
-    /// `[batch, seq]`: the log-prob of each next token at the sampling temperature.
+    /// `[tokens, vocab]`: the logits at the response tokens (see
+    /// [`ScoreBatch::response_positions`]).
+    pub logits: Tensor<B, 2>,
+    /// `[batch, seq]`: the log-prob of each response token at the sampling temperature, 0 at
+    /// the other positions.
     pub logprobs: Tensor<B, 2>,
 }

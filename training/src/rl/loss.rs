@@ -45,18 +45,11 @@ pub fn value_loss<B: Backend>(
     unclipped.max_pair(clipped).mean() * 0.5
 }
 
-/// The mean entropy of `softmax(logits / temperature)` (`logits`: `[batch, seq, vocab]`) at the
-/// positions where `mask` (`[batch, seq]`) is 1.
-pub fn masked_entropy<B: Backend>(
-    logits: Tensor<B, 3>,
-    mask: Tensor<B, 2>,
-    temperature: f32,
-) -> Tensor<B, 1> {
-    let [batch, seq, _] = logits.dims();
-    let logp = log_softmax(logits / temperature, 2);
-    let entropy = -(logp.clone().exp() * logp).sum_dim(2).reshape([batch, seq]);
-    let count = mask.clone().sum();
-    (entropy * mask).sum() / count
+/// The mean entropy of `softmax(logits / temperature)` over the rows of `logits`
+/// (`[tokens, vocab]`: the response tokens' logits).
+pub fn mean_entropy<B: Backend>(logits: Tensor<B, 2>, temperature: f32) -> Tensor<B, 1> {
+    let logp = log_softmax(logits / temperature, 1);
+    (-(logp.clone().exp() * logp).sum_dim(1)).mean()
 }
 
 /// Host-side statistics of the ratios of one minibatch.
@@ -175,12 +168,16 @@ mod tests {
 
     #[test]
     fn entropy_of_uniform_and_ratio_statistics() {
-        let logits = Tensor::<B, 3>::from_data(
-            TensorData::new(vec![0.0f32, 0.0, 0.0, 0.0, 9.0, -9.0, 0.0, 0.0], [1, 2, 4]),
-            &Default::default(),
-        );
-        let h = masked_entropy(logits, t2(vec![1.0, 0.0], [1, 2]), 1.0);
+        let logits = t2(vec![0.0f32, 0.0, 0.0, 0.0], [1, 4]);
+        let h = mean_entropy(logits, 1.0);
         assert!((value(h) - 4f32.ln()).abs() < 1e-5);
+        // The mean over rows: a uniform row over 4 and a certain one.
+        let logits = t2(
+            vec![0.0f32, 0.0, 0.0, 0.0, 90.0, -90.0, -90.0, -90.0],
+            [2, 4],
+        );
+        let h = mean_entropy(logits, 1.0);
+        assert!((value(h) - 4f32.ln() / 2.0).abs() < 1e-5);
 
         let s = RatioStats::new(
             &[0.5f32.ln(), 0.0, 3.0],

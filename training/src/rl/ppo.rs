@@ -11,7 +11,7 @@ use super::buffer::{Sample, ScoreBatch};
 use super::config::{AdvantageKind, PpoConfig, RatioKind};
 use super::gae::{Trajectory, discounted_returns, gae_returns, group_advantages, whiten};
 use super::grad_clip::clip_global_norm;
-use super::loss::{RatioStats, masked_entropy, policy_loss, value_loss};
+use super::loss::{RatioStats, mean_entropy, policy_loss, value_loss};
 use super::value_head::ActorCritic;
 use crate::error::TrainError;
 use crate::step::scalar;
@@ -259,11 +259,7 @@ fn minibatch_loss<A: AutodiffBackend>(
         loss = loss + v * cfg.vf_coef;
     }
     if cfg.entropy_coef > 0.0 {
-        let entropy = masked_entropy(
-            scores.logits,
-            batch.response_mask.clone(),
-            settings.temperature,
-        );
+        let entropy = mean_entropy(scores.logits, settings.temperature);
         stats.entropy += f64::from(scalar(entropy.clone()));
         loss = loss - entropy * cfg.entropy_coef;
     }
