@@ -38,6 +38,7 @@ fn reference(config: &GenerateBenchConfig) -> anyhow::Result<Value> {
 }
 
 fn main() -> anyhow::Result<()> {
+    sftvsrl_model::device::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut device = DeviceKind::Cpu;
     let mut with_reference = true;

@@ -49,6 +49,7 @@ fn reference(name: &str, model: &LlamaConfig, config: &TrainBenchConfig) -> anyh
 }
 
 fn main() -> anyhow::Result<()> {
+    sftvsrl_model::device::keep_freed_memory();
     let mut device = DeviceKind::Cpu;
     let mut with_reference = true;
     let mut bench_model = BenchModel::Smollm2;

@@ -3,7 +3,9 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
-use sftvsrl_model::device::{KernelSettings, configure_kernels, default_kernel_cache};
+use sftvsrl_model::device::{
+    KernelSettings, configure_kernels, default_kernel_cache, keep_freed_memory,
+};
 
 /// Post-train language and vision-language models with SFT and RL on verifiable environments,
 /// and measure what each method generalizes.
@@ -45,6 +47,7 @@ enum Command {
 }
 
 fn main() {
+    keep_freed_memory();
     let cli = Cli::parse();
     // Before any GPU work: the kernel cache, or the bench's own settings.
     let kernels = match &cli.command {

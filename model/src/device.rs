@@ -153,6 +153,22 @@ pub struct KernelSettings {
     pub compile_log: Option<PathBuf>,
 }
 
+/// Lets the C allocator keep freed memory for reuse (glibc on Linux; a no-op elsewhere): blocks
+/// up to 32 MiB come from the heap instead of fresh `mmap`s, and up to 1 GiB of free heap is
+/// kept. A training step frees and reallocates the same tensor sizes every time; without this,
+/// each reallocation page-faults its memory in again (140 000 faults and 7 % of the CPU time in
+/// 20 steps of the tiny model). Call once at start-up, before other threads allocate.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only changes allocator parameters; glibc rejects out-of-range values
+    // by returning 0, which leaves the defaults in place.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
 /// `$XDG_CACHE_HOME/sftvsrl/cubecl`, else `$HOME/.cache/sftvsrl/cubecl`.
 pub fn default_kernel_cache() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
