@@ -17,6 +17,7 @@ pub mod bench;
 pub mod cache;
 pub mod chat_template;
 pub mod config;
+mod cpu_dispatch;
 pub mod decoder_layer;
 pub mod device;
 pub mod error;
