@@ -49,7 +49,10 @@ fn kernel_product(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<FlexTensor> {
     let a = view(lhs)?;
     let b = view(rhs)?;
     let (m, n) = (a.rows, b.cols);
-    filled([m, n], m.checked_mul(n)?, |out| sgemm_uninit(a, b, out))
+    // A product whose size overflows is refused (the shape's element count would too).
+    m.checked_mul(n)?;
+    let [out] = filled([m, n], |[out]| sgemm_uninit(a, b, out))?;
+    Some(out)
 }
 
 /// A 2-D f32 Flex tensor as the kernel's strided view.
