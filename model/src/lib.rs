@@ -30,6 +30,7 @@ pub mod image_processor;
 pub mod image_spans;
 pub mod kernel_attention;
 pub mod kernel_matmul;
+pub mod kernel_rms_norm;
 pub mod kernel_swiglu;
 mod layers;
 pub mod llama;
