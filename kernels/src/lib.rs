@@ -9,9 +9,14 @@
 //!
 //! On CPUs without AVX2+FMA, and on other architectures, [`sgemm_available`] is false and
 //! [`sgemm`] returns [`KernelError::Unsupported`]; callers then use their own matmul.
+//!
+//! [`rows`] holds the row and elementwise kernels of the model's fused operations (softmax rows,
+//! the SwiGLU gate, RMSNorm, each with its backward step), with an AVX-512 and a portable
+//! version of each.
 
 #[cfg(target_arch = "x86_64")]
 mod driver;
+pub mod rows;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -105,6 +110,9 @@ pub enum KernelError {
     OutOfBounds,
     /// This CPU has no fast path (see [`sgemm_available`]).
     Unsupported,
+    /// The slices given to a row kernel (see [`rows`]) do not have the lengths its shape
+    /// needs.
+    LengthMismatch,
 }
 
 impl fmt::Display for KernelError {
@@ -118,6 +126,9 @@ impl fmt::Display for KernelError {
             KernelError::OutOfBounds => write!(f, "sgemm: a matrix view reads outside its slice"),
             KernelError::Unsupported => {
                 write!(f, "sgemm: this CPU has neither AVX-512F nor AVX2+FMA")
+            }
+            KernelError::LengthMismatch => {
+                write!(f, "row kernel: the slice lengths do not fit the shape")
             }
         }
     }

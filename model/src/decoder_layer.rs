@@ -8,6 +8,7 @@ use crate::attention::Attention;
 use crate::cache::LayerCache;
 use crate::config::LlamaConfig;
 use crate::error::ModelError;
+use crate::kernel_rms_norm::rms_norm_forward;
 use crate::layers::rms_norm;
 use crate::mlp::Mlp;
 use crate::rope::QkAngles;
@@ -59,10 +60,11 @@ impl<B: Backend> DecoderLayer<B> {
         mask: Tensor<B, 4, Bool>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
-        let h = x.clone()
+        let normed = rms_norm_forward(&self.input_layernorm, x.clone());
+        let h = x + self.self_attn.forward(normed, angles, mask, cache);
+        h.clone()
             + self
-                .self_attn
-                .forward(self.input_layernorm.forward(x), angles, mask, cache);
-        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+                .mlp
+                .forward(rms_norm_forward(&self.post_attention_layernorm, h))
     }
 }

@@ -5,33 +5,32 @@
 //! full `[batch, heads, queries, keys]` tensor per pass. [`attention`] computes the same thing
 //! per (batch, head) pair on rayon's pool: `S = Q·Kᵀ` by [`sftvsrl_kernels::sgemm`], one pass
 //! per row for the scale, the mask, the row maximum, `exp` (a vectorised polynomial) and the
-//! normalisation, then `O = P·V`. Under autodiff, the probabilities `P` are kept (a
-//! `[batch, heads, queries, keys]` f32 tensor, one of the several tensors of that size Burn's
-//! own chain keeps) together with `Q`, `K` and `V`, and the backward step computes
-//! `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ⊙ (dP − rowsum(dP ⊙ P))`, `dQ = dS·K·scale` and
-//! `dK = dSᵀ·Q·scale` per pair, for the tracked inputs only.
+//! normalisation ([`sftvsrl_kernels::rows`]), then `O = P·V`. Under autodiff, the
+//! probabilities `P` are kept (a `[batch, heads, queries, keys]` f32 tensor, one of the several
+//! tensors of that size Burn's own chain keeps) together with `Q`, `K` and `V`, and the
+//! backward step computes `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ⊙ (dP − rowsum(dP ⊙ P))`,
+//! `dQ = dS·K·scale` and `dK = dSᵀ·Q·scale` per pair, for the tracked inputs only.
 //!
 //! The semantics are Burn's (`attention_fallback`): `true` in the mask means "may not attend",
 //! the scale is `1/sqrt(head_dim)`, and a row whose keys are all masked gives zeros. Every other
 //! backend, a CPU without the kernels, another dtype, and shapes that do not fit take Burn's
 //! own attention.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 
-use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{Flex, FlexTensor};
-use burn::tensor::backend::{Backend, BackendTypes};
+use burn::tensor::backend::Backend;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, BoolStore, DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
+use sftvsrl_kernels::rows::{softmax_grad_row, softmax_row};
 use sftvsrl_kernels::{KernelError, MatRef, sgemm, sgemm_available};
 
-/// A tensor of `Autodiff<Flex>` (Burn does not export the type's own name).
-type TrackedTensor = <Autodiff<Flex, NoCheckpointing> as BackendTypes>::FloatTensorPrimitive;
+use crate::cpu_dispatch::{CpuBackend, TrackedTensor, cast};
 
 /// `softmax(q·kᵀ / sqrt(dim), masked) · v`, exactly what
 /// `burn::tensor::module::attention(q, k, v, Some(mask), None, Default::default())` computes.
@@ -48,10 +47,7 @@ pub fn attention<B: Backend>(
     v: Tensor<B, 4>,
     mask: Tensor<B, 4, Bool>,
 ) -> Tensor<B, 4> {
-    let backend = TypeId::of::<B>();
-    let fusable = backend == TypeId::of::<Flex>()
-        || backend == TypeId::of::<Autodiff<Flex, NoCheckpointing>>();
-    if !fusable || !sgemm_available() {
+    if CpuBackend::of::<B>().is_none() || !sgemm_available() {
         return burn_attention(q, k, v, mask);
     }
     let (q, k, v) = match (q.into_primitive(), k.into_primitive(), v.into_primitive()) {
@@ -111,11 +107,6 @@ fn fused<B: Backend>(
     out.downcast::<B::FloatTensorPrimitive>()
         .ok()
         .map(|out| *out)
-}
-
-/// `value` as a `U`, where its type `T` is `U`.
-fn cast<T: 'static, U: 'static>(value: &T) -> Option<&U> {
-    (value as &dyn Any).downcast_ref()
 }
 
 /// The sizes of one attention call, checked to fit the fused path.
@@ -495,324 +486,4 @@ fn gradients(saved: &Saved, grad: FlexTensor, need: [bool; 3]) -> [Option<FlexTe
         dk.map(|d| tensor(d, shapes[1])),
         dv.map(|d| tensor(d, shapes[2])),
     ]
-}
-
-/// One row of scores to probabilities, in place: scale, `-inf` where `mask` is nonzero, then
-/// Burn's NaN-safe softmax (maximum clamped to `f32::MIN`, sum to `f32::MIN_POSITIVE`, so a
-/// fully masked row becomes zeros).
-fn softmax_row(row: &mut [f32], mask: &[u8], scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F.
-        unsafe { avx512::softmax_row(row, mask, scale) };
-        return;
-    }
-    portable::softmax_row(row, mask, scale);
-}
-
-/// The softmax backward of one row, in place: `d = p ⊙ (d − Σ d⊙p) · scale`.
-fn softmax_grad_row(d: &mut [f32], p: &[f32], scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F.
-        unsafe { avx512::softmax_grad_row(d, p, scale) };
-        return;
-    }
-    portable::softmax_grad_row(d, p, scale);
-}
-
-/// `exp` of f32: `x = n·ln2 + r` with `|r| ≤ ln2/2` (Cody–Waite, `ln2` in two parts), `e^r`
-/// by its Taylor polynomial of degree 7 (truncation error below 6e-9), and `2^n` applied in
-/// two halves so that results in the subnormal range round instead of flushing.
-mod exp_consts {
-    /// Inputs are clamped to `[LO, HI]`: `exp(LO)` rounds to 0, `exp(HI)` overflows to inf.
-    pub const LO: f32 = -104.0;
-    /// See [`LO`].
-    pub const HI: f32 = 89.0;
-    /// `log2(e)`.
-    pub const LOG2E: f32 = std::f32::consts::LOG2_E;
-    /// The high part of `ln 2`, with trailing zero bits so that `n·LN2_HI` is exact.
-    pub const LN2_HI: f32 = 0.693_145_75;
-    /// `ln 2 − LN2_HI`.
-    pub const LN2_LO: f32 = 1.428_606_8e-6;
-    /// `1/k!` for `k = 0..=7`.
-    pub const TAYLOR: [f32; 8] = [
-        1.0,
-        1.0,
-        0.5,
-        1.0 / 6.0,
-        1.0 / 24.0,
-        1.0 / 120.0,
-        1.0 / 720.0,
-        1.0 / 5040.0,
-    ];
-}
-
-/// Scalar row kernels, for CPUs without AVX-512 and for the tails of rows.
-mod portable {
-    use super::exp_consts::{HI, LN2_HI, LN2_LO, LO, LOG2E, TAYLOR};
-
-    /// `e^x` (NaN stays NaN).
-    pub fn exp(x: f32) -> f32 {
-        let x = x.clamp(LO, HI);
-        let n = (x * LOG2E).round_ties_even();
-        let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
-        let p = TAYLOR[..7]
-            .iter()
-            .rev()
-            .fold(TAYLOR[7], |acc, &c| acc.mul_add(r, c));
-        // In range after the clamp: n is in [-150, 128], each half in [-75, 64].
-        let n = n as i32;
-        let half = n >> 1;
-        p * pow2(half) * pow2(n - half)
-    }
-
-    /// `2^n` for `-126 <= n <= 127`.
-    fn pow2(n: i32) -> f32 {
-        f32::from_bits(((n + 127) as u32) << 23)
-    }
-
-    /// See [`super::softmax_row`].
-    pub fn softmax_row(row: &mut [f32], mask: &[u8], scale: f32) {
-        let max = scale_mask(row, mask, scale);
-        let sum = exp_sum(row, clamp_max(max));
-        divide(row, clamp_sum(sum));
-    }
-
-    /// Scales `row`, sets masked entries to `-inf`, and returns the row's maximum.
-    pub fn scale_mask(row: &mut [f32], mask: &[u8], scale: f32) -> f32 {
-        let mut max = f32::NEG_INFINITY;
-        for (s, &m) in row.iter_mut().zip(mask) {
-            *s = if m != 0 {
-                f32::NEG_INFINITY
-            } else {
-                *s * scale
-            };
-            max = if *s > max { *s } else { max };
-        }
-        max
-    }
-
-    /// Burn's clamp of the row maximum (keeps NaN).
-    pub fn clamp_max(max: f32) -> f32 {
-        if max < f32::MIN { f32::MIN } else { max }
-    }
-
-    /// Burn's clamp of the row sum (keeps NaN).
-    pub fn clamp_sum(sum: f32) -> f32 {
-        if sum < f32::MIN_POSITIVE {
-            f32::MIN_POSITIVE
-        } else {
-            sum
-        }
-    }
-
-    /// `x ← e^(x − shift)` for every `x` of `row`, returning the sum.
-    pub fn exp_sum(row: &mut [f32], shift: f32) -> f32 {
-        let mut sum = 0.0;
-        for x in row {
-            *x = exp(*x - shift);
-            sum += *x;
-        }
-        sum
-    }
-
-    /// `x ← x / sum` for every `x` of `row`.
-    pub fn divide(row: &mut [f32], sum: f32) {
-        for x in row {
-            *x /= sum;
-        }
-    }
-
-    /// See [`super::softmax_grad_row`].
-    pub fn softmax_grad_row(d: &mut [f32], p: &[f32], scale: f32) {
-        let dot: f32 = d.iter().zip(p).map(|(d, p)| d * p).sum();
-        grad_tail(d, p, dot, scale);
-    }
-
-    /// `d ← p·(d − dot)·scale` elementwise.
-    pub fn grad_tail(d: &mut [f32], p: &[f32], dot: f32, scale: f32) {
-        for (d, &p) in d.iter_mut().zip(p) {
-            *d = p * (*d - dot) * scale;
-        }
-    }
-}
-
-/// AVX-512 row kernels: 16 lanes at a time, the scalar kernels for the remainder.
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use std::arch::x86_64::*;
-
-    use super::exp_consts::{HI, LN2_HI, LN2_LO, LO, LOG2E, TAYLOR};
-    use super::portable;
-
-    /// Lanes of a vector.
-    const L: usize = 16;
-
-    /// `e^x` per lane; the same steps as [`portable::exp`].
-    #[target_feature(enable = "avx512f")]
-    fn exp16(x: __m512) -> __m512 {
-        // max/min return their second operand when either is NaN: NaN passes through.
-        let x = _mm512_min_ps(_mm512_set1_ps(HI), _mm512_max_ps(_mm512_set1_ps(LO), x));
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
-        );
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-        let mut p = _mm512_set1_ps(TAYLOR[7]);
-        for &c in TAYLOR[..7].iter().rev() {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-        }
-        let n = _mm512_cvtps_epi32(n);
-        let half = _mm512_srai_epi32::<1>(n);
-        let rest = _mm512_sub_epi32(n, half);
-        let bias = _mm512_set1_epi32(127);
-        let pow2 = |e| _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(e, bias)));
-        _mm512_mul_ps(_mm512_mul_ps(p, pow2(half)), pow2(rest))
-    }
-
-    /// See [`super::softmax_row`].
-    #[target_feature(enable = "avx512f")]
-    pub fn softmax_row(row: &mut [f32], mask: &[u8], scale: f32) {
-        let len = row.len().min(mask.len());
-        let body = len - len % L;
-        let ptr = row.as_mut_ptr();
-        let (vscale, neg_inf) = (_mm512_set1_ps(scale), _mm512_set1_ps(f32::NEG_INFINITY));
-        let mut vmax = neg_inf;
-        for i in (0..body).step_by(L) {
-            // SAFETY: i + 16 <= body <= the lengths of `row` and `mask`.
-            unsafe {
-                let s = _mm512_mul_ps(_mm512_loadu_ps(ptr.add(i)), vscale);
-                let m = _mm512_cvtepu8_epi32(_mm_loadu_si128(mask.as_ptr().add(i).cast()));
-                let s = _mm512_mask_blend_ps(_mm512_test_epi32_mask(m, m), s, neg_inf);
-                _mm512_storeu_ps(ptr.add(i), s);
-                vmax = _mm512_max_ps(vmax, s);
-            }
-        }
-        let tail_max = portable::scale_mask(&mut row[body..len], &mask[body..len], scale);
-        let max = _mm512_reduce_max_ps(vmax);
-        let max = portable::clamp_max(if tail_max > max { tail_max } else { max });
-        let sum = portable::clamp_sum(exp_sum(&mut row[..len], max));
-        let vsum = _mm512_set1_ps(sum);
-        for i in (0..body).step_by(L) {
-            // SAFETY: as above.
-            unsafe {
-                _mm512_storeu_ps(ptr.add(i), _mm512_div_ps(_mm512_loadu_ps(ptr.add(i)), vsum))
-            };
-        }
-        portable::divide(&mut row[body..len], sum);
-    }
-
-    /// `x ← e^(x − shift)` for every `x` of `row`, returning the sum.
-    #[target_feature(enable = "avx512f")]
-    pub fn exp_sum(row: &mut [f32], shift: f32) -> f32 {
-        let body = row.len() - row.len() % L;
-        let ptr = row.as_mut_ptr();
-        let vshift = _mm512_set1_ps(shift);
-        let mut vsum = _mm512_setzero_ps();
-        for i in (0..body).step_by(L) {
-            // SAFETY: i + 16 <= body <= row.len().
-            unsafe {
-                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(ptr.add(i)), vshift));
-                _mm512_storeu_ps(ptr.add(i), e);
-                vsum = _mm512_add_ps(vsum, e);
-            }
-        }
-        _mm512_reduce_add_ps(vsum) + portable::exp_sum(&mut row[body..], shift)
-    }
-
-    /// See [`super::softmax_grad_row`].
-    #[target_feature(enable = "avx512f")]
-    pub fn softmax_grad_row(d: &mut [f32], p: &[f32], scale: f32) {
-        let len = d.len().min(p.len());
-        let body = len - len % L;
-        let (dp, pp) = (d.as_mut_ptr(), p.as_ptr());
-        let mut vdot = _mm512_setzero_ps();
-        for i in (0..body).step_by(L) {
-            // SAFETY: i + 16 <= body <= the lengths of `d` and `p`.
-            unsafe {
-                vdot =
-                    _mm512_fmadd_ps(_mm512_loadu_ps(dp.add(i)), _mm512_loadu_ps(pp.add(i)), vdot);
-            }
-        }
-        let tail: f32 = d[body..len]
-            .iter()
-            .zip(&p[body..len])
-            .map(|(d, p)| d * p)
-            .sum();
-        let dot = _mm512_reduce_add_ps(vdot) + tail;
-        let (vdot, vscale) = (_mm512_set1_ps(dot), _mm512_set1_ps(scale));
-        for i in (0..body).step_by(L) {
-            // SAFETY: as above.
-            unsafe {
-                let diff = _mm512_sub_ps(_mm512_loadu_ps(dp.add(i)), vdot);
-                let g = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(pp.add(i)), diff), vscale);
-                _mm512_storeu_ps(dp.add(i), g);
-            }
-        }
-        portable::grad_tail(&mut d[body..len], &p[body..len], dot, scale);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::portable;
-
-    /// The largest relative error of `exp` over `[-88, 88]` (every 1e-4 step, plus the ends),
-    /// against f64; results below `f32::MIN_POSITIVE` are compared in absolute terms.
-    fn check_exp(exp_sum: impl Fn(&mut [f32])) {
-        let count = 1_760_001;
-        let xs: Vec<f32> = (0..count)
-            .map(|i| -88.0 + 176.0 * i as f32 / (count - 1) as f32)
-            .collect();
-        let mut ys = xs.clone();
-        exp_sum(&mut ys);
-        let mut worst = 0.0f64;
-        for (&x, &y) in xs.iter().zip(&ys) {
-            let want = (x as f64).exp();
-            if want >= f32::MIN_POSITIVE as f64 {
-                let rel = ((y as f64) - want).abs() / want;
-                worst = worst.max(rel);
-            } else {
-                // Subnormal results: within one subnormal step (2^-149).
-                assert!(
-                    ((y as f64) - want).abs() <= 1.5e-45,
-                    "exp({x}) = {y}, want {want}"
-                );
-            }
-        }
-        assert!(worst < 2e-7, "largest relative error {worst:e}");
-        let mut special = [
-            f32::NEG_INFINITY,
-            -200.0,
-            0.0,
-            100.0,
-            f32::INFINITY,
-            f32::NAN,
-        ];
-        exp_sum(&mut special);
-        assert_eq!(&special[..2], &[0.0, 0.0]);
-        assert_eq!(special[2], 1.0);
-        assert_eq!(&special[3..5], &[f32::INFINITY, f32::INFINITY]);
-        assert!(special[5].is_nan());
-    }
-
-    #[test]
-    fn portable_exp_matches_f64() {
-        check_exp(|xs| {
-            portable::exp_sum(xs, 0.0);
-        });
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn avx512_exp_matches_f64() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            return;
-        }
-        check_exp(|xs| {
-            // SAFETY: the CPU has AVX-512F.
-            unsafe { super::avx512::exp_sum(xs, 0.0) };
-        });
-    }
 }

@@ -7,49 +7,34 @@
 //! operand the kernel cannot read (negative strides, another dtype) take Burn's own product, so
 //! the result never depends on which path ran beyond float rounding.
 
-use std::any::{Any, TypeId};
-
-use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::flex::{Flex, FlexTensor};
-use burn::tensor::backend::{Backend, BackendTypes};
+use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorPrimitive};
 use sftvsrl_kernels::{MatRef, sgemm_available, sgemm_uninit};
 
-/// A tensor of `Autodiff<Flex>` (Burn does not export the type's own name).
-type TrackedTensor = <Autodiff<Flex, NoCheckpointing> as BackendTypes>::FloatTensorPrimitive;
+use crate::cpu_dispatch::{CpuBackend, TrackedTensor, filled, same_type};
 
 /// `lhs · rhs` for `[m, k] × [k, n]`, through the project's kernel where the backend is the CPU
 /// one, and through Burn's `Tensor::matmul` everywhere else.
 pub fn matmul<B: Backend>(lhs: Tensor<B, 2>, rhs: Tensor<B, 2>) -> Tensor<B, 2> {
-    let backend = TypeId::of::<B>();
-    let on_flex = backend == TypeId::of::<Flex>();
-    let on_autodiff_flex = backend == TypeId::of::<Autodiff<Flex, NoCheckpointing>>();
-    if !(on_flex || on_autodiff_flex) || !sgemm_available() {
-        return lhs.matmul(rhs);
-    }
+    let backend = match CpuBackend::of::<B>() {
+        Some(backend) if sgemm_available() => backend,
+        _ => return lhs.matmul(rhs),
+    };
     let (lhs, rhs) = match (lhs.into_primitive(), rhs.into_primitive()) {
         (TensorPrimitive::Float(lhs), TensorPrimitive::Float(rhs)) => (lhs, rhs),
         (lhs, rhs) => return Tensor::from_primitive(lhs).matmul(Tensor::from_primitive(rhs)),
     };
-    let out: B::FloatTensorPrimitive = if on_flex {
-        same_type(flex_product(same_type(lhs), same_type(rhs)))
-    } else {
-        same_type(tracked_product(same_type(lhs), same_type(rhs)))
+    let out: B::FloatTensorPrimitive = match backend {
+        CpuBackend::Flex => same_type(flex_product(same_type(lhs), same_type(rhs))),
+        CpuBackend::Tracked => same_type(tracked_product(same_type(lhs), same_type(rhs))),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
-}
-
-/// `value` as the type `U`, which the caller has checked is the type `T`.
-fn same_type<T: 'static, U: 'static>(value: T) -> U {
-    match (Box::new(value) as Box<dyn Any>).downcast::<U>() {
-        Ok(value) => *value,
-        Err(_) => unreachable!("the caller compared the type ids"),
-    }
 }
 
 /// The product of two Flex matrices: the kernel when it can read both operands, Flex's own
@@ -64,12 +49,10 @@ fn kernel_product(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<FlexTensor> {
     let a = view(lhs)?;
     let b = view(rhs)?;
     let (m, n) = (a.rows, b.cols);
-    let len = m.checked_mul(n)?;
-    let mut out = Vec::with_capacity(len);
-    sgemm_uninit(a, b, &mut out.spare_capacity_mut()[..len]).ok()?;
-    // SAFETY: `sgemm_uninit` returned Ok, so it wrote all `len` elements.
-    unsafe { out.set_len(len) };
-    Some(FlexTensor::from_data(TensorData::new(out, [m, n])))
+    // A product whose size overflows is refused (the shape's element count would too).
+    m.checked_mul(n)?;
+    let [out] = filled([m, n], |[out]| sgemm_uninit(a, b, out))?;
+    Some(out)
 }
 
 /// A 2-D f32 Flex tensor as the kernel's strided view.

@@ -12,6 +12,7 @@ use crate::config::LlamaConfig;
 use crate::decoder_layer::DecoderLayer;
 use crate::error::ModelError;
 use crate::kernel_matmul::matmul;
+use crate::kernel_rms_norm::rms_norm_forward;
 use crate::layers::{embedding, matrix, rms_norm};
 use crate::mask::causal_mask;
 use crate::rope::Rope;
@@ -174,7 +175,7 @@ impl<B: Backend> Llama<B> {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             x = layer.forward(x, &angles, mask.clone(), layer_cache);
         }
-        self.norm.forward(x)
+        rms_norm_forward(&self.norm, x)
     }
 }
 

@@ -2,11 +2,11 @@
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::activation::silu;
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::config::LlamaConfig;
 use crate::error::ModelError;
+use crate::kernel_swiglu::swiglu;
 use crate::layers::{apply, linear};
 use crate::lora::LoraAdapter;
 use crate::weights::ParamSource;
@@ -67,8 +67,8 @@ impl<B: Backend> Mlp<B> {
 
     /// `[batch, seq, hidden] -> [batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(apply(&self.gate_proj, self.gate_lora.as_ref(), x.clone()));
+        let gate = apply(&self.gate_proj, self.gate_lora.as_ref(), x.clone());
         let up = apply(&self.up_proj, self.up_lora.as_ref(), x);
-        apply(&self.down_proj, self.down_lora.as_ref(), gate * up)
+        apply(&self.down_proj, self.down_lora.as_ref(), swiglu(gate, up))
     }
 }
