@@ -151,7 +151,14 @@ pub enum ModelConfig {
         min_count: usize,
     },
     /// A Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer.json) or GGUF.
-    Pretrained { path: PathBuf },
+    Pretrained {
+        path: PathBuf,
+        /// The `Today Date` of the system turn of Llama 3.1+ chat templates (default: the
+        /// checkpoint's, else "26 Jul 2024"); saved with the trained model's template. An
+        /// error for templates without one.
+        #[serde(default)]
+        chat_date: Option<String>,
+    },
 }
 
 /// Optimisation.

@@ -25,6 +25,11 @@ pub struct RlConfig {
     pub seed: u64,
     /// The starting policy: an SFT checkpoint folder (HF layout with `tokenizer.json`) or GGUF.
     pub policy: PathBuf,
+    /// The `Today Date` of the system turn of Llama 3.1+ chat templates (default: the
+    /// policy's, as its SFT run set it, else "26 Jul 2024"). An error for templates without
+    /// one.
+    #[serde(default)]
+    pub chat_date: Option<String>,
     /// The task: `gp-l` (GeneralPoints, text) or `virl-l` (V-IRL navigation, text).
     #[serde(default)]
     pub env: EnvKind,

@@ -80,10 +80,15 @@ pub fn run_rl<A: AutodiffBackend>(
 ) -> Result<RlSummary, TrainError> {
     let mut folder = RunFolder::open(config, resume, config.export_checkpoints)?;
     let loaded = load_pretrained::<A>(&config.policy, device)?;
-    let tokenizer = loaded.tokenizer.ok_or_else(|| TrainError::Config {
+    let mut tokenizer = loaded.tokenizer.ok_or_else(|| TrainError::Config {
         path: config.policy.clone(),
         message: "the policy checkpoint has no tokenizer.json".into(),
     })?;
+    if let Some(date) = &config.chat_date {
+        tokenizer
+            .set_chat_date(date)
+            .map_err(|e| TrainError::Invalid(format!("`chat_date`: {e}")))?;
+    }
     let (r, p, o) = (&config.rollout, &config.ppo, &config.optim);
     let marker = answer_marker(&tokenizer, &p.answer_key)?;
     let hidden = loaded.model.config().hidden_size;
