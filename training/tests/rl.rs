@@ -147,7 +147,8 @@ epochs = 4
 micro_batch = 16
 lr = 1e-2
 warmup_ratio = 0.1
-grad_clip_norm = 1.0
+lr_schedule = "cosine"
+max_grad_norm = 1.0
 checkpoint_every = 1000
 "#,
         runs = dir.join("runs").display(),

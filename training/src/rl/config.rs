@@ -190,7 +190,35 @@ pub struct PpoConfig {
     pub entropy_coef: f32,
 }
 
-/// Adam with a cosine schedule stepped once per update.
+/// How far PyTorch's cosine schedule advances after each update.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleStepping {
+    /// [`REFERENCE_PROCESSES`] scheduler steps per update (the reference: Accelerate steps a
+    /// prepared scheduler once per process on every call, and 8 processes run; with t_max 100
+    /// the rate reaches min_lr after update 12 and rises again; docs/reference-behaviour.md §1).
+    #[default]
+    PerProcess,
+    /// One scheduler step per update (paper-spec §4.7's reading: barely decays in 20 updates).
+    PerUpdate,
+}
+
+/// The reference's process count: the cosine advances this many steps per update with
+/// [`ScheduleStepping::PerProcess`].
+pub const REFERENCE_PROCESSES: usize = 8;
+
+impl ScheduleStepping {
+    /// Scheduler steps per update.
+    pub fn steps_per_update(self) -> usize {
+        match self {
+            ScheduleStepping::PerProcess => REFERENCE_PROCESSES,
+            ScheduleStepping::PerUpdate => 1,
+        }
+    }
+}
+
+/// Adam with PyTorch's cosine schedule, advanced after each update (the rate is constant
+/// within an update).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
@@ -198,8 +226,11 @@ pub struct OptimConfig {
     pub lr: f64,
     /// Cosine floor (reference 1e-9).
     pub min_lr: f64,
-    /// Cosine period in updates (reference 100 for GP, 20 for V-IRL).
+    /// Scheduler steps from lr to min_lr; the rate rises again after them (reference 100 for
+    /// GP, 20 for V-IRL).
     pub t_max: usize,
+    /// Scheduler steps per update: `per_process` (reference, 8) or `per_update` (1).
+    pub schedule_stepping: ScheduleStepping,
     /// Adam β1, β2, ε (reference 0.9, 0.999, 1e-7; no weight decay).
     pub beta1: f32,
     pub beta2: f32,
@@ -259,6 +290,7 @@ impl Default for OptimConfig {
             lr: 1e-6,
             min_lr: 1e-9,
             t_max: 100,
+            schedule_stepping: ScheduleStepping::PerProcess,
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-7,
@@ -373,6 +405,7 @@ impl RunConfig for RlConfig {
             ("ppo.thought_prob_coef", p.thought_prob_coef),
             ("ppo.kl_coef", p.kl_coef),
             ("ppo.entropy_coef", p.entropy_coef),
+            ("ppo.max_grad_norm", p.max_grad_norm),
         ];
         if let Some((field, _)) = non_negative
             .iter()
@@ -382,7 +415,6 @@ impl RunConfig for RlConfig {
         }
         let positive_f = [
             ("ppo.ratio_threshold", p.ratio_threshold),
-            ("ppo.max_grad_norm", p.max_grad_norm),
             ("optim.epsilon", o.epsilon),
         ];
         if let Some((field, _)) = positive_f

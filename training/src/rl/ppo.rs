@@ -10,7 +10,7 @@ use sftvsrl_envs::Rng;
 use super::buffer::{Sample, ScoreBatch};
 use super::config::{AdvantageKind, PpoConfig, RatioKind};
 use super::gae::{Trajectory, discounted_returns, gae_returns, group_advantages, whiten};
-use super::grad_clip::clip_global_norm;
+use crate::grad_clip::clip_global_norm;
 use super::loss::{RatioStats, masked_entropy, policy_loss, value_loss};
 use super::value_head::ActorCritic;
 use crate::error::TrainError;

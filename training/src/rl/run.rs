@@ -34,7 +34,7 @@ use crate::flops::{inference_flops, train_flops};
 use crate::gp_eval::{GpEvalResult, gp_success};
 use crate::metrics_log::MetricsLog;
 use crate::policy::TextPolicy;
-use crate::schedule::WarmupCosine;
+use crate::schedule::cosine_annealing;
 use crate::skeleton::RunFolder;
 
 /// Where an RL run stands after an update (saved in each checkpoint).
@@ -122,7 +122,7 @@ pub fn run_rl<A: AutodiffBackend>(
     let saved = (progress.update > 0).then(|| progress.envs.clone());
     let (envs, parsable) = rl_envs(config)?;
     let mut pool = rl_pool(envs, config.seed, group_size, saved, &tokenizer)?;
-    let schedule = WarmupCosine::new(o.lr, o.t_max, 0.0, o.min_lr / o.lr);
+    let schedule_steps = o.schedule_stepping.steps_per_update();
     let multiple = pad_multiple::<A>(config.pad_to_multiple_of, device);
     let generate = GenerateConfig {
         max_new_tokens: r.max_new_tokens,
@@ -166,7 +166,7 @@ pub fn run_rl<A: AutodiffBackend>(
     let mut mean_rewards = Vec::new();
     while progress.update < p.num_updates {
         let update = progress.update;
-        let lr = schedule.lr(update);
+        let lr = cosine_annealing(o.lr, o.min_lr, o.t_max, schedule_steps * update);
         let inference = model.valid();
         let collected = collect(
             &mut TextPolicy::critic(&inference, device),
