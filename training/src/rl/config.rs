@@ -468,6 +468,14 @@ impl RunConfig for RlConfig {
         if p.whiten_advantages == Whitening::PerGroup && group < 2 {
             return Err("`ppo.whiten_group_size` must be at least 2".into());
         }
+        if p.whiten_advantages != Whitening::PerGroup
+            && group != PpoConfig::default().whiten_group_size
+        {
+            return Err(
+                "`ppo.whiten_group_size` applies to `ppo.whiten_advantages = \"per_group\"` only"
+                    .into(),
+            );
+        }
         if p.whiten_advantages == Whitening::PerGroup && buffer > group && buffer % group != 0 {
             return Err(format!(
                 "`ppo.whiten_group_size` ({group}) must divide the buffer of \
@@ -571,6 +579,11 @@ mod tests {
             "{BASE}[rollout]\nnum_steps = 100\n[ppo]\nwhiten_advantages = \"buffer\"\n"
         ))
         .unwrap();
+        let e = parse(&format!(
+            "{BASE}[ppo]\nwhiten_advantages = \"off\"\nwhiten_group_size = 64\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("ppo.whiten_group_size"), "{e}");
         let e = parse(&format!("{BASE}[ppo]\nmax_grad_norm = -1.0\n")).unwrap_err();
         assert!(e.contains("ppo.max_grad_norm"), "{e}");
         let e = parse(&format!("{BASE}[ppo]\ngrad_accum = 128\n")).unwrap_err();
