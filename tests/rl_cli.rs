@@ -37,7 +37,7 @@ num_steps = 2
 max_new_tokens = 8
 [ppo]
 num_updates = {updates}
-grad_accum = 2
+samples_per_step = 2
 {extra}
 [value_head]
 hidden = [8]

@@ -25,7 +25,7 @@ train = {{ epochs = 1, micro_batch = 8, lr = 1e-3, checkpoint_every = 100, answe
 checkpoint_every = 1
 gp = {{ verify_iter = 1, prompt_layout = "compact" }}
 rollout = {{ num_envs = 2, num_steps = 2, max_new_tokens = 8 }}
-ppo = {{ num_updates = 2, grad_accum = 2 }}
+ppo = {{ num_updates = 2, samples_per_step = 2 }}
 value_head = {{ hidden = [8] }}
 [sft]
 data = {{ valid_fraction = 0.0, generate = {{ n = 400, seed = 1, prompt_layout = "compact" }} }}
@@ -188,7 +188,7 @@ env = "virl-l"
 {nav}
 checkpoint_every = 1
 rollout = {{ num_envs = 2, num_steps = 2, max_new_tokens = 8 }}
-ppo = {{ num_updates = 1, grad_accum = 2 }}
+ppo = {{ num_updates = 1, samples_per_step = 2 }}
 value_head = {{ hidden = [8] }}
 [sft]
 data = {{ valid_fraction = 0.0, generate_nav = {{ n = 200, seed = 1, {nav} }} }}

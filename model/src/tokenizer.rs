@@ -289,6 +289,14 @@ impl Tokenizer {
         &self.chat_template
     }
 
+    /// Sets the `Today Date` of the chat template's system turn (Llama 3.1 and later); an
+    /// error for templates without one or a date that is not plain text.
+    pub fn set_chat_date(&mut self, date: &str) -> Result<(), ModelError> {
+        self.chat_template
+            .set_date(date)
+            .map_err(ModelError::Tokenize)
+    }
+
     /// The underlying `tokenizers` tokenizer.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner

@@ -291,7 +291,7 @@ fn bench_rl_cmd(a: RlBenchArgs) -> Result<()> {
             max_new_tokens: a.max_new_tokens,
             num_ppo_epochs: a.epochs,
             mini_batch_size: a.mini_batch,
-            grad_accum: 128,
+            samples_per_step: 128 * a.mini_batch,
             updates: a.updates,
         };
         reports.push(run_on(a.device, RlBenchJob(config))??);

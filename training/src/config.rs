@@ -12,6 +12,7 @@ use sftvsrl_envs::nav::NavConfig;
 use sftvsrl_model::LoraConfig;
 
 use crate::error::TrainError;
+use crate::schedule::SftSchedule;
 
 /// A whole SFT run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -151,7 +152,14 @@ pub enum ModelConfig {
         min_count: usize,
     },
     /// A Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer.json) or GGUF.
-    Pretrained { path: PathBuf },
+    Pretrained {
+        path: PathBuf,
+        /// The `Today Date` of the system turn of Llama 3.1+ chat templates (default: the
+        /// checkpoint's, else "26 Jul 2024"); saved with the trained model's template. An
+        /// error for templates without one.
+        #[serde(default)]
+        chat_date: Option<String>,
+    },
 }
 
 /// Optimisation.
@@ -167,10 +175,15 @@ pub struct TrainConfig {
     pub grad_accum: usize,
     /// Peak learning rate.
     pub lr: f64,
-    /// Fraction of the optimizer steps spent warming up linearly from 0.
+    /// `warmup_lr` (the reference: DeepSpeed's WarmupLR, log-rate warmup then constant, which
+    /// replaces the cosine its script asks for; docs/reference-behaviour.md §3) or `cosine`
+    /// (Hugging Face's: linear warmup, then a cosine decay to `lr × min_lr_ratio`).
+    #[serde(default)]
+    pub lr_schedule: SftSchedule,
+    /// Warmup steps as a fraction of the run's optimizer steps (rounded up).
     #[serde(default = "default_warmup")]
     pub warmup_ratio: f64,
-    /// The cosine decays to `lr × min_lr_ratio`.
+    /// With `lr_schedule = "cosine"`: the cosine decays to `lr × min_lr_ratio`.
     #[serde(default)]
     pub min_lr_ratio: f64,
     /// AdamW β1.
@@ -185,9 +198,11 @@ pub struct TrainConfig {
     /// AdamW decoupled weight decay.
     #[serde(default)]
     pub weight_decay: f32,
-    /// Clip each parameter's gradient to this L2 norm (Burn clips per tensor); none when absent.
-    #[serde(default)]
-    pub grad_clip_norm: Option<f32>,
+    /// Clip the global L2 norm of each step's gradient to this, as PPO's `max_grad_norm`;
+    /// 0: no clipping (reference 1.0: DeepSpeed's `gradient_clipping`, filled from the
+    /// Trainer's default `max_grad_norm`; docs/reference-behaviour.md §4).
+    #[serde(default = "default_max_grad_norm")]
+    pub max_grad_norm: f32,
     /// Log a metrics line every this many optimizer steps.
     #[serde(default = "one")]
     pub log_every: usize,
@@ -250,6 +265,9 @@ fn one() -> usize {
 }
 fn default_warmup() -> f64 {
     0.03
+}
+fn default_max_grad_norm() -> f32 {
+    1.0
 }
 fn default_beta1() -> f32 {
     0.9
@@ -403,10 +421,15 @@ impl RunConfig for SftConfig {
         if flops.iter().any(|f| !(f.is_finite() && *f > 0.0)) || !flops.is_sorted() {
             return Err("`train.checkpoint_flops` must be positive and ascending".into());
         }
-        if t.grad_clip_norm
-            .is_some_and(|c| !(c.is_finite() && c > 0.0))
-        {
-            return Err("`train.grad_clip_norm` must be positive".into());
+        if !(t.max_grad_norm.is_finite() && t.max_grad_norm >= 0.0) {
+            return Err(
+                "`train.max_grad_norm` must be a finite number >= 0 (0: no clipping)".into(),
+            );
+        }
+        if t.lr_schedule != SftSchedule::Cosine && t.min_lr_ratio != 0.0 {
+            return Err(
+                "`train.min_lr_ratio` applies to `train.lr_schedule = \"cosine\"` only".into(),
+            );
         }
         if let ModelConfig::Scratch {
             hidden_size,
@@ -462,6 +485,9 @@ checkpoint_every = 5
             (0.9, 0.98, 1e-7)
         );
         assert_eq!((c.train.weight_decay, c.train.warmup_ratio), (0.0, 0.03));
+        // docs/reference-behaviour.md §3 and §4.
+        assert_eq!(c.train.lr_schedule, SftSchedule::WarmupLr);
+        assert_eq!(c.train.max_grad_norm, 1.0);
         assert_eq!(c.run_dir(), PathBuf::from("runs/t"));
         assert_eq!(parse(&c.to_toml()).unwrap(), c);
     }
@@ -492,6 +518,16 @@ checkpoint_every = 5
         let marks = "checkpoint_every = 5\ncheckpoint_flops = [2e9, 1e9]";
         let e = parse(&BASE.replace("checkpoint_every = 5", marks)).unwrap_err();
         assert!(e.contains("train.checkpoint_flops"), "{e}");
+        let e = parse(&format!("{BASE}max_grad_norm = -1.0\n")).unwrap_err();
+        assert!(e.contains("train.max_grad_norm"), "{e}");
+        let e = parse(&format!("{BASE}min_lr_ratio = 0.1\n")).unwrap_err();
+        assert!(e.contains("train.min_lr_ratio"), "{e}");
+        parse(&format!(
+            "{BASE}min_lr_ratio = 0.1\nlr_schedule = \"cosine\"\n"
+        ))
+        .unwrap();
+        let e = parse(&format!("{BASE}grad_clip_norm = 1.0\n")).unwrap_err();
+        assert!(e.contains("grad_clip_norm"), "{e}");
         let e = parse(&BASE.replace("epochs = 1\n", "")).unwrap_err();
         assert!(e.contains("epochs"), "{e}");
         let e = parse(&BASE.replace("init = \"pretrained\"", "init = \"magic\"")).unwrap_err();

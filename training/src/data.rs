@@ -4,7 +4,8 @@
 //! keys such as `image` and `meta` are ignored) and must end with an assistant message: that
 //! message is the target, everything before it the prompt. The prompt is rendered through the
 //! model's chat template with the generation prompt; the target is the response text followed by
-//! the template's end-of-turn token (EOS for the plain template). Only target tokens are trained.
+//! the template's end-of-turn token (EOS for the plain template) and, for the Llama-3.2-Vision
+//! layout, a `\n`, as the reference's targets end. Only target tokens are trained.
 
 use std::path::Path;
 
@@ -101,17 +102,21 @@ fn parse_line(line: &str) -> Result<ChatExample, String> {
     })
 }
 
-/// The token ids that close an answer: the template's first end-of-turn token in the vocabulary,
-/// else EOS.
+/// The token ids that close an answer: the template's first end-of-turn token in the vocabulary
+/// (else EOS), then the template's text after an answer (`\n` for the Llama-3.2-Vision layout).
 pub fn end_of_turn_ids(tokenizer: &Tokenizer) -> Result<Vec<u32>, TrainError> {
-    tokenizer
-        .chat_template()
+    let template = tokenizer.chat_template();
+    let end = template
         .end_of_turn_tokens()
         .iter()
         .find_map(|t| tokenizer.token_id(t))
         .or(tokenizer.eos_id())
-        .map(|id| vec![id])
-        .ok_or_else(|| TrainError::Invalid("the tokenizer has no end-of-turn or EOS token".into()))
+        .ok_or_else(|| {
+            TrainError::Invalid("the tokenizer has no end-of-turn or EOS token".into())
+        })?;
+    let mut ids = vec![end];
+    ids.extend(tokenizer.encode_text(template.after_answer())?);
+    Ok(ids)
 }
 
 /// Tokenizes `example`; longer than `max_len` tokens is an error.
@@ -301,6 +306,35 @@ mod tests {
         );
         let too_long = tokenize(&tok, &ex, &eot, 3).unwrap_err();
         assert!(too_long.contains("max_len"));
+    }
+
+    /// The reference's SFT example: the prompt through the Llama-3.2-Vision template, the
+    /// target `{answer}<|eot_id|>\n`; the ids transformers gives (model/tests/fixtures).
+    #[test]
+    fn llama32_targets_end_with_end_of_turn_and_newline() {
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/llama32_chat");
+        let tok = Tokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
+        let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+        let sft = &serde_json::from_str::<serde_json::Value>(&text).unwrap()["sft"];
+        let ids = |key: &str| -> Vec<u32> {
+            let v = sft[key].as_array().unwrap();
+            v.iter().map(|i| i.as_u64().unwrap() as u32).collect()
+        };
+        let example = ChatExample {
+            system: None,
+            prompt: vec![Turn {
+                role: Role::User,
+                text: sft["turns"][0]["text"].as_str().unwrap().into(),
+            }],
+            response: sft["answer"].as_str().unwrap().into(),
+        };
+        let eot = end_of_turn_ids(&tok).unwrap();
+        assert_eq!(eot.len(), 2);
+        let seq = tokenize(&tok, &example, &eot, 4096).unwrap();
+        let (prompt, target) = (ids("prompt_ids"), ids("target_ids"));
+        assert_eq!(&seq.ids[..seq.prompt_len], &prompt[..]);
+        assert_eq!(&seq.ids[seq.prompt_len..], &target[..]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Post-training for sftvsrl. Supervised fine-tuning: chat JSONL is rendered through the
-//! model's chat template and trained with a loss on the answer tokens only, AdamW with warmup +
-//! cosine, gradient accumulation and clipping, step checkpoints that resume exactly, and FLOPs
-//! accounting ([`run`]). The RL learner ([`rl`]): PPO on rollouts of the episode engine
+//! model's chat template and trained with a loss on the answer tokens only, AdamW with the
+//! reference's schedules ([`schedule`]), gradient accumulation and global-norm clipping
+//! ([`grad_clip`], shared with PPO), step checkpoints that resume exactly, and FLOPs accounting
+//! ([`run`]). The RL learner ([`rl`]): PPO on rollouts of the episode engine
 //! ([`engine`]), through which evaluation plays its episodes too.
 
 pub mod answer_match;
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod flops;
 pub mod gp_eval;
+pub mod grad_clip;
 pub mod kernel_bench;
 pub mod metrics_log;
 pub mod policy;
@@ -39,5 +41,5 @@ pub use error::TrainError;
 pub use gp_eval::{GpEvalResult, gp_success};
 pub use policy::{ScriptedPolicy, TextPolicy, VisionPolicy, vision_prompt};
 pub use run::{RunSummary, run_sft};
-pub use schedule::WarmupCosine;
+pub use schedule::{SftLr, SftSchedule, WarmupCosine, WarmupLr, cosine_annealing};
 pub use step::{StepOutput, StepStats, masked_loss};

@@ -15,10 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{
-    AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer,
-    grad_clipping::GradientClippingConfig,
-};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde_json::json;
 use sftvsrl_model::device::pad_multiple;
@@ -33,8 +30,9 @@ use crate::display::RunDisplay;
 use crate::error::TrainError;
 use crate::flops::train_flops;
 use crate::gp_eval::{GpEvalResult, gp_success};
+use crate::grad_clip::clip_global_norm;
 use crate::metrics_log::MetricsLog;
-use crate::schedule::WarmupCosine;
+use crate::schedule::SftLr;
 use crate::setup::{build_model, ensure_data};
 use crate::skeleton::RunFolder;
 use crate::step::{StepStats, masked_loss};
@@ -94,7 +92,13 @@ pub fn run_sft<A: AutodiffBackend>(
     let steps_per_epoch = train.len().div_ceil(global_batch);
     let total_steps = steps_per_epoch * t.epochs;
     let last_step = t.max_steps.map_or(total_steps, |m| m.min(total_steps));
-    let schedule = WarmupCosine::new(t.lr, total_steps, t.warmup_ratio, t.min_lr_ratio);
+    let schedule = SftLr::new(
+        t.lr_schedule,
+        t.lr,
+        total_steps,
+        t.warmup_ratio,
+        t.min_lr_ratio,
+    );
     let params = built.model.num_params();
     let model = match &config.lora {
         Some(lora) => apply_lora(built.model, lora, config.seed, device),
@@ -110,7 +114,6 @@ pub fn run_sft<A: AutodiffBackend>(
         .with_beta_2(t.beta2)
         .with_epsilon(t.epsilon)
         .with_weight_decay(t.weight_decay)
-        .with_grad_clipping(t.grad_clip_norm.map(GradientClippingConfig::Norm))
         .init::<A, Llama<A>>();
     let (mut model, mut optim, saved) =
         folder.resume::<A, _, _, Progress>(model, optim, device, display)?;
@@ -123,9 +126,16 @@ pub fn run_sft<A: AutodiffBackend>(
     let mut metrics = MetricsLog::open(&metrics_path, progress.step)?;
     display.line(&format!(
         "{} train / {} valid examples, {params} parameters ({trainable} trained), {total_steps} \
-         steps of {global_batch} ({steps_per_epoch} per epoch)",
+         steps of {global_batch} ({steps_per_epoch} per epoch); {}; {}; chat template {}",
         train.len(),
-        valid.len()
+        valid.len(),
+        schedule,
+        if t.max_grad_norm > 0.0 {
+            format!("global gradient norm clipped to {}", t.max_grad_norm)
+        } else {
+            "no gradient clipping".to_string()
+        },
+        tokenizer.chat_template()
     ));
 
     let flops_marks = &t.checkpoint_flops;
@@ -176,7 +186,9 @@ pub fn run_sft<A: AutodiffBackend>(
             accumulator.accumulate(&model, grads);
         }
         let lr = schedule.lr(step);
-        model = optim.step(lr, model, accumulator.grads());
+        let mut grads = accumulator.grads();
+        let grad_norm = clip_global_norm(&model, &mut grads, t.max_grad_norm);
+        model = optim.step(lr, model, grads);
         progress.step += 1;
         progress.tokens += input_tokens as u64;
         progress.flops = train_flops(params, progress.tokens);
@@ -190,7 +202,7 @@ pub fn run_sft<A: AutodiffBackend>(
             metrics.write(&json!({
                 "split": "train", "step": progress.step, "epoch": epoch, "lr": lr,
                 "loss": window.loss(), "token_accuracy": window.token_accuracy(),
-                "tokens": progress.tokens, "flops": progress.flops,
+                "grad_norm": grad_norm, "tokens": progress.tokens, "flops": progress.flops,
             }))?;
             display.metrics(
                 false,

@@ -137,12 +137,17 @@ pub fn build_model<B: Backend>(
                 tokenizer,
             })
         }
-        ModelConfig::Pretrained { path } => {
+        ModelConfig::Pretrained { path, chat_date } => {
             let loaded = load_pretrained::<B>(path, device)?;
-            let tokenizer = loaded.tokenizer.ok_or_else(|| TrainError::Config {
+            let mut tokenizer = loaded.tokenizer.ok_or_else(|| TrainError::Config {
                 path: path.clone(),
                 message: "the checkpoint has no tokenizer.json".into(),
             })?;
+            if let Some(date) = chat_date {
+                tokenizer
+                    .set_chat_date(date)
+                    .map_err(|e| TrainError::Invalid(format!("`model.chat_date`: {e}")))?;
+            }
             Ok(ModelAndTokenizer {
                 model: loaded.model,
                 tokenizer,

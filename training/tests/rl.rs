@@ -10,13 +10,16 @@ use std::sync::OnceLock;
 
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
+use burn::optim::AdamConfig;
 use sftvsrl_envs::gp::expert::{ExpertSolution, expert_examples};
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_model::device::CpuBackend;
 use sftvsrl_model::{GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tokenizer};
 use sftvsrl_training::engine::gp_envs;
 use sftvsrl_training::rl::buffer::{Sample, ScoreBatch};
-use sftvsrl_training::rl::logprob::answer_marker;
+use sftvsrl_training::rl::config::PpoConfig;
+use sftvsrl_training::rl::logprob::{ActionWeights, answer_marker};
+use sftvsrl_training::rl::ppo::{Experience, UpdateSettings, advantages, ppo_update};
 use sftvsrl_training::rl::rollout::{CollectSettings, collect, gp_parsable, rl_pool};
 use sftvsrl_training::rl::{ActorCritic, RlConfig, ValueHead, run_rl};
 use sftvsrl_training::{RunConfig, SftConfig, TextPolicy, TrainError, run_sft};
@@ -116,6 +119,99 @@ fn recorded_logprobs_match_the_training_forward_pass() {
     }
 }
 
+/// The reference's update, in the default settings: 8 environments × 256 steps, 4 epochs of
+/// one-sample minibatches make 8 optimizer steps of 1024 samples (8 processes × gradient
+/// accumulation 128), all at the update's learning rate; advantages are whitened per 256
+/// samples, i.e. per environment, as each reference process whitens its own buffer. Short
+/// made-up responses and a tiny model keep its 8192 passes fast.
+#[test]
+fn default_update_takes_eight_steps_of_1024_samples() {
+    let device = Default::default();
+    let (envs, steps) = (8, 256);
+    let weights = ActionWeights {
+        weights: vec![0.0, 0.5, 1.0],
+        constant: None,
+    };
+    let samples: Vec<Sample> = (0..envs * steps)
+        .map(|i| {
+            let (t, env) = (i / envs, i % envs);
+            let token_logprobs = vec![-1.0, -1.2, -0.8];
+            Sample {
+                env,
+                episode: t as u64,
+                depth: 0,
+                prompt: vec![1 + (t % 5) as u32, 2],
+                response: vec![3, 4 + (i % 3) as u32, 5],
+                text: String::new(),
+                logprob: weights.logprob(&token_logprobs),
+                token_logprobs,
+                weights: weights.clone(),
+                value: 0.0,
+                // Each environment has its own reward level, so that whitening the whole
+                // buffer would leave the environments' means apart.
+                reward: env as f64 + if t % 2 == 0 { 1.0 } else { -1.0 },
+                kl: 0.0,
+                terminated: true,
+                truncated: false,
+                parsable: true,
+                image: None,
+            }
+        })
+        .collect();
+    let cfg = PpoConfig::default();
+    let (adv, returns) = advantages(&samples, &vec![0.0; envs], &cfg);
+    for env in 0..envs {
+        let own: Vec<f64> = (0..steps).map(|t| adv[t * envs + env]).collect();
+        let mean = own.iter().sum::<f64>() / steps as f64;
+        let var = own.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (steps - 1) as f64;
+        assert!(
+            mean.abs() < 1e-9 && (var.sqrt() - 1.0).abs() < 1e-4,
+            "env {env}: {mean} {var}"
+        );
+    }
+
+    let shape = LlamaConfig {
+        hidden_size: 8,
+        intermediate_size: 16,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        num_key_value_heads: 1,
+        head_dim: 4,
+        ..LlamaConfig::tiny(8)
+    };
+    let model = ActorCritic::<A> {
+        policy: Llama::init(&shape, 1, &device),
+        value_head: ValueHead::new(8, &[4], 1, &device),
+    };
+    let mut optim = AdamConfig::new().init();
+    let (_, stats) = ppo_update(
+        model,
+        &mut optim,
+        Experience {
+            samples: &samples,
+            advantages: &adv,
+            returns: &returns,
+        },
+        &cfg,
+        UpdateSettings {
+            lr: 1e-6,
+            temperature: 0.2,
+            seed: 0,
+            steps_before: 0,
+            pad_to_multiple_of: 1,
+        },
+        &device,
+    )
+    .unwrap();
+    assert_eq!(stats.optimizer_steps, 8);
+    let sizes: Vec<usize> = stats.steps.iter().map(|s| s.samples).collect();
+    assert_eq!(sizes, vec![1024; 8]);
+    assert!(stats.steps.iter().all(|s| s.lr == 1e-6));
+    assert_eq!(stats.skipped, 0);
+    // Every sample was trained 4 times, 4 input tokens each.
+    assert_eq!(stats.trained_tokens, 4 * 2048 * 4);
+}
+
 /// A policy briefly trained on GeneralPoints expert answers, made once and shared by the
 /// tests below.
 fn sft_policy() -> &'static Path {
@@ -147,7 +243,8 @@ epochs = 4
 micro_batch = 16
 lr = 1e-2
 warmup_ratio = 0.1
-grad_clip_norm = 1.0
+lr_schedule = "cosine"
+max_grad_norm = 1.0
 checkpoint_every = 1000
 "#,
         runs = dir.join("runs").display(),
@@ -186,7 +283,7 @@ hidden = [32, 16]
     RlConfig::from_toml(&text, Path::new("rl.toml")).unwrap()
 }
 
-const PPO: &str = "[ppo]\nnum_updates = 6\nmini_batch_size = 8\ngrad_accum = 1\nnum_ppo_epochs = 2\nmax_grad_norm = 1.0\n";
+const PPO: &str = "[ppo]\nnum_updates = 6\nmini_batch_size = 8\nsamples_per_step = 8\nnum_ppo_epochs = 2\nmax_grad_norm = 1.0\n";
 
 #[test]
 fn ppo_raises_the_mean_reward() {
@@ -247,7 +344,7 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
     let mut quiet = |_: &str| {};
     let ppo = |updates: usize| {
         format!(
-            "[ppo]\nnum_updates = {updates}\nmini_batch_size = 4\ngrad_accum = 3\nnum_ppo_epochs = 1\n"
+            "[ppo]\nnum_updates = {updates}\nmini_batch_size = 4\nsamples_per_step = 12\nnum_ppo_epochs = 1\n"
         )
     };
     let full = run_rl::<A>(
@@ -290,7 +387,7 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
     // starting policy, entropy bonus, terminal truncation, no whitening.
     let options = format!(
         "{}advantage = \"group\"\ngroup_size = 4\nratio = \"token\"\nkl_coef = 0.05\n\
-         entropy_coef = 0.01\ntruncation = \"terminal\"\nwhiten_advantages = false\n",
+         entropy_coef = 0.01\ntruncation = \"terminal\"\nwhiten_advantages = \"off\"\n",
         ppo(1)
     );
     let s = run_rl::<A>(
@@ -308,7 +405,7 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
 
     // A learning rate of 1e30 blows the weights up at the first optimizer step; the next
     // update stops with a clear error, and the checkpoint before it is kept.
-    let diverge = "[ppo]\nnum_updates = 3\nmini_batch_size = 8\ngrad_accum = 100\nnum_ppo_epochs = 1\n[optim]\nlr = 1e30\nmin_lr = 1e30\n";
+    let diverge = "[ppo]\nnum_updates = 3\nmini_batch_size = 8\nsamples_per_step = 800\nnum_ppo_epochs = 1\n[optim]\nlr = 1e30\nmin_lr = 1e30\n";
     let mut cfg = rl_config(&dir, policy, "diverge", "");
     let over = RlConfig::from_toml(
         &format!("name = \"x\"\npolicy = \"p\"\n{diverge}"),

@@ -41,7 +41,7 @@ fn config(dir: &Path, name: &str, max_steps: Option<usize>) -> SftConfig {
     config_with(dir, name, max_steps, OPTIM, "")
 }
 
-const OPTIM: &str = "lr = 1e-2\ngrad_clip_norm = 1.0\nwarmup_ratio = 0.2\ncheckpoint_every = 2";
+const OPTIM: &str = "lr = 1e-2\nmax_grad_norm = 1.0\nlr_schedule = \"cosine\"\nwarmup_ratio = 0.2\ncheckpoint_every = 2";
 
 /// The test run's config: `optim` goes into `[train]`, `sections` after it.
 fn config_with(

@@ -272,7 +272,10 @@ mod tests {
             assert_eq!(s.rl.policy, init_final);
             assert_eq!(
                 s.sft.model,
-                ModelConfig::Pretrained { path: init_final },
+                ModelConfig::Pretrained {
+                    path: init_final,
+                    chat_date: None,
+                },
                 "{}",
                 path.display()
             );

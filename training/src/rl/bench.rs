@@ -36,7 +36,8 @@ pub struct RlBenchConfig {
     pub max_new_tokens: usize,
     pub num_ppo_epochs: usize,
     pub mini_batch_size: usize,
-    pub grad_accum: usize,
+    /// Samples per optimizer step (a multiple of `mini_batch_size`).
+    pub samples_per_step: usize,
     /// Updates timed (after one untimed warm-up update).
     pub updates: usize,
 }
@@ -86,7 +87,7 @@ pub fn bench_rl<A: AutodiffBackend>(
     let ppo = PpoConfig {
         num_ppo_epochs: config.num_ppo_epochs,
         mini_batch_size: config.mini_batch_size,
-        grad_accum: config.grad_accum,
+        samples_per_step: config.samples_per_step,
         ..PpoConfig::default()
     };
     let marker = answer_marker(&tokenizer, &ppo.answer_key)?;

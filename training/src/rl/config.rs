@@ -25,6 +25,11 @@ pub struct RlConfig {
     pub seed: u64,
     /// The starting policy: an SFT checkpoint folder (HF layout with `tokenizer.json`) or GGUF.
     pub policy: PathBuf,
+    /// The `Today Date` of the system turn of Llama 3.1+ chat templates (default: the
+    /// policy's, as its SFT run set it, else "26 Jul 2024"). An error for templates without
+    /// one.
+    #[serde(default)]
+    pub chat_date: Option<String>,
     /// The task: `gp-l` (GeneralPoints, text) or `virl-l` (V-IRL navigation, text).
     #[serde(default)]
     pub env: EnvKind,
@@ -138,6 +143,20 @@ pub enum RatioKind {
     Token,
 }
 
+/// How advantages are whitened (mean 0, std 1) before the PPO epochs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Whitening {
+    /// Over groups of `whiten_group_size` samples (the reference: each of its 8 processes
+    /// whitens its own buffer of 256 samples).
+    #[default]
+    PerGroup,
+    /// Over the whole buffer at once.
+    Buffer,
+    /// Not at all.
+    Off,
+}
+
 /// The PPO algorithm (TRL names where they exist, the reference's otherwise).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -152,8 +171,12 @@ pub struct PpoConfig {
     pub advantage: AdvantageKind,
     /// With `advantage = "group"`: environments per group (they play the same hands).
     pub group_size: usize,
-    /// Normalise advantages over the buffer (mean 0, std 1; reference on).
-    pub whiten_advantages: bool,
+    /// Advantage whitening: `per_group` (reference), `buffer` or `off`.
+    pub whiten_advantages: Whitening,
+    /// With `per_group`: samples per group (reference 256, one process's buffer). The buffer,
+    /// environment by environment and each in time order, is cut into groups of this size; it
+    /// must be a multiple of it, or no larger (then it is one group).
+    pub whiten_group_size: usize,
     /// Policy ratio clip (reference 0.1).
     pub cliprange: f32,
     /// Value clip around the rollout value (reference 0.1).
@@ -167,9 +190,14 @@ pub struct PpoConfig {
     pub num_ppo_epochs: usize,
     /// Samples per forward/backward pass (reference 1).
     pub mini_batch_size: usize,
-    /// Minibatches per optimizer step (reference 128).
-    pub grad_accum: usize,
-    /// Clip the global gradient norm to this (reference 0.01).
+    /// Samples whose gradients are averaged into one optimizer step, a multiple of
+    /// `mini_batch_size` (reference 1024: gradient accumulation 128 × 1 sample on each of 8
+    /// processes). With 8 × 256 samples and 4 epochs, an update takes 8 steps; a last step
+    /// short of samples takes what is left.
+    pub samples_per_step: usize,
+    /// Clip the global L2 norm of each step's gradient to this; 0: no clipping (reference 1.0:
+    /// DeepSpeed's `gradient_clipping`, which Accelerate fills with 1.0; the 0.01 of the
+    /// reference's PPO config is never applied, docs/reference-behaviour.md §2).
     pub max_grad_norm: f32,
     /// Weight of the thought tokens in the action log-prob (reference 0.5).
     pub thought_prob_coef: f32,
@@ -185,7 +213,35 @@ pub struct PpoConfig {
     pub entropy_coef: f32,
 }
 
-/// Adam with a cosine schedule stepped once per update.
+/// How far PyTorch's cosine schedule advances after each update.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleStepping {
+    /// [`REFERENCE_PROCESSES`] scheduler steps per update (the reference: Accelerate steps a
+    /// prepared scheduler once per process on every call, and 8 processes run; with t_max 100
+    /// the rate reaches min_lr after update 12 and rises again; docs/reference-behaviour.md §1).
+    #[default]
+    PerProcess,
+    /// One scheduler step per update (paper-spec §4.7's reading: barely decays in 20 updates).
+    PerUpdate,
+}
+
+/// The reference's process count: the cosine advances this many steps per update with
+/// [`ScheduleStepping::PerProcess`].
+pub const REFERENCE_PROCESSES: usize = 8;
+
+impl ScheduleStepping {
+    /// Scheduler steps per update.
+    pub fn steps_per_update(self) -> usize {
+        match self {
+            ScheduleStepping::PerProcess => REFERENCE_PROCESSES,
+            ScheduleStepping::PerUpdate => 1,
+        }
+    }
+}
+
+/// Adam with PyTorch's cosine schedule, advanced after each update (the rate is constant
+/// within an update).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
@@ -193,8 +249,11 @@ pub struct OptimConfig {
     pub lr: f64,
     /// Cosine floor (reference 1e-9).
     pub min_lr: f64,
-    /// Cosine period in updates (reference 100 for GP, 20 for V-IRL).
+    /// Scheduler steps from lr to min_lr; the rate rises again after them (reference 100 for
+    /// GP, 20 for V-IRL).
     pub t_max: usize,
+    /// Scheduler steps per update: `per_process` (reference, 8) or `per_update` (1).
+    pub schedule_stepping: ScheduleStepping,
     /// Adam β1, β2, ε (reference 0.9, 0.999, 1e-7; no weight decay).
     pub beta1: f32,
     pub beta2: f32,
@@ -230,15 +289,16 @@ impl Default for PpoConfig {
             truncation: Truncation::Reference,
             advantage: AdvantageKind::Gae,
             group_size: 1,
-            whiten_advantages: true,
+            whiten_advantages: Whitening::PerGroup,
+            whiten_group_size: 256,
             cliprange: 0.1,
             cliprange_value: 0.1,
             vf_coef: 0.5,
             ratio_threshold: 10.0,
             num_ppo_epochs: 4,
             mini_batch_size: 1,
-            grad_accum: 128,
-            max_grad_norm: 0.01,
+            samples_per_step: 1024,
+            max_grad_norm: 1.0,
             thought_prob_coef: 0.5,
             answer_key: "formula".into(),
             ratio: RatioKind::Action,
@@ -254,6 +314,7 @@ impl Default for OptimConfig {
             lr: 1e-6,
             min_lr: 1e-9,
             t_max: 100,
+            schedule_stepping: ScheduleStepping::PerProcess,
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-7,
@@ -340,7 +401,8 @@ impl RunConfig for RlConfig {
             ("ppo.group_size", p.group_size),
             ("ppo.num_ppo_epochs", p.num_ppo_epochs),
             ("ppo.mini_batch_size", p.mini_batch_size),
-            ("ppo.grad_accum", p.grad_accum),
+            ("ppo.samples_per_step", p.samples_per_step),
+            ("ppo.whiten_group_size", p.whiten_group_size),
             ("optim.t_max", o.t_max),
             ("checkpoint_every", self.checkpoint_every),
         ];
@@ -368,6 +430,7 @@ impl RunConfig for RlConfig {
             ("ppo.thought_prob_coef", p.thought_prob_coef),
             ("ppo.kl_coef", p.kl_coef),
             ("ppo.entropy_coef", p.entropy_coef),
+            ("ppo.max_grad_norm", p.max_grad_norm),
         ];
         if let Some((field, _)) = non_negative
             .iter()
@@ -377,7 +440,6 @@ impl RunConfig for RlConfig {
         }
         let positive_f = [
             ("ppo.ratio_threshold", p.ratio_threshold),
-            ("ppo.max_grad_norm", p.max_grad_norm),
             ("optim.epsilon", o.epsilon),
         ];
         if let Some((field, _)) = positive_f
@@ -394,6 +456,32 @@ impl RunConfig for RlConfig {
         }
         if p.answer_key.is_empty() {
             return Err("`ppo.answer_key` must not be empty".into());
+        }
+        if p.samples_per_step % p.mini_batch_size != 0 {
+            return Err(format!(
+                "`ppo.samples_per_step` ({}) must be a multiple of `ppo.mini_batch_size` ({})",
+                p.samples_per_step, p.mini_batch_size
+            ));
+        }
+        let buffer = r.num_envs * r.num_steps;
+        let group = p.whiten_group_size;
+        if p.whiten_advantages == Whitening::PerGroup && group < 2 {
+            return Err("`ppo.whiten_group_size` must be at least 2".into());
+        }
+        if p.whiten_advantages != Whitening::PerGroup
+            && group != PpoConfig::default().whiten_group_size
+        {
+            return Err(
+                "`ppo.whiten_group_size` applies to `ppo.whiten_advantages = \"per_group\"` only"
+                    .into(),
+            );
+        }
+        if p.whiten_advantages == Whitening::PerGroup && buffer > group && buffer % group != 0 {
+            return Err(format!(
+                "`ppo.whiten_group_size` ({group}) must divide the buffer of \
+                 rollout.num_envs × rollout.num_steps = {buffer} samples (or be at least as \
+                 large), or set `ppo.whiten_advantages` = \"buffer\""
+            ));
         }
         if p.advantage == AdvantageKind::Group && r.num_envs % p.group_size != 0 {
             return Err("`ppo.group_size` must divide `rollout.num_envs`".into());
@@ -422,10 +510,16 @@ mod tests {
         assert_eq!((p.gamma, p.lam), (0.9, 0.95));
         assert_eq!((p.cliprange, p.cliprange_value, p.vf_coef), (0.1, 0.1, 0.5));
         assert_eq!(
-            (p.num_ppo_epochs, p.mini_batch_size, p.grad_accum),
-            (4, 1, 128)
+            (p.num_ppo_epochs, p.mini_batch_size, p.samples_per_step),
+            (4, 1, 1024)
         );
-        assert_eq!((p.max_grad_norm, p.thought_prob_coef), (0.01, 0.5));
+        assert_eq!(
+            (p.whiten_advantages, p.whiten_group_size),
+            (Whitening::PerGroup, 256)
+        );
+        // docs/reference-behaviour.md §1 and §2.
+        assert_eq!((p.max_grad_norm, p.thought_prob_coef), (1.0, 0.5));
+        assert_eq!(c.optim.schedule_stepping.steps_per_update(), 8);
         assert_eq!((p.kl_coef, p.entropy_coef, p.num_updates), (0.0, 0.0, 20));
         assert_eq!(p.truncation, Truncation::Reference);
         assert_eq!(
@@ -464,8 +558,36 @@ mod tests {
             e.starts_with("rl.toml: ") && e.contains("clip_range"),
             "{e}"
         );
-        let e = parse(&format!("{BASE}[ppo]\ngrad_accum = 0\n")).unwrap_err();
-        assert!(e.contains("ppo.grad_accum"), "{e}");
+        let e = parse(&format!("{BASE}[ppo]\nsamples_per_step = 0\n")).unwrap_err();
+        assert!(e.contains("ppo.samples_per_step"), "{e}");
+        let e = parse(&format!(
+            "{BASE}[ppo]\nmini_batch_size = 3\nsamples_per_step = 1024\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("ppo.samples_per_step") && e.contains("(3)"),
+            "{e}"
+        );
+        // 8 × 100 samples do not split into groups of 256; a smaller buffer is one group.
+        let e = parse(&format!("{BASE}[rollout]\nnum_steps = 100\n")).unwrap_err();
+        assert!(
+            e.contains("ppo.whiten_group_size") && e.contains("800"),
+            "{e}"
+        );
+        parse(&format!("{BASE}[rollout]\nnum_steps = 20\n")).unwrap();
+        parse(&format!(
+            "{BASE}[rollout]\nnum_steps = 100\n[ppo]\nwhiten_advantages = \"buffer\"\n"
+        ))
+        .unwrap();
+        let e = parse(&format!(
+            "{BASE}[ppo]\nwhiten_advantages = \"off\"\nwhiten_group_size = 64\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("ppo.whiten_group_size"), "{e}");
+        let e = parse(&format!("{BASE}[ppo]\nmax_grad_norm = -1.0\n")).unwrap_err();
+        assert!(e.contains("ppo.max_grad_norm"), "{e}");
+        let e = parse(&format!("{BASE}[ppo]\ngrad_accum = 128\n")).unwrap_err();
+        assert!(e.contains("grad_accum"), "{e}");
         let e = parse(&format!("{BASE}[ppo]\ntruncation = \"magic\"\n")).unwrap_err();
         assert!(e.contains("magic"), "{e}");
         let e = parse(&format!("{BASE}[rollout]\ntemperature = 0.0\n")).unwrap_err();

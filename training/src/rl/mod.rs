@@ -11,7 +11,6 @@ pub mod bench;
 pub mod buffer;
 pub mod config;
 pub mod gae;
-pub mod grad_clip;
 pub mod logprob;
 pub mod loss;
 pub mod ppo;

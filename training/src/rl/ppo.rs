@@ -1,6 +1,7 @@
-//! Advantages over a collected buffer and the PPO update: epochs of shuffled minibatches,
-//! gradients accumulated over `grad_accum` minibatches, the global norm clipped, one Adam step
-//! (RL4VLM `PPO.update` under Accelerate's gradient accumulation).
+//! Advantages over a collected buffer and the PPO update: epochs of shuffled minibatches, the
+//! gradients of `samples_per_step` samples averaged, the global norm clipped, one Adam step
+//! (RL4VLM `PPO.update` under Accelerate and DeepSpeed's gradient accumulation over 8
+//! processes: 1024 samples per step).
 
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
@@ -8,16 +9,17 @@ use burn::tensor::{Tensor, TensorData};
 use sftvsrl_envs::Rng;
 
 use super::buffer::{Sample, ScoreBatch};
-use super::config::{AdvantageKind, PpoConfig, RatioKind};
+use super::config::{AdvantageKind, PpoConfig, RatioKind, Whitening};
 use super::gae::{Trajectory, discounted_returns, gae_returns, group_advantages, whiten};
-use super::grad_clip::clip_global_norm;
 use super::loss::{RatioStats, mean_entropy, policy_loss, value_loss};
 use super::value_head::ActorCritic;
 use crate::error::TrainError;
+use crate::grad_clip::clip_global_norm;
 use crate::step::scalar;
 
 /// Per-sample advantages and value targets of a step-major buffer
-/// (`samples[t · num_envs + e]`), bootstrapped with `next_values`.
+/// (`samples[t · num_envs + e]`), bootstrapped with `next_values`, whitened as
+/// `cfg.whiten_advantages` says.
 pub fn advantages(
     samples: &[Sample],
     next_values: &[f64],
@@ -55,10 +57,29 @@ pub fn advantages(
     if cfg.advantage == AdvantageKind::Group {
         adv = group_advantages(&returns, &group_keys);
     }
-    if cfg.whiten_advantages {
-        adv = whiten(&adv);
+    match cfg.whiten_advantages {
+        Whitening::PerGroup => whiten_groups(&mut adv, num_envs, cfg.whiten_group_size),
+        Whitening::Buffer => adv = whiten(&adv),
+        Whitening::Off => {}
     }
     (adv, returns)
+}
+
+/// Whitens a step-major buffer of `num_envs` environments in groups of `group_size` samples,
+/// taken environment by environment, each in time order (a group of 256 is one of the
+/// reference's processes when each environment runs 256 steps). A last, shorter group is
+/// whitened on its own.
+fn whiten_groups(adv: &mut [f64], num_envs: usize, group_size: usize) {
+    let steps = adv.len() / num_envs;
+    let env_major: Vec<usize> = (0..num_envs)
+        .flat_map(|e| (0..steps).map(move |t| t * num_envs + e))
+        .collect();
+    for group in env_major.chunks(group_size) {
+        let values: Vec<f64> = group.iter().map(|&i| adv[i]).collect();
+        for (&i, w) in group.iter().zip(whiten(&values)) {
+            adv[i] = w;
+        }
+    }
 }
 
 /// What one PPO update did.
@@ -75,12 +96,25 @@ pub struct UpdateStats {
     /// Mean global gradient norm before clipping.
     pub grad_norm: f64,
     pub optimizer_steps: usize,
+    /// Each optimizer step of the update, in order.
+    pub steps: Vec<OptimizerStep>,
     /// Minibatches where some ratio exceeded the threshold (clipped surrogate only).
     pub ratio_rule_hits: usize,
     /// Minibatches skipped because a log-prob was NaN.
     pub skipped: usize,
     /// Tokens through forward and backward passes.
     pub trained_tokens: u64,
+}
+
+/// One optimizer step of an update.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OptimizerStep {
+    /// The learning rate applied.
+    pub lr: f64,
+    /// Samples whose gradients were averaged (skipped minibatches not counted).
+    pub samples: usize,
+    /// The global gradient norm before clipping.
+    pub grad_norm: f64,
 }
 
 /// A collected buffer with its advantages and value targets, index for index.
@@ -121,18 +155,14 @@ where
 {
     let mut stats = UpdateStats::default();
     let (mut ratios, mut clipped, mut kl_sum, mut trained) = (0usize, 0usize, 0.0, 0usize);
-    let mut accumulator = GradientsAccumulator::<ActorCritic<A>>::new();
     let samples = experience.samples;
-    let per_epoch = samples.len().div_ceil(cfg.mini_batch_size);
-    let total = per_epoch * cfg.num_ppo_epochs;
-    let mut pending = 0;
-    let mut micro = 0;
-    for epoch in 0..cfg.num_ppo_epochs {
-        let mut order: Vec<usize> = (0..samples.len()).collect();
-        Rng::derive(settings.seed, epoch as u64).shuffle(&mut order);
-        for chunk in order.chunks(cfg.mini_batch_size) {
-            micro += 1;
-            pending += 1;
+    let minibatches = minibatch_order(samples.len(), cfg, settings.seed);
+    let per_step = cfg.samples_per_step / cfg.mini_batch_size;
+    for step in minibatches.chunks(per_step) {
+        let step_samples: usize = step.iter().map(Vec::len).sum();
+        let mut accumulator = GradientsAccumulator::<ActorCritic<A>>::new();
+        let mut accumulated = 0;
+        for chunk in step {
             let picked: Vec<&Sample> = chunk.iter().map(|&i| &samples[i]).collect();
             if let Some(loss) = minibatch_loss(
                 &model, &picked, chunk, experience, cfg, &settings, &mut stats, device,
@@ -142,18 +172,27 @@ where
                 clipped += c;
                 kl_sum += k;
                 trained += 1;
-                let grads = GradientsParams::from_grads(loss.loss.backward(), &model);
+                accumulated += chunk.len();
+                // The minibatch's mean loss, weighted by its share of the step's samples.
+                let share = chunk.len() as f32 / step_samples as f32;
+                let grads = GradientsParams::from_grads((loss.loss * share).backward(), &model);
                 accumulator.accumulate(&model, grads);
             }
-            if pending == cfg.grad_accum || micro == total {
-                let mut grads = accumulator.grads();
-                stats.grad_norm += clip_global_norm(&model, &mut grads, cfg.max_grad_norm);
-                model = optim.step(settings.lr, model, grads);
-                stats.optimizer_steps += 1;
-                pending = 0;
-            }
         }
+        if accumulated == 0 {
+            continue;
+        }
+        let mut grads = accumulator.grads();
+        let grad_norm = clip_global_norm(&model, &mut grads, cfg.max_grad_norm);
+        model = optim.step(settings.lr, model, grads);
+        stats.grad_norm += grad_norm;
+        stats.steps.push(OptimizerStep {
+            lr: settings.lr,
+            samples: accumulated,
+            grad_norm,
+        });
     }
+    stats.optimizer_steps = stats.steps.len();
     if trained == 0 {
         return Err(TrainError::NonFinite {
             step: settings.steps_before + 1,
@@ -170,7 +209,23 @@ where
     Ok((model, stats))
 }
 
-/// The loss of one minibatch, scaled for accumulation, and its ratio counts.
+/// The sample indices of every minibatch of an update, in training order: each epoch a fresh
+/// permutation of the buffer (drawn from `seed` and the epoch), cut into `mini_batch_size`
+/// chunks.
+fn minibatch_order(len: usize, cfg: &PpoConfig, seed: u64) -> Vec<Vec<usize>> {
+    (0..cfg.num_ppo_epochs)
+        .flat_map(|epoch| {
+            let mut order: Vec<usize> = (0..len).collect();
+            Rng::derive(seed, epoch as u64).shuffle(&mut order);
+            order
+                .chunks(cfg.mini_batch_size)
+                .map(<[usize]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The mean loss of one minibatch and its ratio counts.
 struct MinibatchLoss<A: AutodiffBackend> {
     loss: Tensor<A, 1>,
     /// Ratios, clipped ratios, Σ k3.
@@ -266,12 +321,12 @@ fn minibatch_loss<A: AutodiffBackend>(
     let total = policy_value + cfg.vf_coef * value_value;
     if !total.is_finite() {
         return Err(TrainError::NonFinite {
-            step: settings.steps_before + stats.optimizer_steps + 1,
+            step: settings.steps_before + stats.steps.len() + 1,
             loss: total,
         });
     }
     Ok(Some(MinibatchLoss {
-        loss: loss / cfg.grad_accum as f32,
+        loss,
         ratios: (ratio.count, ratio.clipped, ratio.kl_sum),
     }))
 }

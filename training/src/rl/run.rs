@@ -23,7 +23,7 @@ use super::buffer::Sample;
 use super::config::{AdvantageKind, RlConfig};
 use super::gae::{explained_variance, mean};
 use super::logprob::answer_marker;
-use super::ppo::{Experience, UpdateSettings, UpdateStats, advantages, ppo_update};
+use super::ppo::{Experience, OptimizerStep, UpdateSettings, UpdateStats, advantages, ppo_update};
 use super::rollout::{CollectSettings, Collected, Finished, collect, rl_envs, rl_pool};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::checkpoint;
@@ -34,7 +34,7 @@ use crate::flops::{inference_flops, train_flops};
 use crate::gp_eval::{GpEvalResult, gp_success};
 use crate::metrics_log::MetricsLog;
 use crate::policy::TextPolicy;
-use crate::schedule::WarmupCosine;
+use crate::schedule::cosine_annealing;
 use crate::skeleton::RunFolder;
 
 /// Where an RL run stands after an update (saved in each checkpoint).
@@ -80,10 +80,15 @@ pub fn run_rl<A: AutodiffBackend>(
 ) -> Result<RlSummary, TrainError> {
     let mut folder = RunFolder::open(config, resume, config.export_checkpoints)?;
     let loaded = load_pretrained::<A>(&config.policy, device)?;
-    let tokenizer = loaded.tokenizer.ok_or_else(|| TrainError::Config {
+    let mut tokenizer = loaded.tokenizer.ok_or_else(|| TrainError::Config {
         path: config.policy.clone(),
         message: "the policy checkpoint has no tokenizer.json".into(),
     })?;
+    if let Some(date) = &config.chat_date {
+        tokenizer
+            .set_chat_date(date)
+            .map_err(|e| TrainError::Invalid(format!("`chat_date`: {e}")))?;
+    }
     let (r, p, o) = (&config.rollout, &config.ppo, &config.optim);
     let marker = answer_marker(&tokenizer, &p.answer_key)?;
     let hidden = loaded.model.config().hidden_size;
@@ -117,7 +122,7 @@ pub fn run_rl<A: AutodiffBackend>(
     let saved = (progress.update > 0).then(|| progress.envs.clone());
     let (envs, parsable) = rl_envs(config)?;
     let mut pool = rl_pool(envs, config.seed, group_size, saved, &tokenizer)?;
-    let schedule = WarmupCosine::new(o.lr, o.t_max, 0.0, o.min_lr / o.lr);
+    let schedule_steps = o.schedule_stepping.steps_per_update();
     let multiple = pad_multiple::<A>(config.pad_to_multiple_of, device);
     let generate = GenerateConfig {
         max_new_tokens: r.max_new_tokens,
@@ -130,8 +135,17 @@ pub fn run_rl<A: AutodiffBackend>(
         pad_to_multiple_of: Some(multiple),
     };
     display.line(&format!(
-        "{params} parameters; {} updates of {} environments × {} steps",
-        p.num_updates, r.num_envs, r.num_steps
+        "{params} parameters; {} updates of {} environments × {} steps; {} samples per \
+         optimizer step; cosine lr {:.3e} → {:.3e} over {} scheduler steps, {schedule_steps} \
+         per update; chat template {}",
+        p.num_updates,
+        r.num_envs,
+        r.num_steps,
+        p.samples_per_step,
+        o.lr,
+        o.min_lr,
+        o.t_max,
+        tokenizer.chat_template()
     ));
 
     let evaluate = |model: &ActorCritic<A>, when: &str, display: &mut dyn RunDisplay| {
@@ -161,7 +175,7 @@ pub fn run_rl<A: AutodiffBackend>(
     let mut mean_rewards = Vec::new();
     while progress.update < p.num_updates {
         let update = progress.update;
-        let lr = schedule.lr(update);
+        let lr = cosine_annealing(o.lr, o.min_lr, o.t_max, schedule_steps * update);
         let inference = model.valid();
         let collected = collect(
             &mut TextPolicy::critic(&inference, device),
@@ -343,6 +357,10 @@ impl UpdateReport<'_> {
             "grad_norm": stats.grad_norm, "ratio_rule_hits": stats.ratio_rule_hits,
             "skipped_minibatches": stats.skipped,
             "optimizer_steps": progress.optimizer_steps,
+            "update_optimizer_steps": stats.steps.len(),
+            "step_lrs": stats.steps.iter().map(|s| s.lr).collect::<Vec<_>>(),
+            "step_samples": stats.steps.iter().map(|s| s.samples).collect::<Vec<_>>(),
+            "step_grad_norms": stats.steps.iter().map(|s| s.grad_norm).collect::<Vec<_>>(),
             "trained_tokens": progress.trained_tokens,
             "inference_tokens": progress.inference_tokens, "flops": progress.flops,
             "time_generation_s": t.generation.as_secs_f64(),
@@ -352,21 +370,48 @@ impl UpdateReport<'_> {
             "sample_response": samples[0].text,
         }))?;
         display.line(&format!(
-            "update {}/{} lr {:.3e} reward {reward:.3} success {} parsable {parsable:.2} \
-             value loss {:.4} clip {:.3} kl {:.4} | gen {:.1}s env {:.2}s update {:.1}s",
+            "update {}/{} reward {reward:.3} success {} parsable {parsable:.2} \
+             value loss {:.4} clip {:.3} kl {:.4} | {} | gen {:.1}s env {:.2}s update {:.1}s",
             progress.update,
             self.num_updates,
-            self.lr,
             success.map_or("-".into(), |s| format!("{s:.3}")),
             stats.value_loss,
             stats.clip_fraction,
             stats.approx_kl,
+            steps_line(&stats.steps),
             t.generation.as_secs_f64(),
             t.environment.as_secs_f64(),
             self.update_time.as_secs_f64(),
         ));
         Ok(reward)
     }
+}
+
+/// The optimizer steps of an update as a log reads them: `8 steps (1024 samples each) at lr
+/// 1.000e-6`, or each step's samples and rate when they differ.
+fn steps_line(steps: &[OptimizerStep]) -> String {
+    let Some(first) = steps.first() else {
+        return "no optimizer step".into();
+    };
+    let n = steps.len();
+    let plural = if n == 1 { "" } else { "s" };
+    if steps
+        .iter()
+        .all(|s| (s.lr, s.samples) == (first.lr, first.samples))
+    {
+        return format!(
+            "{n} optimizer step{plural} ({} samples each) at lr {:.3e}",
+            first.samples, first.lr
+        );
+    }
+    let each: Vec<String> = steps
+        .iter()
+        .map(|s| format!("{}@{:.3e}", s.samples, s.lr))
+        .collect();
+    format!(
+        "{n} optimizer step{plural} (samples@lr: {})",
+        each.join(" ")
+    )
 }
 
 /// The binomial standard error of a success rate.

@@ -1,5 +1,6 @@
 //! Clipping the gradient by its global L2 norm over every parameter, as
-//! `torch.nn.utils.clip_grad_norm_` does (Burn's own clipping works per tensor).
+//! `torch.nn.utils.clip_grad_norm_` and DeepSpeed's `gradient_clipping` do (Burn's own clipping
+//! works per tensor). SFT and PPO share it: `max_grad_norm` means the same in both.
 
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -33,7 +34,8 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
 }
 
 /// Scales `grads` so that their global norm is at most `max_norm` (by
-/// `max_norm / (norm + 1e-6)`, as PyTorch); returns the norm before clipping.
+/// `max_norm / (norm + 1e-6)`, as PyTorch); `max_norm = 0` leaves them as they are. Returns the
+/// norm before clipping.
 pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     module: &M,
     grads: &mut GradientsParams,
@@ -43,7 +45,7 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     module.visit(&mut norm);
     let total = norm.sum.sqrt();
     let factor = f64::from(max_norm) / (total + 1e-6);
-    if factor < 1.0 {
+    if max_norm > 0.0 && factor < 1.0 {
         module.visit(&mut Scale {
             grads,
             factor: factor as f32,
@@ -94,5 +96,10 @@ mod tests {
         let mut grads = GradientsParams::from_grads(loss.backward(), &m);
         clip_global_norm(&m, &mut grads, 10.0);
         assert_eq!(first(grads.get::<Inner, 1>(m.a.id)), 3.0);
+        // 0 turns clipping off, and the norm is still measured.
+        let loss = m.a.val().sum() * 30.0;
+        let mut grads = GradientsParams::from_grads(loss.backward(), &m);
+        assert!((clip_global_norm(&m, &mut grads, 0.0) - 30.0).abs() < 1e-4);
+        assert_eq!(first(grads.get::<Inner, 1>(m.a.id)), 30.0);
     }
 }
