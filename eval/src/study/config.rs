@@ -283,6 +283,24 @@ mod tests {
         }
     }
 
+    /// The published Inits are SFT steps 400 (GP-L) and, for our SmolLM2 study, 200: the data
+    /// left after the validation split must fill exactly that many global batches.
+    #[test]
+    fn the_pretrained_studies_inits_reach_their_step_counts() {
+        for (name, steps) in [("gp-l-paper", 400), ("gp-l-smollm2", 200)] {
+            let path =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../config/study/{name}.toml"));
+            let init = Study::from_file(&path).unwrap().init;
+            let n = init.data.generate.as_ref().unwrap().n;
+            let (train, _) =
+                sftvsrl_training::data::split((0..n).collect(), init.data.valid_fraction, 0);
+            let batch = init.train.micro_batch * init.train.grad_accum;
+            assert_eq!(train.len(), steps * batch, "{name}");
+            assert_eq!(init.train.epochs, 1, "{name}");
+            assert!(init.train.max_steps.is_none_or(|m| m == steps), "{name}");
+        }
+    }
+
     #[test]
     fn the_tiny_study_writes_its_data_inside_the_study_and_holds_out_the_ood_rule() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/study/gp-l-tiny.toml");
