@@ -1,13 +1,14 @@
 //! Row and elementwise kernels of the model's fused operations: the softmax of attention
-//! scores, the SwiGLU gate `silu(gate) · up` and RMSNorm, each with its backward step, with a
-//! vectorised `exp`.
+//! scores, the SwiGLU gate `silu(gate) · up`, RMSNorm and the rotary position embedding, each
+//! with its backward step, with a vectorised `exp`.
 //!
 //! Each kernel has an AVX-512 version (16 lanes at a time, the scalar code for the tails) and
 //! a portable scalar one. The AVX-512 versions run where [`sgemm`](crate::sgemm) uses its
 //! AVX-512 micro-kernel; setting `SFTVSRL_KERNELS_FORCE_AVX2` (which picks the AVX2 product
 //! kernel) also picks the portable row kernels, so that tests can run both. The whole-tensor
-//! kernels ([`swiglu`], [`rms_norm`] and their backward steps) split their work into fixed
-//! chunks on rayon's global pool, so their results do not depend on the number of threads.
+//! kernels ([`swiglu`], [`rms_norm`], [`rope`] and their backward steps) split their work into
+//! fixed chunks on rayon's global pool, so their results do not depend on the number of
+//! threads.
 
 use std::mem::MaybeUninit;
 
@@ -238,4 +239,65 @@ fn rms_norm_backward_chunk(
     d_weight: &mut [f32],
 ) {
     by_isa!(rms_norm_backward(grad, x, weight, inv_rms, dx, d_weight))
+}
+
+/// The rotary position embedding in the rotate-half layout, over rows of `dim` features (`dim`
+/// even): with `(x₁, x₂)` the two halves of a row of `x`, and `cos`, `sin` the row's factors
+/// (the sign of the rotation carried by `sin`), `out = (x₁·cos₁ + x₂·sin₁, x₂·cos₂ + x₁·sin₂)`.
+/// Every element of `out` is written. The four slices must be equally long, a multiple of
+/// `dim`.
+pub fn rope(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    dim: usize,
+    out: &mut [MaybeUninit<f32>],
+) -> Result<(), KernelError> {
+    rope_rows(x, cos, sin, dim, out, false)
+}
+
+/// The backward step of [`rope`]: the gradient of `x` from the output's gradient `grad`,
+/// `dx = (g₁·cos₁ + g₂·sin₂, g₂·cos₂ + g₁·sin₁)` per row. Every element of `dx` is written.
+pub fn rope_backward(
+    grad: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    dim: usize,
+    dx: &mut [MaybeUninit<f32>],
+) -> Result<(), KernelError> {
+    rope_rows(grad, cos, sin, dim, dx, true)
+}
+
+/// [`rope`] (or, with `backward`, [`rope_backward`]) after checking the lengths.
+fn rope_rows(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    dim: usize,
+    out: &mut [MaybeUninit<f32>],
+    backward: bool,
+) -> Result<(), KernelError> {
+    let shape = Rows::of(x.len(), dim)?;
+    if !dim.is_multiple_of(2) {
+        return Err(KernelError::LengthMismatch);
+    }
+    same_lengths(&[x.len(), cos.len(), sin.len(), out.len()])?;
+    let floats = shape.per_chunk() * dim;
+    let factors = cos.par_chunks(floats).zip(sin.par_chunks(floats));
+    out.par_chunks_mut(floats)
+        .zip(x.par_chunks(floats).zip(factors))
+        .for_each(|(out, (x, (cos, sin)))| rope_chunk(x, cos, sin, dim, out, backward));
+    Ok(())
+}
+
+/// [`rope_rows`] of whole rows.
+fn rope_chunk(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    dim: usize,
+    out: &mut [MaybeUninit<f32>],
+    backward: bool,
+) {
+    by_isa!(rope(x, cos, sin, dim, out, backward))
 }

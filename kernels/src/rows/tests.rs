@@ -90,6 +90,8 @@ struct Kernels {
     swiglu_backward: fn(&[f32], &[f32], &[f32], &mut Out, &mut Out),
     rms_norm: fn(&[f32], &[f32], f32, &mut Out, &mut [f32]),
     rms_norm_backward: fn(&[f32], &[f32], &[f32], &[f32], &mut Out, &mut [f32]),
+    /// RoPE, forward or (with `true`) backward.
+    rope: fn(&[f32], &[f32], &[f32], usize, &mut Out, bool),
 }
 
 /// The portable kernels, the AVX-512 ones where the CPU has them, and the public entry points
@@ -106,6 +108,7 @@ fn implementations() -> Vec<Kernels> {
                 dw.fill(0.0);
                 portable::rms_norm_backward(dy, x, w, r, dx, dw)
             },
+            rope: portable::rope,
         },
         Kernels {
             name: "public",
@@ -114,6 +117,14 @@ fn implementations() -> Vec<Kernels> {
             rms_norm: |x, w, eps, o, r| super::rms_norm(x, w, eps, o, r).unwrap(),
             rms_norm_backward: |dy, x, w, r, dx, dw| {
                 super::rms_norm_backward(dy, x, w, r, dx, dw).unwrap()
+            },
+            rope: |x, cos, sin, dim, out, backward| {
+                let rope = if backward {
+                    super::rope_backward
+                } else {
+                    super::rope
+                };
+                rope(x, cos, sin, dim, out).unwrap()
             },
         },
     ];
@@ -131,6 +142,9 @@ fn implementations() -> Vec<Kernels> {
             rms_norm_backward: |dy, x, w, r, dx, dw| {
                 dw.fill(0.0);
                 unsafe { avx512::rms_norm_backward(dy, x, w, r, dx, dw) }
+            },
+            rope: |x, cos, sin, dim, out, backward| unsafe {
+                avx512::rope(x, cos, sin, dim, out, backward)
             },
         });
     }
@@ -281,9 +295,59 @@ fn rms_norm_matches_f64() {
     }
 }
 
+/// `(rows, dim)` of the RoPE cases: the tiny model's heads (24), halves of one vector, of a
+/// vector and a part, of several vectors, and enough rows for several parallel chunks.
+const ROPE_SHAPES: [(usize, usize); 6] = [(1, 2), (5, 24), (3, 32), (2, 42), (4, 128), (900, 24)];
+
+#[test]
+fn rope_matches_f64_and_its_backward_is_the_transpose() {
+    let mut rng = Rng(17);
+    for (rows, dim) in ROPE_SHAPES {
+        let len = rows * dim;
+        let (x, grad) = (rng.vec(len, 2.0), rng.vec(len, 1.0));
+        // Angles of any size; `sin` negative in the first half, as the model builds it.
+        let angles = rng.vec(len, 50.0);
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f32> = (angles.iter().enumerate())
+            .map(|(i, a)| if i % dim < dim / 2 { -a.sin() } else { a.sin() })
+            .collect();
+        let half = dim / 2;
+        let mut want = Vec::with_capacity(len);
+        for i in 0..len {
+            let (j, row) = (i % dim, i - i % dim);
+            let other = row + (j + half) % dim;
+            want.push(x[i] as f64 * cos[i] as f64 + x[other] as f64 * sin[i] as f64);
+        }
+        let scale = vec![1.0; len];
+        // <rope(x), grad> against <x, rope_backward(grad)>, in f64.
+        let dot = |a: &[f32], b: &[f32]| -> f64 {
+            a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum()
+        };
+        let dot_abs: f64 = want
+            .iter()
+            .zip(&grad)
+            .map(|(w, &g)| (w * g as f64).abs())
+            .sum();
+        for k in implementations() {
+            let what = format!("{} rows {rows} dim {dim}", k.name);
+            let mut out = output(len);
+            (k.rope)(&x, &cos, &sin, dim, &mut out, false);
+            let out = read(&out);
+            assert_close(&out, &want, &scale, 1e-6, &what);
+            let mut dx = output(len);
+            (k.rope)(&grad, &cos, &sin, dim, &mut dx, true);
+            let (forward, backward) = (dot(&out, &grad), dot(&x, &read(&dx)));
+            assert!(
+                (forward - backward).abs() <= 1e-6 * (1.0 + dot_abs),
+                "{what}: <rope(x), g> = {forward}, <x, rope_backward(g)> = {backward}"
+            );
+        }
+    }
+}
+
 #[test]
 fn mismatched_lengths_are_refused() {
-    use super::{rms_norm, rms_norm_backward, swiglu, swiglu_backward};
+    use super::{rms_norm, rms_norm_backward, rope, rope_backward, swiglu, swiglu_backward};
     use crate::KernelError::LengthMismatch;
     let (a, b) = (vec![0.0; 6], vec![0.0; 5]);
     let (mut o6, mut o5) = (output(6), output(5));
@@ -312,4 +376,9 @@ fn mismatched_lengths_are_refused() {
     let mut dw = vec![0.0; 2];
     let result = rms_norm_backward(&a, &a, &[1.0; 3], &r, &mut o6, &mut dw);
     assert_eq!(result, Err(LengthMismatch));
+    // An odd row width; rows that do not divide the slices; a short `sin`.
+    assert_eq!(rope(&a, &a, &a, 3, &mut o6), Err(LengthMismatch));
+    assert_eq!(rope(&a, &a, &a, 4, &mut o6), Err(LengthMismatch));
+    assert_eq!(rope_backward(&a, &a, &b, 2, &mut o6), Err(LengthMismatch));
+    assert_eq!(rope(&a, &a, &a, 2, &mut o6), Ok(()));
 }
