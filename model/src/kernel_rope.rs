@@ -10,16 +10,15 @@
 //! depends on the path beyond float rounding.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorPrimitive};
-use sftvsrl_kernels::rows;
+use sftvsrl_kernels::rows::{self, RopeStep};
 
 use crate::cpu_dispatch::{
-    CpuBackend, TrackedTensor, cast, contiguous_f32, filled, grad_f32, same_type, values,
+    CpuBackend, TrackedTensor, cast, contiguous_f32, filled, grad_f32, record, same_type, values,
 };
 
 /// `x ⊙ cos + (x₂, x₁) ⊙ sin` for `x`, `cos` and `sin` of one shape `[.., .., .., head_dim]`,
@@ -84,7 +83,14 @@ fn forward(
     let shape = x.layout().shape().clone();
     let dim = *shape.last()?;
     let [out] = filled(shape, |[out]| {
-        rows::rope(values(&x), values(&cos), values(&sin), dim, out)
+        rows::rope(
+            values(&x),
+            values(&cos),
+            values(&sin),
+            dim,
+            RopeStep::Forward,
+            out,
+        )
     })?;
     Some((out, [cos, sin]))
 }
@@ -103,7 +109,8 @@ impl Backward<Flex, 1> for FusedRope {
         let shape = cos.layout().shape().clone();
         let dim = shape.last().copied().unwrap_or_default();
         let filled = filled(shape, |[dx]| {
-            rows::rope_backward(values(&grad), values(cos), values(sin), dim, dx)
+            let (grad, cos, sin) = (values(&grad), values(cos), values(sin));
+            rows::rope(grad, cos, sin, dim, RopeStep::Backward, dx)
         });
         let (Some([dx]), [Some(node)]) = (filled, ops.parents) else {
             unreachable!("the forward step ran on the same shapes, and x is tracked");
@@ -119,12 +126,5 @@ fn tracked(x: &TrackedTensor, cos: &TrackedTensor, sin: &TrackedTensor) -> Optio
         return None;
     }
     let (out, angles) = forward(&x.primitive, &cos.primitive, &sin.primitive)?;
-    let prepared = FusedRope
-        .prepare::<NoCheckpointing>([x.node.clone()])
-        .compute_bound()
-        .stateful();
-    Some(match prepared {
-        OpsKind::Tracked(prep) => prep.finish(angles, out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    })
+    Some(record(FusedRope, [x], angles, out))
 }

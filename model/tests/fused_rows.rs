@@ -2,8 +2,8 @@
 //! Flex and on `Autodiff<Flex>`, and the gradients (of both gate inputs; of RMSNorm's input and
 //! weight; of RoPE's input) on `Autodiff<Flex>`, compared with Burn's own operations on NdArray
 //! (RMSNorm's gradients: on `Autodiff<Flex>`), over odd sizes, the model's sizes, tensors of
-//! several parallel chunks and non-contiguous inputs. One test runs
-//! the others again with the portable row kernels (`SFTVSRL_KERNELS_FORCE_AVX2`).
+//! several parallel chunks and non-contiguous inputs. One test runs the others again with the
+//! portable row kernels (`SFTVSRL_KERNELS_FORCE_AVX2`).
 
 use std::process::Command;
 
@@ -19,6 +19,10 @@ use sftvsrl_model::LlamaConfig;
 use sftvsrl_model::kernel_rms_norm::rms_norm_forward;
 use sftvsrl_model::kernel_swiglu::swiglu;
 use sftvsrl_model::rope::{Rope, RopeAngles};
+
+mod common;
+
+use common::{assert_close, values};
 
 type Reference = NdArray<f32>;
 
@@ -53,21 +57,6 @@ fn input<B: Backend, const D: usize>(
     let mut stored_shape = shape;
     stored_shape.swap(0, 1);
     tensor(stored, stored_shape).swap_dims(0, 1)
-}
-
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
-}
-
-/// Asserts `|got − want| <= tolerance · (1 + |want|)` elementwise.
-fn assert_close(got: &[f32], want: &[f32], tolerance: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tolerance * (1.0 + w.abs()),
-            "{what}[{i}]: {g} vs {w} (tolerance {tolerance})"
-        );
-    }
 }
 
 /// Compares optional gradients, which must be present on both sides or on neither.

@@ -215,7 +215,8 @@ pub(super) fn rms_norm(
     }
 }
 
-/// See [`super::rms_norm_backward_chunk`] (`weight` not empty).
+/// See [`super::rms_norm_backward`], adding the rows' share of the weight's gradient to
+/// `d_weight` (`weight` not empty).
 #[target_feature(enable = "avx512f")]
 pub(super) fn rms_norm_backward(
     grad: &[f32],
@@ -269,7 +270,8 @@ pub(super) fn rms_norm_backward(
     }
 }
 
-/// See [`super::rope_rows`] (`dim` even and not zero). Each half row is read 16 lanes at a
+/// See [`super::rope`], the backward step where `backward` (`dim` even and not zero). Each half
+/// row is read 16 lanes at a
 /// time, the last part through a lane mask.
 #[target_feature(enable = "avx512f")]
 pub(super) fn rope(

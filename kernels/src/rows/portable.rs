@@ -175,7 +175,8 @@ pub(super) fn scale_row(x: &[f32], weight: &[f32], r: f32, out: &mut [MaybeUnini
     }
 }
 
-/// See [`super::rms_norm_backward_chunk`] (`weight` not empty).
+/// See [`super::rms_norm_backward`], adding the rows' share of the weight's gradient to
+/// `d_weight` (`weight` not empty).
 pub(super) fn rms_norm_backward(
     grad: &[f32],
     x: &[f32],
@@ -224,7 +225,7 @@ pub(super) fn norm_grad_row(
     }
 }
 
-/// See [`super::rope_rows`] (`dim` even and not zero).
+/// See [`super::rope`], the backward step where `backward` (`dim` even and not zero).
 pub(super) fn rope(
     x: &[f32],
     cos: &[f32],
