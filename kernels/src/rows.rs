@@ -1,13 +1,14 @@
 //! Row and elementwise kernels of the model's fused operations: the softmax of attention
-//! scores, the SwiGLU gate `silu(gate) · up` and RMSNorm, each with its backward step, with a
-//! vectorised `exp`.
+//! scores, the SwiGLU gate `silu(gate) · up`, RMSNorm and the rotary position embedding, each
+//! with its backward step, with a vectorised `exp`.
 //!
 //! Each kernel has an AVX-512 version (16 lanes at a time, the scalar code for the tails) and
 //! a portable scalar one. The AVX-512 versions run where [`sgemm`](crate::sgemm) uses its
 //! AVX-512 micro-kernel; setting `SFTVSRL_KERNELS_FORCE_AVX2` (which picks the AVX2 product
 //! kernel) also picks the portable row kernels, so that tests can run both. The whole-tensor
-//! kernels ([`swiglu`], [`rms_norm`] and their backward steps) split their work into fixed
-//! chunks on rayon's global pool, so their results do not depend on the number of threads.
+//! kernels ([`swiglu`], [`rms_norm`], [`rope`] and their backward steps) split their work into
+//! fixed chunks on rayon's global pool, so their results do not depend on the number of
+//! threads.
 
 use std::mem::MaybeUninit;
 
@@ -38,15 +39,19 @@ pub fn avx512_active() -> bool {
 }
 
 /// Calls the AVX-512 version of a kernel where [`avx512_active`] allows it, the portable one
-/// otherwise.
+/// otherwise; the value is the kernel's.
 macro_rules! by_isa {
     ($kernel:ident($($arg:expr),* $(,)?)) => {{
         #[cfg(target_arch = "x86_64")]
-        if avx512_active() {
+        let value = if avx512_active() {
             // SAFETY: `avx512_active()` is true only on a CPU with AVX-512F.
-            return unsafe { avx512::$kernel($($arg),*) };
-        }
-        portable::$kernel($($arg),*)
+            unsafe { avx512::$kernel($($arg),*) }
+        } else {
+            portable::$kernel($($arg),*)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let value = portable::$kernel($($arg),*);
+        value
     }};
 }
 
@@ -81,13 +86,8 @@ pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) -> Result<
     same_lengths(&[gate.len(), up.len(), out.len()])?;
     out.par_chunks_mut(CHUNK)
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
-        .for_each(|(out, (gate, up))| swiglu_chunk(gate, up, out));
+        .for_each(|(out, (gate, up))| by_isa!(swiglu(gate, up, out)));
     Ok(())
-}
-
-/// [`swiglu`] of one chunk.
-fn swiglu_chunk(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
-    by_isa!(swiglu(gate, up, out))
 }
 
 /// The backward step of [`swiglu`] from the output's gradient `grad`, in one pass:
@@ -110,20 +110,9 @@ pub fn swiglu_backward(
         .zip(d_up.par_chunks_mut(CHUNK))
         .zip(inputs)
         .for_each(|((d_gate, d_up), (grad, (gate, up)))| {
-            swiglu_backward_chunk(grad, gate, up, d_gate, d_up)
+            by_isa!(swiglu_backward(grad, gate, up, d_gate, d_up))
         });
     Ok(())
-}
-
-/// [`swiglu_backward`] of one chunk.
-fn swiglu_backward_chunk(
-    grad: &[f32],
-    gate: &[f32],
-    up: &[f32],
-    d_gate: &mut [MaybeUninit<f32>],
-    d_up: &mut [MaybeUninit<f32>],
-) {
-    by_isa!(swiglu_backward(grad, gate, up, d_gate, d_up))
 }
 
 /// The shape of an RMSNorm call: `rows` rows of `dim` features, checked against the lengths
@@ -172,19 +161,8 @@ pub fn rms_norm(
     out.par_chunks_mut(floats)
         .zip(inv_rms.par_chunks_mut(rows))
         .zip(x.par_chunks(floats))
-        .for_each(|((out, inv_rms), x)| rms_norm_chunk(x, weight, eps, out, inv_rms));
+        .for_each(|((out, inv_rms), x)| by_isa!(rms_norm(x, weight, eps, out, inv_rms)));
     Ok(())
-}
-
-/// [`rms_norm`] of whole rows.
-fn rms_norm_chunk(
-    x: &[f32],
-    weight: &[f32],
-    eps: f32,
-    out: &mut [MaybeUninit<f32>],
-    inv_rms: &mut [f32],
-) {
-    by_isa!(rms_norm(x, weight, eps, out, inv_rms))
 }
 
 /// The backward step of [`rms_norm`] from the output's gradient `grad`, with the `inv_rms`
@@ -214,7 +192,14 @@ pub fn rms_norm_backward(
         .zip(inputs)
         .map(|(dx, (grad, (x, inv_rms)))| {
             let mut d_weight = vec![0.0; shape.dim];
-            rms_norm_backward_chunk(grad, x, weight, inv_rms, dx, &mut d_weight);
+            by_isa!(rms_norm_backward(
+                grad,
+                x,
+                weight,
+                inv_rms,
+                dx,
+                &mut d_weight
+            ));
             d_weight
         })
         .collect();
@@ -227,15 +212,39 @@ pub fn rms_norm_backward(
     Ok(())
 }
 
-/// [`rms_norm_backward`] of whole rows, adding their share of the weight's gradient to
-/// `d_weight`.
-fn rms_norm_backward_chunk(
-    grad: &[f32],
+/// Which step of [`rope`] to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStep {
+    /// The rotation: `out = (x₁·cos₁ + x₂·sin₁, x₂·cos₂ + x₁·sin₂)` per row.
+    Forward,
+    /// Its transpose, the backward step: given the output's gradient `g` as `x`, the input's
+    /// gradient `out = (g₁·cos₁ + g₂·sin₂, g₂·cos₂ + g₁·sin₁)` per row.
+    Backward,
+}
+
+/// The rotary position embedding in the rotate-half layout (or its backward step), over rows
+/// of `dim` features (`dim` even): `(x₁, x₂)` are the two halves of a row of `x`, and `cos`,
+/// `sin` the row's factors (the sign of the rotation carried by `sin`); see [`RopeStep`] for
+/// `out`. Every element of `out` is written. The four slices must be equally long, a multiple
+/// of `dim`.
+pub fn rope(
     x: &[f32],
-    weight: &[f32],
-    inv_rms: &[f32],
-    dx: &mut [MaybeUninit<f32>],
-    d_weight: &mut [f32],
-) {
-    by_isa!(rms_norm_backward(grad, x, weight, inv_rms, dx, d_weight))
+    cos: &[f32],
+    sin: &[f32],
+    dim: usize,
+    step: RopeStep,
+    out: &mut [MaybeUninit<f32>],
+) -> Result<(), KernelError> {
+    let shape = Rows::of(x.len(), dim)?;
+    if !dim.is_multiple_of(2) {
+        return Err(KernelError::LengthMismatch);
+    }
+    same_lengths(&[x.len(), cos.len(), sin.len(), out.len()])?;
+    let floats = shape.per_chunk() * dim;
+    let backward = step == RopeStep::Backward;
+    let factors = cos.par_chunks(floats).zip(sin.par_chunks(floats));
+    out.par_chunks_mut(floats)
+        .zip(x.par_chunks(floats).zip(factors))
+        .for_each(|(out, (x, (cos, sin)))| by_isa!(rope(x, cos, sin, dim, out, backward)));
+    Ok(())
 }

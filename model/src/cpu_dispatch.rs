@@ -1,12 +1,14 @@
 //! What the fused operations of the CPU backend share: telling `Flex` and `Autodiff<Flex>`
 //! apart from every other backend, moving tensors between a generic backend's types and the
-//! concrete ones, reading Flex tensors as contiguous f32 slices, and filling fresh ones.
+//! concrete ones, reading Flex tensors as contiguous f32 slices, filling fresh ones, and
+//! recording a fused operation's output for the backward pass.
 
 use std::any::{Any, TypeId};
 use std::mem::MaybeUninit;
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::{DType, Shape, TensorData};
@@ -92,4 +94,22 @@ pub(crate) fn filled<const N: usize, E>(
         unsafe { values.set_len(len) };
         FlexTensor::from_data(TensorData::new(values, shape.clone()))
     }))
+}
+
+/// `out`, computed from `inputs` by a fused operation, as an `Autodiff<Flex>` tensor whose
+/// backward step is `step` with `state` (kept only where an input is tracked).
+pub(crate) fn record<S: Backward<Flex, N>, const N: usize>(
+    step: S,
+    inputs: [&TrackedTensor; N],
+    state: S::State,
+    out: FlexTensor,
+) -> TrackedTensor {
+    let prepared = step
+        .prepare::<NoCheckpointing>(inputs.map(|input| input.node.clone()))
+        .compute_bound()
+        .stateful();
+    match prepared {
+        OpsKind::Tracked(prep) => prep.finish(state, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
 }

@@ -8,16 +8,15 @@
 //! the result never depends on which path ran beyond float rounding.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
+use burn::backend::autodiff::ops::{Backward, Ops, binary};
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensorOps;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use sftvsrl_kernels::{MatRef, sgemm_available, sgemm_uninit};
 
-use crate::cpu_dispatch::{CpuBackend, TrackedTensor, filled, same_type};
+use crate::cpu_dispatch::{CpuBackend, TrackedTensor, filled, record, same_type};
 
 /// `lhs · rhs` for `[m, k] × [k, n]`, through the project's kernel where the backend is the CPU
 /// one, and through Burn's `Tensor::matmul` everywhere else.
@@ -103,19 +102,10 @@ impl Backward<Flex, 2> for KernelMatmul {
 
 /// The product of two `Autodiff<Flex>` matrices, recorded for the backward pass.
 fn tracked_product(lhs: TrackedTensor, rhs: TrackedTensor) -> TrackedTensor {
-    let (lhs_tracked, rhs_tracked) = (lhs.is_tracked(), rhs.is_tracked());
-    let prepared = KernelMatmul
-        .prepare::<NoCheckpointing>([lhs.node.clone(), rhs.node.clone()])
-        .compute_bound()
-        .stateful();
-    match prepared {
-        OpsKind::Tracked(prep) => {
-            let state = (
-                rhs_tracked.then(|| lhs.primitive.clone()),
-                lhs_tracked.then(|| rhs.primitive.clone()),
-            );
-            prep.finish(state, flex_product(lhs.primitive, rhs.primitive))
-        }
-        OpsKind::UnTracked(prep) => prep.finish(flex_product(lhs.primitive, rhs.primitive)),
-    }
+    let state = (
+        rhs.is_tracked().then(|| lhs.primitive.clone()),
+        lhs.is_tracked().then(|| rhs.primitive.clone()),
+    );
+    let out = flex_product(lhs.primitive.clone(), rhs.primitive.clone());
+    record(KernelMatmul, [&lhs, &rhs], state, out)
 }

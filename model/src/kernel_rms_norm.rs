@@ -12,9 +12,8 @@
 //! float rounding.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::nn::RmsNorm;
 use burn::tensor::backend::Backend;
@@ -22,7 +21,7 @@ use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use sftvsrl_kernels::rows;
 
 use crate::cpu_dispatch::{
-    CpuBackend, TrackedTensor, cast, contiguous_f32, filled, grad_f32, same_type, values,
+    CpuBackend, TrackedTensor, cast, contiguous_f32, filled, grad_f32, record, same_type, values,
 };
 
 /// `norm.forward(x)`: RMSNorm of `x` over its last dimension, scaled by `norm.gamma`. Fused
@@ -114,12 +113,5 @@ impl Backward<Flex, 2> for FusedRmsNorm {
 /// `None` where [`forward`] refuses the inputs.
 fn tracked(x: &TrackedTensor, gamma: &TrackedTensor, eps: f32) -> Option<TrackedTensor> {
     let (out, saved) = forward(&x.primitive, &gamma.primitive, eps)?;
-    let prepared = FusedRmsNorm
-        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone()])
-        .compute_bound()
-        .stateful();
-    Some(match prepared {
-        OpsKind::Tracked(prep) => prep.finish(saved, out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    })
+    Some(record(FusedRmsNorm, [x, gamma], saved, out))
 }

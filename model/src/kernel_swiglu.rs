@@ -9,9 +9,8 @@
 //! Burn's own operations, so the result never depends on the path beyond float rounding.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
@@ -19,7 +18,7 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use sftvsrl_kernels::rows;
 
 use crate::cpu_dispatch::{
-    CpuBackend, TrackedTensor, cast, contiguous_f32, filled, grad_f32, same_type, values,
+    CpuBackend, TrackedTensor, cast, contiguous_f32, filled, grad_f32, record, same_type, values,
 };
 
 /// `silu(gate) * up` elementwise, for two tensors of the same shape: fused (with its own
@@ -90,12 +89,5 @@ impl Backward<Flex, 2> for FusedSwiglu {
 /// for inputs that are not f32.
 fn tracked(gate: &TrackedTensor, up: &TrackedTensor) -> Option<TrackedTensor> {
     let (out, inputs) = forward(&gate.primitive, &up.primitive)?;
-    let prepared = FusedSwiglu
-        .prepare::<NoCheckpointing>([gate.node.clone(), up.node.clone()])
-        .compute_bound()
-        .stateful();
-    Some(match prepared {
-        OpsKind::Tracked(prep) => prep.finish(inputs, out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    })
+    Some(record(FusedSwiglu, [gate, up], inputs, out))
 }

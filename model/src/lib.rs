@@ -31,6 +31,7 @@ pub mod image_spans;
 pub mod kernel_attention;
 pub mod kernel_matmul;
 pub mod kernel_rms_norm;
+pub mod kernel_rope;
 pub mod kernel_swiglu;
 mod layers;
 pub mod llama;

@@ -7,6 +7,7 @@
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
 use crate::config::LlamaConfig;
+use crate::kernel_rope::rotate;
 
 /// The inverse frequencies of one model's RoPE, including Llama 3 frequency scaling.
 #[derive(Clone, Debug)]
@@ -97,13 +98,9 @@ impl Rope {
 
 impl<B: Backend> RopeAngles<B> {
     /// Rotates `x` (`[batch, seq, heads, head_dim]`): `(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin)`.
+    /// Fused into one operation on the CPU backends (see [`crate::kernel_rope`]).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [batch, seq, heads, dim] = x.dims();
-        let half = dim / 2;
-        let x1 = x.clone().slice([0..batch, 0..seq, 0..heads, 0..half]);
-        let x2 = x.clone().slice([0..batch, 0..seq, 0..heads, half..dim]);
-        let swapped = Tensor::cat(vec![x2, x1], 3);
-        x * self.cos.clone() + swapped * self.sin.clone()
+        rotate(x, &self.cos, &self.sin)
     }
 }
 

@@ -1,9 +1,9 @@
-//! The fused SwiGLU gate and RMSNorm of the CPU backend give Burn's results: outputs on Flex and
-//! on `Autodiff<Flex>`, and the gradients (of both gate inputs; of RMSNorm's input and weight)
-//! on `Autodiff<Flex>`, compared with Burn's own operations on NdArray (RMSNorm's gradients:
-//! on `Autodiff<Flex>`), over odd sizes, the model's sizes, tensors of several parallel chunks
-//! and non-contiguous inputs. One test runs
-//! the others again with the portable row kernels (`SFTVSRL_KERNELS_FORCE_AVX2`).
+//! The fused SwiGLU gate, RMSNorm and RoPE of the CPU backend give Burn's results: outputs on
+//! Flex and on `Autodiff<Flex>`, and the gradients (of both gate inputs; of RMSNorm's input and
+//! weight; of RoPE's input) on `Autodiff<Flex>`, compared with Burn's own operations on NdArray
+//! (RMSNorm's gradients: on `Autodiff<Flex>`), over odd sizes, the model's sizes, tensors of
+//! several parallel chunks and non-contiguous inputs. One test runs the others again with the
+//! portable row kernels (`SFTVSRL_KERNELS_FORCE_AVX2`).
 
 use std::process::Command;
 
@@ -15,8 +15,14 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use sftvsrl_envs::Rng;
 use sftvsrl_kernels::rows::avx512_active;
+use sftvsrl_model::LlamaConfig;
 use sftvsrl_model::kernel_rms_norm::rms_norm_forward;
 use sftvsrl_model::kernel_swiglu::swiglu;
+use sftvsrl_model::rope::{Rope, RopeAngles};
+
+mod common;
+
+use common::{assert_close, values};
 
 type Reference = NdArray<f32>;
 
@@ -30,11 +36,15 @@ fn random(len: usize, scale: f32, rng: &mut Rng) -> Vec<f32> {
 }
 
 /// `values` as a `shape` tensor; with `strided`, read through a view with the first two
-/// dimensions swapped (the same values, stored `[shape[1], shape[0], shape[2]]`).
-fn input<B: Backend>(values: &[f32], shape: [usize; 3], strided: bool) -> Tensor<B, 3> {
+/// dimensions swapped (the same values, stored with `shape[0]` and `shape[1]` swapped).
+fn input<B: Backend, const D: usize>(
+    values: &[f32],
+    shape: [usize; D],
+    strided: bool,
+) -> Tensor<B, D> {
     let device = Default::default();
-    let tensor = |values: Vec<f32>, shape: [usize; 3]| {
-        Tensor::<B, 3>::from_data(TensorData::new(values, shape), &device)
+    let tensor = |values: Vec<f32>, shape: [usize; D]| {
+        Tensor::<B, D>::from_data(TensorData::new(values, shape), &device)
     };
     if !strided {
         return tensor(values.to_vec(), shape);
@@ -44,22 +54,9 @@ fn input<B: Backend>(values: &[f32], shape: [usize; 3], strided: bool) -> Tensor
         .into_data()
         .to_vec()
         .unwrap();
-    tensor(stored, [shape[1], shape[0], shape[2]]).swap_dims(0, 1)
-}
-
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
-}
-
-/// Asserts `|got − want| <= tolerance · (1 + |want|)` elementwise.
-fn assert_close(got: &[f32], want: &[f32], tolerance: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tolerance * (1.0 + w.abs()),
-            "{what}[{i}]: {g} vs {w} (tolerance {tolerance})"
-        );
-    }
+    let mut stored_shape = shape;
+    stored_shape.swap(0, 1);
+    tensor(stored, stored_shape).swap_dims(0, 1)
 }
 
 /// Compares optional gradients, which must be present on both sides or on neither.
@@ -88,11 +85,12 @@ fn swiglu_matches_burns() {
         let len = shape.iter().product();
         let (gate, up) = (random(len, 8.0, &mut rng), random(len, 3.0, &mut rng));
         let weights = random(len, 1.0, &mut rng);
-        let want = values(silu(input::<Reference>(&gate, shape, false)) * input(&up, shape, false));
+        let want =
+            values(silu(input::<Reference, 3>(&gate, shape, false)) * input(&up, shape, false));
         for strided in [false, true] {
             let what = format!("{shape:?} strided {strided}");
             let got = swiglu(
-                input::<Flex>(&gate, shape, strided),
+                input::<Flex, 3>(&gate, shape, strided),
                 input(&up, shape, false),
             );
             assert_close(
@@ -103,7 +101,7 @@ fn swiglu_matches_burns() {
             );
             // Autodiff without a tracked input (the untracked path).
             let got = swiglu(
-                input::<Autodiff<Flex>>(&gate, shape, false),
+                input::<Autodiff<Flex>, 3>(&gate, shape, false),
                 input(&up, shape, strided),
             );
             let what = format!("{what} Autodiff<Flex>");
@@ -113,7 +111,7 @@ fn swiglu_matches_burns() {
                 let what = format!("{what} tracked {tracked:?}");
                 let track = |t: Tensor<_, 3>, on: bool| if on { t.require_grad() } else { t };
                 let g = track(
-                    input::<Autodiff<Reference>>(&gate, shape, strided),
+                    input::<Autodiff<Reference>, 3>(&gate, shape, strided),
                     tracked[0],
                 );
                 let u = track(input(&up, shape, false), tracked[1]);
@@ -122,7 +120,10 @@ fn swiglu_matches_burns() {
                 let want = [g.grad(&grads), u.grad(&grads)].map(|t| t.map(values));
 
                 let track = |t: Tensor<_, 3>, on: bool| if on { t.require_grad() } else { t };
-                let g = track(input::<Autodiff<Flex>>(&gate, shape, strided), tracked[0]);
+                let g = track(
+                    input::<Autodiff<Flex>, 3>(&gate, shape, strided),
+                    tracked[0],
+                );
                 let u = track(input(&up, shape, false), tracked[1]);
                 let out = swiglu(g.clone(), u.clone());
                 let grads = (out * input(&weights, shape, false)).sum().backward();
@@ -184,7 +185,7 @@ fn rms_norm_matches_burns() {
 
                 // Burn's own operations on the same backend: NdArray's `dx` errs by up to 4e-5
                 // (relative) at 3072 rows against an f64 reference, Flex's and ours by 1e-6.
-                let x_ref = track(input::<Autodiff<Flex>>(&x, shape, strided));
+                let x_ref = track(input::<Autodiff<Flex>, 3>(&x, shape, strided));
                 let module = norm(&gamma, tracked[1]);
                 let out = module.forward(x_ref.clone());
                 let grads = (out * input(&weights, shape, false)).sum().backward();
@@ -194,7 +195,7 @@ fn rms_norm_matches_burns() {
                 ];
 
                 let track = |t: Tensor<_, 3>| if tracked[0] { t.require_grad() } else { t };
-                let x_flex = track(input::<Autodiff<Flex>>(&x, shape, strided));
+                let x_flex = track(input::<Autodiff<Flex>, 3>(&x, shape, strided));
                 let module = norm(&gamma, tracked[1]);
                 let out = rms_norm_forward(&module, x_flex.clone());
                 let grads = (out * input(&weights, shape, false)).sum().backward();
@@ -207,6 +208,64 @@ fn rms_norm_matches_burns() {
                 let what = format!("{what} d_gamma");
                 assert_grads(&got[1..], &want[1..], RMS_WEIGHT_TOLERANCE, &what);
             }
+        }
+    }
+}
+
+/// Head sizes: the tiny model's 24, halves of one vector (32), of several (128), of parts of
+/// vectors (6, 2).
+const ROPE_HEAD_DIMS: [usize; 5] = [24, 32, 128, 6, 2];
+
+/// Tolerance (relative to 1 + |expected|): two products and a sum, in another order.
+const ROPE_TOLERANCE: f32 = 1e-5;
+
+/// The rotation angles of `positions` (`[batch, seq]`) for `heads` heads on `B`.
+fn angles<B: Backend>(rope: &Rope, positions: &TensorData, heads: usize) -> RopeAngles<B> {
+    rope.angles(
+        Tensor::from_data(positions.clone(), &Default::default()),
+        heads,
+    )
+}
+
+#[test]
+fn rope_matches_burns() {
+    let mut rng = Rng::new(13);
+    let (batch, seq, heads) = (3, 11, 4);
+    for head_dim in ROPE_HEAD_DIMS {
+        let mut config = LlamaConfig::tiny(10);
+        config.head_dim = head_dim;
+        let rope = Rope::new(&config);
+        // Left-padded rows: positions clamped at 0, as the model computes them.
+        let positions: Vec<i64> = (0..batch * seq)
+            .map(|i| (i % seq) as i64 - 3 * (i / seq) as i64)
+            .map(|p| p.max(0) * 37)
+            .collect();
+        let positions = TensorData::new(positions, [batch, seq]);
+        let shape = [batch, seq, heads, head_dim];
+        let len = shape.iter().product();
+        let (x, weights) = (random(len, 2.0, &mut rng), random(len, 1.0, &mut rng));
+        let want = values(
+            angles::<Reference>(&rope, &positions, heads)
+                .apply(input::<Reference, 4>(&x, shape, false)),
+        );
+        for strided in [false, true] {
+            let what = format!("head_dim {head_dim} strided {strided}");
+            let got = angles::<Flex>(&rope, &positions, heads)
+                .apply(input::<Flex, 4>(&x, shape, strided));
+            assert_close(&values(got), &want, ROPE_TOLERANCE, &format!("{what} Flex"));
+
+            let x_ref = input::<Autodiff<Reference>, 4>(&x, shape, strided).require_grad();
+            let out = angles(&rope, &positions, heads).apply(x_ref.clone());
+            let grads = (out * input(&weights, shape, false)).sum().backward();
+            let want_grad = values(x_ref.grad(&grads).unwrap());
+
+            let x_flex = input::<Autodiff<Flex>, 4>(&x, shape, strided).require_grad();
+            let out = angles(&rope, &positions, heads).apply(x_flex.clone());
+            let what = format!("{what} Autodiff<Flex>");
+            assert_close(&values(out.clone()), &want, ROPE_TOLERANCE, &what);
+            let grads = (out * input(&weights, shape, false)).sum().backward();
+            let got_grad = values(x_flex.grad(&grads).unwrap());
+            assert_close(&got_grad, &want_grad, ROPE_TOLERANCE, &format!("{what} dx"));
         }
     }
 }

@@ -11,6 +11,10 @@ use burn::tensor::{Bool, Tensor, TensorData};
 use sftvsrl_envs::Rng;
 use sftvsrl_model::kernel_attention::attention;
 
+mod common;
+
+use common::{assert_close, values};
+
 type Reference = NdArray<f32>;
 
 /// One attention call: `kv_heads` heads of `n_rep` stacked query heads, `seq` queries at the
@@ -130,20 +134,6 @@ impl Inputs {
             float(&self.weights, [b, h, r, case.v_dim]),
             mask,
         )
-    }
-}
-
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
-}
-
-fn assert_close(got: &[f32], want: &[f32], tolerance: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tolerance * (1.0 + w.abs()),
-            "{what}[{i}]: {g} vs {w} (tolerance {tolerance})"
-        );
     }
 }
 

@@ -215,7 +215,8 @@ pub(super) fn rms_norm(
     }
 }
 
-/// See [`super::rms_norm_backward_chunk`] (`weight` not empty).
+/// See [`super::rms_norm_backward`], adding the rows' share of the weight's gradient to
+/// `d_weight` (`weight` not empty).
 #[target_feature(enable = "avx512f")]
 pub(super) fn rms_norm_backward(
     grad: &[f32],
@@ -266,5 +267,44 @@ pub(super) fn rms_norm_backward(
             &mut dx[body..],
             dw_tail,
         );
+    }
+}
+
+/// See [`super::rope`], the backward step where `backward` (`dim` even and not zero). Each half
+/// row is read 16 lanes at a
+/// time, the last part through a lane mask.
+#[target_feature(enable = "avx512f")]
+pub(super) fn rope(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    dim: usize,
+    out: &mut [MaybeUninit<f32>],
+    backward: bool,
+) {
+    let half = dim / 2;
+    let factors = cos.chunks_exact(dim).zip(sin.chunks_exact(dim));
+    let rows = out.chunks_exact_mut(dim).zip(x.chunks_exact(dim));
+    for ((out, x), (cos, sin)) in rows.zip(factors) {
+        let (xp, cp, sp) = (x.as_ptr(), cos.as_ptr(), sin.as_ptr());
+        let op = out.as_mut_ptr().cast::<f32>();
+        for j in (0..half).step_by(L) {
+            let lanes = (half - j).min(L);
+            let mask: __mmask16 = if lanes == L { !0 } else { (1 << lanes) - 1 };
+            // SAFETY: every row slice holds `dim = 2·half` floats; the lanes that `mask` keeps
+            // are at `j..j + lanes` and `half + j..half + j + lanes`, inside the row, and
+            // masked-out lanes are neither read nor written.
+            unsafe {
+                let load = |p: *const f32| _mm512_maskz_loadu_ps(mask, p);
+                let (lo, hi) = (load(xp.add(j)), load(xp.add(half + j)));
+                let (cos_lo, cos_hi) = (load(cp.add(j)), load(cp.add(half + j)));
+                let sines = (load(sp.add(j)), load(sp.add(half + j)));
+                let (sin_lo, sin_hi) = portable::rope_sines(sines.0, sines.1, backward);
+                let out_lo = _mm512_fmadd_ps(hi, sin_lo, _mm512_mul_ps(lo, cos_lo));
+                let out_hi = _mm512_fmadd_ps(lo, sin_hi, _mm512_mul_ps(hi, cos_hi));
+                _mm512_mask_storeu_ps(op.add(j), mask, out_lo);
+                _mm512_mask_storeu_ps(op.add(half + j), mask, out_hi);
+            }
+        }
     }
 }

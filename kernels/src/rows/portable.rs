@@ -175,7 +175,8 @@ pub(super) fn scale_row(x: &[f32], weight: &[f32], r: f32, out: &mut [MaybeUnini
     }
 }
 
-/// See [`super::rms_norm_backward_chunk`] (`weight` not empty).
+/// See [`super::rms_norm_backward`], adding the rows' share of the weight's gradient to
+/// `d_weight` (`weight` not empty).
 pub(super) fn rms_norm_backward(
     grad: &[f32],
     x: &[f32],
@@ -222,4 +223,32 @@ pub(super) fn norm_grad_row(
         dx.write(r * w * dy - c * v);
         *dw += dy * v * r;
     }
+}
+
+/// See [`super::rope`], the backward step where `backward` (`dim` even and not zero).
+pub(super) fn rope(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    dim: usize,
+    out: &mut [MaybeUninit<f32>],
+    backward: bool,
+) {
+    let half = dim / 2;
+    let factors = cos.chunks_exact(dim).zip(sin.chunks_exact(dim));
+    let rows = out.chunks_exact_mut(dim).zip(x.chunks_exact(dim));
+    for ((out, x), (cos, sin)) in rows.zip(factors) {
+        for j in 0..half {
+            let (lo, hi) = (x[j], x[half + j]);
+            let (sin_lo, sin_hi) = rope_sines(sin[j], sin[half + j], backward);
+            out[j].write(lo * cos[j] + hi * sin_lo);
+            out[half + j].write(hi * cos[half + j] + lo * sin_hi);
+        }
+    }
+}
+
+/// The sines that multiply the other half of a row, for the first half and for the second:
+/// the row's own sines forward, swapped backward (the transposed rotation).
+pub(super) fn rope_sines<T>(lo: T, hi: T, backward: bool) -> (T, T) {
+    if backward { (hi, lo) } else { (lo, hi) }
 }

@@ -62,25 +62,29 @@ fn avx512_exp_matches_f64() {
     });
 }
 
-/// A deterministic generator of floats in `[-1, 1)`.
+/// Deterministic floats in `[-1, 1)`: a counter through the SplitMix64 finaliser.
 struct Rng(u64);
 
 impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
     /// `len` floats in `[-scale, scale)`.
     fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
-        (0..len).map(|_| self.next() * scale).collect()
+        let mut next = || {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        (0..len).map(|_| next() * scale).collect()
     }
 }
 
 type Out = [MaybeUninit<f32>];
+/// RMSNorm's backward step: `(grad, x, weight, inv_rms, dx, d_weight)`.
+type RmsNormBackward = fn(&[f32], &[f32], &[f32], &[f32], &mut Out, &mut [f32]);
+/// RoPE: `(x, cos, sin, dim, out, backward)`.
+type Rope = fn(&[f32], &[f32], &[f32], usize, &mut Out, bool);
 
 /// One implementation of the whole-slice kernels, called safely.
 #[derive(Clone, Copy)]
@@ -89,7 +93,9 @@ struct Kernels {
     swiglu: fn(&[f32], &[f32], &mut Out),
     swiglu_backward: fn(&[f32], &[f32], &[f32], &mut Out, &mut Out),
     rms_norm: fn(&[f32], &[f32], f32, &mut Out, &mut [f32]),
-    rms_norm_backward: fn(&[f32], &[f32], &[f32], &[f32], &mut Out, &mut [f32]),
+    rms_norm_backward: RmsNormBackward,
+    /// RoPE, forward or (with `true`) backward.
+    rope: Rope,
 }
 
 /// The portable kernels, the AVX-512 ones where the CPU has them, and the public entry points
@@ -106,6 +112,7 @@ fn implementations() -> Vec<Kernels> {
                 dw.fill(0.0);
                 portable::rms_norm_backward(dy, x, w, r, dx, dw)
             },
+            rope: portable::rope,
         },
         Kernels {
             name: "public",
@@ -114,6 +121,14 @@ fn implementations() -> Vec<Kernels> {
             rms_norm: |x, w, eps, o, r| super::rms_norm(x, w, eps, o, r).unwrap(),
             rms_norm_backward: |dy, x, w, r, dx, dw| {
                 super::rms_norm_backward(dy, x, w, r, dx, dw).unwrap()
+            },
+            rope: |x, cos, sin, dim, out, backward| {
+                let step = if backward {
+                    super::RopeStep::Backward
+                } else {
+                    super::RopeStep::Forward
+                };
+                super::rope(x, cos, sin, dim, step, out).unwrap()
             },
         },
     ];
@@ -131,6 +146,9 @@ fn implementations() -> Vec<Kernels> {
             rms_norm_backward: |dy, x, w, r, dx, dw| {
                 dw.fill(0.0);
                 unsafe { avx512::rms_norm_backward(dy, x, w, r, dx, dw) }
+            },
+            rope: |x, cos, sin, dim, out, backward| unsafe {
+                avx512::rope(x, cos, sin, dim, out, backward)
             },
         });
     }
@@ -267,23 +285,79 @@ fn rms_norm_matches_f64() {
             }
         }
         let dw_scale: Vec<f64> = dw_abs.iter().map(|s| 1.0 + s).collect();
+        // A row's sums of `dim` terms in f32 (in sequence on the portable path) err by about
+        // `sqrt(dim)` ulps.
+        let row_tolerance = 2e-6 + 2.5e-7 * (dim as f64).sqrt();
         for k in implementations() {
             let what = format!("{} rows {rows} dim {dim}", k.name);
             let (mut out, mut inv_rms) = (output(rows * dim), vec![f32::NAN; rows]);
             (k.rms_norm)(&x, &weight, eps, &mut out, &mut inv_rms);
-            assert_close(&read(&out), &want[0], &scale[0], 2e-6, &what);
-            assert_close(&inv_rms, &want[1], &scale[1], 2e-6, &format!("{what} r"));
+            assert_close(&read(&out), &want[0], &scale[0], row_tolerance, &what);
+            let what_r = format!("{what} r");
+            assert_close(&inv_rms, &want[1], &scale[1], row_tolerance, &what_r);
             let (mut dx, mut d_weight) = (output(rows * dim), vec![f32::NAN; dim]);
             (k.rms_norm_backward)(&grad, &x, &weight, &inv_rms, &mut dx, &mut d_weight);
-            assert_close(&read(&dx), &want[2], &scale[2], 2e-6, &format!("{what} dx"));
+            let what_dx = format!("{what} dx");
+            assert_close(&read(&dx), &want[2], &scale[2], row_tolerance, &what_dx);
             assert_close(&d_weight, &dw, &dw_scale, 2e-6, &format!("{what} d_weight"));
+        }
+    }
+}
+
+/// `(rows, dim)` of the RoPE cases: the tiny model's heads (24), halves of one vector, of a
+/// vector and a part, of several vectors, and enough rows for several parallel chunks.
+const ROPE_SHAPES: [(usize, usize); 6] = [(1, 2), (5, 24), (3, 32), (2, 42), (4, 128), (900, 24)];
+
+#[test]
+fn rope_matches_f64_and_its_backward_is_the_transpose() {
+    let mut rng = Rng(17);
+    for (rows, dim) in ROPE_SHAPES {
+        let len = rows * dim;
+        let (x, grad) = (rng.vec(len, 2.0), rng.vec(len, 1.0));
+        // Angles of any size; `sin` negative in the first half, as the model builds it.
+        let angles = rng.vec(len, 50.0);
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f32> = (angles.iter().enumerate())
+            .map(|(i, a)| if i % dim < dim / 2 { -a.sin() } else { a.sin() })
+            .collect();
+        let half = dim / 2;
+        let mut want = Vec::with_capacity(len);
+        for i in 0..len {
+            let (j, row) = (i % dim, i - i % dim);
+            let other = row + (j + half) % dim;
+            want.push(x[i] as f64 * cos[i] as f64 + x[other] as f64 * sin[i] as f64);
+        }
+        let scale = vec![1.0; len];
+        // <rope(x), grad> against <x, rope_backward(grad)>, in f64.
+        let dot = |a: &[f32], b: &[f32]| -> f64 {
+            a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum()
+        };
+        let dot_abs: f64 = want
+            .iter()
+            .zip(&grad)
+            .map(|(w, &g)| (w * g as f64).abs())
+            .sum();
+        for k in implementations() {
+            let what = format!("{} rows {rows} dim {dim}", k.name);
+            let mut out = output(len);
+            (k.rope)(&x, &cos, &sin, dim, &mut out, false);
+            let out = read(&out);
+            assert_close(&out, &want, &scale, 1e-6, &what);
+            let mut dx = output(len);
+            (k.rope)(&grad, &cos, &sin, dim, &mut dx, true);
+            let (forward, backward) = (dot(&out, &grad), dot(&x, &read(&dx)));
+            assert!(
+                (forward - backward).abs() <= 1e-6 * (1.0 + dot_abs),
+                "{what}: <rope(x), g> = {forward}, <x, rope_backward(g)> = {backward}"
+            );
         }
     }
 }
 
 #[test]
 fn mismatched_lengths_are_refused() {
-    use super::{rms_norm, rms_norm_backward, swiglu, swiglu_backward};
+    use super::RopeStep::{Backward, Forward};
+    use super::{rms_norm, rms_norm_backward, rope, swiglu, swiglu_backward};
     use crate::KernelError::LengthMismatch;
     let (a, b) = (vec![0.0; 6], vec![0.0; 5]);
     let (mut o6, mut o5) = (output(6), output(5));
@@ -312,4 +386,9 @@ fn mismatched_lengths_are_refused() {
     let mut dw = vec![0.0; 2];
     let result = rms_norm_backward(&a, &a, &[1.0; 3], &r, &mut o6, &mut dw);
     assert_eq!(result, Err(LengthMismatch));
+    // An odd row width; rows that do not divide the slices; a short `sin`.
+    assert_eq!(rope(&a, &a, &a, 3, Forward, &mut o6), Err(LengthMismatch));
+    assert_eq!(rope(&a, &a, &a, 4, Forward, &mut o6), Err(LengthMismatch));
+    assert_eq!(rope(&a, &a, &b, 2, Backward, &mut o6), Err(LengthMismatch));
+    assert_eq!(rope(&a, &a, &a, 2, Backward, &mut o6), Ok(()));
 }
