@@ -106,11 +106,11 @@ impl<B: Backend> ScoreBatch<B> {
             let full: Vec<u32> = s.prompt.iter().chain(&s.response).copied().collect();
             let n = full.len() - 1;
             input_tokens += n;
-            for j in 0..n {
-                let k = i * width + j;
-                ids[k] = i64::from(full[j]);
-                valid[k] = true;
+            let row = i * width..i * width + n;
+            for (id, token) in ids[row.clone()].iter_mut().zip(&full) {
+                *id = i64::from(*token);
             }
+            valid[row].fill(true);
             let start = i * width + s.prompt.len() - 1;
             for (t, token) in s.response.iter().enumerate() {
                 positions.push((start + t) as i64);
