@@ -68,15 +68,15 @@ pub(crate) unsafe fn sgemm(a: MatRef, b: MatRef, c: *mut f32, accumulate: bool) 
 
 /// Dispatches a runtime row count to the const-generic kernel instantiations.
 macro_rules! dispatch_rows {
-    ($kernel:ident, $mr:expr, [$($m:literal),*], $args:tt) => {
+    ($kernel:ident, $mr:expr, [$($m:literal),*], <$g:tt>, $args:tt) => {
         match $mr {
-            $($m => $kernel::<$m> $args,)*
+            $($m => $kernel::<$m, $g> $args,)*
             _ => unreachable!("tile with {} rows", $mr),
         }
     };
-    ($kernel:ident, $mr:expr, [$($m:literal),*], $generic:tt, $args:tt) => {
+    ($kernel:ident, $mr:expr, [$($m:literal),*], <$g1:tt, $g2:tt>, $args:tt) => {
         match $mr {
-            $($m => $kernel::<$m, $generic> $args,)*
+            $($m => $kernel::<$m, $g1, $g2> $args,)*
             _ => unreachable!("tile with {} rows", $mr),
         }
     };
@@ -131,14 +131,14 @@ impl<const MR_: usize, const NV: usize> Micro for Avx512<MR_, NV> {
                     kernel_avx512,
                     mr,
                     [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
-                    { NV },
+                    <{ NV }, false>,
                     (kc, a, 0, b, ldb, c, ldc, nr, accumulate)
                 ),
                 ASliver::Rows(a, lda) => dispatch_rows!(
-                    kernel_avx512_rows,
+                    kernel_avx512,
                     mr,
                     [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
-                    { NV },
+                    <{ NV }, true>,
                     (kc, a, lda, b, ldb, c, ldc, nr, accumulate)
                 ),
             }
@@ -218,48 +218,11 @@ unsafe fn transpose_pack_avx512(
     unsafe { driver::transpose_scalar(src, stride, count, p, kc, dst, dst_stride) };
 }
 
-/// [`kernel_avx512_impl`] on a packed A sliver.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel_avx512<const M: usize, const NV: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    nr: usize,
-    accumulate: bool,
-) {
-    // SAFETY: forwarded.
-    unsafe { kernel_avx512_impl::<M, NV, false>(kc, a, lda, b, ldb, c, ldc, nr, accumulate) }
-}
-
-/// [`kernel_avx512_impl`] on M rows of a row-major A read in place.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel_avx512_rows<const M: usize, const NV: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    nr: usize,
-    accumulate: bool,
-) {
-    // SAFETY: forwarded.
-    unsafe { kernel_avx512_impl::<M, NV, true>(kc, a, lda, b, ldb, c, ldc, nr, accumulate) }
-}
-
 /// The AVX-512 tile: A element (i, p) at `a[p * M + i]` (packed) or, with `ROWS`, at
 /// `a[i * lda + p]`.
 #[target_feature(enable = "avx512f")]
-#[inline]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_avx512_impl<const M: usize, const NV: usize, const ROWS: bool>(
+unsafe fn kernel_avx512<const M: usize, const NV: usize, const ROWS: bool>(
     kc: usize,
     a: *const f32,
     lda: usize,
@@ -357,12 +320,14 @@ impl Micro for Avx2 {
                     kernel_avx2,
                     mr,
                     [1, 2, 3, 4, 5, 6],
+                    <false>,
                     (kc, a, 0, b, ldb, c, ldc, nr, accumulate)
                 ),
                 ASliver::Rows(a, lda) => dispatch_rows!(
-                    kernel_avx2_rows,
+                    kernel_avx2,
                     mr,
                     [1, 2, 3, 4, 5, 6],
+                    <true>,
                     (kc, a, lda, b, ldb, c, ldc, nr, accumulate)
                 ),
             }
@@ -376,47 +341,10 @@ unsafe fn run_avx2(r: &Region) {
     unsafe { driver::region::<Avx2>(r) }
 }
 
-/// [`kernel_avx2_impl`] on a packed A sliver.
+/// The AVX2 tile, A addressed as in [`kernel_avx512`].
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_avx2<const M: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    nr: usize,
-    accumulate: bool,
-) {
-    // SAFETY: forwarded.
-    unsafe { kernel_avx2_impl::<M, false>(kc, a, lda, b, ldb, c, ldc, nr, accumulate) }
-}
-
-/// [`kernel_avx2_impl`] on M rows of a row-major A read in place.
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel_avx2_rows<const M: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    nr: usize,
-    accumulate: bool,
-) {
-    // SAFETY: forwarded.
-    unsafe { kernel_avx2_impl::<M, true>(kc, a, lda, b, ldb, c, ldc, nr, accumulate) }
-}
-
-/// The AVX2 tile, A addressed as in [`kernel_avx512_impl`].
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel_avx2_impl<const M: usize, const ROWS: bool>(
+unsafe fn kernel_avx2<const M: usize, const ROWS: bool>(
     kc: usize,
     a: *const f32,
     lda: usize,
