@@ -124,35 +124,57 @@ impl ImageProcessor {
         images: &[&RgbImage],
         device: &B::Device,
     ) -> Result<Tensor<B, 4>, ModelError> {
+        let mut values = Vec::with_capacity(images.len() * self.values_per_image());
+        for (i, image) in images.iter().enumerate() {
+            let one = self
+                .pixel_values(image)
+                .map_err(|e| ModelError::Input(format!("image {i}: {e}")))?;
+            values.extend_from_slice(&one);
+        }
+        Ok(self.tensor(values, images.len(), device))
+    }
+
+    /// The `3 · height · width` values of one image (channel planes), as [`Self::pixels`]
+    /// lays them out. Errors if the crop does not fit inside the image.
+    pub fn pixel_values(&self, image: &RgbImage) -> Result<Vec<f32>, String> {
         let [height, width] = self.size;
         let plane = (height * width) as usize;
         let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.image_std[c]));
         let shift: [f32; 3] = std::array::from_fn(|c| self.image_mean[c] / self.image_std[c]);
-        let mut values = vec![0.0f32; images.len() * 3 * plane];
-        for (i, (image, out)) in images
-            .iter()
-            .zip(values.chunks_exact_mut(3 * plane))
-            .enumerate()
-        {
-            let (iw, ih) = image.dimensions();
-            let [x, y, w, h] = self.crop.unwrap_or([0, 0, iw, ih]);
-            if x.checked_add(w).is_none_or(|r| r > iw) || y.checked_add(h).is_none_or(|b| b > ih) {
-                return Err(ModelError::Input(format!(
-                    "image {i}: crop [x {x}, y {y}, width {w}, height {h}] lies outside the \
-                     {iw}×{ih} image"
-                )));
-            }
-            let columns = Taps::new(x as usize, w as usize, width as usize);
-            let rows = Taps::new(y as usize, h as usize, height as usize);
-            resample(image, &columns, &rows, out);
-            for (c, channel) in out.chunks_exact_mut(plane).enumerate() {
-                for v in channel {
-                    *v = *v * scale[c] - shift[c];
-                }
+        let mut out = vec![0.0f32; 3 * plane];
+        let (iw, ih) = image.dimensions();
+        let [x, y, w, h] = self.crop.unwrap_or([0, 0, iw, ih]);
+        if x.checked_add(w).is_none_or(|r| r > iw) || y.checked_add(h).is_none_or(|b| b > ih) {
+            return Err(format!(
+                "crop [x {x}, y {y}, width {w}, height {h}] lies outside the {iw}×{ih} image"
+            ));
+        }
+        let columns = Taps::new(x as usize, w as usize, width as usize);
+        let rows = Taps::new(y as usize, h as usize, height as usize);
+        resample(image, &columns, &rows, &mut out);
+        for (c, channel) in out.chunks_exact_mut(plane).enumerate() {
+            for v in channel {
+                *v = *v * scale[c] - shift[c];
             }
         }
-        let shape = [images.len(), 3, height as usize, width as usize];
-        Ok(Tensor::from_data(TensorData::new(values, shape), device))
+        Ok(out)
+    }
+
+    /// Values per image: `3 · height · width`.
+    pub fn values_per_image(&self) -> usize {
+        3 * (self.size[0] * self.size[1]) as usize
+    }
+
+    /// The pixel tensor `[n, 3, height, width]` of `n` images' concatenated values.
+    pub fn tensor<B: Backend>(
+        &self,
+        values: Vec<f32>,
+        n: usize,
+        device: &B::Device,
+    ) -> Tensor<B, 4> {
+        let [height, width] = self.size;
+        let shape = [n, 3, height as usize, width as usize];
+        Tensor::from_data(TensorData::new(values, shape), device)
     }
 }
 

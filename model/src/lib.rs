@@ -13,6 +13,7 @@
 //! its checkpoints.
 
 pub mod attention;
+pub mod backbone;
 pub mod bench;
 pub mod cache;
 pub mod chat_template;
@@ -52,6 +53,7 @@ pub mod vlm_config;
 pub mod weights;
 pub mod word_level;
 
+pub use backbone::{Backbone, LanguageModel, PretrainedBackbone, load_backbone, save_backbone};
 pub use bench::{GenerateBenchConfig, GenerateBenchReport, bench_generate};
 pub use cache::KvCache;
 pub use chat_template::{ChatFormat, ChatPiece, ChatTemplate};
@@ -73,7 +75,7 @@ pub use vision::{VisionConfig, VisionEncoder};
 pub use vlm::{Images, Vlm};
 pub use vlm_config::{VLM_MODEL_TYPE, VlmConfig};
 pub use weights::{ParamKind, ParamSource, RandomInit};
-pub use word_level::word_level_tokenizer;
+pub use word_level::{word_level_tokenizer, word_level_tokenizer_with};
 
 /// Helpers shared by the crate's unit tests.
 #[cfg(test)]

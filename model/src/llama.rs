@@ -29,7 +29,15 @@ pub struct Llama<B: Backend> {
     pub lm_head: Option<Param<Tensor<B, 2>>>,
     rope: Rope,
     config: LlamaConfig,
+    /// A token the model never predicts (a vision-language model's image placeholder): its
+    /// logit is [`SUPPRESSED_LOGIT`] in every output, so sampling never emits it and every
+    /// log-prob is taken over the same distribution generation samples from.
+    suppressed: Option<u32>,
 }
+
+/// The logit of a suppressed token: finite, so that entropies stay finite (`p · log p` is
+/// exactly 0), yet far below any real logit.
+pub const SUPPRESSED_LOGIT: f32 = -1e9;
 
 impl<B: Backend> Llama<B> {
     /// A model with seeded random weights (for training from scratch).
@@ -86,6 +94,7 @@ impl<B: Backend> Llama<B> {
             lm_head,
             rope: Rope::new(config),
             config: config.clone(),
+            suppressed: None,
         })
     }
 
@@ -138,7 +147,21 @@ impl<B: Backend> Llama<B> {
         };
         // The kernel reads `headᵀ` as a view: no copy of the large matrix.
         let vocab = head.dims()[0];
-        matmul(hidden.reshape([batch * seq, dim]), head.transpose()).reshape([batch, seq, vocab])
+        let logits = matmul(hidden.reshape([batch * seq, dim]), head.transpose())
+            .reshape([batch, seq, vocab]);
+        match self.suppressed {
+            Some(t) if (t as usize) < vocab => {
+                let t = t as usize;
+                logits.slice_fill([0..batch, 0..seq, t..t + 1], SUPPRESSED_LOGIT)
+            }
+            _ => logits,
+        }
+    }
+
+    /// The model with `token` never predicted (see [`SUPPRESSED_LOGIT`]).
+    pub fn suppressing(mut self, token: u32) -> Self {
+        self.suppressed = Some(token);
+        self
     }
 
     /// Final hidden states of `input_ids` (`[batch, seq]`) at `positions`. With a cache, the

@@ -2,7 +2,8 @@
 //! features, the [`Projector`] merges and maps them to the language model's width, and they
 //! replace the image placeholders of the prompt in the input embeddings of the [`Llama`]
 //! decoder. Parameter names are those of HF LLaVA checkpoints: `vision_tower.*`,
-//! `multi_modal_projector.*` and the Llama's own names under `language_model.`.
+//! `multi_modal_projector.*` and the Llama's own names under `language_model.`. The model never
+//! predicts the placeholder itself, so a response can never pose as an image.
 
 use burn::module::Module;
 use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
@@ -58,7 +59,8 @@ impl<B: Backend> Vlm<B> {
                 source,
                 "language_model",
                 device,
-            )?,
+            )?
+            .suppressing(config.image_token_id),
             config: config.clone(),
         })
     }
@@ -263,6 +265,19 @@ pub(crate) mod tests {
         ] {
             let n = norm(g);
             assert!(n > 0.0 && n.is_finite(), "{name}: gradient norm {n}");
+        }
+    }
+
+    #[test]
+    fn the_placeholder_is_never_predicted() {
+        let model = Vlm::<B>::init(&tiny_vlm(), 2, &Default::default());
+        let (padded, ids, mask) = left_padded::<B>(&prompts()[1..2]);
+        let logits = values(model.forward(ids, mask, None));
+        let (vocab, placeholder) = (40, tiny_vlm().image_token_id as usize);
+        assert_eq!(logits.len(), padded[0].len() * vocab);
+        for row in logits.chunks(vocab) {
+            assert_eq!(row[placeholder], crate::llama::SUPPRESSED_LOGIT);
+            assert!(row.iter().filter(|&&v| v > -1e6).count() == vocab - 1);
         }
     }
 

@@ -25,6 +25,9 @@ pub const EOS: &str = "<eos>";
 /// How text is cut into tokens (the same pattern drives the HF pre-tokenizer).
 const PIECES: &str = r" ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]|\s";
 
+/// The image placeholder of a vision-language model's word-level tokenizer.
+pub const IMAGE: &str = "<image>";
+
 /// A word-level tokenizer whose vocabulary holds the special tokens, every printable ASCII
 /// character (with and without a leading space), and every piece of `corpus` seen at least
 /// `min_count` times. Ids are deterministic: specials, then characters, then corpus pieces by
@@ -32,6 +35,16 @@ const PIECES: &str = r" ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]|\s";
 pub fn word_level_tokenizer<'a>(
     corpus: impl IntoIterator<Item = &'a str>,
     min_count: usize,
+) -> Result<Tokenizer, ModelError> {
+    word_level_tokenizer_with(corpus, min_count, &[])
+}
+
+/// [`word_level_tokenizer`] with `extra` special tokens (such as [`IMAGE`]) after the rest of
+/// the vocabulary, so that every other id is the same as without them.
+pub fn word_level_tokenizer_with<'a>(
+    corpus: impl IntoIterator<Item = &'a str>,
+    min_count: usize,
+    extra: &[&str],
 ) -> Result<Tokenizer, ModelError> {
     let re = Regex::new(PIECES).expect("valid regex");
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -53,15 +66,17 @@ pub fn word_level_tokenizer<'a>(
         .collect();
     pieces.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     vocab.extend(pieces.into_iter().map(|(p, _)| p.to_string()));
+    let first_extra = vocab.len();
+    vocab.extend(extra.iter().map(|t| t.to_string()));
 
     let ids: serde_json::Map<String, Value> = vocab
         .iter()
         .enumerate()
         .map(|(i, t)| (t.clone(), json!(i)))
         .collect();
-    let added: Vec<Value> = [PAD, UNK, BOS, EOS]
-        .iter()
-        .enumerate()
+    let specials = [PAD, UNK, BOS, EOS].into_iter().enumerate();
+    let added: Vec<Value> = specials
+        .chain(extra.iter().enumerate().map(|(k, &t)| (first_extra + k, t)))
         .map(|(i, t)| {
             json!({"id": i, "content": t, "single_word": false, "lstrip": false,
                    "rstrip": false, "normalized": false, "special": true})
@@ -126,6 +141,24 @@ mod tests {
             out.push(expert);
         }
         out
+    }
+
+    #[test]
+    fn extra_specials_come_last_and_leave_every_other_id_alone() {
+        let corpus = ["the cards are 3 and K", "the sum is 24"];
+        let plain = word_level_tokenizer(corpus, 1).unwrap();
+        let with = word_level_tokenizer_with(corpus, 1, &[IMAGE]).unwrap();
+        assert_eq!(with.vocab_size(), plain.vocab_size() + 1);
+        let image = with.token_id(IMAGE).unwrap();
+        assert_eq!(image as usize, plain.vocab_size());
+        let text = "the cards are 3 and K, the sum is 24";
+        assert_eq!(
+            with.encode_text(text).unwrap(),
+            plain.encode_text(text).unwrap()
+        );
+        // Text never becomes the placeholder: only a model's prompt builder puts it in.
+        let ids = with.encode_text(&format!("{IMAGE} the")).unwrap();
+        assert!(!ids.contains(&image), "{ids:?}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::json;
 use sftvsrl_eval::{EvalConfig, evaluate, table, write_report};
 use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
 use sftvsrl_model::{is_vlm_checkpoint, load_pretrained, load_vlm};
-use sftvsrl_training::{TextPolicy, VisionPolicy};
+use sftvsrl_training::{PixelCache, TextPolicy, VisionPolicy};
 
 use super::progress::Progress;
 
@@ -44,9 +44,11 @@ impl OnBackend for EvalJob {
         let report = if is_vlm_checkpoint(checkpoint) {
             let vlm = load_vlm::<B>(checkpoint, &device)?;
             let tokenizer = vlm.tokenizer.as_ref().with_context(no_tokenizer)?;
+            let pixels = PixelCache::new(vlm.processor.clone());
             let mut policy = VisionPolicy {
                 model: &vlm.model,
-                processor: &vlm.processor,
+                pixels: &pixels,
+                value_head: None,
                 device: &device,
             };
             evaluate(&mut policy, tokenizer, c, &mut tick)?

@@ -5,8 +5,11 @@
 
 use burn::tensor::backend::Backend;
 use sftvsrl_envs::extract::{Field, Key, re_match};
-use sftvsrl_model::{GenerateConfig, Llama, Sampling, Tokenizer, generate};
+use sftvsrl_model::{
+    Backbone, GenerateConfig, ImageProcessor, Sampling, Tokenizer, generate, generate_vlm,
+};
 
+use crate::batch::sequence_pixels;
 use crate::data::Sequence;
 use crate::error::TrainError;
 
@@ -30,9 +33,12 @@ pub fn same_answer(answer: &str, expert: &str) -> bool {
 
 /// Fraction of `sequences` (prompt + expert answer) whose answer the model, decoding greedily
 /// `batch` prompts at a time (padded as [`GenerateConfig::pad_to_multiple_of`] says),
-/// reproduces in its answer field.
+/// reproduces in its answer field. A vision-language model reads the sequences' images through
+/// `processor`.
+#[allow(clippy::too_many_arguments)]
 pub fn greedy_answer_match<B: Backend>(
-    model: &Llama<B>,
+    model: &Backbone<B>,
+    processor: Option<&ImageProcessor>,
     tokenizer: &Tokenizer,
     sequences: &[Sequence],
     max_new_tokens: usize,
@@ -53,7 +59,20 @@ pub fn greedy_answer_match<B: Backend>(
             .iter()
             .map(|s| s.ids[..s.prompt_len].to_vec())
             .collect();
-        let generation = generate(model, &prompts, &config, device)?;
+        let generation = match (model, processor) {
+            (Backbone::Vision(vlm), Some(processor)) => {
+                let refs: Vec<&Sequence> = chunk.iter().collect();
+                let (pixels, n) = sequence_pixels(&refs, processor, device)?;
+                let pixels = (n > 0).then_some(pixels);
+                generate_vlm(vlm, &prompts, pixels, &config, device)?
+            }
+            (Backbone::Vision(_), None) => {
+                return Err(TrainError::Invalid(
+                    "a vision-language model needs its image processor".into(),
+                ));
+            }
+            (Backbone::Text(llama), _) => generate(llama, &prompts, &config, device)?,
+        };
         for (s, out) in chunk.iter().zip(&generation.sequences) {
             let expert = tokenizer.decode(&s.ids[s.prompt_len..], true)?;
             let answer = tokenizer.decode(&out.tokens, true)?;

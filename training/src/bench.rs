@@ -142,11 +142,11 @@ pub fn bench_train<A: AutodiffBackend>(
     let parameters = llama.num_params();
     let mut rng = Rng::new(bench.seed);
     let sequences: Vec<Sequence> = (0..bench.batch)
-        .map(|_| Sequence {
-            ids: (0..=bench.seq_len)
+        .map(|_| {
+            let ids = (0..=bench.seq_len)
                 .map(|_| rng.below(model.vocab_size as u64) as u32)
-                .collect(),
-            prompt_len: bench.prompt_len,
+                .collect();
+            Sequence::text(ids, bench.prompt_len)
         })
         .collect();
     let multiple = pad_multiple::<A>(None, device);

@@ -11,7 +11,7 @@ use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sftvsrl_model::{Llama, Tokenizer, save_pretrained};
+use sftvsrl_model::{Backbone, ImageProcessor, Tokenizer, save_backbone};
 
 use crate::error::TrainError;
 
@@ -95,10 +95,12 @@ pub fn exported(checkpoint: &Path) -> PathBuf {
     checkpoint.join("hf")
 }
 
-/// Writes `model` and its tokenizer in Hugging Face layout into `dir`, under a `.tmp` name that
-/// is renamed when complete (a crash never leaves a half-written model behind).
+/// Writes `model` (with its image `processor`, for a vision-language model) and its tokenizer
+/// in Hugging Face layout into `dir`, under a `.tmp` name that is renamed when complete (a
+/// crash never leaves a half-written model behind).
 pub fn export_model<B: Backend>(
-    model: &Llama<B>,
+    model: &Backbone<B>,
+    processor: Option<&ImageProcessor>,
     tokenizer: &Tokenizer,
     stop_tokens: &[u32],
     dir: &Path,
@@ -107,7 +109,7 @@ pub fn export_model<B: Backend>(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
     }
-    save_pretrained(model, Some(tokenizer), stop_tokens, &tmp)?;
+    save_backbone(model, processor, Some(tokenizer), stop_tokens, &tmp)?;
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     }

@@ -52,7 +52,7 @@ pub struct DataConfig {
     /// When `path` is absent, write GeneralPoints GP-L (ID) expert data there first.
     #[serde(default)]
     pub generate: Option<GenerateData>,
-    /// When `path` is absent, write V-IRL-L expert data there first (not with `generate`).
+    /// When `path` is absent, write V-IRL expert data there first (not with `generate`).
     #[serde(default)]
     pub generate_nav: Option<GenerateNavData>,
     /// Fraction of the examples held out for validation.
@@ -63,12 +63,16 @@ pub struct DataConfig {
     pub max_len: usize,
 }
 
-/// Expert GP-L data written when the data file is missing.
+/// Expert GeneralPoints data written when the data file is missing: GP-L, or GP-VL (the
+/// cards shown as an image beside each example) with `vision`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateData {
     /// Number of examples.
     pub n: usize,
+    /// GP-VL: each example's cards as an image (black suits, as the ID variant).
+    #[serde(default)]
+    pub vision: bool,
     /// Data set seed (episode seeds used for evaluation must differ from it).
     pub seed: u64,
     /// Which solution each answer teaches: `random` (as the reference data) or
@@ -95,7 +99,8 @@ pub struct GenerateNavData {
     pub seed: u64,
     /// The route folder (the real V-IRL layout, or `sftvsrl nav world`).
     pub routes: PathBuf,
-    /// Navigation settings (action rule, prompt layout, routes drawn …); `vision` must stay off.
+    /// Navigation settings (action rule, prompt layout, routes drawn, `vision` for V-IRL-VL's
+    /// street-view grids …).
     #[serde(default)]
     pub nav: NavConfig,
     /// Turn rules taken in turn: example `i` follows rule `i mod len`, each setting `nav`'s
@@ -150,6 +155,10 @@ pub enum ModelConfig {
         /// Tokenizer: corpus pieces seen fewer times than this are left out.
         #[serde(default = "default_min_count")]
         min_count: usize,
+        /// A vision tower and projector in front of the language model (`[model.vision]`): the
+        /// model is then a vision-language model that reads the data's images.
+        #[serde(default)]
+        vision: Option<ScratchVision>,
     },
     /// A Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer.json) or GGUF.
     Pretrained {
@@ -160,6 +169,22 @@ pub enum ModelConfig {
         #[serde(default)]
         chat_date: Option<String>,
     },
+}
+
+/// The vision side of a from-scratch vision-language model: a ViT over `image_size`² images
+/// cut into `patch_size`² patches, and a projector that merges `projector_merge`² neighbouring
+/// patches into one image token. Images are resized to `image_size` (the run's report says so).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScratchVision {
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default = "one")]
+    pub projector_merge: usize,
 }
 
 /// Optimisation.
@@ -406,9 +431,6 @@ impl RunConfig for SftConfig {
         if let Some(g) = &self.data.generate_nav {
             if self.data.generate.is_some() {
                 return Err("`data.generate` and `data.generate_nav` exclude each other".into());
-            }
-            if g.nav.vision {
-                return Err("`data.generate_nav.nav.vision`: SFT trains language models".into());
             }
             for (i, nav) in g.rule_configs().iter().enumerate() {
                 nav.validate().map_err(|e| match g.turn_rules.is_empty() {

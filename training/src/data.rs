@@ -1,17 +1,23 @@
 //! Chat JSONL → token sequences with a loss mask.
 //!
-//! Each line holds `{"messages": [{"role": "system"|"user"|"assistant", "content": …}, …]}` (other
-//! keys such as `image` and `meta` are ignored) and must end with an assistant message: that
-//! message is the target, everything before it the prompt. The prompt is rendered through the
+//! Each line holds `{"messages": [{"role": "system"|"user"|"assistant", "content": …}, …]}`,
+//! optionally `"image": "images/000000.png"` (a path relative to the JSONL file's folder: the
+//! image the first user turn shows) and `"meta"` (free-form notes for the reader, not trained
+//! on); any other key is an error. The last message must be the assistant's: that message is
+//! the target, everything before it the prompt. The prompt is rendered through the
 //! model's chat template with the generation prompt; the target is the response text followed by
 //! the template's end-of-turn token (EOS for the plain template) and, for the Llama-3.2-Vision
-//! layout, a `\n`, as the reference's targets end. Only target tokens are trained.
+//! layout, a `\n`, as the reference's targets end. Only target tokens are trained. A
+//! vision-language model's prompt starts with the image's placeholder tokens
+//! ([`crate::vision_prompt`]); a language model refuses data with images.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sftvsrl_envs::{Rng, Role, Turn};
-use sftvsrl_model::Tokenizer;
+use sftvsrl_model::{Tokenizer, VlmConfig};
+
+use crate::policy::vision_prompt;
 
 use crate::error::TrainError;
 
@@ -21,6 +27,8 @@ pub struct ChatExample {
     pub system: Option<String>,
     pub prompt: Vec<Turn>,
     pub response: String,
+    /// The image the first user turn shows (resolved against the data file's folder).
+    pub image: Option<PathBuf>,
 }
 
 /// A tokenized example: `ids[..prompt_len]` is the prompt, the rest is trained on.
@@ -28,14 +36,33 @@ pub struct ChatExample {
 pub struct Sequence {
     pub ids: Vec<u32>,
     pub prompt_len: usize,
+    /// The image whose placeholders open the prompt (read when a batch needs it).
+    pub image: Option<PathBuf>,
+}
+
+impl Sequence {
+    /// A sequence without an image.
+    pub fn text(ids: Vec<u32>, prompt_len: usize) -> Self {
+        Sequence {
+            ids,
+            prompt_len,
+            image: None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Line {
     messages: Vec<Message>,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default, rename = "meta")]
+    _meta: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Message {
     role: String,
     content: String,
@@ -44,12 +71,13 @@ struct Message {
 /// Reads every example of a chat JSONL file; blank lines are skipped.
 pub fn read_chat_jsonl(path: &Path) -> Result<Vec<ChatExample>, TrainError> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
     let examples = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            parse_line(l).map_err(|message| TrainError::Data {
+            parse_line(l, dir).map_err(|message| TrainError::Data {
                 path: path.to_path_buf(),
                 line: i + 1,
                 message,
@@ -66,8 +94,16 @@ pub fn read_chat_jsonl(path: &Path) -> Result<Vec<ChatExample>, TrainError> {
     Ok(examples)
 }
 
-fn parse_line(line: &str) -> Result<ChatExample, String> {
-    let Line { mut messages } = serde_json::from_str(line).map_err(|e| e.to_string())?;
+fn parse_line(line: &str, dir: &Path) -> Result<ChatExample, String> {
+    let Line {
+        mut messages,
+        image,
+        ..
+    } = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let image = image.map(|rel| dir.join(rel));
+    if let Some(path) = &image {
+        image::image_dimensions(path).map_err(|e| format!("`image` {}: {e}", path.display()))?;
+    }
     let last = messages.pop().ok_or("`messages` is empty")?;
     if last.role != "assistant" {
         return Err(format!(
@@ -99,6 +135,7 @@ fn parse_line(line: &str) -> Result<ChatExample, String> {
         system,
         prompt,
         response: last.content,
+        image,
     })
 }
 
@@ -119,16 +156,30 @@ pub fn end_of_turn_ids(tokenizer: &Tokenizer) -> Result<Vec<u32>, TrainError> {
     Ok(ids)
 }
 
-/// Tokenizes `example`; longer than `max_len` tokens is an error.
+/// Tokenizes `example`, its prompt opened by the image's placeholders when it shows one (and
+/// `vision` is the model's config: a language model refuses images); longer than `max_len`
+/// tokens is an error.
 pub fn tokenize(
     tokenizer: &Tokenizer,
     example: &ChatExample,
     end_of_turn: &[u32],
     max_len: usize,
+    vision: Option<&VlmConfig>,
 ) -> Result<Sequence, String> {
     let mut ids = tokenizer
         .encode_chat(example.system.as_deref(), &example.prompt)
         .map_err(|e| e.to_string())?;
+    match (&example.image, vision) {
+        (Some(_), Some(config)) => ids = vision_prompt(config, ids),
+        (Some(path), None) => {
+            return Err(format!(
+                "`image` ({}): the example shows an image, but the model is a language model \
+                 (train a vision-language model: `[model.vision]` or a VLM checkpoint)",
+                path.display()
+            ));
+        }
+        (None, _) => {}
+    }
     let prompt_len = ids.len();
     ids.extend(
         tokenizer
@@ -145,22 +196,28 @@ pub fn tokenize(
     if prompt_len == 0 {
         return Err("the prompt renders to no tokens".into());
     }
-    Ok(Sequence { ids, prompt_len })
+    Ok(Sequence {
+        ids,
+        prompt_len,
+        image: example.image.clone(),
+    })
 }
 
-/// Tokenizes every example of the file at `path` (errors name the example's line).
+/// Tokenizes every example of the file at `path` (errors name the example's line) for a model
+/// that reads images when `vision` is its config.
 pub fn tokenize_all(
     tokenizer: &Tokenizer,
     examples: &[ChatExample],
     max_len: usize,
     path: &Path,
+    vision: Option<&VlmConfig>,
 ) -> Result<Vec<Sequence>, TrainError> {
     let eot = end_of_turn_ids(tokenizer)?;
     examples
         .iter()
         .enumerate()
         .map(|(i, ex)| {
-            tokenize(tokenizer, ex, &eot, max_len).map_err(|message| TrainError::Data {
+            tokenize(tokenizer, ex, &eot, max_len, vision).map_err(|message| TrainError::Data {
                 path: path.to_path_buf(),
                 line: i + 1,
                 message,
@@ -285,6 +342,42 @@ mod tests {
     }
 
     #[test]
+    fn images_resolve_beside_the_file_and_a_language_model_refuses_them() {
+        let line = |image: &str| {
+            format!(
+                r#"{{"messages":[{{"role":"user","content":"what is one plus two"}},{{"role":"assistant","content":" three"}}],"image":"{image}"}}"#
+            )
+        };
+        let (dir, path) = write(&format!("{}\n", line("images/0.png")));
+        std::fs::create_dir_all(dir.path().join("images")).unwrap();
+        // Missing: the error names the field, the file and the line.
+        let e = read_chat_jsonl(&path).unwrap_err().to_string();
+        assert!(e.contains("data.jsonl:1:") && e.contains("`image`"), "{e}");
+        assert!(e.contains("images/0.png"), "{e}");
+        image::RgbImage::new(4, 3)
+            .save(dir.path().join("images/0.png"))
+            .unwrap();
+        let examples = read_chat_jsonl(&path).unwrap();
+        assert_eq!(
+            examples[0].image.as_deref(),
+            Some(dir.path().join("images/0.png").as_path())
+        );
+        let tok = tokenizer();
+        let e = tokenize_all(&tok, &examples, 100, &path, None).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("data.jsonl:1:") && e.contains("`image`"), "{e}");
+        assert!(e.contains("language model"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let line = r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}],"images":["x.png"]}"#;
+        let (_d, path) = write(&format!("{line}\n"));
+        let e = read_chat_jsonl(&path).unwrap_err().to_string();
+        assert!(e.contains("unknown field `images`"), "{e}");
+    }
+
+    #[test]
     fn answer_follows_prompt_and_ends_with_end_of_turn() {
         let tok = tokenizer();
         let eot = end_of_turn_ids(&tok).unwrap();
@@ -296,15 +389,16 @@ mod tests {
                 text: "what is one plus two".into(),
             }],
             response: " three".into(),
+            image: None,
         };
-        let seq = tokenize(&tok, &ex, &eot, 100).unwrap();
+        let seq = tokenize(&tok, &ex, &eot, 100, None).unwrap();
         let prompt = tok.encode_chat(None, &ex.prompt).unwrap();
         assert_eq!(&seq.ids[..seq.prompt_len], &prompt[..]);
         assert_eq!(
             &seq.ids[seq.prompt_len..],
             &[tok.token_id(" three").unwrap(), eot[0]]
         );
-        let too_long = tokenize(&tok, &ex, &eot, 3).unwrap_err();
+        let too_long = tokenize(&tok, &ex, &eot, 3, None).unwrap_err();
         assert!(too_long.contains("max_len"));
     }
 
@@ -328,10 +422,11 @@ mod tests {
                 text: sft["turns"][0]["text"].as_str().unwrap().into(),
             }],
             response: sft["answer"].as_str().unwrap().into(),
+            image: None,
         };
         let eot = end_of_turn_ids(&tok).unwrap();
         assert_eq!(eot.len(), 2);
-        let seq = tokenize(&tok, &example, &eot, 4096).unwrap();
+        let seq = tokenize(&tok, &example, &eot, 4096, None).unwrap();
         let (prompt, target) = (ids("prompt_ids"), ids("target_ids"));
         assert_eq!(&seq.ids[..seq.prompt_len], &prompt[..]);
         assert_eq!(&seq.ids[seq.prompt_len..], &target[..]);

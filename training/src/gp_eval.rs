@@ -1,15 +1,13 @@
 //! GeneralPoints episode success of a model, measured with the environment's own verifier:
 //! greedy decoding, sequential revision (the verifier's feedback becomes the next user turn).
 
-use burn::tensor::backend::Backend;
 use serde::Serialize;
 use sftvsrl_envs::gp::{GpConfig, Variant};
-use sftvsrl_model::{GenerateConfig, Llama, Sampling, Tokenizer};
+use sftvsrl_model::{GenerateConfig, Sampling, Tokenizer};
 
 use crate::config::GpEvalConfig;
-use crate::engine::{gp_envs, play_episodes};
+use crate::engine::{Policy, gp_envs, play_episodes};
 use crate::error::TrainError;
-use crate::policy::TextPolicy;
 
 /// Episode outcomes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -30,19 +28,19 @@ impl GpEvalResult {
     }
 }
 
-/// Plays `config.episodes` GP-L ID episodes (hand `i` dealt from seed `config.seed + i`),
-/// prompts padded as [`GenerateConfig::pad_to_multiple_of`] says.
-pub fn gp_success<B: Backend>(
-    model: &Llama<B>,
+/// Plays `config.episodes` GeneralPoints ID episodes (hand `i` dealt from seed
+/// `config.seed + i`): GP-VL when the policy sees images, else GP-L; prompts padded as
+/// [`GenerateConfig::pad_to_multiple_of`] says.
+pub fn gp_success(
+    policy: &mut dyn Policy,
     tokenizer: &Tokenizer,
     config: &GpEvalConfig,
     pad_to_multiple_of: Option<usize>,
-    device: &B::Device,
 ) -> Result<GpEvalResult, TrainError> {
     let gp = GpConfig {
         verify_iter: config.attempts,
         prompt_layout: config.prompt_layout,
-        ..GpConfig::variant(Variant::Id, false)
+        ..GpConfig::variant(Variant::Id, policy.sees_images())
     };
     let generation = GenerateConfig {
         max_new_tokens: config.max_new_tokens,
@@ -55,15 +53,7 @@ pub fn gp_success<B: Backend>(
         .map(|i| config.seed.wrapping_add(i))
         .collect();
     let envs = gp_envs(&gp, config.batch.max(1).min(seeds.len()))?;
-    let mut policy = TextPolicy::new(model, device);
-    let records = play_episodes(
-        &mut policy,
-        tokenizer,
-        envs,
-        &seeds,
-        &generation,
-        &mut |_| {},
-    )?;
+    let records = play_episodes(policy, tokenizer, envs, &seeds, &generation, &mut |_| {})?;
     let mut result = GpEvalResult::default();
     for r in &records {
         if result.episodes == 0 {

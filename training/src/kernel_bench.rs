@@ -124,9 +124,9 @@ pub fn bench_kernels<A: AutodiffBackend>(
                 if train {
                     let sequences: Vec<Sequence> = rows
                         .into_iter()
-                        .map(|ids| Sequence {
-                            prompt_len: ids.len() / 2,
-                            ids,
+                        .map(|ids| {
+                            let prompt_len = ids.len() / 2;
+                            Sequence::text(ids, prompt_len)
                         })
                         .collect();
                     let refs: Vec<&Sequence> = sequences.iter().collect();

@@ -19,6 +19,7 @@ pub mod gp_eval;
 pub mod grad_clip;
 pub mod kernel_bench;
 pub mod metrics_log;
+pub mod pixels;
 pub mod policy;
 pub mod rl;
 pub mod run;
@@ -39,7 +40,10 @@ pub use display::{Dashboard, RunDisplay};
 pub use engine::{Call, EpisodeError, EpisodeRecord, Policy, Pool, Seeds, play_episodes};
 pub use error::TrainError;
 pub use gp_eval::{GpEvalResult, gp_success};
-pub use policy::{ScriptedPolicy, TextPolicy, VisionPolicy, vision_prompt};
+pub use pixels::PixelCache;
+pub use policy::{
+    ScriptedPolicy, TextPolicy, VisionPolicy, backbone_policy, generate_vision, vision_prompt,
+};
 pub use run::{RunSummary, run_sft};
 pub use schedule::{SftLr, SftSchedule, WarmupCosine, WarmupLr, cosine_annealing};
 pub use step::{StepOutput, StepStats, masked_loss};

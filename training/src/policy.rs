@@ -1,18 +1,21 @@
 //! The policies the episode engine plays: a language model, a vision-language model with its
-//! image processor, and scripted policies that answer from a rule (tests drive rollouts,
+//! pixel cache, and scripted policies that answer from a rule (tests drive rollouts,
 //! evaluation and the study with them, at known success rates).
 
-use burn::tensor::backend::Backend;
+use std::sync::Arc;
+
+use burn::tensor::{Tensor, backend::Backend};
 use image::RgbImage;
 use sftvsrl_envs::Transcript;
-use sftvsrl_model::generate::{FinishReason, GeneratedSequence};
+use sftvsrl_model::generate::{FinishReason, GeneratedSequence, Generation};
 use sftvsrl_model::{
-    GenerateConfig, ImageProcessor, Llama, ModelError, Tokenizer, Vlm, VlmConfig, generate,
-    generate_vlm,
+    Backbone, GenerateConfig, Llama, ModelError, Tokenizer, Vlm, VlmConfig, generate, generate_vlm,
 };
 
 use crate::engine::{Policy, Responses};
-use crate::rl::value_head::{ActorCritic, ValueHead};
+use crate::error::TrainError;
+use crate::pixels::PixelCache;
+use crate::rl::value_head::ValueHead;
 
 /// A language model, with the value head of PPO when it has one (values read from the final
 /// hidden state of each prompt's last token).
@@ -31,15 +34,6 @@ impl<'a, B: Backend> TextPolicy<'a, B> {
             device,
         }
     }
-
-    /// The policy and value head of PPO.
-    pub fn critic(model: &'a ActorCritic<B>, device: &'a B::Device) -> Self {
-        TextPolicy {
-            model: &model.policy,
-            value_head: Some(&model.value_head),
-            device,
-        }
-    }
 }
 
 impl<B: Backend> Policy for TextPolicy<'_, B> {
@@ -50,27 +44,22 @@ impl<B: Backend> Policy for TextPolicy<'_, B> {
         config: &GenerateConfig,
     ) -> Result<Responses, ModelError> {
         let out = generate(self.model, prompts, config, self.device)?;
-        let values = self
-            .value_head
-            .map(|head| {
-                head.forward(out.prompt_hidden)
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec()
-                    .map_err(|e| ModelError::Generation(format!("value head output: {e:?}")))
-            })
-            .transpose()?;
         Ok(Responses {
+            values: self
+                .value_head
+                .map(|h| values(h, out.prompt_hidden))
+                .transpose()?,
             sequences: out.sequences,
-            values,
         })
     }
 }
 
-/// A vision-language model and the processor that turns the episodes' images into its pixels.
+/// A vision-language model, the cache that turns the episodes' images into its pixels, and
+/// the value head of PPO when it has one.
 pub struct VisionPolicy<'a, B: Backend> {
     pub model: &'a Vlm<B>,
-    pub processor: &'a ImageProcessor,
+    pub pixels: &'a PixelCache,
+    pub value_head: Option<&'a ValueHead<B>>,
     pub device: &'a B::Device,
 }
 
@@ -92,20 +81,77 @@ impl<B: Backend> Policy for VisionPolicy<'_, B> {
         transcripts: &[&Transcript],
         config: &GenerateConfig,
     ) -> Result<Responses, ModelError> {
-        let images: Vec<&RgbImage> = transcripts
+        let images: Vec<&Arc<RgbImage>> = transcripts
             .iter()
-            .filter_map(|t| t.image.as_deref())
+            .filter_map(|t| t.image.as_ref())
             .collect();
-        let pixels = match images.is_empty() {
-            true => None,
-            false => Some(self.processor.pixels(&images, self.device)?),
-        };
-        let out = generate_vlm(self.model, prompts, pixels, config, self.device)?;
+        self.pixels.prune();
+        let out = generate_vision(
+            self.model,
+            self.pixels,
+            prompts,
+            &images,
+            config,
+            self.device,
+        )?;
         Ok(Responses {
+            values: self
+                .value_head
+                .map(|h| values(h, out.prompt_hidden))
+                .transpose()?,
             sequences: out.sequences,
-            values: None,
         })
     }
+}
+
+/// [`generate_vlm`] for `prompts` showing `images` (in order), their pixels from `pixels`.
+pub fn generate_vision<B: Backend>(
+    model: &Vlm<B>,
+    pixels: &PixelCache,
+    prompts: &[Vec<u32>],
+    images: &[&Arc<RgbImage>],
+    config: &GenerateConfig,
+    device: &B::Device,
+) -> Result<Generation<B>, ModelError> {
+    let pixels = match images.is_empty() {
+        true => None,
+        false => Some(pixels.tensor(images, device)?),
+    };
+    generate_vlm(model, prompts, pixels, config, device)
+}
+
+/// The value head's estimates of final hidden states `[batch, hidden]`.
+fn values<B: Backend>(head: &ValueHead<B>, hidden: Tensor<B, 2>) -> Result<Vec<f32>, ModelError> {
+    head.forward(hidden)
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|e| ModelError::Generation(format!("value head output: {e:?}")))
+}
+
+/// The policy that plays `model`'s backbone (a language or vision-language model), with the
+/// value head of PPO when `critic` is given. A vision-language model needs `pixels`.
+pub fn backbone_policy<'a, B: Backend>(
+    model: &'a Backbone<B>,
+    critic: Option<&'a ValueHead<B>>,
+    pixels: Option<&'a PixelCache>,
+    device: &'a B::Device,
+) -> Result<Box<dyn Policy + 'a>, TrainError> {
+    Ok(match model {
+        Backbone::Text(model) => Box::new(TextPolicy {
+            model,
+            value_head: critic,
+            device,
+        }),
+        Backbone::Vision(model) => Box::new(VisionPolicy {
+            model,
+            pixels: pixels.ok_or_else(|| {
+                TrainError::Invalid("a vision-language policy needs its image processor".into())
+            })?,
+            value_head: critic,
+            device,
+        }),
+    })
 }
 
 /// The prompt of a vision-language model for a chat that comes with an image: the image's

@@ -19,7 +19,7 @@ use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer}
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde_json::json;
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{Llama, apply_lora, lora_params, merge_lora};
+use sftvsrl_model::{Backbone, ImageProcessor, VlmConfig, apply_lora, lora_params};
 
 use crate::answer_match::greedy_answer_match;
 use crate::batch::SftBatch;
@@ -32,6 +32,8 @@ use crate::flops::train_flops;
 use crate::gp_eval::{GpEvalResult, gp_success};
 use crate::grad_clip::clip_global_norm;
 use crate::metrics_log::MetricsLog;
+use crate::pixels::PixelCache;
+use crate::policy::backbone_policy;
 use crate::schedule::SftLr;
 use crate::setup::{build_model, ensure_data};
 use crate::skeleton::RunFolder;
@@ -72,12 +74,14 @@ pub fn run_sft<A: AutodiffBackend>(
         device,
     )?;
     let tokenizer = built.tokenizer;
+    let processor = built.processor;
     let stop_tokens = tokenizer.stop_tokens();
     let sequences = tokenize_all(
         &tokenizer,
         &examples,
         config.data.max_len,
         &config.data.path,
+        built.model.vision_config(),
     )?;
     let (train, valid) = split(sequences, config.data.valid_fraction, config.seed);
     if train.is_empty() {
@@ -101,34 +105,44 @@ pub fn run_sft<A: AutodiffBackend>(
     );
     let params = built.model.num_params();
     let model = match &config.lora {
-        Some(lora) => apply_lora(built.model, lora, config.seed, device),
+        Some(lora) => built
+            .model
+            .map_language_model(|m| apply_lora(m, lora, config.seed, device)),
         None => built.model,
     };
-    let trainable = match lora_params(&model) {
+    let trainable = match lora_params(model.language_model()) {
         0 => params,
         n => n,
     };
+    let vlm_config = model.vision_config().cloned();
+    let vision = vlm_config.as_ref().zip(processor.as_ref());
 
     let optim = AdamWConfig::new()
         .with_beta_1(t.beta1)
         .with_beta_2(t.beta2)
         .with_epsilon(t.epsilon)
         .with_weight_decay(t.weight_decay)
-        .init::<A, Llama<A>>();
+        .init::<A, Backbone<A>>();
     let (mut model, mut optim, saved) =
         folder.resume::<A, _, _, Progress>(model, optim, device, display)?;
     let mut progress = saved.unwrap_or_default();
-    let export = |model: &Llama<A>, dir: &Path| {
-        checkpoint::export_model(&merge_lora(model.valid()), &tokenizer, &stop_tokens, dir)
+    let export = |model: &Backbone<A>, dir: &Path| {
+        let merged = model.valid().merged();
+        checkpoint::export_model(&merged, processor.as_ref(), &tokenizer, &stop_tokens, dir)
     };
     folder.repair_export(&|dir| export(&model, dir))?;
     let metrics_path = folder.dir.join("metrics.jsonl");
     let mut metrics = MetricsLog::open(&metrics_path, progress.step)?;
     display.line(&format!(
-        "{} train / {} valid examples, {params} parameters ({trainable} trained), {total_steps} \
-         steps of {global_batch} ({steps_per_epoch} per epoch); {}; {}; chat template {}",
+        "{} train / {} valid examples, {params} parameters ({trainable} trained){}, \
+         {total_steps} steps of {global_batch} ({steps_per_epoch} per epoch); {}; {}; chat \
+         template {}",
         train.len(),
         valid.len(),
+        match &processor {
+            Some(p) => format!(", images at {}×{}", p.size[1], p.size[0]),
+            None => String::new(),
+        },
         schedule,
         if t.max_grad_norm > 0.0 {
             format!("global gradient norm clipped to {}", t.max_grad_norm)
@@ -168,11 +182,11 @@ pub fn run_sft<A: AutodiffBackend>(
             .collect();
         let normalizer: usize = picked.iter().map(|s| s.ids.len() - s.prompt_len).sum();
 
-        let mut accumulator = GradientsAccumulator::<Llama<A>>::new();
+        let mut accumulator = GradientsAccumulator::<Backbone<A>>::new();
         let mut stats = StepStats::default();
         let mut input_tokens = 0;
         for micro in picked.chunks(t.micro_batch) {
-            let batch = SftBatch::<A>::new(micro, multiple, device);
+            let batch = SftBatch::<A>::with_images(micro, multiple, vision, device)?;
             input_tokens += batch.input_tokens;
             let out = masked_loss(&model, &batch, normalizer);
             if !out.stats.nll_sum.is_finite() {
@@ -220,13 +234,14 @@ pub fn run_sft<A: AutodiffBackend>(
         if checkpoint_now || progress.step == last_step {
             if !valid.is_empty() {
                 let inference = model.valid();
-                let v = validate(&inference, &valid, t.micro_batch, multiple, device);
+                let v = validate(&inference, vision, &valid, t.micro_batch, multiple, device)?;
                 let answered = &valid[..t.answer_match.min(valid.len())];
                 let longest = answered.iter().map(|s| s.ids.len() - s.prompt_len).max();
                 let answer_match = longest
                     .map(|longest| {
                         greedy_answer_match(
                             &inference,
+                            processor.as_ref(),
                             &tokenizer,
                             answered,
                             longest + 16,
@@ -281,13 +296,16 @@ pub fn run_sft<A: AutodiffBackend>(
             export(&model, dir)
         })?;
     let run_dir = folder.dir;
-    let inference = merge_lora(model.valid());
+    let inference = model.valid().merged();
     let gp_eval = match &config.eval {
         Some(eval) => {
-            let r = gp_success(&inference, &tokenizer, eval, Some(multiple), device)?;
+            let pixels = processor.clone().map(PixelCache::new);
+            let mut policy = backbone_policy(&inference, None, pixels.as_ref(), device)?;
+            let r = gp_success(policy.as_mut(), &tokenizer, eval, Some(multiple))?;
             display.line(&format!(
-                "GeneralPoints ID: {}/{} episodes solved ({:.1}%), {} at the first attempt; \
+                "GeneralPoints ID{}: {}/{} episodes solved ({:.1}%), {} at the first attempt; \
                  first answer: {:?}",
+                if processor.is_some() { " (GP-VL)" } else { "" },
                 r.successes,
                 r.episodes,
                 100.0 * r.success_rate(),
@@ -316,19 +334,20 @@ pub fn run_sft<A: AutodiffBackend>(
 }
 
 /// Loss, token accuracy and teacher-forced exact match over `sequences`, in batches padded to a
-/// multiple of `pad_to_multiple_of`.
+/// multiple of `pad_to_multiple_of`, their images read through `vision`.
 pub fn validate<B: Backend>(
-    model: &Llama<B>,
+    model: &Backbone<B>,
+    vision: Option<(&VlmConfig, &ImageProcessor)>,
     sequences: &[Sequence],
     micro_batch: usize,
     pad_to_multiple_of: usize,
     device: &B::Device,
-) -> StepStats {
+) -> Result<StepStats, TrainError> {
     let mut stats = StepStats::default();
     let refs: Vec<&Sequence> = sequences.iter().collect();
     for micro in refs.chunks(micro_batch) {
-        let batch = SftBatch::<B>::new(micro, pad_to_multiple_of, device);
+        let batch = SftBatch::<B>::with_images(micro, pad_to_multiple_of, vision, device)?;
         stats.add(&masked_loss(model, &batch, batch.target_tokens).stats);
     }
-    stats
+    Ok(stats)
 }

@@ -10,15 +10,19 @@ use sftvsrl_envs::gp::episode::check_config;
 use sftvsrl_envs::gp::expert::expert_example;
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_envs::nav::{self, NavError};
-use sftvsrl_model::{Llama, LlamaConfig, Tokenizer, load_pretrained, word_level_tokenizer};
+use sftvsrl_model::word_level::IMAGE;
+use sftvsrl_model::{
+    Backbone, ImageProcessor, Llama, LlamaConfig, Tokenizer, VisionConfig, Vlm, VlmConfig,
+    load_backbone, word_level_tokenizer_with,
+};
 
-use crate::config::{DataConfig, ModelConfig};
+use crate::config::{DataConfig, ModelConfig, ScratchVision};
 use crate::data::ChatExample;
 use crate::error::TrainError;
 
-/// Writes expert data to `data.path` when it is missing and `data.generate` (GP-L: example
-/// `i` follows face-card rule `i mod len` of `face_rules`) or `data.generate_nav` (V-IRL-L)
-/// asks for it.
+/// Writes expert data to `data.path` when it is missing and `data.generate` (GP-L or GP-VL:
+/// example `i` follows face-card rule `i mod len` of `face_rules`) or `data.generate_nav`
+/// (V-IRL-L or V-IRL-VL) asks for it.
 pub fn ensure_data(data: &DataConfig) -> Result<(), TrainError> {
     if data.path.exists() {
         return Ok(());
@@ -36,7 +40,7 @@ pub fn ensure_data(data: &DataConfig) -> Result<(), TrainError> {
                     1 => g.seed,
                     _ => Rng::derive(g.seed, k as u64).next_u64(),
                 };
-                nav::expert_examples(&g.routes, false, g.n.div_ceil(rules.len()), seed, nav)
+                nav::expert_examples(&g.routes, nav.vision, g.n.div_ceil(rules.len()), seed, nav)
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid)?;
@@ -63,7 +67,7 @@ pub fn ensure_data(data: &DataConfig) -> Result<(), TrainError> {
         .map(|&face_cards| GpConfig {
             face_cards,
             prompt_layout: generate.prompt_layout,
-            ..GpConfig::variant(Variant::Id, false)
+            ..GpConfig::variant(Variant::Id, generate.vision)
         })
         .collect();
     for cfg in &configs {
@@ -85,14 +89,16 @@ fn rename(written: &Path, path: &Path) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// A model and its tokenizer.
+/// A model, its image processor (vision-language models) and its tokenizer.
 pub struct ModelAndTokenizer<B: Backend> {
-    pub model: Llama<B>,
+    pub model: Backbone<B>,
+    pub processor: Option<ImageProcessor>,
     pub tokenizer: Tokenizer,
 }
 
 /// Builds the model of `config`: from scratch (seeded, with a word-level tokenizer over
-/// `examples`) or loaded from a checkpoint.
+/// `examples`, and a vision tower when `[model.vision]` asks for one) or loaded from a
+/// checkpoint of either kind.
 pub fn build_model<B: Backend>(
     config: &ModelConfig,
     examples: &[ChatExample],
@@ -108,6 +114,7 @@ pub fn build_model<B: Backend>(
             num_attention_heads,
             num_key_value_heads,
             min_count,
+            vision,
         } => {
             let corpus: Vec<&str> = examples
                 .iter()
@@ -119,7 +126,11 @@ pub fn build_model<B: Backend>(
                         .chain([e.response.as_str()])
                 })
                 .collect();
-            let tokenizer = word_level_tokenizer(corpus, *min_count)?;
+            let extra: &[&str] = match vision {
+                Some(_) => &[IMAGE],
+                None => &[],
+            };
+            let tokenizer = word_level_tokenizer_with(corpus, *min_count, extra)?;
             let llama = LlamaConfig {
                 hidden_size: *hidden_size,
                 intermediate_size: *intermediate_size,
@@ -132,13 +143,24 @@ pub fn build_model<B: Backend>(
                 eos_token_ids: tokenizer.eos_id().into_iter().collect(),
                 ..LlamaConfig::tiny(tokenizer.vocab_size())
             };
+            let (model, processor) = match vision {
+                None => (Backbone::Text(Llama::init(&llama, seed, device)), None),
+                Some(v) => {
+                    let config = scratch_vlm(v, llama, &tokenizer)?;
+                    let size = v.image_size as u32;
+                    let processor = ImageProcessor::new([size, size]);
+                    let vlm = Vlm::init(&config, seed, device);
+                    (Backbone::Vision(vlm), Some(processor))
+                }
+            };
             Ok(ModelAndTokenizer {
-                model: Llama::init(&llama, seed, device),
+                model,
+                processor,
                 tokenizer,
             })
         }
         ModelConfig::Pretrained { path, chat_date } => {
-            let loaded = load_pretrained::<B>(path, device)?;
+            let loaded = load_backbone::<B>(path, device)?;
             let mut tokenizer = loaded.tokenizer.ok_or_else(|| TrainError::Config {
                 path: path.clone(),
                 message: "the checkpoint has no tokenizer.json".into(),
@@ -150,8 +172,39 @@ pub fn build_model<B: Backend>(
             }
             Ok(ModelAndTokenizer {
                 model: loaded.model,
+                processor: loaded.processor,
                 tokenizer,
             })
         }
     }
+}
+
+/// The config of a from-scratch vision-language model around the language model `text`,
+/// its placeholder the tokenizer's [`IMAGE`] token.
+fn scratch_vlm(
+    v: &ScratchVision,
+    text: LlamaConfig,
+    tokenizer: &Tokenizer,
+) -> Result<VlmConfig, TrainError> {
+    let config = VlmConfig {
+        text_config: text,
+        vision_config: VisionConfig {
+            image_size: [v.image_size; 2],
+            patch_size: v.patch_size,
+            hidden_size: v.hidden_size,
+            intermediate_size: v.intermediate_size,
+            num_hidden_layers: v.num_hidden_layers,
+            num_attention_heads: v.num_attention_heads,
+            layer_norm_eps: 1e-6,
+            num_channels: 3,
+        },
+        image_token_id: tokenizer
+            .token_id(IMAGE)
+            .expect("the tokenizer has the image token"),
+        projector_merge: v.projector_merge,
+    };
+    config
+        .validate(Path::new("model.vision"))
+        .map_err(|e| TrainError::Invalid(format!("`[model.vision]`: {e}")))?;
+    Ok(config)
 }

@@ -2,7 +2,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Tensor, backend::Backend};
-use sftvsrl_model::Llama;
+use sftvsrl_model::LanguageModel;
 
 use crate::batch::SftBatch;
 
@@ -59,12 +59,17 @@ impl StepStats {
 /// `normalizer` (the answer tokens of the whole optimizer step, so that accumulated micro-batch
 /// gradients add up to the gradient of the step's mean loss). Only the answer positions go
 /// through the output head and the softmax: prompt and padding positions never reach them.
-pub fn masked_loss<B: Backend>(
-    model: &Llama<B>,
+pub fn masked_loss<B: Backend, M: LanguageModel<B>>(
+    model: &M,
     batch: &SftBatch<B>,
     normalizer: usize,
 ) -> StepOutput<B> {
-    let hidden = model.forward_hidden(batch.input_ids.clone(), batch.attention_mask.clone());
+    let images = batch.images.as_ref().map(|(p, spans)| (p.clone(), spans));
+    let hidden = model.hidden_states(
+        batch.input_ids.clone(),
+        batch.attention_mask.clone(),
+        images,
+    );
     let [b, s, dim] = hidden.dims();
     if batch.target_tokens == 0 {
         // Nothing to score: a zero loss that still belongs to the graph.
@@ -80,7 +85,7 @@ pub fn masked_loss<B: Backend>(
     let answers = hidden
         .reshape([b * s, dim])
         .select(0, batch.answer_positions.clone());
-    let logits = model.logits(answers.unsqueeze::<3>());
+    let logits = model.head(answers.unsqueeze::<3>());
     let [_, n, vocab] = logits.dims();
     loss_from_logits(logits.reshape([n, vocab]), batch, normalizer)
 }
@@ -141,6 +146,7 @@ mod tests {
 
     use super::*;
     use crate::data::Sequence;
+    use sftvsrl_model::Llama;
 
     type B = burn::backend::NdArray<f32>;
 
@@ -168,14 +174,8 @@ mod tests {
         let device = Default::default();
         // Row 0: prompt [1, 2], answer [3]; targets [2, 3], only position 1 trained; then padding.
         // Row 1: prompt [4], answer [1, 0, 2]; every target trained.
-        let a = Sequence {
-            ids: vec![1, 2, 3],
-            prompt_len: 2,
-        };
-        let b = Sequence {
-            ids: vec![4, 1, 0, 2],
-            prompt_len: 1,
-        };
+        let a = Sequence::text(vec![1, 2, 3], 2);
+        let b = Sequence::text(vec![4, 1, 0, 2], 1);
         let batch = SftBatch::<B>::new(&[&a, &b], 1, &device);
         assert_eq!(batch.target_tokens, 4);
         assert_eq!(batch.input_tokens, 5);
@@ -206,14 +206,8 @@ mod tests {
     #[test]
     fn accuracy_and_exact_match_follow_the_argmax() {
         let device = Default::default();
-        let a = Sequence {
-            ids: vec![1, 2, 3],
-            prompt_len: 1,
-        };
-        let b = Sequence {
-            ids: vec![1, 4],
-            prompt_len: 1,
-        };
+        let a = Sequence::text(vec![1, 2, 3], 1);
+        let b = Sequence::text(vec![1, 4], 1);
         let batch = SftBatch::<B>::new(&[&a, &b], 1, &device);
         // Row 0 predicts 2 then 0 (wrong), row 1 predicts 4 (right); row 1's padding is ignored.
         let mut values = vec![0f32; 2 * 2 * 5];
@@ -234,14 +228,8 @@ mod tests {
         let device = Default::default();
         let config = tiny_config();
         let model = Llama::<A>::init(&config, 4, &device);
-        let a = Sequence {
-            ids: vec![1, 5, 7, 9, 3, 11],
-            prompt_len: 3,
-        };
-        let b = Sequence {
-            ids: vec![2, 4, 6],
-            prompt_len: 1,
-        };
+        let a = Sequence::text(vec![1, 5, 7, 9, 3, 11], 3);
+        let b = Sequence::text(vec![2, 4, 6], 1);
         let run = |multiple: usize| {
             let batch = SftBatch::<A>::new(&[&a, &b], multiple, &device);
             let out = masked_loss(&model, &batch, 10);
@@ -298,14 +286,8 @@ mod tests {
         let device = Default::default();
         let config = tiny_config();
         let model = Llama::<B>::init(&config, 2, &device);
-        let a = Sequence {
-            ids: vec![1, 5, 7, 9, 3],
-            prompt_len: 3,
-        };
-        let b = Sequence {
-            ids: vec![2, 4, 6],
-            prompt_len: 1,
-        };
+        let a = Sequence::text(vec![1, 5, 7, 9, 3], 3);
+        let b = Sequence::text(vec![2, 4, 6], 1);
         let batch = SftBatch::<B>::new(&[&a, &b], 1, &device);
         let out = masked_loss(&model, &batch, 10);
         // The full logits [2, 4, 20]; answers: row 0 at 2 (→ 9) and 3 (→ 3), row 1 at 0 (→ 4)

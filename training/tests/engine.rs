@@ -128,6 +128,7 @@ fn scripted_policies_drive_rollouts_to_known_success_rates() {
         &tokenizer,
         &mut pool,
         &settings(&tokenizer, 6, gp_parsable),
+        None,
         &device,
     )
     .unwrap();
@@ -149,11 +150,11 @@ fn scripted_policies_drive_rollouts_to_known_success_rates() {
     // A resumed pool continues mid-episode exactly where the states say.
     let mut other = rl_pool(gp_envs(&gp(5), 4).unwrap(), 9, 1, None, &tokenizer).unwrap();
     let one = settings(&tokenizer, 1, gp_parsable);
-    let first = collect(&mut policy, &tokenizer, &mut other, &one, &device).unwrap();
+    let first = collect(&mut policy, &tokenizer, &mut other, &one, None, &device).unwrap();
     let states = other.states();
     assert!(states.iter().all(|s| s.responses.len() == 1));
     let mut resumed = rl_pool(gp_envs(&gp(5), 4).unwrap(), 9, 1, Some(states), &tokenizer).unwrap();
-    let next = collect(&mut policy, &tokenizer, &mut resumed, &one, &device).unwrap();
+    let next = collect(&mut policy, &tokenizer, &mut resumed, &one, None, &device).unwrap();
     assert_eq!(first.samples[0].prompt, out.samples[0].prompt);
     assert_eq!(next.samples[0].prompt, out.samples[4].prompt);
     assert!(next.finished.iter().all(|f| f.success));
@@ -329,6 +330,7 @@ fn an_oracle_navigates_every_route_through_rollouts() {
         &tokenizer,
         &mut pool,
         &settings(&tokenizer, 40, nav_parsable),
+        None,
         &Default::default(),
     )
     .unwrap();
@@ -385,6 +387,7 @@ fn a_missing_panorama_in_the_middle_of_a_rollout_is_an_error_naming_it() {
         &tokenizer,
         &mut pool,
         &settings(&tokenizer, 8, nav_parsable),
+        None,
         &Default::default(),
     )
     .unwrap_err();

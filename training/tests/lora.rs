@@ -69,14 +69,8 @@ fn training_moves_only_the_adapters() {
     );
 
     let sequences = [
-        Sequence {
-            ids: vec![1, 7, 3, 9, 12, 2],
-            prompt_len: 3,
-        },
-        Sequence {
-            ids: vec![1, 4, 20, 21, 2],
-            prompt_len: 2,
-        },
+        Sequence::text(vec![1, 7, 3, 9, 12, 2], 3),
+        Sequence::text(vec![1, 4, 20, 21, 2], 2),
     ];
     let batch = SftBatch::<A>::new(&sequences.iter().collect::<Vec<_>>(), 1, &device);
     let mut optim = AdamWConfig::new()

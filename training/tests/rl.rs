@@ -14,7 +14,11 @@ use burn::optim::AdamConfig;
 use sftvsrl_envs::gp::expert::{ExpertSolution, expert_examples};
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_model::device::CpuBackend;
-use sftvsrl_model::{GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tokenizer};
+use sftvsrl_model::word_level::IMAGE;
+use sftvsrl_model::{
+    Backbone, GenerateConfig, ImageProcessor, Llama, LlamaConfig, Sampling, Tokenizer,
+    VisionConfig, Vlm, VlmConfig, word_level_tokenizer_with,
+};
 use sftvsrl_training::engine::gp_envs;
 use sftvsrl_training::rl::buffer::{Sample, ScoreBatch};
 use sftvsrl_training::rl::config::PpoConfig;
@@ -22,41 +26,94 @@ use sftvsrl_training::rl::logprob::{ActionWeights, answer_marker};
 use sftvsrl_training::rl::ppo::{Experience, UpdateSettings, advantages, ppo_update};
 use sftvsrl_training::rl::rollout::{CollectSettings, collect, gp_parsable, rl_pool};
 use sftvsrl_training::rl::{ActorCritic, RlConfig, ValueHead, run_rl};
-use sftvsrl_training::{RunConfig, SftConfig, TextPolicy, TrainError, run_sft};
+use sftvsrl_training::{PixelCache, RunConfig, SftConfig, TrainError, backbone_policy, run_sft};
 
 type A = Autodiff<CpuBackend>;
 
 #[test]
 fn recorded_logprobs_match_the_training_forward_pass() {
-    let device = Default::default();
     let gp = GpConfig::variant(Variant::Id, false);
-    let examples: Vec<_> = expert_examples(&gp, 0, 50, ExpertSolution::Random).collect();
-    let tokenizer = word_level_tokenizer(
-        examples
-            .iter()
-            .flat_map(|e| [e.prompt.as_str(), e.response.as_str()]),
-        1,
-    )
-    .unwrap();
-    let shape = LlamaConfig {
+    let tokenizer = gp_tokenizer(&gp, &[]);
+    let text = Backbone::Text(Llama::init(&tiny_text(&tokenizer), 5, &Default::default()));
+    check_recorded_logprobs(text, None, &gp, &tokenizer);
+}
+
+/// The same on GP-VL with a vision-language policy: the image tokens sit in every prompt, and
+/// the pixels come from the rollout's cache in the update as in generation.
+#[test]
+fn recorded_logprobs_of_a_vision_policy_match_the_training_forward_pass() {
+    let gp = GpConfig::variant(Variant::Id, true);
+    let tokenizer = gp_tokenizer(&gp, &[IMAGE]);
+    let config = VlmConfig {
+        text_config: tiny_text(&tokenizer),
+        vision_config: VisionConfig {
+            image_size: [32, 32],
+            patch_size: 8,
+            hidden_size: 16,
+            intermediate_size: 32,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            layer_norm_eps: 1e-6,
+            num_channels: 3,
+        },
+        image_token_id: tokenizer.token_id(IMAGE).unwrap(),
+        projector_merge: 2,
+    };
+    let vision = Backbone::Vision(Vlm::init(&config, 5, &Default::default()));
+    let pixels = PixelCache::new(ImageProcessor::new([32, 32]));
+    check_recorded_logprobs(vision, Some(&pixels), &gp, &tokenizer);
+    assert!(!pixels.is_empty(), "the update read no cached pixels");
+}
+
+/// A word-level tokenizer over GeneralPoints expert data of `gp`, with `extra` specials.
+fn gp_tokenizer(gp: &GpConfig, extra: &[&str]) -> Tokenizer {
+    let examples: Vec<_> = expert_examples(gp, 0, 50, ExpertSolution::Random).collect();
+    let corpus = examples
+        .iter()
+        .flat_map(|e| [e.prompt.as_str(), e.response.as_str()]);
+    word_level_tokenizer_with(corpus, 1, extra).unwrap()
+}
+
+/// A two-layer language model of width 32 over `tokenizer`'s vocabulary.
+fn tiny_text(tokenizer: &Tokenizer) -> LlamaConfig {
+    LlamaConfig {
         hidden_size: 32,
         intermediate_size: 64,
         num_hidden_layers: 2,
         head_dim: 8,
         ..LlamaConfig::tiny(tokenizer.vocab_size())
-    };
+    }
+}
+
+/// Collects two steps of four GeneralPoints environments with `policy` and checks that the
+/// log-probs, action log-probs and values recorded then equal those of the training pass,
+/// at exact and rounded-up batch widths.
+fn check_recorded_logprobs(
+    policy: Backbone<A>,
+    pixels: Option<&PixelCache>,
+    gp: &GpConfig,
+    tokenizer: &Tokenizer,
+) {
+    let device = Default::default();
     let model = ActorCritic::<A> {
-        policy: Llama::init(&shape, 5, &device),
+        policy,
         value_head: ValueHead::new(32, &[16], 5, &device),
     };
-    let marker = answer_marker(&tokenizer, "formula").unwrap();
+    let marker = answer_marker(tokenizer, "formula").unwrap();
     // Two steps of four environments: the second batch mixes prompts of different lengths
     // (first attempts and revisions).
-    let mut pool = rl_pool(gp_envs(&gp, 4).unwrap(), 3, 1, None, &tokenizer).unwrap();
+    let mut pool = rl_pool(gp_envs(gp, 4).unwrap(), 3, 1, None, tokenizer).unwrap();
     let inference = model.valid();
+    let mut rollout_policy = backbone_policy(
+        &inference.policy,
+        Some(&inference.value_head),
+        pixels,
+        &device,
+    )
+    .unwrap();
     let collected = collect(
-        &mut TextPolicy::critic(&inference, &device),
-        &tokenizer,
+        rollout_policy.as_mut(),
+        tokenizer,
         &mut pool,
         &CollectSettings::<CpuBackend> {
             num_steps: 2,
@@ -76,16 +133,23 @@ fn recorded_logprobs_match_the_training_forward_pass() {
             parsable: gp_parsable,
             kl: None,
         },
+        pixels,
         &device,
     )
     .unwrap();
     let samples: Vec<&Sample> = collected.samples.iter().collect();
     let lengths: Vec<usize> = samples.iter().map(|s| s.prompt.len()).collect();
     assert!(lengths.iter().any(|&l| l != lengths[0]), "{lengths:?}");
+    assert_eq!(
+        samples.iter().all(|s| s.image.is_some()),
+        gp.vision,
+        "every GP-VL sample keeps its episode's image, and only those"
+    );
 
     // Exact widths, and widths rounded up as on the GPU backends: the same scores.
     for multiple in [1, 16] {
-        let batch = ScoreBatch::<A>::new(&samples, multiple, &device);
+        let vision = model.policy.vision_config().zip(pixels);
+        let batch = ScoreBatch::<A>::new(&samples, multiple, vision, &device).unwrap();
         let scores = batch.score(&model.policy, 0.7);
         let recomputed = batch.response_values(scores.logprobs.clone(), &samples);
         let mut worst = 0f32;
@@ -116,6 +180,11 @@ fn recorded_logprobs_match_the_training_forward_pass() {
         for (s, v) in samples.iter().zip(values) {
             assert!((s.value - v).abs() < 1e-4, "{} vs {v}", s.value);
         }
+    }
+    // Without the vision config, image samples are refused rather than scored blind.
+    if gp.vision {
+        let e = ScoreBatch::<A>::new(&samples, 1, None, &device).unwrap_err();
+        assert!(e.to_string().contains("language model"), "{e}");
     }
 }
 
@@ -180,7 +249,7 @@ fn default_update_takes_eight_steps_of_1024_samples() {
         ..LlamaConfig::tiny(8)
     };
     let model = ActorCritic::<A> {
-        policy: Llama::init(&shape, 1, &device),
+        policy: Backbone::Text(Llama::init(&shape, 1, &device)),
         value_head: ValueHead::new(8, &[4], 1, &device),
     };
     let mut optim = AdamConfig::new().init();
@@ -200,6 +269,7 @@ fn default_update_takes_eight_steps_of_1024_samples() {
             steps_before: 0,
             pad_to_multiple_of: 1,
         },
+        None,
         &device,
     )
     .unwrap();

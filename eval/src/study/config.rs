@@ -46,6 +46,14 @@ struct WorldFile {
     pano_width: u32,
 }
 
+/// Whether an Init section trains a language model from scratch (no `[init.model.vision]`).
+fn scratch_language_model(init: &toml::Table) -> bool {
+    let model = init.get("model").and_then(toml::Value::as_table);
+    model.is_some_and(|m| {
+        m.get("init").and_then(toml::Value::as_str) == Some("scratch") && !m.contains_key("vision")
+    })
+}
+
 fn default_style() -> String {
     "nyc".into()
 }
@@ -96,10 +104,12 @@ impl Study {
             if f.name.is_empty() || f.name.contains(['/', '\\']) {
                 return Err("`name` must be a non-empty folder name".into());
             }
-            if let Some(v) = f.eval.variants.iter().find(|v| v.is_vision()) {
+            if let Some(v) = f.eval.variants.iter().find(|v| v.is_vision())
+                && scratch_language_model(&f.init)
+            {
                 return Err(format!(
-                    "[eval] variants: the study trains language models; evaluate `{}` with \
-                     `sftvsrl eval`",
+                    "[eval] variants: `{}` shows images, but [init.model] trains a language \
+                     model from scratch: give it a [init.model.vision] section",
                     v.name()
                 ));
             }
@@ -183,7 +193,7 @@ impl Stage<'_> {
     }
 
     /// Fills in the fields the study owns (`name`, `runs_dir`, and `set`), defaults a missing
-    /// `data.path` to `<study>/data/<section>.jsonl`, and parses the section as a run config.
+    /// `data.path` to `<study>/data/<section>/data.jsonl`, and parses the section as a run config.
     fn resolve<T: RunConfig>(
         &self,
         mut table: toml::Table,
@@ -227,10 +237,8 @@ impl Stage<'_> {
         if let Some(toml::Value::Table(data)) = table.get_mut("data")
             && !data.contains_key("path")
         {
-            let file = self
-                .dir
-                .join("data")
-                .join(format!("{}.jsonl", self.section));
+            // A folder per stage: vision data keeps its images beside its JSONL.
+            let file = self.dir.join("data").join(self.section).join("data.jsonl");
             data.insert("path".into(), path_value(&file));
         }
         let config: T = toml::Value::Table(table)
@@ -305,8 +313,8 @@ mod tests {
     fn the_tiny_study_writes_its_data_inside_the_study_and_holds_out_the_ood_rule() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/study/gp-l-tiny.toml");
         let s = Study::from_file(&path).unwrap();
-        assert_eq!(s.init.data.path, s.dir.join("data/init.jsonl"));
-        assert_eq!(s.sft.data.path, s.dir.join("data/sft.jsonl"));
+        assert_eq!(s.init.data.path, s.dir.join("data/init/data.jsonl"));
+        assert_eq!(s.sft.data.path, s.dir.join("data/sft/data.jsonl"));
         let rules = &s.init.data.generate.as_ref().unwrap().face_rules;
         let ood = sftvsrl_envs::gp::FaceRule::Ood.face_values();
         assert!(rules.iter().all(|r| r.face_values() != ood), "{rules:?}");
@@ -362,9 +370,19 @@ mod tests {
         assert!(e.contains("[rl]") && e.contains("clip"), "{e}");
         let e = err(&format!("{base}[eval]\nepisodes = 0\n"));
         assert!(e.contains("[eval]") && e.contains("episodes"), "{e}");
-        let e = err(&format!("{base}[eval]\nvariants = [\"gp-vl-id\"]\n"));
+        // Vision variants need a vision-language Init: a pretrained one is checked when it
+        // loads, a from-scratch one needs its vision tower.
+        let vision_eval = format!("{base}[eval]\nvariants = [\"gp-vl-id\"]\n");
+        assert!(Study::from_toml(&vision_eval, Path::new("s.toml")).is_ok());
+        let scratch = "model = { init = \"scratch\", hidden_size = 8, intermediate_size = 8, \
+                       num_hidden_layers = 1, num_attention_heads = 1, num_key_value_heads = 1 }";
+        let e = err(&vision_eval.replacen(
+            "model = { init = \"pretrained\", path = \"m\" }",
+            scratch,
+            1,
+        ));
         assert!(
-            e.contains("[eval] variants") && e.contains("gp-vl-id"),
+            e.contains("[eval] variants") && e.contains("gp-vl-id") && e.contains("vision"),
             "{e}"
         );
         let e = err(&format!(

@@ -9,10 +9,10 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sftvsrl_envs::nav::world::{self, WorldSpec};
-use sftvsrl_model::load_pretrained;
+use sftvsrl_model::load_backbone;
 use sftvsrl_training::checkpoint;
 use sftvsrl_training::rl::run_rl;
-use sftvsrl_training::{RunConfig, RunDisplay, TextPolicy, TrainError, run_sft};
+use sftvsrl_training::{PixelCache, RunConfig, RunDisplay, TrainError, backbone_policy, run_sft};
 
 use super::config::Study;
 use super::report::write_study_report;
@@ -83,12 +83,13 @@ pub fn run_study<A: AutodiffBackend>(
     display: &mut dyn RunDisplay,
 ) -> Result<StudyOutcome, EvalError> {
     let mut play = |model_dir: &Path, config: &EvalConfig, progress: &mut dyn FnMut(usize)| {
-        let loaded = load_pretrained::<A::InnerBackend>(model_dir, device)?;
+        let loaded = load_backbone::<A::InnerBackend>(model_dir, device)?;
         let tokenizer = loaded.tokenizer.ok_or_else(|| {
             EvalError::Invalid(format!("{} has no tokenizer.json", model_dir.display()))
         })?;
-        let mut policy = TextPolicy::new(&loaded.model, device);
-        evaluate(&mut policy, &tokenizer, config, progress)
+        let pixels = loaded.processor.map(PixelCache::new);
+        let mut policy = backbone_policy(&loaded.model, None, pixels.as_ref(), device)?;
+        evaluate(policy.as_mut(), &tokenizer, config, progress)
     };
     run_study_with::<A>(study, resume, device, display, &mut play)
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use sftvsrl_envs::gp::expert::{ExpertSolution, expert_examples};
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tokenizer};
+use sftvsrl_model::{Backbone, GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tokenizer};
 
 use super::config::PpoConfig;
 use super::logprob::answer_marker;
@@ -21,7 +21,7 @@ use super::rollout::{CollectSettings, collect, gp_parsable, rl_pool};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::engine::gp_envs;
 use crate::error::TrainError;
-use crate::policy::TextPolicy;
+use crate::policy::backbone_policy;
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -80,7 +80,7 @@ pub fn bench_rl<A: AutodiffBackend>(
         ..config.model.clone()
     };
     let mut model = ActorCritic {
-        policy: Llama::<A>::init(&shape, 0, device),
+        policy: Backbone::Text(Llama::<A>::init(&shape, 0, device)),
         value_head: ValueHead::new(shape.hidden_size, &[1024, 512], 0, device),
     };
     let mut optim = AdamConfig::new().init::<A, ActorCritic<A>>();
@@ -116,8 +116,16 @@ pub fn bench_rl<A: AutodiffBackend>(
     let (mut prompt_tokens, mut generated_tokens) = (0u64, 0u64);
     for update in 0..=config.updates {
         let inference = model.valid();
-        let mut policy = TextPolicy::critic(&inference, device);
-        let collected = collect(&mut policy, &tokenizer, &mut pool, &settings, device)?;
+        let mut policy =
+            backbone_policy(&inference.policy, Some(&inference.value_head), None, device)?;
+        let collected = collect(
+            policy.as_mut(),
+            &tokenizer,
+            &mut pool,
+            &settings,
+            None,
+            device,
+        )?;
         let (adv, returns) = advantages(&collected.samples, &collected.next_values, &ppo);
         let start = Instant::now();
         let update_settings = UpdateSettings {
@@ -137,6 +145,7 @@ pub fn bench_rl<A: AutodiffBackend>(
             },
             &ppo,
             update_settings,
+            None,
             device,
         )?
         .0;

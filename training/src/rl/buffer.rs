@@ -6,10 +6,11 @@ use std::sync::Arc;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData, backend::Backend};
 use image::RgbImage;
 use sftvsrl_model::device::pad_len;
-use sftvsrl_model::{Llama, token_logprobs};
+use sftvsrl_model::{Backbone, ImageSpans, ModelError, VlmConfig, token_logprobs};
 
 use super::logprob::ActionWeights;
 use super::value_head::ActorCritic;
+use crate::pixels::PixelCache;
 
 /// One environment step: a prompt, the sampled response and what came of it.
 #[derive(Clone, Debug)]
@@ -73,6 +74,8 @@ pub struct ScoreBatch<B: Backend> {
     pub recorded_logprobs: Tensor<B, 2>,
     /// `[batch]`: the constant log-prob of too-short responses, 0 otherwise.
     pub constants: Tensor<B, 1>,
+    /// The pixels of the rows' images and where their placeholders sit.
+    pub images: Option<(Tensor<B, 4>, ImageSpans)>,
     /// The position of each row's last prompt token.
     last_prompt: Vec<i64>,
     /// Where each row's response starts (its prompt length).
@@ -84,8 +87,14 @@ pub struct ScoreBatch<B: Backend> {
 
 impl<B: Backend> ScoreBatch<B> {
     /// A batch of `samples` (each with a non-empty prompt and response), its width rounded up
-    /// to a multiple of `pad_to_multiple_of`.
-    pub fn new(samples: &[&Sample], pad_to_multiple_of: usize, device: &B::Device) -> Self {
+    /// to a multiple of `pad_to_multiple_of`. Samples with images need `vision`: the model's
+    /// config (where the placeholders are) and the cache of their pixels.
+    pub fn new(
+        samples: &[&Sample],
+        pad_to_multiple_of: usize,
+        vision: Option<(&VlmConfig, &PixelCache)>,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
         let batch = samples.len();
         let longest = samples
             .iter()
@@ -124,7 +133,8 @@ impl<B: Backend> ScoreBatch<B> {
             constants[i] = s.weights.constant.unwrap_or(0.0);
         }
         let shape = [batch, width];
-        ScoreBatch {
+        let images = batch_images(samples, vision, device)?;
+        Ok(ScoreBatch {
             input_ids: Tensor::from_data(TensorData::new(ids, shape), device),
             attention_mask: Tensor::from_data(TensorData::new(valid, shape), device),
             response_positions: Tensor::from_data(
@@ -141,9 +151,10 @@ impl<B: Backend> ScoreBatch<B> {
             constants: Tensor::from_data(TensorData::new(constants, [batch]), device),
             last_prompt: samples.iter().map(|s| s.prompt.len() as i64 - 1).collect(),
             prompt_lens: samples.iter().map(|s| s.prompt.len()).collect(),
+            images,
             input_tokens,
             width,
-        }
+        })
     }
 
     /// The rows' per-token values of a `[batch, seq]` tensor at their response tokens.
@@ -162,8 +173,10 @@ impl<B: Backend> ScoreBatch<B> {
 
     /// The final hidden states of `policy` on this batch, the logits at the response tokens,
     /// and their log-probs laid out `[batch, seq]` (0 outside the responses).
-    pub fn score(&self, policy: &Llama<B>, temperature: f32) -> Scores<B> {
-        let hidden = policy.forward_hidden(self.input_ids.clone(), self.attention_mask.clone());
+    pub fn score(&self, policy: &Backbone<B>, temperature: f32) -> Scores<B> {
+        let images = self.images.as_ref().map(|(p, spans)| (p.clone(), spans));
+        let hidden =
+            policy.forward_hidden(self.input_ids.clone(), self.attention_mask.clone(), images);
         let [batch, seq, dim] = hidden.dims();
         let tokens = self.response_positions.dims()[0];
         let at_responses = hidden
@@ -217,6 +230,33 @@ impl<B: Backend> ScoreBatch<B> {
             .value_head
             .forward(hidden.gather(1, index).reshape([batch, dim]))
     }
+}
+
+/// The pixels and placeholder spans of the samples' images (each prompt shows at most one,
+/// at its first turn); `None` when no sample has one.
+fn batch_images<B: Backend>(
+    samples: &[&Sample],
+    vision: Option<(&VlmConfig, &PixelCache)>,
+    device: &B::Device,
+) -> Result<Option<(Tensor<B, 4>, ImageSpans)>, ModelError> {
+    let images: Vec<&Arc<RgbImage>> = samples.iter().filter_map(|s| s.image.as_ref()).collect();
+    if images.is_empty() {
+        return Ok(None);
+    }
+    let Some((config, pixels)) = vision else {
+        return Err(ModelError::Input(format!(
+            "{} samples show an image, but the policy is a language model",
+            images.len()
+        )));
+    };
+    let rows: Vec<&[u32]> = samples.iter().map(|s| s.prompt.as_slice()).collect();
+    let spans = ImageSpans::find(
+        &rows,
+        config.image_token_id,
+        config.image_tokens(),
+        images.len(),
+    )?;
+    Ok(Some((pixels.tensor(&images, device)?, spans)))
 }
 
 /// A forward pass over a [`ScoreBatch`].

@@ -345,12 +345,6 @@ impl RlConfig {
                 if self.nav != NavConfig::default() || self.routes.is_some() {
                     return Err("`nav` and `routes` belong to env = \"virl-l\"".into());
                 }
-                if self.gp.vision {
-                    return Err(
-                        "`gp.vision`: GP-VL needs a vision-language policy (not yet available)"
-                            .into(),
-                    );
-                }
                 if self.gp.verify_iter == 0 {
                     return Err("`gp.verify_iter` must be at least 1".into());
                 }
@@ -366,12 +360,6 @@ impl RlConfig {
                 }
                 if self.routes.is_none() {
                     return Err("`routes`: env = \"virl-l\" needs a route folder".into());
-                }
-                if self.nav.vision {
-                    return Err(
-                        "`nav.vision`: V-IRL-VL needs a vision-language policy (not yet available)"
-                            .into(),
-                    );
                 }
                 if self.nav.verify_iter == 0 {
                     return Err("`nav.verify_iter` must be at least 1".into());
@@ -592,8 +580,7 @@ mod tests {
         assert!(e.contains("magic"), "{e}");
         let e = parse(&format!("{BASE}[rollout]\ntemperature = 0.0\n")).unwrap_err();
         assert!(e.contains("rollout.temperature"), "{e}");
-        let e = parse(&format!("{BASE}[gp]\nvision = true\n")).unwrap_err();
-        assert!(e.contains("gp.vision"), "{e}");
+        parse(&format!("{BASE}[gp]\nvision = true\n")).expect("GP-VL trains a VLM policy");
         let e = parse("name = \"t\"\n").unwrap_err();
         assert!(e.contains("policy"), "{e}");
         let e = parse(&format!(

@@ -15,6 +15,7 @@ use super::loss::{RatioStats, mean_entropy, policy_loss, value_loss};
 use super::value_head::ActorCritic;
 use crate::error::TrainError;
 use crate::grad_clip::clip_global_norm;
+use crate::pixels::PixelCache;
 use crate::step::scalar;
 
 /// Per-sample advantages and value targets of a step-major buffer
@@ -140,13 +141,15 @@ pub struct UpdateSettings {
 }
 
 /// Runs `cfg.num_ppo_epochs` passes of clipped PPO over the experience and returns the new
-/// model.
+/// model. A vision-language policy reads its samples' images through `pixels`.
+#[allow(clippy::too_many_arguments)]
 pub fn ppo_update<A, O>(
     mut model: ActorCritic<A>,
     optim: &mut O,
     experience: Experience<'_>,
     cfg: &PpoConfig,
     settings: UpdateSettings,
+    pixels: Option<&PixelCache>,
     device: &A::Device,
 ) -> Result<(ActorCritic<A>, UpdateStats), TrainError>
 where
@@ -164,9 +167,15 @@ where
         let mut accumulated = 0;
         for chunk in step {
             let picked: Vec<&Sample> = chunk.iter().map(|&i| &samples[i]).collect();
-            if let Some(loss) = minibatch_loss(
-                &model, &picked, chunk, experience, cfg, &settings, &mut stats, device,
-            )? {
+            let context = MinibatchContext {
+                experience,
+                cfg,
+                settings: &settings,
+                device,
+            };
+            if let Some(loss) =
+                minibatch_loss(&model, &picked, chunk, &context, pixels, &mut stats)?
+            {
                 let (r, c, k) = loss.ratios;
                 ratios += r;
                 clipped += c;
@@ -232,20 +241,33 @@ struct MinibatchLoss<A: AutodiffBackend> {
     ratios: (usize, usize, f64),
 }
 
+/// What every minibatch of an update shares.
+struct MinibatchContext<'a, A: AutodiffBackend> {
+    experience: Experience<'a>,
+    cfg: &'a PpoConfig,
+    settings: &'a UpdateSettings,
+    device: &'a A::Device,
+}
+
 /// The minibatch's loss, or `None` when a log-prob is NaN (the reference skips those).
-#[allow(clippy::too_many_arguments)]
 fn minibatch_loss<A: AutodiffBackend>(
     model: &ActorCritic<A>,
     picked: &[&Sample],
     indices: &[usize],
-    experience: Experience<'_>,
-    cfg: &PpoConfig,
-    settings: &UpdateSettings,
+    context: &MinibatchContext<'_, A>,
+    pixels: Option<&PixelCache>,
     stats: &mut UpdateStats,
-    device: &A::Device,
 ) -> Result<Option<MinibatchLoss<A>>, TrainError> {
+    let MinibatchContext {
+        experience,
+        cfg,
+        settings,
+        device,
+    } = context;
+    let device: &A::Device = device;
     let b = picked.len();
-    let batch = ScoreBatch::<A>::new(picked, settings.pad_to_multiple_of, device);
+    let vision = model.policy.vision_config().zip(pixels);
+    let batch = ScoreBatch::<A>::new(picked, settings.pad_to_multiple_of, vision, device)?;
     stats.trained_tokens += batch.input_tokens as u64;
     let scores = batch.score(&model.policy, settings.temperature);
     let vector = |v: Vec<f32>, shape: [usize; 2]| {

@@ -9,13 +9,14 @@ use burn::tensor::backend::Backend;
 use sftvsrl_envs::extract::{Field, Key, re_match};
 use sftvsrl_envs::{Env, Rng};
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{GenerateConfig, Llama, Tokenizer};
+use sftvsrl_model::{Backbone, GenerateConfig, Tokenizer, VlmConfig};
 
 use super::buffer::{Sample, ScoreBatch};
 use super::config::{EnvKind, RlConfig};
 use super::logprob::action_weights;
 use crate::engine::{EnvState, EpisodeError, Policy, Pool, Seeds, gp_envs, nav_envs};
 use crate::error::TrainError;
+use crate::pixels::PixelCache;
 
 /// Whether a response holds an answer the verifier can read.
 pub type Parsable = fn(&str) -> bool;
@@ -78,7 +79,7 @@ pub struct CollectSettings<'a, B: Backend> {
     pub thought_coef: f32,
     pub parsable: Parsable,
     /// A frozen reference policy and the KL-penalty coefficient.
-    pub kl: Option<(&'a Llama<B>, f32)>,
+    pub kl: Option<(&'a Backbone<B>, f32)>,
 }
 
 /// Wall time of a collection.
@@ -107,12 +108,13 @@ pub struct Collected {
 }
 
 /// Steps every environment of `pool` `settings.num_steps` times with `policy`, which must
-/// give value estimates.
+/// give value estimates. The reference policy of the KL penalty reads images through `pixels`.
 pub fn collect<B: Backend>(
     policy: &mut dyn Policy,
     tokenizer: &Tokenizer,
     pool: &mut Pool,
     settings: &CollectSettings<'_, B>,
+    pixels: Option<&PixelCache>,
     device: &B::Device,
 ) -> Result<Collected, TrainError> {
     let before = pool.timing;
@@ -163,14 +165,16 @@ pub fn collect<B: Backend>(
         }
         if let Some((reference, coef)) = settings.kl {
             let start = Instant::now();
+            let vision = reference.vision_config().zip(pixels);
             penalise_kl(
                 reference,
                 &mut out.samples[first..],
                 coef,
                 settings.generate.sampling.temperature,
                 pad_multiple::<B>(settings.generate.pad_to_multiple_of, device),
+                vision,
                 device,
-            );
+            )?;
             out.timing.reference += start.elapsed();
         }
     }
@@ -187,20 +191,22 @@ pub fn collect<B: Backend>(
 /// Sets each sample's KL penalty: `coef · Σ_t (log π(y_t) − log π_ref(y_t))` over its response
 /// tokens, with the sampling policy's recorded log-probs.
 fn penalise_kl<B: Backend>(
-    reference: &Llama<B>,
+    reference: &Backbone<B>,
     samples: &mut [Sample],
     coef: f32,
     temperature: f32,
     pad_to_multiple_of: usize,
+    vision: Option<(&VlmConfig, &PixelCache)>,
     device: &B::Device,
-) {
+) -> Result<(), TrainError> {
     let refs: Vec<&Sample> = samples.iter().collect();
-    let batch = ScoreBatch::<B>::new(&refs, pad_to_multiple_of, device);
+    let batch = ScoreBatch::<B>::new(&refs, pad_to_multiple_of, vision, device)?;
     let scores = batch.score(reference, temperature);
     let ref_logprobs = batch.response_values(scores.logprobs, &refs);
     for (s, r) in samples.iter_mut().zip(ref_logprobs) {
         s.kl = kl_penalty(&s.token_logprobs, &r, coef);
     }
+    Ok(())
 }
 
 /// `coef · Σ (policy − reference)` of per-token log-probs: the penalty subtracted from a reward.

@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sftvsrl_envs::Rng;
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{GenerateConfig, Sampling, apply_lora, load_pretrained};
+use sftvsrl_model::{GenerateConfig, Sampling, apply_lora, load_backbone};
 
 use super::buffer::Sample;
-use super::config::{AdvantageKind, RlConfig};
+use super::config::{AdvantageKind, EnvKind, RlConfig};
 use super::gae::{explained_variance, mean};
 use super::logprob::answer_marker;
 use super::ppo::{Experience, OptimizerStep, UpdateSettings, UpdateStats, advantages, ppo_update};
@@ -33,7 +33,8 @@ use crate::error::TrainError;
 use crate::flops::{inference_flops, train_flops};
 use crate::gp_eval::{GpEvalResult, gp_success};
 use crate::metrics_log::MetricsLog;
-use crate::policy::TextPolicy;
+use crate::pixels::PixelCache;
+use crate::policy::backbone_policy;
 use crate::schedule::cosine_annealing;
 use crate::skeleton::RunFolder;
 
@@ -79,7 +80,7 @@ pub fn run_rl<A: AutodiffBackend>(
     display: &mut dyn RunDisplay,
 ) -> Result<RlSummary, TrainError> {
     let mut folder = RunFolder::open(config, resume, config.export_checkpoints)?;
-    let loaded = load_pretrained::<A>(&config.policy, device)?;
+    let loaded = load_backbone::<A>(&config.policy, device)?;
     let mut tokenizer = loaded.tokenizer.ok_or_else(|| TrainError::Config {
         path: config.policy.clone(),
         message: "the policy checkpoint has no tokenizer.json".into(),
@@ -91,12 +92,30 @@ pub fn run_rl<A: AutodiffBackend>(
     }
     let (r, p, o) = (&config.rollout, &config.ppo, &config.optim);
     let marker = answer_marker(&tokenizer, &p.answer_key)?;
-    let hidden = loaded.model.config().hidden_size;
+    let shows_images = match config.env {
+        EnvKind::GpL => config.gp.vision,
+        EnvKind::VirlL => config.nav.vision,
+    };
+    if shows_images && loaded.model.vision_config().is_none() {
+        return Err(TrainError::Config {
+            path: config.policy.clone(),
+            message: "the task shows images (`gp.vision` / `nav.vision`), but this policy is \
+                      a language model: start from a vision-language checkpoint"
+                .into(),
+        });
+    }
+    let hidden = loaded.model.hidden_size();
     let reference = (p.kl_coef > 0.0).then(|| loaded.model.valid());
     let policy = match &config.lora {
-        Some(lora) => apply_lora(loaded.model, lora, config.seed, device),
+        Some(lora) => loaded
+            .model
+            .map_language_model(|m| apply_lora(m, lora, config.seed, device)),
         None => loaded.model,
     };
+    let processor = loaded.processor;
+    // Pixels of the rollouts' images, computed once per observation for generation, the KL
+    // reference and every PPO epoch.
+    let pixels = processor.clone().map(PixelCache::new);
     let model = ActorCritic {
         value_head: ValueHead::new(hidden, &config.value_head.hidden, config.seed, device),
         policy,
@@ -111,7 +130,14 @@ pub fn run_rl<A: AutodiffBackend>(
         folder.resume::<A, _, _, RlProgress>(model, optim, device, display)?;
     let mut progress = saved.unwrap_or_default();
     let export = |model: &ActorCritic<A>, dir: &Path| {
-        checkpoint::export_model(&model.policy.valid(), &tokenizer, &loaded.stop_tokens, dir)
+        let policy = model.policy.valid().merged();
+        checkpoint::export_model(
+            &policy,
+            processor.as_ref(),
+            &tokenizer,
+            &loaded.stop_tokens,
+            dir,
+        )
     };
     folder.repair_export(&|dir| export(&model, dir))?;
     let mut metrics = MetricsLog::open(&folder.dir.join("metrics.jsonl"), progress.update)?;
@@ -153,8 +179,9 @@ pub fn run_rl<A: AutodiffBackend>(
             .eval
             .as_ref()
             .map(|eval| {
-                let policy = model.policy.valid();
-                let result = gp_success(&policy, &tokenizer, eval, Some(multiple), device)?;
+                let inference = model.policy.valid();
+                let mut policy = backbone_policy(&inference, None, pixels.as_ref(), device)?;
+                let result = gp_success(policy.as_mut(), &tokenizer, eval, Some(multiple))?;
                 display.line(&format!(
                     "GeneralPoints ID {when}: {}/{} episodes solved ({:.1}% ± {:.1}%)",
                     result.successes,
@@ -177,8 +204,14 @@ pub fn run_rl<A: AutodiffBackend>(
         let update = progress.update;
         let lr = cosine_annealing(o.lr, o.min_lr, o.t_max, schedule_steps * update);
         let inference = model.valid();
+        let mut policy = backbone_policy(
+            &inference.policy,
+            Some(&inference.value_head),
+            pixels.as_ref(),
+            device,
+        )?;
         let collected = collect(
-            &mut TextPolicy::critic(&inference, device),
+            policy.as_mut(),
             &tokenizer,
             &mut pool,
             &CollectSettings {
@@ -190,8 +223,10 @@ pub fn run_rl<A: AutodiffBackend>(
                 parsable,
                 kl: reference.as_ref().map(|m| (m, p.kl_coef)),
             },
+            pixels.as_ref(),
             device,
         )?;
+        drop(policy);
         let samples = &collected.samples;
         check_samples(samples, &progress, display)?;
         let (adv, returns) = advantages(samples, &collected.next_values, p);
@@ -212,6 +247,7 @@ pub fn run_rl<A: AutodiffBackend>(
                 steps_before: progress.optimizer_steps,
                 pad_to_multiple_of: multiple,
             },
+            pixels.as_ref(),
             device,
         )?;
         model = next;

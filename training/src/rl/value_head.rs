@@ -7,7 +7,7 @@ use burn::nn::Linear;
 use burn::tensor::activation::relu;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use sftvsrl_envs::Rng;
-use sftvsrl_model::Llama;
+use sftvsrl_model::Backbone;
 
 /// The value MLP.
 #[derive(Module, Debug)]
@@ -66,9 +66,10 @@ impl<B: Backend> ValueHead<B> {
     }
 }
 
-/// The policy (a causal LM) and the value head that reads its hidden states.
+/// The policy (a causal language or vision-language model) and the value head that reads its
+/// hidden states.
 #[derive(Module, Debug)]
 pub struct ActorCritic<B: Backend> {
-    pub policy: Llama<B>,
+    pub policy: Backbone<B>,
     pub value_head: ValueHead<B>,
 }
