@@ -182,13 +182,76 @@ fn render_writes_a_1200_square_png() {
         "",
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let png = std::fs::read(&out).unwrap();
-    assert_eq!(&png[1..4], b"PNG");
-    let (w, h) = (
-        u32::from_be_bytes(png[16..20].try_into().unwrap()),
-        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+    assert_eq!(png_size(&std::fs::read(&out).unwrap()), (1200, 1200));
+}
+
+#[test]
+fn render_and_data_take_an_image_size() {
+    let dir = tempdir("image-size");
+    let out = dir.join("hand.png");
+    let render = |size: &str| {
+        let args = [
+            "gp",
+            "render",
+            "--cards",
+            "SA,HT,DQ,C7",
+            "--image-size",
+            size,
+        ];
+        sftvsrl(&[&args[..], &["--out", out.to_str().unwrap()]].concat(), "")
+    };
+    assert!(render("96").status.success());
+    assert_eq!(png_size(&std::fs::read(&out).unwrap()), (96, 96));
+    let o = render("16");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--image-size must be in 32..=4096 pixels, got 16"),
+        "{err}"
     );
-    assert_eq!((w, h), (1200, 1200));
+
+    let data = dir.join("gp-vl");
+    let args = [
+        "data",
+        "sft",
+        "--env",
+        "gp-vl",
+        "--n",
+        "2",
+        "--image-size",
+        "64",
+        "--out",
+    ];
+    let o = sftvsrl(&[&args[..], &[data.to_str().unwrap()]].concat(), "");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(data.join("data.jsonl")).unwrap();
+    for r in text.lines().map(json) {
+        assert_eq!(r["meta"]["image_size"], 64);
+        let png = std::fs::read(data.join(r["image"].as_str().unwrap())).unwrap();
+        assert_eq!(png_size(&png), (64, 64));
+    }
+    let args = [
+        "data",
+        "sft",
+        "--env",
+        "gp-l",
+        "--n",
+        "1",
+        "--image-size",
+        "64",
+        "--out",
+    ];
+    let o = sftvsrl(&[&args[..], &[data.to_str().unwrap()]].concat(), "");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--image-size is for --env gp-vl"), "{err}");
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert_eq!(&png[1..4], b"PNG");
+    let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fails, ok};
+use common::{fails, ok, sftvsrl};
 
 fn fixture_routes() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("envs/tests/fixtures/nav/routes")
@@ -138,6 +138,57 @@ fn world_sample_render_and_bench() {
     assert_eq!((w, h), (2405, 2405));
     let bench = ok(&["nav", "bench", "--routes", d, "--steps", "2"], "");
     assert!(bench.contains("\"grid_px\":2405"), "{bench}");
+    // Tiny views: the grid of four 64-pixel views, its cost, and expert data at 32 pixels.
+    let tiny = ["--routes", d, "--seed", "1", "--resolution", "64"];
+    ok(
+        &[
+            &["nav", "render", "--out", png.to_str().unwrap()],
+            &tiny[..],
+        ]
+        .concat(),
+        "",
+    );
+    assert_eq!(image_size(&png), (133, 133));
+    let bench = ok(&[&["nav", "bench", "--steps", "2"], &tiny[..]].concat(), "");
+    assert!(bench.contains("\"grid_px\":133"), "{bench}");
+    let data = dir.join("virl-vl");
+    let args = ["data", "sft", "--env", "virl-vl", "--routes", d, "--n", "2"];
+    let out = data.to_str().unwrap();
+    ok(
+        &[&args[..], &["--resolution", "32", "--out", out]].concat(),
+        "",
+    );
+    let text = std::fs::read_to_string(data.join("data.jsonl")).unwrap();
+    for line in text.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(r["meta"]["resolution"], 32);
+        assert_eq!(
+            image_size(&data.join(r["image"].as_str().unwrap())),
+            (69, 69)
+        );
+    }
+    let bad = ["--resolution", "4"];
+    for command in [
+        [
+            &[
+                "nav",
+                "render",
+                "--routes",
+                d,
+                "--out",
+                png.to_str().unwrap(),
+            ][..],
+            &bad,
+        ]
+        .concat(),
+        [&args[..], &["--out", out], &bad].concat(),
+    ] {
+        let err = fails(&command, "");
+        assert!(
+            err.contains("--resolution must be in 8..=4096 pixels, got 4"),
+            "{err}"
+        );
+    }
     let err = fails(
         &[
             "nav",
@@ -152,6 +203,44 @@ fn world_sample_render_and_bench() {
         "",
     );
     assert!(err.contains("--step must be smaller"), "{err}");
+}
+
+#[test]
+fn world_landmark_looks() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nav-cli-logos");
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let world = [
+        "nav",
+        "world",
+        "--city",
+        "nyc",
+        "--routes",
+        "1",
+        "--pano-width",
+        "256",
+    ];
+    let summary = ok(
+        &[&world[..], &["--out", d, "--landmarks", "logos"]].concat(),
+        "",
+    );
+    assert!(summary.contains("\"landmarks\":\"logos\""), "{summary}");
+    let described: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("world.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&described["landmarks"], &described["style"]),
+        (&"logos".into(), &"nyc".into())
+    );
+    let o = sftvsrl(
+        &[&world[..], &["--out", d, "--landmarks", "icons"]].concat(),
+        "",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("unknown landmark look \"icons\"; expected signs or logos"),
+        "{err}"
+    );
 }
 
 /// Width and height from a PNG's IHDR chunk.

@@ -314,3 +314,24 @@ fn unreachable_targets_are_config_errors() {
         "gp.target = 1000000: no hand of four cards can reach it under this rule"
     );
 }
+
+#[test]
+fn image_size_scales_the_observation_and_is_checked() {
+    let cfg: GpConfig =
+        serde_json::from_str(r#"{"vision": true, "suits": "black", "image_size": 96}"#).unwrap();
+    let mut env = GeneralPoints::new(cfg.clone()).unwrap();
+    assert_eq!(env.reset(3).image.as_ref().unwrap().dimensions(), (96, 96));
+    for bad in [0, 31, 4097] {
+        let err = GeneralPoints::new(GpConfig {
+            image_size: bad,
+            ..cfg.clone()
+        })
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!("gp.image_size must be in 32..=4096 pixels, got {bad}")
+        );
+    }
+    assert_eq!(GpConfig::default().image_size, 1200);
+}

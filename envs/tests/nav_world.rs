@@ -9,8 +9,9 @@ use sftvsrl_envs::nav::episode::pano_for_point;
 use sftvsrl_envs::nav::panomap::PanoMap;
 use sftvsrl_envs::nav::panorama::{GridRenderer, SEPARATOR_PX, panorama_paths};
 use sftvsrl_envs::nav::world::city::City;
+use sftvsrl_envs::nav::world::logo::{LandmarkLook, logo_of};
 use sftvsrl_envs::nav::world::style::CityStyle;
-use sftvsrl_envs::nav::world::{WorldSpec, generate};
+use sftvsrl_envs::nav::world::{WORLD_FILE, WorldSpec, generate, generate_with_look};
 use sftvsrl_envs::nav::{NavConfig, Navigation, PromptLayout, ViewHeadings, expert_examples};
 use sftvsrl_envs::{Env, Rng};
 
@@ -119,14 +120,17 @@ fn view_of(relation: &str) -> Option<usize> {
         .position(|r| *r == relation)
 }
 
-#[test]
-fn landmark_signs_appear_in_the_view_the_instruction_names() {
-    let style = CityStyle::Nyc;
-    let dir = world(style);
-    let city = City::generate(style, &mut Rng::derive(SEED, 0));
+/// Checks, at every named diagonal landmark of a few episodes in the world at `dir`, that the
+/// view the instruction names holds more than `min_ink` pixels of the colour `color` gives for the
+/// landmark (`None`: not checked), in views `res` pixels wide. Returns how many were checked.
+fn landmarks_in_named_views(
+    dir: &Path,
+    res: u32,
+    min_ink: usize,
+    color: impl Fn(&str) -> Option<[u8; 3]>,
+) -> usize {
     let mut env = Navigation::open(dir, NavConfig::default()).unwrap();
-    // The environment's renderer, at a quarter of the grid's resolution.
-    let (res, gap) = (300, 300 + SEPARATOR_PX);
+    let gap = res + SEPARATOR_PX;
     let mut renderer = GridRenderer::new(dir.join(STREET_VIEW_DIR), 640, res, 90.0);
     let mut checked = 0;
     for seed in 0..6 {
@@ -142,13 +146,7 @@ fn landmark_signs_appear_in_the_view_the_instruction_names() {
             else {
                 continue;
             };
-            let board = city
-                .places
-                .iter()
-                .find(|pl| pl.name == name)
-                .unwrap()
-                .sign_colors
-                .0;
+            let Some(board) = color(name) else { continue };
             let pano = pano_for_point(env.data(), &route, p, k).unwrap();
             let img = renderer
                 .render(&pano, p.heading, ViewHeadings::Reference)
@@ -161,13 +159,48 @@ fn landmark_signs_appear_in_the_view_the_instruction_names() {
                 })
                 .count();
             assert!(
-                ink > 40,
-                "{name}: {ink} sign pixels in view {view} at rail point {k}"
+                ink > min_ink,
+                "{name}: {ink} pixels of {board:?} in view {view} at rail point {k}"
             );
             checked += 1;
         }
     }
+    checked
+}
+
+#[test]
+fn landmark_signs_appear_in_the_view_the_instruction_names() {
+    let style = CityStyle::Nyc;
+    let city = City::generate(style, &mut Rng::derive(SEED, 0));
+    // At a quarter of the grid's resolution.
+    let checked = landmarks_in_named_views(world(style), 300, 40, |name| {
+        let place = city.places.iter().find(|pl| pl.name == name).unwrap();
+        Some(place.sign_colors.0)
+    });
     assert!(checked >= 3, "only {checked} diagonal landmarks seen");
+}
+
+#[test]
+fn logo_worlds_show_each_landmark_s_logo_in_tiny_views() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nav-world-logos");
+    let _ = std::fs::remove_dir_all(&dir);
+    let summary = generate_with_look(&spec(CityStyle::Nyc), LandmarkLook::Logos, &dir).unwrap();
+    assert_eq!(summary.landmarks, "logos");
+    let described = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(WORLD_FILE)).unwrap()).unwrap()
+    };
+    assert_eq!(described(&dir)["landmarks"], "logos");
+    assert_eq!(described(world(CityStyle::Nyc))["landmarks"], "signs");
+    // The look changes the street views only: the routes are those of the signs world.
+    assert_eq!(
+        std::fs::read(dir.join(ROUTE_FILE)).unwrap(),
+        std::fs::read(world(CityStyle::Nyc).join(ROUTE_FILE)).unwrap()
+    );
+    // Views 48 pixels wide; black logos are left out, as storefronts are nearly black too.
+    let checked = landmarks_in_named_views(&dir, 48, 4, |name| {
+        Some(logo_of(name).color).filter(|c| *c != [24, 24, 24])
+    });
+    assert!(checked >= 2, "only {checked} diagonal landmarks seen");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use sftvsrl_envs::expert::write_jsonl;
 use sftvsrl_envs::gp::GpConfig;
@@ -10,8 +10,9 @@ use sftvsrl_envs::gp::episode::check_config;
 use sftvsrl_envs::gp::expert::{ExpertSolution, expert_examples};
 use sftvsrl_envs::nav::{self, NavConfig};
 
-use super::gp::VariantArg;
+use super::gp::{VariantArg, checked_image_size};
 use super::input::read_toml;
+use super::nav::checked_resolution;
 use super::progress::Progress;
 
 #[derive(Subcommand)]
@@ -62,6 +63,14 @@ pub struct SftDataArgs {
     /// `hand-order`, a fixed one that keeps the cards' order where it can).
     #[arg(long, value_enum, default_value = "random")]
     solution: SolutionArg,
+    /// GP-VL: side of the square card images in pixels (default: the config's `image_size`,
+    /// the reference's 1200).
+    #[arg(long)]
+    image_size: Option<u32>,
+    /// V-IRL-VL: side of each of the grid's four views in pixels (default: the config's
+    /// `resolution`, the reference's 1200).
+    #[arg(long)]
+    resolution: Option<u32>,
 }
 
 /// `--solution` values.
@@ -87,17 +96,26 @@ pub fn run(cmd: DataCommand) -> Result<()> {
 }
 
 fn sft(a: SftDataArgs) -> Result<()> {
+    if a.image_size.is_some() && a.task != TaskName::GpVl {
+        bail!("--image-size is for --env gp-vl");
+    }
+    if a.resolution.is_some() && a.task != TaskName::VirlVl {
+        bail!("--resolution is for --env virl-vl");
+    }
     let mut progress = Progress::new("expert examples", a.n as u64);
     let (path, n) = match a.task {
         TaskName::GpL | TaskName::GpVl => {
             let vision = a.task == TaskName::GpVl;
-            let cfg = match &a.config {
+            let mut cfg = match &a.config {
                 Some(path) => GpConfig {
                     vision,
                     ..read_toml(path)?
                 },
                 None => GpConfig::variant(a.variant.into(), vision),
             };
+            if let Some(n) = checked_image_size(a.image_size)? {
+                cfg.image_size = n;
+            }
             check_config(&cfg)?;
             let examples =
                 expert_examples(&cfg, a.seed, a.n, a.solution.into()).inspect(|_| progress.tick());
@@ -107,12 +125,15 @@ fn sft(a: SftDataArgs) -> Result<()> {
             let routes = a.routes.as_deref().context(
                 "--routes DIR is required for navigation data (make one with `sftvsrl nav world`)",
             )?;
-            let cfg: NavConfig = a
+            let mut cfg: NavConfig = a
                 .config
                 .as_deref()
                 .map(read_toml)
                 .transpose()?
                 .unwrap_or_default();
+            if let Some(n) = a.resolution {
+                cfg.resolution = checked_resolution(n)?;
+            }
             let vision = a.task == TaskName::VirlVl;
             let mut failure = None;
             let examples = nav::expert_examples(routes, vision, a.n, a.seed, &cfg)?

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sftvsrl_envs::Env;
 use sftvsrl_envs::gp::cards::{Card, FaceRule, Suit};
-use sftvsrl_envs::gp::episode::{GeneralPoints, deal};
+use sftvsrl_envs::gp::episode::{GeneralPoints, IMAGE_SIZES, check_config, deal};
 use sftvsrl_envs::gp::prompt::expert_response;
 use sftvsrl_envs::gp::render::render_hand;
 use sftvsrl_envs::gp::solver::solutions;
@@ -72,6 +72,27 @@ impl TaskArgs {
             Some(path) => read_toml(path),
             None => Ok(GpConfig::variant(self.variant.into(), self.vl)),
         }
+    }
+
+    /// The settings with `--image-size` (when given) in place of the config's `image_size`.
+    fn sized_config(&self, image_size: Option<u32>) -> Result<GpConfig> {
+        let mut cfg = self.config()?;
+        if let Some(n) = checked_image_size(image_size)? {
+            cfg.image_size = n;
+        }
+        Ok(cfg)
+    }
+}
+
+/// `--image-size`, if given, within the sizes the renderer accepts.
+pub fn checked_image_size(size: Option<u32>) -> Result<Option<u32>> {
+    match size {
+        Some(n) if !IMAGE_SIZES.contains(&n) => bail!(
+            "--image-size must be in {}..={} pixels, got {n}",
+            IMAGE_SIZES.start(),
+            IMAGE_SIZES.end()
+        ),
+        _ => Ok(size),
     }
 }
 
@@ -158,6 +179,9 @@ pub struct RenderArgs {
     /// Draw the paper-era "Formula:" label.
     #[arg(long)]
     formula_label: bool,
+    /// Side of the square image in pixels (default: the config's `image_size`, 1200).
+    #[arg(long)]
+    image_size: Option<u32>,
     /// Output PNG file.
     #[arg(long, default_value = "gp.png")]
     out: PathBuf,
@@ -176,6 +200,9 @@ pub struct PlayArgs {
     /// Save the GP-VL image of each episode here (GP-VL only).
     #[arg(long, default_value = "gp-play.png")]
     image: PathBuf,
+    /// Side of the square GP-VL image in pixels (default: the config's `image_size`, 1200).
+    #[arg(long)]
+    image_size: Option<u32>,
 }
 
 pub fn run(cmd: GpCommand) -> Result<()> {
@@ -325,7 +352,8 @@ fn verify(a: VerifyArgs) -> Result<()> {
 }
 
 fn render(a: RenderArgs) -> Result<()> {
-    let cfg = a.task.config()?;
+    let cfg = a.task.sized_config(a.image_size)?;
+    check_config(&cfg)?;
     let cards = if a.cards.is_empty() {
         deal(&cfg, &mut Rng::new(a.seed)).cards
     } else {
@@ -339,7 +367,11 @@ fn render(a: RenderArgs) -> Result<()> {
             .collect::<Result<_>>()?;
         [parsed[0], parsed[1], parsed[2], parsed[3]]
     };
-    let img = render_hand(&cards, a.formula_label || cfg.render_formula_label);
+    let img = render_hand(
+        &cards,
+        a.formula_label || cfg.render_formula_label,
+        cfg.image_size,
+    );
     img.save(&a.out)
         .with_context(|| format!("writing {}", a.out.display()))?;
     let keys: Vec<String> = cards.iter().map(|c| c.key()).collect();
@@ -365,7 +397,7 @@ fn parse_key(s: &str) -> Result<Card> {
 }
 
 fn play(a: PlayArgs) -> Result<()> {
-    let cfg = a.task.config()?;
+    let cfg = a.task.sized_config(a.image_size)?;
     let mut env = GeneralPoints::new(cfg.clone())?;
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();

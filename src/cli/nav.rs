@@ -12,13 +12,15 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use sftvsrl_envs::Rng;
 use sftvsrl_envs::nav::bench::bench_render;
+use sftvsrl_envs::nav::config::VIEW_SIZES;
 use sftvsrl_envs::nav::instruction::build_instruction;
 use sftvsrl_envs::nav::milestone::{NO_LANDMARK, parse_milestones};
 use sftvsrl_envs::nav::prompt::expert_response;
 use sftvsrl_envs::nav::rail::RailPoint;
 use sftvsrl_envs::nav::verify::step_rewards_virl;
+use sftvsrl_envs::nav::world::logo::LandmarkLook;
 use sftvsrl_envs::nav::world::style::CityStyle;
-use sftvsrl_envs::nav::world::{WorldSpec, generate};
+use sftvsrl_envs::nav::world::{WorldSpec, generate_with_look};
 use sftvsrl_envs::nav::{NavConfig, Navigation, ObsPenalty, PromptText, SuccessRule, ViewHeadings};
 
 #[derive(Subcommand)]
@@ -39,6 +41,10 @@ pub enum NavCommand {
         /// Panorama width in pixels (the height is half).
         #[arg(long, default_value_t = 2048)]
         pano_width: u32,
+        /// How businesses show themselves: signs (their names lettered on storefront signs) or
+        /// logos (a large shape and colour picked by the name, recognisable in tiny views).
+        #[arg(long, default_value = "signs")]
+        landmarks: LandmarkLook,
     },
     /// Print an episode: its instruction, its expert rail and its first prompt.
     Sample(EpisodeArgs),
@@ -100,6 +106,9 @@ pub enum NavCommand {
         steps: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Side of each of the grid's four views in pixels (the reference's 1200).
+        #[arg(long)]
+        resolution: Option<u32>,
     },
 }
 
@@ -149,13 +158,40 @@ pub struct EpisodeArgs {
     /// Fold heading changes into [-180, 180) (relative_heading_wrap).
     #[arg(long)]
     wrap: bool,
+    /// With vision: side of each of the grid's four views in pixels (the reference's 1200).
+    #[arg(long)]
+    resolution: Option<u32>,
     #[command(flatten)]
     verifier: VerifierArgs,
 }
 
+/// The grid settings with `--resolution` (when given, and checked) as each view's side.
+fn with_resolution(resolution: Option<u32>) -> anyhow::Result<NavConfig> {
+    let defaults = NavConfig::default();
+    Ok(NavConfig {
+        resolution: match resolution {
+            Some(n) => checked_resolution(n)?,
+            None => defaults.resolution,
+        },
+        ..defaults
+    })
+}
+
+/// `--resolution`, if within the view sides the renderer accepts.
+pub fn checked_resolution(n: u32) -> anyhow::Result<u32> {
+    if !VIEW_SIZES.contains(&n) {
+        bail!(
+            "--resolution must be in {}..={} pixels, got {n}",
+            VIEW_SIZES.start(),
+            VIEW_SIZES.end()
+        );
+    }
+    Ok(n)
+}
+
 impl EpisodeArgs {
-    fn config(&self, vision: bool) -> NavConfig {
-        NavConfig {
+    fn config(&self, vision: bool) -> anyhow::Result<NavConfig> {
+        Ok(NavConfig {
             vision,
             absolute_action: !self.relative,
             relocation: !self.no_relocation,
@@ -164,13 +200,13 @@ impl EpisodeArgs {
             relative_heading_wrap: self.wrap,
             virl_obs_penalty: self.verifier.obs_penalty,
             prompt_text: self.verifier.prompt_text,
-            ..NavConfig::default()
-        }
+            ..with_resolution(self.resolution)?
+        })
     }
 
     /// Opens the environment and starts the episode.
     fn start(&self, vision: bool) -> anyhow::Result<Navigation> {
-        let mut env = Navigation::open(&self.routes, self.config(vision))?;
+        let mut env = Navigation::open(&self.routes, self.config(vision)?)?;
         match self.route {
             Some(r) => env.try_reset_route(r, self.seed)?,
             None => env.try_reset(self.seed)?,
@@ -187,14 +223,16 @@ pub fn run(cmd: NavCommand) -> anyhow::Result<()> {
             out,
             seed,
             pano_width,
+            landmarks,
         } => {
-            let summary = generate(
+            let summary = generate_with_look(
                 &WorldSpec {
                     style: city,
                     routes,
                     seed,
                     pano_width,
                 },
+                landmarks,
                 &out,
             )?;
             println!("{}", serde_json::to_string(&summary)?);
@@ -228,11 +266,12 @@ pub fn run(cmd: NavCommand) -> anyhow::Result<()> {
             routes,
             steps,
             seed,
+            resolution,
         } => {
             if steps == 0 {
                 bail!("--steps must be at least 1");
             }
-            let b = bench_render(&routes, steps, seed, &NavConfig::default())?;
+            let b = bench_render(&routes, steps, seed, &with_resolution(resolution)?)?;
             eprintln!(
                 "{} steps, {}×{} panoramas → {}² grid: decode {:.1} ms, grid {:.1} ms, step {:.1} ms (best {:.1} ms)",
                 b.steps,

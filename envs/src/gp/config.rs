@@ -26,6 +26,9 @@ pub struct GpConfig {
     pub vision: bool,
     /// Draw the paper-era "Formula:" label on GP-VL images.
     pub render_formula_label: bool,
+    /// Side of the square GP-VL image in pixels: the reference's 1200, or the same layout scaled
+    /// (not in the reference; small images for tiny models), 32..=4096.
+    pub image_size: u32,
     /// `reference` prompt text (quirks included) or `cleaned`.
     pub prompt_text: PromptText,
     /// `reference` prompts and expert answers, or `compact` ones for tiny CPU models.
@@ -47,6 +50,7 @@ impl Default for GpConfig {
             verify_iter: 5,
             vision: false,
             render_formula_label: false,
+            image_size: 1200,
             prompt_text: PromptText::Reference,
             prompt_layout: PromptLayout::Reference,
             prompt_example: false,

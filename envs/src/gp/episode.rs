@@ -21,11 +21,16 @@ pub enum GpError {
     UnreachableTarget { target: i64 },
     #[error("gp.face_cards: custom values must be 1..=99, got {0:?}")]
     FaceValues([u8; 3]),
+    #[error("gp.image_size must be in 32..=4096 pixels, got {0}")]
+    ImageSize(u32),
     #[error("gp.verify_iter must be at least 1")]
     NoAttempts,
     #[error("gp.prompt_layout = \"compact\" is for the text task: its answers carry no cards")]
     CompactVision,
 }
+
+/// The GP-VL image sides `check_config` accepts.
+pub const IMAGE_SIZES: std::ops::RangeInclusive<u32> = 32..=4096;
 
 /// A dealt hand and its solutions.
 #[derive(Clone, Debug)]
@@ -76,6 +81,9 @@ pub fn hand_prompt(cfg: &GpConfig, hand: &Hand) -> String {
 pub fn check_config(cfg: &GpConfig) -> Result<(), GpError> {
     if cfg.verify_iter == 0 {
         return Err(GpError::NoAttempts);
+    }
+    if !IMAGE_SIZES.contains(&cfg.image_size) {
+        return Err(GpError::ImageSize(cfg.image_size));
     }
     let faces = cfg.face_cards.face_values();
     if faces.iter().any(|v| !(1..=99).contains(v)) {
@@ -168,10 +176,14 @@ impl Env for GeneralPoints {
         self.hand = deal(&self.cfg, &mut Rng::new(seed));
         self.remaining = i64::from(self.cfg.verify_iter);
         self.solved = false;
-        let image = self
-            .cfg
-            .vision
-            .then(|| Arc::new(render_hand(&self.hand.cards, self.cfg.render_formula_label)));
+        let cfg = &self.cfg;
+        let image = cfg.vision.then(|| {
+            Arc::new(render_hand(
+                &self.hand.cards,
+                cfg.render_formula_label,
+                cfg.image_size,
+            ))
+        });
         self.transcript = Transcript::new(hand_prompt(&self.cfg, &self.hand), image);
         &self.transcript
     }

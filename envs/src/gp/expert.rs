@@ -94,6 +94,15 @@ pub fn expert_example(
     choice: ExpertSolution,
 ) -> ExpertExample {
     let (hand, solution) = expert_hand(cfg, seed, index, choice);
+    let mut meta = json!({
+        "cards": hand.cards.map(|c| c.key()),
+        "values": hand.values,
+        "solution": solution,
+        "solutions": hand.solutions.all().len(),
+    });
+    if cfg.vision {
+        meta["image_size"] = json!(cfg.image_size);
+    }
     ExpertExample {
         prompt: hand_prompt(cfg, &hand),
         response: expert_response(
@@ -105,13 +114,8 @@ pub fn expert_example(
         ),
         image: cfg
             .vision
-            .then(|| render_hand(&hand.cards, cfg.render_formula_label)),
-        meta: json!({
-            "cards": hand.cards.map(|c| c.key()),
-            "values": hand.values,
-            "solution": solution,
-            "solutions": hand.solutions.all().len(),
-        }),
+            .then(|| render_hand(&hand.cards, cfg.render_formula_label, cfg.image_size)),
+        meta,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The GP-VL observation: four cards on a casino-green 1200×1200 canvas at the reference's
-//! positions (paper-spec §1.6). Card faces are drawn here: rank glyphs and suit symbols in red or
+//! positions (paper-spec §1.6), or the same layout scaled to another square size. Card faces are drawn here: rank glyphs and suit symbols in red or
 //! black on a white card, with the rank and suit large in the centre so they read at a glance.
 
 use image::{Rgb, RgbImage};
@@ -7,8 +7,10 @@ use image::{Rgb, RgbImage};
 use super::cards::{Card, Suit};
 use crate::draw::{draw_text, fill_circle, fill_polygon, fill_rect, text_width};
 
-/// The canvas side in pixels.
+/// The reference's canvas side in pixels; the layout below is in its units.
 pub const CANVAS: u32 = 1200;
+/// The smallest side drawn directly: smaller observations are drawn at a multiple and averaged.
+const MIN_DRAWN: u32 = 400;
 /// Card size: `int(1200 / 4 * 0.9)` by `int(270 * 7 / 5)`.
 pub const CARD_W: u32 = 270;
 pub const CARD_H: u32 = 378;
@@ -64,12 +66,18 @@ pub fn draw_suit(img: &mut RgbImage, suit: Suit, cx: f32, cy: f32, size: f32, co
     }
 }
 
-/// Draws one card face with its top-left corner at `(x0, y0)`.
-pub fn draw_card(img: &mut RgbImage, card: Card, x0: u32, y0: u32) {
-    let (x, y, w, h) = (x0 as f32, y0 as f32, CARD_W as f32, CARD_H as f32);
+/// Draws one card face with its top-left corner at `(x0, y0)` of the reference canvas, every
+/// length scaled by `s` (1 at the reference's 1200×1200).
+pub fn draw_card(img: &mut RgbImage, card: Card, (x0, y0): (u32, u32), s: f32) {
+    let (x, y, w, h) = (
+        x0 as f32 * s,
+        y0 as f32 * s,
+        CARD_W as f32 * s,
+        CARD_H as f32 * s,
+    );
     // A rounded white card with a grey border: two rectangles and four corner discs, twice.
     let rounded = |img: &mut RgbImage, inset: f32, color: Rgb<u8>| {
-        let r = 18.0 - inset;
+        let (r, inset) = ((18.0 - inset) * s, inset * s);
         let (l, t, w, h) = (x + inset, y + inset, w - 2.0 * inset, h - 2.0 * inset);
         fill_rect(
             img,
@@ -102,21 +110,22 @@ pub fn draw_card(img: &mut RgbImage, card: Card, x0: u32, y0: u32) {
     let color = if card.suit.is_red() { RED } else { BLACK };
     let name = card.plain_name();
     // Corner indices: rank over a small suit, top-left and bottom-right.
-    let corner_h = 46.0;
+    let (corner_h, pad) = (46.0 * s, 12.0 * s);
     let corner_w = text_width(name, corner_h);
-    draw_text(img, x + 12.0, y + 8.0, name, corner_h, color);
+    draw_text(img, x + pad, y + 8.0 * s, name, corner_h, color);
+    let suit_h = 30.0 * s;
     draw_suit(
         img,
         card.suit,
-        x + 12.0 + corner_w / 2.0,
-        y + 74.0,
-        30.0,
+        x + pad + corner_w / 2.0,
+        y + 74.0 * s,
+        suit_h,
         color,
     );
     draw_text(
         img,
-        x + w - 12.0 - corner_w,
-        y + h - 8.0 - corner_h - 44.0,
+        x + w - pad - corner_w,
+        y + h - 8.0 * s - corner_h - 44.0 * s,
         name,
         corner_h,
         color,
@@ -124,30 +133,51 @@ pub fn draw_card(img: &mut RgbImage, card: Card, x0: u32, y0: u32) {
     draw_suit(
         img,
         card.suit,
-        x + w - 12.0 - corner_w / 2.0,
-        y + h - 26.0,
-        30.0,
+        x + w - pad - corner_w / 2.0,
+        y + h - 26.0 * s,
+        suit_h,
         color,
     );
     // The centre: a large rank above a large suit.
-    let big_h = 110.0;
+    let big_h = 110.0 * s;
     let big_w = text_width(name, big_h);
-    draw_text(img, x + (w - big_w) / 2.0, y + 82.0, name, big_h, color);
-    draw_suit(img, card.suit, x + w / 2.0, y + 262.0, 96.0, color);
+    draw_text(img, x + (w - big_w) / 2.0, y + 82.0 * s, name, big_h, color);
+    draw_suit(img, card.suit, x + w / 2.0, y + 262.0 * s, 96.0 * s, color);
 }
 
-/// The 1200×1200 observation of a hand; `formula_label` adds the paper-era white "Formula:".
-pub fn render_hand(cards: &[Card; 4], formula_label: bool) -> RgbImage {
-    let mut img = RgbImage::from_pixel(CANVAS, CANVAS, TABLE_GREEN);
+/// The observation of a hand, `size`×`size` pixels: the reference's 1200×1200 layout scaled;
+/// `formula_label` adds the paper-era white "Formula:".
+///
+/// Below [`MIN_DRAWN`] pixels the hand is drawn at a whole multiple of `size` and area-averaged
+/// down, so the glyphs are rasterised large enough to keep their strokes.
+pub fn render_hand(cards: &[Card; 4], formula_label: bool, size: u32) -> RgbImage {
+    let k = MIN_DRAWN.div_ceil(size).max(1);
+    let side = size * k;
+    let s = side as f32 / CANVAS as f32;
+    let mut img = RgbImage::from_pixel(side, side, TABLE_GREEN);
     for (i, &card) in cards.iter().enumerate() {
-        let (x, y) = card_origin(i);
-        draw_card(&mut img, card, x, y);
+        draw_card(&mut img, card, card_origin(i), s);
     }
     if formula_label {
         // DejaVuSans 64 px at (10, 840) in the paper-era code; the formula line below is empty.
-        draw_text(&mut img, 10.0, 840.0, "Formula:", 64.0, WHITE);
+        draw_text(&mut img, 10.0 * s, 840.0 * s, "Formula:", 64.0 * s, WHITE);
     }
-    img
+    if k == 1 { img } else { shrink(&img, k) }
+}
+
+/// The mean of every `k`×`k` block.
+fn shrink(img: &RgbImage, k: u32) -> RgbImage {
+    let area = k * k;
+    RgbImage::from_fn(img.width() / k, img.height() / k, |x, y| {
+        let mut sum = [0u32; 3];
+        for yy in y * k..(y + 1) * k {
+            for xx in x * k..(x + 1) * k {
+                let p = img.get_pixel(xx, yy).0;
+                (0..3).for_each(|c| sum[c] += u32::from(p[c]));
+            }
+        }
+        Rgb(sum.map(|v| ((v + area / 2) / area) as u8))
+    })
 }
 
 #[cfg(test)]
@@ -178,7 +208,7 @@ mod tests {
                 suit: Suit::Clubs,
             },
         ];
-        let img = render_hand(&hand, false);
+        let img = render_hand(&hand, false, CANVAS);
         assert_eq!(img.dimensions(), (1200, 1200));
         assert_eq!(
             img.get_pixel(600, 100).0,
@@ -205,11 +235,100 @@ mod tests {
                 "card {i}: red ink {red_ink}"
             );
         }
-        let labelled = render_hand(&hand, true);
+        let labelled = render_hand(&hand, true, CANVAS);
         let label_ink = (840..904)
             .flat_map(|y| (10..300).map(move |x| (x, y)))
             .filter(|&(x, y)| labelled.get_pixel(x, y).0 == [255, 255, 255])
             .count();
         assert!(label_ink > 500);
+    }
+
+    /// FNV-1a over the pixels.
+    fn fingerprint(img: &RgbImage) -> u64 {
+        img.as_raw().iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    fn hand(cards: [(u8, Suit); 4]) -> [Card; 4] {
+        cards.map(|(rank, suit)| Card { rank, suit })
+    }
+
+    #[test]
+    fn the_reference_size_is_pixel_for_pixel_unchanged() {
+        // Fingerprints of the images rendered before the size became an option.
+        let h = hand([
+            (1, Suit::Spades),
+            (10, Suit::Hearts),
+            (12, Suit::Diamonds),
+            (7, Suit::Clubs),
+        ]);
+        assert_eq!(
+            fingerprint(&render_hand(&h, false, CANVAS)),
+            0x8045b076686ddc00
+        );
+        assert_eq!(
+            fingerprint(&render_hand(&h, true, CANVAS)),
+            0xf355c523de9a7f57
+        );
+    }
+
+    #[test]
+    fn small_observations_keep_the_layout_and_tell_cards_apart() {
+        let a = hand([
+            (1, Suit::Spades),
+            (10, Suit::Hearts),
+            (12, Suit::Diamonds),
+            (7, Suit::Clubs),
+        ]);
+        for size in [32, 96, 128, 400, 401, 1000] {
+            let img = render_hand(&a, false, size);
+            assert_eq!(img.dimensions(), (size, size));
+            // The table's green above the cards, a card's white near the middle of the first.
+            let at = |x: u32, y: u32| img.get_pixel(x * size / CANVAS, y * size / CANVAS).0;
+            assert_eq!(at(600, 100), TABLE_GREEN.0, "{size}");
+            assert_eq!(at(60, 601), WHITE.0, "{size}");
+        }
+        let small = |cards| render_hand(&hand(cards), false, 96);
+        let base = small([
+            (1, Suit::Spades),
+            (10, Suit::Spades),
+            (12, Suit::Clubs),
+            (7, Suit::Clubs),
+        ]);
+        for other in [
+            [
+                (2, Suit::Spades),
+                (10, Suit::Spades),
+                (12, Suit::Clubs),
+                (7, Suit::Clubs),
+            ],
+            [
+                (1, Suit::Clubs),
+                (10, Suit::Spades),
+                (12, Suit::Clubs),
+                (7, Suit::Clubs),
+            ],
+            [
+                (1, Suit::Spades),
+                (10, Suit::Spades),
+                (13, Suit::Clubs),
+                (7, Suit::Clubs),
+            ],
+            [
+                (1, Suit::Spades),
+                (10, Suit::Spades),
+                (12, Suit::Clubs),
+                (8, Suit::Clubs),
+            ],
+        ] {
+            let img = small(other);
+            let differ = base
+                .pixels()
+                .zip(img.pixels())
+                .filter(|(p, q)| p != q)
+                .count();
+            assert!(differ > 20, "{other:?}: {differ} pixels differ");
+        }
     }
 }

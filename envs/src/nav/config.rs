@@ -44,6 +44,9 @@ pub enum SuccessRule {
     FirstAttempt,
 }
 
+/// The view sides (`resolution`, `crop_size`) `validate` accepts, in pixels.
+pub const VIEW_SIZES: std::ops::RangeInclusive<u32> = 8..=4096;
+
 /// Everything that shapes an episode.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -147,11 +150,13 @@ impl NavConfig {
         if !(1.0..=170.0).contains(&self.fov_deg) {
             return Err(format!("fov_deg must be in [1, 170], got {}", self.fov_deg));
         }
-        if !(8..=4096).contains(&self.resolution) || !(8..=4096).contains(&self.crop_size) {
-            return Err(format!(
-                "resolution and crop_size must be in [8, 4096], got {} and {}",
-                self.resolution, self.crop_size
-            ));
+        for (field, px) in [
+            ("resolution", self.resolution),
+            ("crop_size", self.crop_size),
+        ] {
+            if !VIEW_SIZES.contains(&px) {
+                return Err(format!("{field} must be in [8, 4096], got {px}"));
+            }
         }
         if let Some(words) = &self.turn_words {
             let wanted = if self.absolute_action { 8 } else { 4 };
@@ -229,5 +234,13 @@ mod tests {
             .is_err()
         );
         assert!(NavConfig::default().validate().is_ok());
+        let tiny = NavConfig {
+            resolution: 4,
+            ..NavConfig::default()
+        };
+        assert_eq!(
+            tiny.validate().unwrap_err(),
+            "resolution must be in [8, 4096], got 4"
+        );
     }
 }

@@ -72,13 +72,16 @@ impl ExpertIter {
             &point.instruction,
             &point.gt_action,
         );
-        let meta = json!({
+        let mut meta = json!({
             "env": if self.env.config().vision { "virl-vl" } else { "virl-l" },
             "route": self.env.route().map(|r| r.index),
             "episode_seed": self.episode_seed,
             "step": step,
             "gt_action": point.gt_action,
         });
+        if self.env.config().vision {
+            meta["resolution"] = json!(self.env.config().resolution);
+        }
         let verdict = self.env.try_step(&response)?;
         if verdict.reward != CORRECT_ACTION {
             return Err(NavError::Invalid(format!(

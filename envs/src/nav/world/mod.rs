@@ -1,7 +1,8 @@
 //! Synthetic cities in the V-IRL data layout, so the real loader reads them: a street grid with
 //! named businesses ([`city`]), routes with `milestone_info` ([`routes`]), the pickled
 //! GPS-to-panorama mapping, and equirectangular street views rendered by the project
-//! ([`render`]) in which every business shows its name on its storefront.
+//! ([`render`]) in which every business shows its name on its storefront, or a logo
+//! ([`logo`]). `world.json` records how the world was made.
 //!
 //! Only the panoramas some episode can visit are rendered and mapped: the snapped positions of
 //! every route's rail with no point dropped.
@@ -11,6 +12,7 @@
 //! `Rng::derive(seed, 1)`; the panorama width changes only the images.
 
 pub mod city;
+pub mod logo;
 pub mod render;
 pub mod routes;
 pub mod style;
@@ -24,6 +26,7 @@ use image::codecs::jpeg::JpegEncoder;
 use serde::Serialize;
 
 use self::city::{Capture, City};
+use self::logo::LandmarkLook;
 use self::render::Scene;
 use self::style::CityStyle;
 use super::data::{MAPPING_FILE, ROUTE_FILE, STREET_VIEW_DIR};
@@ -38,6 +41,8 @@ use crate::Rng;
 
 /// JPEG quality of the panoramas.
 const JPEG_QUALITY: u8 = 90;
+/// The file describing how a world was made: its spec, city and landmark look.
+pub const WORLD_FILE: &str = "world.json";
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -57,14 +62,27 @@ pub struct WorldSummary {
     pub routes: usize,
     pub places: usize,
     pub panoramas: usize,
+    /// How businesses show themselves: `signs` or `logos`.
+    pub landmarks: &'static str,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NavError + '_ {
     move |e| NavError::io(path, e)
 }
 
-/// Generates a city and its routes and writes them to `out` in the V-IRL layout.
+/// Generates a city and its routes and writes them to `out` in the V-IRL layout; businesses
+/// show name signs.
 pub fn generate(spec: &WorldSpec, out: &Path) -> Result<WorldSummary, NavError> {
+    generate_with_look(spec, LandmarkLook::Signs, out)
+}
+
+/// [`generate`] with businesses shown as `landmarks` says. The city and routes do not depend
+/// on it, only the street views.
+pub fn generate_with_look(
+    spec: &WorldSpec,
+    landmarks: LandmarkLook,
+    out: &Path,
+) -> Result<WorldSummary, NavError> {
     if spec.routes == 0 {
         return Err(NavError::Invalid("ask for at least one route".into()));
     }
@@ -118,7 +136,7 @@ pub fn generate(spec: &WorldSpec, out: &Path) -> Result<WorldSummary, NavError> 
     let map_path = out.join(MAPPING_FILE);
     fs::write(&map_path, write_mapping(&mapping)).map_err(io(&map_path))?;
 
-    let scene = Scene::new(&city);
+    let scene = Scene::new(&city, landmarks);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(captures.len().max(1));
@@ -138,12 +156,24 @@ pub fn generate(spec: &WorldSpec, out: &Path) -> Result<WorldSummary, NavError> 
             .into_iter()
             .try_for_each(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
     })?;
+    let world_path = out.join(WORLD_FILE);
+    let world = serde_json::json!({
+        "style": spec.style.name(),
+        "city": city.name,
+        "routes": routes.len(),
+        "seed": spec.seed,
+        "pano_width": spec.pano_width,
+        "landmarks": landmarks.name(),
+        "source": "sftvsrl synthetic world",
+    });
+    fs::write(&world_path, format!("{world:#}\n")).map_err(io(&world_path))?;
     Ok(WorldSummary {
         dir: out.to_path_buf(),
         city: city.name.clone(),
         routes: routes.len(),
         places: city.places.len(),
         panoramas: captures.len(),
+        landmarks: landmarks.name(),
     })
 }
 

@@ -1,12 +1,13 @@
 //! Equirectangular panoramas of a synthetic city, ray-cast column by column: sky, road and
 //! sidewalk with markings, and building facades with windows, storefronts and signs that carry
-//! the businesses' names. Column `X` of a `W`-wide panorama faces compass heading
+//! the businesses' names (or their logos, see [`super::logo`]). Column `X` of a `W`-wide panorama faces compass heading
 //! `360·X/(W-1) - rotation` and row `Y` elevation `(1/2 - Y/(H-1))·180°` — the convention the
 //! reference's perspective crop assumes (see [`crate::nav::panorama`]).
 
 use image::{Rgb, RgbImage};
 
-use super::city::{Capture, City, LETTER_M, Side};
+use super::city::{Capture, City, LETTER_M, Place, Side, Sign};
+use super::logo::{LandmarkLook, logo_image, logo_of};
 use super::style::Rgb as Color;
 use crate::draw::{draw_text, text_width};
 use crate::nav::geo::py_mod;
@@ -19,6 +20,13 @@ const FAR_M: f64 = 600.0;
 const SIGN_PX_PER_M: f64 = 48.0;
 /// Top of the ground floor, in metres.
 const GROUND_FLOOR_M: f64 = 4.0;
+/// Height of a logo board, in metres, where the building leaves room; its width is up to twice
+/// that, as the grid's diagonal views see walls at 45° or more and foreshorten them.
+const LOGO_M: f64 = 5.5;
+/// Height of a logo board's lower edge, in metres.
+const LOGO_BOTTOM_M: f64 = 3.0;
+/// Logo texture resolution, in pixels per metre.
+const LOGO_PX_PER_M: f64 = 24.0;
 
 /// A sign's pre-rendered face.
 struct SignFace {
@@ -86,27 +94,54 @@ fn sign_image(name: &str, length_m: f64, height_m: f64, (board, ink): (Color, Co
     img
 }
 
+/// The logo board that stands in for `sign`: centred on it, as large as its wall and its
+/// building allow.
+fn logo_face(city: &City, place: &Place, sign: &Sign) -> SignFace {
+    let lot = &city.lots[place.lot];
+    let (lo, hi) = match sign.side {
+        Side::U0 | Side::U1 => (lot.v0 + 0.5, lot.v1 - 0.5),
+        Side::V0 | Side::V1 => (lot.u0 + 0.5, lot.u1 - 0.5),
+    };
+    let height = LOGO_M.min(lot.height - 0.8 - LOGO_BOTTOM_M);
+    let width = (2.0 * height).min(hi - lo);
+    let centre = ((sign.from + sign.to) / 2.0).clamp(lo + width / 2.0, hi - width / 2.0);
+    // Keep the sign's reading direction, so the board faces the street the same way.
+    let half = (sign.to - sign.from).signum() * width / 2.0;
+    let px = |m: f64| (m * LOGO_PX_PER_M).round().max(8.0) as u32;
+    SignFace {
+        side: sign.side,
+        from: centre - half,
+        to: centre + half,
+        bottom: LOGO_BOTTOM_M,
+        top: LOGO_BOTTOM_M + height,
+        image: logo_image(logo_of(&place.name), px(width), px(height)),
+    }
+}
+
 impl<'a> Scene<'a> {
-    /// Prepares the sign faces of every business in `city`.
-    pub fn new(city: &'a City) -> Self {
+    /// Prepares the sign faces, or logo boards, of every business in `city`.
+    pub fn new(city: &'a City, look: LandmarkLook) -> Self {
         let mut signs_by_lot: Vec<Vec<SignFace>> =
             (0..city.lots.len()).map(|_| Vec::new()).collect();
         for place in &city.places {
             for s in &place.signs {
-                let image = sign_image(
-                    &place.name,
-                    (s.to - s.from).abs(),
-                    s.top - s.bottom,
-                    place.sign_colors,
-                );
-                signs_by_lot[place.lot].push(SignFace {
-                    side: s.side,
-                    from: s.from,
-                    to: s.to,
-                    bottom: s.bottom,
-                    top: s.top,
-                    image,
-                });
+                let face = match look {
+                    LandmarkLook::Logos => logo_face(city, place, s),
+                    LandmarkLook::Signs => SignFace {
+                        side: s.side,
+                        from: s.from,
+                        to: s.to,
+                        bottom: s.bottom,
+                        top: s.top,
+                        image: sign_image(
+                            &place.name,
+                            (s.to - s.from).abs(),
+                            s.top - s.bottom,
+                            place.sign_colors,
+                        ),
+                    },
+                };
+                signs_by_lot[place.lot].push(face);
             }
         }
         Scene { city, signs_by_lot }
@@ -358,4 +393,56 @@ fn sample(img: &RgbImage, tx: f64, ty: f64) -> [f32; 3] {
         mix(p(x0, y1), p(x1, y1), fx),
         fy,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+    use crate::nav::world::style::CityStyle;
+
+    /// The first face of each of the first `n` businesses, scaled to 24×24 (boards vary in size).
+    fn faces(city: &City, n: usize, look: LandmarkLook) -> Vec<RgbImage> {
+        let scene = Scene::new(city, look);
+        city.places[..n]
+            .iter()
+            .map(|p| {
+                let img = &scene.signs_by_lot[p.lot][0].image;
+                image::imageops::resize(img, 24, 24, image::imageops::FilterType::Nearest)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_name_shows_the_same_logo_in_both_city_styles() {
+        let n = 12;
+        let nyc = City::generate(CityStyle::Nyc, &mut Rng::new(1));
+        let mut worldwide = City::generate(CityStyle::Worldwide, &mut Rng::new(1));
+        // Give businesses of the other city the same names.
+        for i in 0..n {
+            worldwide.places[i].name = nyc.places[i].name.clone();
+        }
+        let (a, b) = (
+            faces(&nyc, n, LandmarkLook::Logos),
+            faces(&worldwide, n, LandmarkLook::Logos),
+        );
+        let signs = faces(&nyc, n, LandmarkLook::Signs);
+        for i in 0..n {
+            let name = &nyc.places[i].name;
+            let color = logo_of(name).color;
+            let ink = |img: &RgbImage| img.pixels().filter(|p| p.0 == color).count();
+            assert!(ink(&a[i]) > 40, "{name}: {} logo pixels", ink(&a[i]));
+            let agree = |x: &RgbImage, y: &RgbImage| {
+                x.pixels().zip(y.pixels()).filter(|(p, q)| p == q).count()
+            };
+            assert!(
+                agree(&a[i], &b[i]) > 24 * 24 * 9 / 10,
+                "{name}: the cities disagree"
+            );
+            assert!(
+                agree(&a[i], &signs[i]) < 24 * 24 / 2,
+                "{name}: a logo is no sign"
+            );
+        }
+    }
 }
