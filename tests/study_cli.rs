@@ -242,3 +242,78 @@ nav = {{ episodes = 2, seed = 5, env = {{ prompt_layout = "compact", route_range
     assert!(out.contains("report.md"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A vision study end to end: a VLM from scratch on GP-VL images, PPO with the VLM policy, the
+/// SFT branch on images, every checkpoint evaluated on ID and visual OOD with recognition
+/// plotted beside success; `--task` and a config path exclude each other.
+#[test]
+fn a_vision_study_trains_a_vlm_and_plots_recognition() {
+    let dir = scratch("study-cli-vl");
+    let gp = "vision = true, image_size = 64";
+    let vision = "vision = { image_size = 32, patch_size = 8, hidden_size = 16, \
+                  intermediate_size = 16, num_hidden_layers = 1, num_attention_heads = 2, \
+                  projector_merge = 2 }";
+    let text = format!(
+        r#"name = "mini-vl"
+runs_dir = "{runs}"
+[init]
+data = {{ valid_fraction = 0.0, generate = {{ n = 16, seed = 0, {gp}, prompt_layout = "compact" }} }}
+model = {{ {model}, {vision} }}
+train = {{ epochs = 1, micro_batch = 8, lr = 1e-3, checkpoint_every = 100, answer_match = 0 }}
+[rl]
+checkpoint_every = 1
+gp = {{ verify_iter = 1, prompt_layout = "compact", suits = "black", {gp} }}
+rollout = {{ num_envs = 2, num_steps = 2, max_new_tokens = 8 }}
+ppo = {{ num_updates = 1, samples_per_step = 2 }}
+value_head = {{ hidden = [8] }}
+[sft]
+data = {{ valid_fraction = 0.0, generate = {{ n = 200, seed = 1, {gp}, prompt_layout = "compact" }} }}
+train = {{ epochs = 1, micro_batch = 2, lr = 1e-3, checkpoint_every = 1000, answer_match = 0 }}
+[eval]
+variants = ["gp-vl-id", "gp-vl-ood-visual"]
+episodes = 2
+seed = 1000
+verify_iters = [1]
+max_new_tokens = 8
+temperature = 0.0
+prompt_layout = "compact"
+image_size = 64
+"#,
+        runs = dir.join("runs").display(),
+        model = MODEL.replace('\n', ", "),
+    );
+    let config = dir.join("study.toml");
+    std::fs::write(&config, &text).unwrap();
+    ok(&["study", config.to_str().unwrap()], "");
+    let study_dir = dir.join("runs/mini-vl");
+    assert_files(
+        &study_dir,
+        &[
+            "data/init/images/000000.png",
+            "data/sft/images/000000.png",
+            "init/final/preprocessor_config.json",
+            "rl/final/preprocessor_config.json",
+            "sft/final/preprocessor_config.json",
+            "recognition-gp-vl-id-verify1.png",
+            "success-gp-vl-ood-visual-verify1.png",
+        ],
+    );
+    let report = std::fs::read_to_string(study_dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("gp-vl-ood-visual card recognition (verify 1)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("64×64-pixel images with `reference` faces"),
+        "{report}"
+    );
+    let study = read_json(&study_dir.join("study.json"));
+    for p in study["points"].as_array().unwrap() {
+        for r in p["results"].as_array().unwrap() {
+            assert!(r["recognition"]["calls"].as_u64().unwrap() >= 2, "{r}");
+        }
+    }
+    let e = fails(&["study", config.to_str().unwrap(), "--task", "gp-vl"], "");
+    assert!(e.contains("--task"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

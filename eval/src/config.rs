@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::prompt::PromptLayout;
+use sftvsrl_envs::gp::render::CardFaces;
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_envs::nav::NavConfig;
 use sftvsrl_model::Sampling;
@@ -84,16 +85,19 @@ pub enum Task {
 }
 
 /// The environment settings of GeneralPoints `variant` (as text or as an image) with
-/// `verify_iter` graded attempts and prompts in `layout`.
+/// `verify_iter` graded attempts, prompts in `layout` and images as `images` draws them.
 pub fn gp_config(
     variant: Variant,
     vision: bool,
     verify_iter: u32,
     layout: PromptLayout,
+    images: (u32, CardFaces),
 ) -> GpConfig {
     GpConfig {
         verify_iter,
         prompt_layout: layout,
+        image_size: images.0,
+        card_faces: images.1,
         ..GpConfig::variant(variant, vision)
     }
 }
@@ -195,6 +199,14 @@ pub struct EvalConfig {
     /// GeneralPoints prompts: `reference`, or `compact` for models trained on compact data.
     #[serde(default)]
     pub prompt_layout: PromptLayout,
+    /// The side of GP-VL's card images in pixels (the reference's 1200; the model's processor
+    /// resizes them to its own input size). Use the training data's.
+    #[serde(default = "default_image_size")]
+    pub image_size: u32,
+    /// How GP-VL's card faces are drawn: `reference`, or `large_rank` for tiny models (use the
+    /// training data's).
+    #[serde(default)]
+    pub card_faces: CardFaces,
     /// The navigation variants' protocol (`[nav]`); `episodes`, `seed` and `verify_iters`
     /// above are GeneralPoints'.
     #[serde(default)]
@@ -214,6 +226,9 @@ impl Default for EvalConfig {
 
 fn default_variants() -> Vec<EvalVariant> {
     vec![EvalVariant::GpLId, EvalVariant::GpLOodRule]
+}
+fn default_image_size() -> u32 {
+    1200
 }
 fn default_episodes() -> usize {
     234

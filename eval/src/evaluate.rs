@@ -127,7 +127,9 @@ pub fn evaluate(
             Task::GeneralPoints(rule, vision) => {
                 let seeds = seeds(config.seed, config.episodes);
                 for (sweep, &verify_iter) in config.verify_iters.iter().enumerate() {
-                    let gp = gp_config(rule, vision, verify_iter, config.prompt_layout);
+                    let layout = config.prompt_layout;
+                    let images = (config.image_size, config.card_faces);
+                    let gp = gp_config(rule, vision, verify_iter, layout, images);
                     let envs = gp_envs(&gp, player.batch.min(seeds.len()))?;
                     let records = player.play(envs, &seeds, progress)?;
                     let mut result = summarize(variant, verify_iter, &records);

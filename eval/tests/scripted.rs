@@ -33,7 +33,13 @@ fn a_policy_that_misreads_half_the_hands_scores_half_recognition() {
         // Played one episode at a time: a call whose conversation has one turn starts the next
         // hand, dealt from the next seed. Even hands are read right and solved, odd ones
         // misread (and their revisions misread again).
-        let env = gp_config(Variant::Id, true, verify_iter, PromptLayout::Reference);
+        let env = gp_config(
+            Variant::Id,
+            true,
+            verify_iter,
+            PromptLayout::Reference,
+            (1200, Default::default()),
+        );
         let mut episode: Option<u64> = None;
         let answer = move |t: &Transcript| {
             if t.turns.len() == 1 {

@@ -371,6 +371,7 @@ fn render(a: RenderArgs) -> Result<()> {
         &cards,
         a.formula_label || cfg.render_formula_label,
         cfg.image_size,
+        cfg.card_faces,
     );
     img.save(&a.out)
         .with_context(|| format!("writing {}", a.out.display()))?;

@@ -1,5 +1,6 @@
-//! `sftvsrl study [CONFIG] [--resume] [--device …]`: the SFT-versus-RL comparison, Init to
-//! report, in one command. Without a config it runs the embedded `config/study/gp-l-tiny.toml`.
+//! `sftvsrl study [CONFIG | --task …] [--resume] [--device …]`: the SFT-versus-RL comparison,
+//! Init to report, in one command. Without a config it runs the embedded tiny study of a task:
+//! `config/study/gp-l-tiny.toml` unless `--task` names another.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -7,20 +8,50 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::backend::Autodiff;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use sftvsrl_eval::{Study, StudyOutcome, run_study};
 use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
 use sftvsrl_training::RunDisplay;
 
-/// The default study: a tiny model from scratch, on a laptop CPU in minutes.
-const DEFAULT_STUDY: &str = include_str!("../../config/study/gp-l-tiny.toml");
-const DEFAULT_ORIGIN: &str = "config/study/gp-l-tiny.toml (built in)";
+/// The tasks with a built-in study: a tiny model from scratch, on a laptop CPU in minutes.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Task {
+    /// GeneralPoints, text (config/study/gp-l-tiny.toml)
+    GpL,
+    /// GeneralPoints, vision (config/study/gp-vl-tiny.toml)
+    GpVl,
+    /// V-IRL navigation, text (config/study/virl-l-tiny.toml)
+    VirlL,
+}
+
+impl Task {
+    /// The embedded study TOML and where it came from.
+    fn study(self) -> (&'static str, &'static str) {
+        match self {
+            Task::GpL => (
+                include_str!("../../config/study/gp-l-tiny.toml"),
+                "config/study/gp-l-tiny.toml (built in)",
+            ),
+            Task::GpVl => (
+                include_str!("../../config/study/gp-vl-tiny.toml"),
+                "config/study/gp-vl-tiny.toml (built in)",
+            ),
+            Task::VirlL => (
+                include_str!("../../config/study/virl-l-tiny.toml"),
+                "config/study/virl-l-tiny.toml (built in)",
+            ),
+        }
+    }
+}
 
 #[derive(Args)]
 pub struct StudyArgs {
-    /// The study TOML (see config/study/); the built-in config/study/gp-l-tiny.toml when left
-    /// out.
+    /// The study TOML (see config/study/); without it, the built-in tiny study of `--task`.
+    #[arg(conflicts_with = "task")]
     config: Option<PathBuf>,
+    /// The task whose built-in tiny study runs when no config is given.
+    #[arg(long, value_enum, default_value = "gp-l")]
+    task: Task,
     /// Continue an interrupted study: finished stages and evaluations are reused, and a stage
     /// cut short resumes from its newest checkpoint.
     #[arg(long)]
@@ -50,7 +81,10 @@ impl OnBackend for StudyJob {
 pub fn run(args: StudyArgs) -> Result<()> {
     let study = match &args.config {
         Some(path) => Study::from_file(path)?,
-        None => Study::from_toml(DEFAULT_STUDY, Path::new(DEFAULT_ORIGIN))?,
+        None => {
+            let (text, origin) = args.task.study();
+            Study::from_toml(text, Path::new(origin))?
+        }
     };
     let name = study.name.clone();
     let job = StudyJob {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::FaceRule;
 use sftvsrl_envs::gp::expert::ExpertSolution;
 use sftvsrl_envs::gp::prompt::PromptLayout;
+use sftvsrl_envs::gp::render::CardFaces;
 use sftvsrl_envs::nav::NavConfig;
 use sftvsrl_model::LoraConfig;
 
@@ -73,6 +74,14 @@ pub struct GenerateData {
     /// GP-VL: each example's cards as an image (black suits, as the ID variant).
     #[serde(default)]
     pub vision: bool,
+    /// With `vision`: the side of the images in pixels (the reference's 1200 by default; tiny
+    /// models read far fewer pixels).
+    #[serde(default = "default_image_size")]
+    pub image_size: u32,
+    /// With `vision`: how the card faces are drawn (`reference`, or `large_rank` for tiny
+    /// models; see config/gp/reference.toml).
+    #[serde(default)]
+    pub card_faces: CardFaces,
     /// Data set seed (episode seeds used for evaluation must differ from it).
     pub seed: u64,
     /// Which solution each answer teaches: `random` (as the reference data) or
@@ -171,13 +180,17 @@ pub enum ModelConfig {
     },
 }
 
-/// The vision side of a from-scratch vision-language model: a ViT over `image_size`² images
-/// cut into `patch_size`² patches, and a projector that merges `projector_merge`² neighbouring
-/// patches into one image token. Images are resized to `image_size` (the run's report says so).
+/// The vision side of a from-scratch vision-language model: a ViT over `image_size` images
+/// (`n` for a square, or `[height, width]`) cut into `patch_size`² patches, and a projector
+/// that merges `projector_merge`² neighbouring patches into one image token. Images are cut
+/// to `crop` (`[x, y, width, height]` in source pixels, e.g. the band where the cards lie)
+/// and resized to `image_size`; the run's log says so.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScratchVision {
-    pub image_size: usize,
+    pub image_size: ImageSide,
+    #[serde(default)]
+    pub crop: Option<[u32; 4]>,
     pub patch_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -185,6 +198,24 @@ pub struct ScratchVision {
     pub num_attention_heads: usize,
     #[serde(default = "one")]
     pub projector_merge: usize,
+}
+
+/// An image size: one side of a square, or `[height, width]`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ImageSide {
+    Square(usize),
+    HeightWidth([usize; 2]),
+}
+
+impl ImageSide {
+    /// `[height, width]`.
+    pub fn height_width(self) -> [usize; 2] {
+        match self {
+            ImageSide::Square(s) => [s, s],
+            ImageSide::HeightWidth(hw) => hw,
+        }
+    }
 }
 
 /// Optimisation.
@@ -271,6 +302,16 @@ pub struct GpEvalConfig {
     /// The prompt layout of the episodes (use the training data's).
     #[serde(default)]
     pub prompt_layout: PromptLayout,
+    /// GP-VL (a vision-language model's episodes): the side of the card images in pixels.
+    #[serde(default = "default_image_size")]
+    pub image_size: u32,
+    /// GP-VL: how the card faces are drawn (use the training data's).
+    #[serde(default)]
+    pub card_faces: CardFaces,
+}
+
+fn default_image_size() -> u32 {
+    1200
 }
 
 fn default_runs_dir() -> PathBuf {

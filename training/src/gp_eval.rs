@@ -40,6 +40,8 @@ pub fn gp_success(
     let gp = GpConfig {
         verify_iter: config.attempts,
         prompt_layout: config.prompt_layout,
+        image_size: config.image_size,
+        card_faces: config.card_faces,
         ..GpConfig::variant(Variant::Id, policy.sees_images())
     };
     let generation = GenerateConfig {

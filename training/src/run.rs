@@ -140,7 +140,14 @@ pub fn run_sft<A: AutodiffBackend>(
         train.len(),
         valid.len(),
         match &processor {
-            Some(p) => format!(", images at {}×{}", p.size[1], p.size[0]),
+            Some(p) => format!(
+                ", images {}read at {}×{}",
+                p.crop.map_or(String::new(), |[x, y, w, h]| format!(
+                    "cut to {w}×{h} at ({x}, {y}) and "
+                )),
+                p.size[1],
+                p.size[0]
+            ),
             None => String::new(),
         },
         schedule,

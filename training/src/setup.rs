@@ -67,6 +67,8 @@ pub fn ensure_data(data: &DataConfig) -> Result<(), TrainError> {
         .map(|&face_cards| GpConfig {
             face_cards,
             prompt_layout: generate.prompt_layout,
+            image_size: generate.image_size,
+            card_faces: generate.card_faces,
             ..GpConfig::variant(Variant::Id, generate.vision)
         })
         .collect();
@@ -147,8 +149,12 @@ pub fn build_model<B: Backend>(
                 None => (Backbone::Text(Llama::init(&llama, seed, device)), None),
                 Some(v) => {
                     let config = scratch_vlm(v, llama, &tokenizer)?;
-                    let size = v.image_size as u32;
-                    let processor = ImageProcessor::new([size, size]);
+                    let [h, w] = v.image_size.height_width();
+                    let mut processor = ImageProcessor::new([h as u32, w as u32]);
+                    processor.crop = v.crop;
+                    processor
+                        .validate(Path::new("model.vision"))
+                        .map_err(|e| TrainError::Invalid(format!("`[model.vision]`: {e}")))?;
                     let vlm = Vlm::init(&config, seed, device);
                     (Backbone::Vision(vlm), Some(processor))
                 }
@@ -189,7 +195,7 @@ fn scratch_vlm(
     let config = VlmConfig {
         text_config: text,
         vision_config: VisionConfig {
-            image_size: [v.image_size; 2],
+            image_size: v.image_size.height_width(),
             patch_size: v.patch_size,
             hidden_size: v.hidden_size,
             intermediate_size: v.intermediate_size,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cards::{FaceRule, Sampling, SuitSet};
 use super::prompt::{PromptLayout, PromptText};
+use super::render::CardFaces;
 use super::verify::RewardScheme;
 
 /// How a GeneralPoints environment behaves. Unknown fields in a config file are errors.
@@ -29,6 +30,10 @@ pub struct GpConfig {
     /// Side of the square GP-VL image in pixels: the reference's 1200, or the same layout scaled
     /// (not in the reference; small images for tiny models), 32..=4096.
     pub image_size: u32,
+    /// How GP-VL card faces are drawn: `reference` (corner indices, a rank above a suit in the
+    /// centre) or `large_rank` (not in the reference: the rank fills the card, a small suit in
+    /// the corner, so that tiny models at small image sizes can read it).
+    pub card_faces: CardFaces,
     /// `reference` prompt text (quirks included) or `cleaned`.
     pub prompt_text: PromptText,
     /// `reference` prompts and expert answers, or `compact` ones for tiny CPU models.
@@ -51,6 +56,7 @@ impl Default for GpConfig {
             vision: false,
             render_formula_label: false,
             image_size: 1200,
+            card_faces: CardFaces::Reference,
             prompt_text: PromptText::Reference,
             prompt_layout: PromptLayout::Reference,
             prompt_example: false,

@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use super::cards::{Card, draw_cards};
 use super::config::GpConfig;
-use super::prompt::{PromptLayout, PromptSpec, prompt};
+use super::prompt::{PromptSpec, prompt};
 use super::render::render_hand;
 use super::solver::{Solutions, solutions};
 use super::verify::{Grade, HandFacts, grade_response, reward};
@@ -25,8 +25,6 @@ pub enum GpError {
     ImageSize(u32),
     #[error("gp.verify_iter must be at least 1")]
     NoAttempts,
-    #[error("gp.prompt_layout = \"compact\" is for the text task: its answers carry no cards")]
-    CompactVision,
 }
 
 /// The GP-VL image sides `check_config` accepts.
@@ -88,9 +86,6 @@ pub fn check_config(cfg: &GpConfig) -> Result<(), GpError> {
     let faces = cfg.face_cards.face_values();
     if faces.iter().any(|v| !(1..=99).contains(v)) {
         return Err(GpError::FaceValues(faces));
-    }
-    if cfg.vision && cfg.prompt_layout == PromptLayout::Compact {
-        return Err(GpError::CompactVision);
     }
     let ranks = 1..=13u8;
     let reachable = ranks.clone().any(|a| {
@@ -182,6 +177,7 @@ impl Env for GeneralPoints {
                 &self.hand.cards,
                 cfg.render_formula_label,
                 cfg.image_size,
+                cfg.card_faces,
             ))
         });
         self.transcript = Transcript::new(hand_prompt(&self.cfg, &self.hand), image);

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::config::GpConfig;
 use super::episode::{Hand, deal, hand_prompt};
 use super::formula::{python_eval, tokenize};
-use super::prompt::expert_response;
+use super::prompt::{expert_response, task_response};
 use super::render::render_hand;
 use super::solver::solutions;
 use crate::expert::ExpertExample;
@@ -105,16 +105,22 @@ pub fn expert_example(
     }
     ExpertExample {
         prompt: hand_prompt(cfg, &hand),
-        response: expert_response(
+        response: task_response(
+            cfg.vision,
             &hand.names(),
             &hand.values,
             &solution,
             cfg.target,
             cfg.prompt_layout,
         ),
-        image: cfg
-            .vision
-            .then(|| render_hand(&hand.cards, cfg.render_formula_label, cfg.image_size)),
+        image: cfg.vision.then(|| {
+            render_hand(
+                &hand.cards,
+                cfg.render_formula_label,
+                cfg.image_size,
+                cfg.card_faces,
+            )
+        }),
         meta,
     }
 }
@@ -204,12 +210,14 @@ mod tests {
             (false, PromptLayout::Reference),
             (true, PromptLayout::Reference),
             (false, PromptLayout::Compact),
+            (true, PromptLayout::Compact),
         ];
         for ((vision, prompt_layout), choice) in
             settings.into_iter().flat_map(|s| choices.map(|c| (s, c)))
         {
             let cfg = GpConfig {
                 prompt_layout,
+                image_size: 96,
                 ..GpConfig::variant(Variant::Id, vision)
             };
             for i in 0..if vision { 20 } else { 300 } {
@@ -231,6 +239,11 @@ mod tests {
                     ex.response
                 );
                 assert_eq!(ex.image.is_some(), vision);
+                // Compact GP-VL prompts leave the cards to the image; its answers name them.
+                if vision && prompt_layout == PromptLayout::Compact {
+                    assert!(ex.prompt.starts_with("The cards are in the image."));
+                    assert!(ex.response.starts_with("{\"cards\": ["), "{}", ex.response);
+                }
             }
         }
         let a = expert_example(&GpConfig::default(), 3, 5, ExpertSolution::Random);

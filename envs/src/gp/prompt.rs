@@ -29,6 +29,9 @@ pub fn prompt(spec: &PromptSpec<'_>) -> String {
     };
     let t = spec.target;
     if spec.layout == PromptLayout::Compact {
+        if spec.vision {
+            return format!("The cards are in the image.\nNote that {face}\nFormula for {t}:\n");
+        }
         let cards = super::cards::python_str_list(spec.cards);
         return format!("Cards: {cards}\nNote that {face}\nFormula for {t}:\n");
     }
@@ -59,6 +62,29 @@ pub fn prompt(spec: &PromptSpec<'_>) -> String {
         s.push_str(EXAMPLE_BLOCK);
     }
     s
+}
+
+/// The expert response of a GeneralPoints task: [`expert_response`], except that GP-VL's
+/// compact answers name the cards first (`{"cards": [...], "number": [...], "formula": ...}`),
+/// since the verifier checks what was recognised.
+pub fn task_response(
+    vision: bool,
+    cards: &[&str; 4],
+    values: &[u8; 4],
+    formula: &str,
+    target: i64,
+    layout: PromptLayout,
+) -> String {
+    if vision && layout == PromptLayout::Compact {
+        let (names, numbers) = (
+            super::cards::python_str_list(cards),
+            super::cards::python_int_list(values),
+        );
+        return format!(
+            "{{\"cards\": {names}, \"number\": {numbers}, \"formula\": \"{formula}={target}\"}}"
+        );
+    }
+    expert_response(cards, values, formula, target, layout)
 }
 
 /// The expert response. Reference layout (`ResponseEqn`): single-quoted card names, the values,

@@ -3,6 +3,7 @@
 //! black on a white card, with the rank and suit large in the centre so they read at a glance.
 
 use image::{Rgb, RgbImage};
+use serde::{Deserialize, Serialize};
 
 use super::cards::{Card, Suit};
 use crate::draw::{draw_text, fill_circle, fill_polygon, fill_rect, text_width};
@@ -66,9 +67,31 @@ pub fn draw_suit(img: &mut RgbImage, suit: Suit, cx: f32, cy: f32, size: f32, co
     }
 }
 
+/// How card faces are drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardFaces {
+    /// Corner indices and a rank above a suit in the centre (the reference's look).
+    #[default]
+    Reference,
+    /// The rank as large as the card allows, a small suit in the top-left corner: readable by
+    /// tiny models at small image sizes (not in the reference).
+    LargeRank,
+}
+
+impl CardFaces {
+    /// The name configs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            CardFaces::Reference => "reference",
+            CardFaces::LargeRank => "large_rank",
+        }
+    }
+}
+
 /// Draws one card face with its top-left corner at `(x0, y0)` of the reference canvas, every
 /// length scaled by `s` (1 at the reference's 1200×1200).
-pub fn draw_card(img: &mut RgbImage, card: Card, (x0, y0): (u32, u32), s: f32) {
+pub fn draw_card(img: &mut RgbImage, card: Card, (x0, y0): (u32, u32), s: f32, faces: CardFaces) {
     let (x, y, w, h) = (
         x0 as f32 * s,
         y0 as f32 * s,
@@ -109,6 +132,16 @@ pub fn draw_card(img: &mut RgbImage, card: Card, (x0, y0): (u32, u32), s: f32) {
 
     let color = if card.suit.is_red() { RED } else { BLACK };
     let name = card.plain_name();
+    if faces == CardFaces::LargeRank {
+        let pad = 24.0 * s;
+        let tall = 250.0 * s;
+        let big_h = tall.min(tall * (w - 2.0 * pad) / text_width(name, tall));
+        let big_w = text_width(name, big_h);
+        let top = y + (h - big_h) / 2.0 + 20.0 * s;
+        draw_text(img, x + (w - big_w) / 2.0, top, name, big_h, color);
+        draw_suit(img, card.suit, x + 44.0 * s, y + 44.0 * s, 56.0 * s, color);
+        return;
+    }
     // Corner indices: rank over a small suit, top-left and bottom-right.
     let (corner_h, pad) = (46.0 * s, 12.0 * s);
     let corner_w = text_width(name, corner_h);
@@ -150,13 +183,18 @@ pub fn draw_card(img: &mut RgbImage, card: Card, (x0, y0): (u32, u32), s: f32) {
 ///
 /// Below [`MIN_DRAWN`] pixels the hand is drawn at a whole multiple of `size` and area-averaged
 /// down, so the glyphs are rasterised large enough to keep their strokes.
-pub fn render_hand(cards: &[Card; 4], formula_label: bool, size: u32) -> RgbImage {
+pub fn render_hand(
+    cards: &[Card; 4],
+    formula_label: bool,
+    size: u32,
+    faces: CardFaces,
+) -> RgbImage {
     let k = MIN_DRAWN.div_ceil(size).max(1);
     let side = size * k;
     let s = side as f32 / CANVAS as f32;
     let mut img = RgbImage::from_pixel(side, side, TABLE_GREEN);
     for (i, &card) in cards.iter().enumerate() {
-        draw_card(&mut img, card, card_origin(i), s);
+        draw_card(&mut img, card, card_origin(i), s, faces);
     }
     if formula_label {
         // DejaVuSans 64 px at (10, 840) in the paper-era code; the formula line below is empty.
@@ -208,7 +246,7 @@ mod tests {
                 suit: Suit::Clubs,
             },
         ];
-        let img = render_hand(&hand, false, CANVAS);
+        let img = render_hand(&hand, false, CANVAS, CardFaces::Reference);
         assert_eq!(img.dimensions(), (1200, 1200));
         assert_eq!(
             img.get_pixel(600, 100).0,
@@ -235,7 +273,7 @@ mod tests {
                 "card {i}: red ink {red_ink}"
             );
         }
-        let labelled = render_hand(&hand, true, CANVAS);
+        let labelled = render_hand(&hand, true, CANVAS, CardFaces::Reference);
         let label_ink = (840..904)
             .flat_map(|y| (10..300).map(move |x| (x, y)))
             .filter(|&(x, y)| labelled.get_pixel(x, y).0 == [255, 255, 255])
@@ -264,13 +302,48 @@ mod tests {
             (7, Suit::Clubs),
         ]);
         assert_eq!(
-            fingerprint(&render_hand(&h, false, CANVAS)),
+            fingerprint(&render_hand(&h, false, CANVAS, CardFaces::Reference)),
             0x8045b076686ddc00
         );
         assert_eq!(
-            fingerprint(&render_hand(&h, true, CANVAS)),
+            fingerprint(&render_hand(&h, true, CANVAS, CardFaces::Reference)),
             0xf355c523de9a7f57
         );
+    }
+
+    /// Large-rank faces: the rank's colour covers far more of the card than the reference's
+    /// central rank does, and a different rank gives a different image.
+    #[test]
+    fn large_rank_faces_fill_the_card_with_the_rank() {
+        let a = hand([
+            (1, Suit::Spades),
+            (10, Suit::Clubs),
+            (12, Suit::Spades),
+            (7, Suit::Clubs),
+        ]);
+        let ink = |img: &RgbImage| img.pixels().filter(|p| p.0 == BLACK.0).count();
+        let (reference, large) = (
+            render_hand(&a, false, 400, CardFaces::Reference),
+            render_hand(&a, false, 400, CardFaces::LargeRank),
+        );
+        assert!(
+            ink(&large) > 2 * ink(&reference),
+            "{} vs {}",
+            ink(&large),
+            ink(&reference)
+        );
+        let mut b = a;
+        b[2].rank = 13;
+        assert_ne!(
+            render_hand(&b, false, 128, CardFaces::LargeRank),
+            render_hand(&a, false, 128, CardFaces::LargeRank)
+        );
+        let red = a.map(|c| Card {
+            suit: Suit::Hearts,
+            ..c
+        });
+        let img = render_hand(&red, false, 400, CardFaces::LargeRank);
+        assert_eq!(ink(&img), 0, "red suits draw red ranks");
     }
 
     #[test]
@@ -282,14 +355,14 @@ mod tests {
             (7, Suit::Clubs),
         ]);
         for size in [32, 96, 128, 400, 401, 1000] {
-            let img = render_hand(&a, false, size);
+            let img = render_hand(&a, false, size, CardFaces::Reference);
             assert_eq!(img.dimensions(), (size, size));
             // The table's green above the cards, a card's white near the middle of the first.
             let at = |x: u32, y: u32| img.get_pixel(x * size / CANVAS, y * size / CANVAS).0;
             assert_eq!(at(600, 100), TABLE_GREEN.0, "{size}");
             assert_eq!(at(60, 601), WHITE.0, "{size}");
         }
-        let small = |cards| render_hand(&hand(cards), false, 96);
+        let small = |cards| render_hand(&hand(cards), false, 96, CardFaces::Reference);
         let base = small([
             (1, Suit::Spades),
             (10, Suit::Spades),

@@ -321,6 +321,36 @@ mod tests {
         assert!(rules.len() > 1);
     }
 
+    /// The GP-VL study trains a VLM on black suits at one image size, evaluates at that size,
+    /// and holds out the OOD rule and the red suits.
+    #[test]
+    fn the_vision_study_holds_out_the_ood_rule_and_the_red_suits() {
+        use sftvsrl_envs::gp::{FaceRule, SuitSet};
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/study/gp-vl-tiny.toml");
+        let s = Study::from_file(&path).unwrap();
+        let (init, sft) = (
+            s.init.data.generate.as_ref().unwrap(),
+            s.sft.data.generate.as_ref().unwrap(),
+        );
+        assert!(init.vision && sft.vision && s.rl.gp.vision);
+        assert_eq!(s.rl.gp.suits, SuitSet::Black);
+        let size = s.eval.image_size;
+        assert_eq!(
+            (init.image_size, sft.image_size, s.rl.gp.image_size),
+            (size, size, size)
+        );
+        let ood = FaceRule::Ood.face_values();
+        assert!(init.face_rules.iter().all(|r| r.face_values() != ood));
+        assert!(matches!(
+            &s.init.model,
+            ModelConfig::Scratch {
+                vision: Some(_),
+                ..
+            }
+        ));
+        assert!(s.eval.variants.iter().all(|v| v.is_vision()));
+    }
+
     #[test]
     fn the_navigation_study_holds_out_the_ood_rule_and_the_evaluation_routes() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/study/virl-l-tiny.toml");

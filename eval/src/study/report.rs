@@ -27,6 +27,8 @@ enum Measure {
     Success,
     /// Navigation's per-step accuracy.
     StepAccuracy,
+    /// GP-VL's card recognition: model calls not graded "you recognized wrong cards".
+    Recognition,
 }
 
 /// A measure of a variant at one verification setting: a row of the headline table, one plot.
@@ -42,6 +44,7 @@ impl Metric {
         let what = match self.measure {
             Measure::Success => "",
             Measure::StepAccuracy => " per-step accuracy",
+            Measure::Recognition => " card recognition",
         };
         format!(
             "{}{what} (verify {})",
@@ -54,6 +57,7 @@ impl Metric {
         let what = match self.measure {
             Measure::Success => "success",
             Measure::StepAccuracy => "step-accuracy",
+            Measure::Recognition => "recognition",
         };
         format!(
             "{what}-{}-verify{}.png",
@@ -71,6 +75,7 @@ impl Metric {
         match self.measure {
             Measure::Success => Some(Rate(r.success_rate, r.std_error)),
             Measure::StepAccuracy => r.step_accuracy.map(|a| Rate(a.rate, a.std_error)),
+            Measure::Recognition => r.recognition.map(|a| Rate(a.rate, a.std_error)),
         }
     }
 }
@@ -80,8 +85,8 @@ impl Metric {
 struct Rate(f64, f64);
 
 /// Every metric a study's evaluation gives: episode success of each variant at each
-/// verification setting (navigation: its own `verify_iter`), and per-step accuracy for
-/// navigation.
+/// verification setting (navigation: its own `verify_iter`), per-step accuracy for
+/// navigation, and card recognition for GP-VL (the paper's Fig. 8).
 fn metrics(eval: &EvalConfig) -> Vec<Metric> {
     let mut out = Vec::new();
     for &variant in &eval.variants {
@@ -95,11 +100,17 @@ fn metrics(eval: &EvalConfig) -> Vec<Metric> {
                 });
             }
         } else {
-            out.extend(eval.verify_iters.iter().map(|&verify_iter| Metric {
-                variant,
-                verify_iter,
-                measure: Measure::Success,
-            }));
+            let measures: &[Measure] = match variant.is_vision() {
+                true => &[Measure::Success, Measure::Recognition],
+                false => &[Measure::Success],
+            };
+            for &verify_iter in &eval.verify_iters {
+                out.extend(measures.iter().map(|&measure| Metric {
+                    variant,
+                    verify_iter,
+                    measure,
+                }));
+            }
         }
     }
     out
@@ -176,6 +187,7 @@ fn plot(metric: Metric, points: &[Point]) -> Plot {
     let (what, axis) = match metric.measure {
         Measure::Success => ("episode success", "success (%)"),
         Measure::StepAccuracy => ("per-step accuracy", "correct calls (%)"),
+        Measure::Recognition => ("card recognition", "calls with the cards read right (%)"),
     };
     Plot {
         title: format!("{}: {what}", metric.label()),
@@ -357,9 +369,18 @@ fn general_points_setup(e: &EvalConfig) -> String {
     if e.variants.iter().all(|v| v.is_navigation()) {
         return String::new();
     }
+    let images = match e.variants.iter().any(|v| v.is_vision()) {
+        true => format!(
+            " GP-VL cards drawn on {0}×{0}-pixel images with `{1}` faces (resized to the \
+             model's input).",
+            e.image_size,
+            e.card_faces.name()
+        ),
+        false => String::new(),
+    };
     format!(
         " GeneralPoints variants: {} episodes each dealt from seeds {}.., verify_iter {:?}, `{}` \
-         prompts.",
+         prompts.{images}",
         e.episodes,
         e.seed,
         e.verify_iters,
