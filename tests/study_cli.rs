@@ -307,6 +307,11 @@ image_size = 64
         report.contains("64×64-pixel images with `reference` faces"),
         "{report}"
     );
+    assert!(
+        report.contains("the visual-OOD red suits are held out")
+            && report.contains("The OOD rule, J/Q/K = 11/12/13, is held out"),
+        "{report}"
+    );
     let study = read_json(&study_dir.join("study.json"));
     for p in study["points"].as_array().unwrap() {
         for r in p["results"].as_array().unwrap() {

@@ -41,9 +41,7 @@ pub use engine::{Call, EpisodeError, EpisodeRecord, Policy, Pool, Seeds, play_ep
 pub use error::TrainError;
 pub use gp_eval::{GpEvalResult, gp_success};
 pub use pixels::PixelCache;
-pub use policy::{
-    ScriptedPolicy, TextPolicy, VisionPolicy, backbone_policy, generate_vision, vision_prompt,
-};
+pub use policy::{ScriptedPolicy, TextPolicy, VisionPolicy, backbone_policy, vision_prompt};
 pub use run::{RunSummary, run_sft};
 pub use schedule::{SftLr, SftSchedule, WarmupCosine, WarmupLr, cosine_annealing};
 pub use step::{StepOutput, StepStats, masked_loss};

@@ -105,7 +105,7 @@ impl<B: Backend> Policy for VisionPolicy<'_, B> {
 }
 
 /// [`generate_vlm`] for `prompts` showing `images` (in order), their pixels from `pixels`.
-pub fn generate_vision<B: Backend>(
+fn generate_vision<B: Backend>(
     model: &Vlm<B>,
     pixels: &PixelCache,
     prompts: &[Vec<u32>],

@@ -11,6 +11,7 @@ use sftvsrl_training::{RunConfig, TrainError};
 
 use super::config::Study;
 use super::run::{Branch, Point};
+use sftvsrl_envs::gp::FaceRule;
 use sftvsrl_envs::nav::prompt::turn_words;
 
 use crate::config::{EvalConfig, EvalVariant};
@@ -292,9 +293,23 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
                     format!("{j}/{q}/{k}")
                 })
                 .collect();
+            let ood = FaceRule::Ood.face_values();
+            let rule_held_out = match g.face_rules.iter().any(|r| r.face_values() == ood) {
+                true => "",
+                false => ". The OOD rule, J/Q/K = 11/12/13, is held out",
+            };
+            let images = match g.vision {
+                true => format!(
+                    "; the cards are shown on {0}×{0}-pixel images with `{1}` faces, in black \
+                     suits only: the visual-OOD red suits are held out",
+                    g.image_size,
+                    g.card_faces.name()
+                ),
+                false => String::new(),
+            };
             format!(
                 "{} generated examples; example i follows face-card rule i mod {} of \
-                 J/Q/K = {}",
+                 J/Q/K = {}{rule_held_out}{images}",
                 g.n,
                 rules.len(),
                 rules.join(", ")
