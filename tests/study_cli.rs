@@ -318,7 +318,9 @@ image_size = 64
             assert!(r["recognition"]["calls"].as_u64().unwrap() >= 2, "{r}");
         }
     }
-    let e = fails(&["study", config.to_str().unwrap(), "--task", "gp-vl"], "");
-    assert!(e.contains("--task"), "{e}");
+    let both = common::sftvsrl(&["study", config.to_str().unwrap(), "--task", "gp-vl"], "");
+    let e = String::from_utf8_lossy(&both.stderr);
+    assert_eq!(both.status.code(), Some(2), "{e}");
+    assert!(e.contains("cannot be used with '--task"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
