@@ -311,9 +311,9 @@ mod tests {
         );
     }
 
-    /// Large-rank faces: at a tiny model's 128 pixels, changing one card's rank changes
-    /// more than twice the pixels it changes with the reference's faces (whose central rank is 5 pixels
-    /// tall); red suits draw red ranks.
+    /// Large-rank faces: at a tiny model's 128 pixels, changing one card's rank changes more
+    /// than twice the pixels it changes with the reference's faces (whose central rank is 5
+    /// pixels tall); red suits draw red ranks.
     #[test]
     fn large_rank_faces_make_the_rank_visible_at_small_sizes() {
         let a = hand([
