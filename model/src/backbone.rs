@@ -10,7 +10,6 @@ use burn::tensor::{Bool, Int, Tensor, backend::Backend};
 use crate::error::ModelError;
 use crate::export::{save_pretrained, save_vlm};
 use crate::image_processor::ImageProcessor;
-use crate::image_spans::ImageSpans;
 use crate::llama::Llama;
 use crate::lora::merge_lora;
 use crate::pretrained::{is_vlm_checkpoint, load_pretrained, load_vlm};
@@ -54,18 +53,6 @@ impl<B: Backend> Backbone<B> {
     /// The width of the final hidden states (the value head's input).
     pub fn hidden_size(&self) -> usize {
         self.language_model().config().hidden_size
-    }
-
-    /// The [`ImageSpans`] of `images` images in the token `rows`: none for a language model
-    /// (which errors when asked for any).
-    pub fn image_spans(&self, rows: &[&[u32]], images: usize) -> Result<ImageSpans, ModelError> {
-        match self {
-            Backbone::Vision(m) => m.image_spans(rows, images),
-            Backbone::Text(_) if images == 0 => Ok(ImageSpans::default()),
-            Backbone::Text(_) => Err(ModelError::Input(format!(
-                "{images} images given to a language model, which cannot read them"
-            ))),
-        }
     }
 
     /// The final (normalised) hidden states `[batch, seq, hidden]` of right- or left-padded

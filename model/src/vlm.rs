@@ -91,8 +91,7 @@ impl<B: Backend> Vlm<B> {
 
     /// The [`ImageSpans`] of `images` images in the token `rows` of a batch.
     pub fn image_spans(&self, rows: &[&[u32]], images: usize) -> Result<ImageSpans, ModelError> {
-        let c = &self.config;
-        ImageSpans::find(rows, c.image_token_id, c.image_tokens(), images)
+        self.config.image_spans(rows, images)
     }
 
     /// Input embeddings `[batch, seq, text_hidden]` of `input_ids` with each image's tokens

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, read_json};
+use crate::image_spans::ImageSpans;
 use crate::vision::VisionConfig;
 
 /// The `model_type` of a VLM checkpoint.
@@ -102,6 +103,11 @@ impl VlmConfig {
             "text_config": self.text_config.to_hf_json(),
             "vision_config": serde_json::to_value(&self.vision_config).expect("JSON serialises"),
         })
+    }
+
+    /// The [`ImageSpans`] of `images` images in the token `rows` of a batch.
+    pub fn image_spans(&self, rows: &[&[u32]], images: usize) -> Result<ImageSpans, ModelError> {
+        ImageSpans::find(rows, self.image_token_id, self.image_tokens(), images)
     }
 
     /// Placeholder tokens per image: the encoder's patches over `projector_merge²`.

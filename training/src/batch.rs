@@ -121,7 +121,7 @@ fn batch_images<B: Backend>(
     };
     let (pixels, n) = sequence_pixels(sequences, processor, device)?;
     let rows: Vec<&[u32]> = sequences.iter().map(|s| &s.ids[..s.prompt_len]).collect();
-    let spans = ImageSpans::find(&rows, config.image_token_id, config.image_tokens(), n)?;
+    let spans = config.image_spans(&rows, n)?;
     Ok(Some((pixels, spans)))
 }
 

@@ -30,11 +30,6 @@ impl PixelCache {
         }
     }
 
-    /// The processor the pixels come from.
-    pub fn processor(&self) -> &ImageProcessor {
-        &self.processor
-    }
-
     /// The pixel values of `image`, computed on first use.
     pub fn values(&self, image: &Arc<RgbImage>) -> Result<Arc<[f32]>, ModelError> {
         let key = Arc::as_ptr(image) as usize;

@@ -250,12 +250,7 @@ fn batch_images<B: Backend>(
         )));
     };
     let rows: Vec<&[u32]> = samples.iter().map(|s| s.prompt.as_slice()).collect();
-    let spans = ImageSpans::find(
-        &rows,
-        config.image_token_id,
-        config.image_tokens(),
-        images.len(),
-    )?;
+    let spans = config.image_spans(&rows, images.len())?;
     Ok(Some((pixels.tensor(&images, device)?, spans)))
 }
 
