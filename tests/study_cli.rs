@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{assert_files, fails, ok, scratch};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const MODEL: &str = "init = \"scratch\"\nhidden_size = 16\nintermediate_size = 32\n\
                      num_hidden_layers = 1\nnum_attention_heads = 2\nnum_key_value_heads = 1";
@@ -171,17 +171,51 @@ fn bad_study_configs_fail_with_one_line_naming_the_field() {
 
 #[test]
 fn a_navigation_study_generates_its_world_and_reports_per_step_accuracy() {
-    let dir = scratch("study-cli-nav");
-    let nav = "nav = { prompt_layout = \"compact\", route_range = [0, 3] }";
+    navigation_study(false);
+}
+
+/// V-IRL-VL: a VLM from scratch on street views of a logo world, and a second city generated
+/// for the visual-OOD variant.
+#[test]
+fn a_street_view_study_generates_two_cities_and_tests_in_the_other() {
+    navigation_study(true);
+}
+
+/// A shortened navigation study through the binary, on text or (`vision`) on street views.
+fn navigation_study(vision: bool) {
+    let name = if vision { "mini-nav-vl" } else { "mini-nav" };
+    let dir = scratch(&format!("study-cli-{name}"));
+    // The views' size; the evaluation's variants say whether they are shown.
+    let size = if vision {
+        "resolution = 16, crop_size = 32, "
+    } else {
+        ""
+    };
+    let shown = if vision { "vision = true, " } else { "" };
+    let nav = format!("nav = {{ {shown}{size}prompt_layout = \"compact\", route_range = [0, 3] }}");
+    let (model_vision, worlds, variants, task) = if vision {
+        (
+            ", vision = { image_size = 32, patch_size = 8, hidden_size = 16, \
+             intermediate_size = 16, num_hidden_layers = 1, num_attention_heads = 2, \
+             projector_merge = 2 }",
+            "landmarks = \"logos\"\n[ood_world]\nstyle = \"worldwide\"\nnames = \"nyc\"\n\
+             grid_heading = 29.0\nroutes = 2\nseed = 2\nlandmarks = \"logos\"\n",
+            ["virl-vl-id", "virl-vl-ood-rule", "virl-vl-ood-visual"].as_slice(),
+            "vl",
+        )
+    } else {
+        ("", "", ["virl-l-id", "virl-l-ood-rule"].as_slice(), "l")
+    };
     let text = format!(
-        r#"name = "mini-nav"
+        r#"name = "{name}"
 runs_dir = "{runs}"
 [world]
 routes = 4
 seed = 1
+{worlds}
 [init]
 data = {{ valid_fraction = 0.0, generate_nav = {{ n = 30, seed = 0, {nav} }} }}
-model = {{ {model} }}
+model = {{ {model}{model_vision} }}
 train = {{ epochs = 1, micro_batch = 8, lr = 1e-3, checkpoint_every = 100, answer_match = 0 }}
 [rl]
 env = "virl-l"
@@ -194,10 +228,10 @@ value_head = {{ hidden = [8] }}
 data = {{ valid_fraction = 0.0, generate_nav = {{ n = 200, seed = 1, {nav} }} }}
 train = {{ epochs = 1, micro_batch = 2, lr = 1e-3, checkpoint_every = 1000, answer_match = 0 }}
 [eval]
-variants = ["virl-l-id", "virl-l-ood-rule"]
+variants = {variants:?}
 max_new_tokens = 8
 temperature = 0.0
-nav = {{ episodes = 2, seed = 5, env = {{ prompt_layout = "compact", route_range = [3, 4] }} }}
+nav = {{ episodes = 2, seed = 5, env = {{ {size}prompt_layout = "compact", route_range = [3, 4] }} }}
 "#,
         runs = dir.join("runs").display(),
         model = MODEL.replace('\n', ", "),
@@ -205,7 +239,7 @@ nav = {{ episodes = 2, seed = 5, env = {{ prompt_layout = "compact", route_range
     let config = dir.join("study.toml");
     std::fs::write(&config, text).unwrap();
     let out = ok(&["study", config.to_str().unwrap()], "");
-    let study_dir = dir.join("runs/mini-nav");
+    let study_dir = dir.join("runs").join(name);
     assert_files(
         &study_dir,
         &[
@@ -213,8 +247,8 @@ nav = {{ episodes = 2, seed = 5, env = {{ prompt_layout = "compact", route_range
             "world/gps_pano_mapping.pkl",
             "rl/final/model.safetensors",
             "sft/final/model.safetensors",
-            "step-accuracy-virl-l-id-verify2.png",
-            "success-virl-l-ood-rule-verify2.png",
+            &format!("step-accuracy-virl-{task}-id-verify2.png"),
+            &format!("success-virl-{task}-ood-rule-verify2.png"),
         ],
     );
     let study = read_json(&study_dir.join("study.json"));
@@ -222,7 +256,9 @@ nav = {{ episodes = 2, seed = 5, env = {{ prompt_layout = "compact", route_range
     for p in study["points"].as_array().unwrap() {
         let eval = read_json(&PathBuf::from(p["eval_dir"].as_str().unwrap()).join("eval.json"));
         assert_eq!(&p["results"], &eval["results"]);
-        for r in eval["results"].as_array().unwrap() {
+        let results = eval["results"].as_array().unwrap();
+        assert_eq!(results.len(), variants.len());
+        for r in results {
             assert_eq!(r["episodes"], 2);
             assert_eq!(r["verify_iter"], 2);
             let a = &r["step_accuracy"];
@@ -230,7 +266,7 @@ nav = {{ episodes = 2, seed = 5, env = {{ prompt_layout = "compact", route_range
         }
     }
     assert!(
-        report.contains("virl-l-id per-step accuracy (verify 2)"),
+        report.contains(&format!("virl-{task}-id per-step accuracy (verify 2)")),
         "{report}"
     );
     assert!(
@@ -239,6 +275,30 @@ nav = {{ episodes = 2, seed = 5, env = {{ prompt_layout = "compact", route_range
         ),
         "{report}"
     );
+    if vision {
+        assert_files(
+            &study_dir,
+            &[
+                "ood-world/route_infos.json",
+                "data/init/images/000000.png",
+                "init/final/preprocessor_config.json",
+                "success-virl-vl-ood-visual-verify2.png",
+            ],
+        );
+        let world: Value = read_json(&study_dir.join("ood-world/world.json"));
+        assert_eq!(
+            (&world["style"], &world["names"], &world["landmarks"]),
+            (&json!("worldwide"), &json!("nyc"), &json!("logos"))
+        );
+        let other = study_dir.join("ood-world");
+        assert!(
+            report.contains(&format!(
+                "`virl-vl-ood-visual` walks every route of `{}`",
+                other.display()
+            )) && report.contains("2×2 grid of 16×16-pixel street views"),
+            "{report}"
+        );
+    }
     assert!(out.contains("report.md"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

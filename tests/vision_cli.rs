@@ -94,9 +94,37 @@ value_head = {{ hidden = [8] }}
         )
     };
     std::fs::write(dir.join("rl.toml"), rl(&vlm)).unwrap();
-    let out = ok(&["rl", &path("rl.toml")], "");
+    // The run's report, its progress lines (stderr) after its summary (stdout).
+    let rl_run = |config: &str| {
+        let out = common::sftvsrl(&["rl", &path(config)], "");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stderr}");
+        format!("{stdout}{stderr}")
+    };
+    let out = rl_run("rl.toml");
     assert!(out.contains("trained 1 updates"), "{out}");
     assert_files(&dir, &["runs/vl-rl/final/preprocessor_config.json"]);
+    let trained = |out: &str| -> (usize, usize) {
+        let line = out.lines().find(|l| l.contains(" trained); ")).unwrap();
+        let numbers: Vec<usize> = line
+            .split([' ', '('])
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (numbers[0], numbers[1])
+    };
+    let (all, full) = trained(&out);
+    assert_eq!(all, full, "{out}");
+
+    // LoRA on the language model: the adapters, the projector and the value head train.
+    let lora = rl(&vlm).replace("vl-rl", "vl-lora") + "lora = { rank = 2, alpha = 4.0 }\n";
+    std::fs::write(dir.join("lora.toml"), lora).unwrap();
+    let out = rl_run("lora.toml");
+    let (all, adapted) = trained(&out);
+    assert!(0 < adapted && adapted < all / 2, "{out}");
+    assert_files(&dir, &["runs/vl-lora/final/preprocessor_config.json"]);
 
     // A language model refuses data that shows images, naming the field.
     let text_sft = std::fs::read_to_string(dir.join("sft.toml"))

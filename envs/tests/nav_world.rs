@@ -11,7 +11,7 @@ use sftvsrl_envs::nav::panorama::{GridRenderer, SEPARATOR_PX, panorama_paths};
 use sftvsrl_envs::nav::world::city::City;
 use sftvsrl_envs::nav::world::logo::{LandmarkLook, logo_of};
 use sftvsrl_envs::nav::world::style::CityStyle;
-use sftvsrl_envs::nav::world::{WORLD_FILE, WorldSpec, generate, generate_with_look};
+use sftvsrl_envs::nav::world::{WORLD_FILE, WorldSpec, generate};
 use sftvsrl_envs::nav::{NavConfig, Navigation, PromptLayout, ViewHeadings, expert_examples};
 use sftvsrl_envs::{Env, Rng};
 
@@ -23,6 +23,9 @@ fn spec(style: CityStyle) -> WorldSpec {
         routes: 3,
         seed: SEED,
         pano_width: 512,
+        landmarks: LandmarkLook::Signs,
+        names: None,
+        grid_heading: None,
     }
 }
 
@@ -171,7 +174,7 @@ fn landmarks_in_named_views(
 #[test]
 fn landmark_signs_appear_in_the_view_the_instruction_names() {
     let style = CityStyle::Nyc;
-    let city = City::generate(style, &mut Rng::derive(SEED, 0));
+    let city = City::generate(style, style.style(), &mut Rng::derive(SEED, 0));
     // At a quarter of the grid's resolution.
     let checked = landmarks_in_named_views(world(style), 300, 40, |name| {
         let place = city.places.iter().find(|pl| pl.name == name).unwrap();
@@ -184,7 +187,11 @@ fn landmark_signs_appear_in_the_view_the_instruction_names() {
 fn logo_worlds_show_each_landmark_s_logo_in_tiny_views() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nav-world-logos");
     let _ = std::fs::remove_dir_all(&dir);
-    let summary = generate_with_look(&spec(CityStyle::Nyc), LandmarkLook::Logos, &dir).unwrap();
+    let logos = WorldSpec {
+        landmarks: LandmarkLook::Logos,
+        ..spec(CityStyle::Nyc)
+    };
+    let summary = generate(&logos, &dir).unwrap();
     assert_eq!(summary.landmarks, "logos");
     let described = |dir: &Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(dir.join(WORLD_FILE)).unwrap()).unwrap()
@@ -257,4 +264,43 @@ fn the_two_styles_look_different() {
     );
     let d: f64 = (0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f64>().sqrt();
     assert!(d > 8.0, "{a:?} vs {b:?}");
+}
+
+#[test]
+fn a_city_can_take_the_other_style_s_names_and_a_set_grid_heading() {
+    let (nyc, worldwide) = (CityStyle::Nyc, CityStyle::Worldwide);
+    let own = City::generate(worldwide, worldwide.style(), &mut Rng::new(5));
+    let chains_spec = WorldSpec {
+        names: Some(nyc),
+        grid_heading: Some(29.0),
+        ..spec(worldwide)
+    };
+    let chains = City::generate(worldwide, chains_spec.look(), &mut Rng::new(5));
+    let nyc_words = nyc.style().name_words;
+    let from_nyc = |city: &City| {
+        let first_words = city
+            .places
+            .iter()
+            .map(|p| p.name.split(' ').next().unwrap());
+        first_words.filter(|w| nyc_words.contains(w)).count()
+    };
+    assert!(!chains.places.is_empty());
+    assert_eq!(from_nyc(&chains), chains.places.len());
+    assert_eq!(from_nyc(&own), 0);
+    // The look is the worldwide city's; the grid runs as asked.
+    assert_eq!(chains.name, own.name);
+    assert_eq!(chains.frame.grid_heading, 29.0);
+    assert!(
+        chains
+            .avenue_names
+            .iter()
+            .all(|a| worldwide.style().avenue_names.contains(&a.as_str()))
+    );
+    let bad = WorldSpec {
+        grid_heading: Some(400.0),
+        ..spec(worldwide)
+    };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nav-world-bad-heading");
+    let e = generate(&bad, &dir).unwrap_err().to_string();
+    assert!(e.contains("grid heading"), "{e}");
 }

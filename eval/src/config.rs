@@ -30,6 +30,13 @@ pub enum EvalVariant {
     VirlLId,
     /// V-IRL navigation, text, relative turns (rule out of distribution).
     VirlLOodRule,
+    /// V-IRL navigation, street-view grids, absolute turns, the training city (in distribution).
+    VirlVlId,
+    /// V-IRL navigation, street-view grids, relative turns (rule out of distribution).
+    VirlVlOodRule,
+    /// V-IRL navigation, street-view grids, absolute turns in another city (`nav.ood_routes`,
+    /// the role of the reference's VLN-mini): visual out of distribution.
+    VirlVlOodVisual,
 }
 
 impl EvalVariant {
@@ -43,6 +50,9 @@ impl EvalVariant {
             EvalVariant::GpVlOodVisual => "gp-vl-ood-visual",
             EvalVariant::VirlLId => "virl-l-id",
             EvalVariant::VirlLOodRule => "virl-l-ood-rule",
+            EvalVariant::VirlVlId => "virl-vl-id",
+            EvalVariant::VirlVlOodRule => "virl-vl-ood-rule",
+            EvalVariant::VirlVlOodVisual => "virl-vl-ood-visual",
         }
     }
 
@@ -54,12 +64,11 @@ impl EvalVariant {
             EvalVariant::GpVlId => Task::GeneralPoints(Variant::Id, true),
             EvalVariant::GpVlOodRule => Task::GeneralPoints(Variant::RuleOod, true),
             EvalVariant::GpVlOodVisual => Task::GeneralPoints(Variant::VisualOod, true),
-            EvalVariant::VirlLId => Task::Navigation {
-                absolute_action: true,
-            },
-            EvalVariant::VirlLOodRule => Task::Navigation {
-                absolute_action: false,
-            },
+            EvalVariant::VirlLId => Task::navigation(true, false, false),
+            EvalVariant::VirlLOodRule => Task::navigation(false, false, false),
+            EvalVariant::VirlVlId => Task::navigation(true, true, false),
+            EvalVariant::VirlVlOodRule => Task::navigation(false, true, false),
+            EvalVariant::VirlVlOodVisual => Task::navigation(true, true, true),
         }
     }
 
@@ -70,7 +79,10 @@ impl EvalVariant {
 
     /// Whether the model sees an image (a vision-language model is needed).
     pub fn is_vision(self) -> bool {
-        matches!(self.task(), Task::GeneralPoints(_, true))
+        matches!(
+            self.task(),
+            Task::GeneralPoints(_, true) | Task::Navigation { vision: true, .. }
+        )
     }
 }
 
@@ -79,9 +91,23 @@ impl EvalVariant {
 pub enum Task {
     /// GeneralPoints: the rule/visual variant, and whether the cards are shown as an image.
     GeneralPoints(Variant, bool),
+    /// V-IRL navigation: the turn rule, street-view grids or text, and whether the routes are
+    /// another city's (`nav.ood_routes`).
     Navigation {
         absolute_action: bool,
+        vision: bool,
+        other_city: bool,
     },
+}
+
+impl Task {
+    fn navigation(absolute_action: bool, vision: bool, other_city: bool) -> Task {
+        Task::Navigation {
+            absolute_action,
+            vision,
+            other_city,
+        }
+    }
 }
 
 /// The environment settings of GeneralPoints `variant` (as text or as an image) with
@@ -111,6 +137,11 @@ pub struct NavEval {
     /// or a synthetic world from `sftvsrl nav world`. Required by the navigation variants.
     #[serde(default)]
     pub routes: Option<PathBuf>,
+    /// Another city's route folder, for `virl-vl-ood-visual` (the reference's VLN-mini, or a
+    /// synthetic world of the other look). All its routes are unseen: `env.route_range`
+    /// applies to `routes` only.
+    #[serde(default)]
+    pub ood_routes: Option<PathBuf>,
     /// Episodes per variant (the reference evaluates 48 random routes).
     #[serde(default = "default_nav_episodes")]
     pub episodes: usize,
@@ -137,13 +168,35 @@ fn default_nav_seed() -> u64 {
 }
 
 impl NavEval {
-    /// The environment settings of a navigation variant.
-    pub fn env_config(&self, absolute_action: bool) -> NavConfig {
+    /// The environment settings of a navigation variant: its turn rule, whether it shows
+    /// street views, and whether it walks the other city (whose routes are all held out).
+    pub fn env_config(&self, absolute_action: bool, vision: bool, other_city: bool) -> NavConfig {
+        let route_range = if other_city {
+            None
+        } else {
+            self.env.route_range
+        };
         NavConfig {
             absolute_action,
-            vision: false,
+            vision,
+            route_range,
             ..self.env.clone()
         }
+    }
+
+    /// The route folder of a navigation variant.
+    pub fn routes(&self, other_city: bool) -> Result<&Path, String> {
+        let (dir, field) = if other_city {
+            (&self.ood_routes, "nav.ood_routes")
+        } else {
+            (&self.routes, "nav.routes")
+        };
+        dir.as_deref().ok_or_else(|| {
+            format!(
+                "`{field}` must name a route folder for the navigation variants (make one with \
+                 `sftvsrl nav world`)"
+            )
+        })
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -156,7 +209,7 @@ impl NavEval {
         {
             return Err(
                 "`nav.env.vision` and `nav.env.absolute_action` are set by each variant \
-                 (virl-l-id / virl-l-ood-rule); leave them out"
+                 (virl-l-id, virl-vl-ood-rule, ...); leave them out"
                     .into(),
             );
         }
@@ -305,13 +358,11 @@ impl EvalConfig {
         if self.verify_iters.is_empty() || self.verify_iters.contains(&0) {
             return Err("`verify_iters` must hold at least one value, each at least 1".into());
         }
-        if self.variants.iter().any(|v| v.is_navigation()) {
-            if self.nav.routes.is_none() {
-                return Err("`nav.routes` must name a route folder for the navigation \
-                     variants (make one with `sftvsrl nav world`)"
-                    .into());
+        for v in &self.variants {
+            if let Task::Navigation { other_city, .. } = v.task() {
+                self.nav.routes(other_city)?;
+                self.nav.validate()?;
             }
-            self.nav.validate()?;
         }
         self.sampling()
             .validate()
@@ -346,6 +397,20 @@ mod tests {
         assert!(err("verify_iters = [0]").contains("verify_iters"));
         assert!(err("variants = [\"gp-x\"]").contains("gp-x"));
         assert!(err("temperature = -1.0").contains("temperature"));
+        // The visual-OOD city is its own route folder; the others use `nav.routes`.
+        let nav = "variants = [\"virl-vl-id\", \"virl-vl-ood-visual\"]\n[nav]\nroutes = \"r\"\n";
+        assert!(err(nav).contains("`nav.ood_routes`"), "{}", err(nav));
+        let both = format!("{nav}ood_routes = \"o\"\nenv = {{ route_range = [0, 5] }}\n");
+        let c = EvalConfig::from_toml(&both, Path::new("e.toml")).unwrap();
+        assert!(
+            c.variants
+                .iter()
+                .all(|v| v.is_vision() && v.is_navigation())
+        );
+        assert_eq!(c.nav.routes(true).unwrap(), Path::new("o"));
+        assert_eq!(c.nav.env_config(true, true, true).route_range, None);
+        let id = c.nav.env_config(true, true, false);
+        assert_eq!((id.route_range, id.vision), (Some([0, 5]), true));
     }
 
     #[test]
@@ -359,7 +424,8 @@ mod tests {
                 assert_eq!(config, EvalConfig::default());
             }
             if path.ends_with("virl-l.toml") {
-                assert_eq!(config.nav.env_config(true), NavConfig::default());
+                let id = config.nav.env_config(true, false, false);
+                assert_eq!(id, NavConfig::default());
                 assert_eq!((config.nav.episodes, config.nav.seed), (48, 12));
                 assert_eq!(config.total_episodes(), 96);
             }

@@ -97,7 +97,7 @@ pub fn evaluate(
         config.variants.iter().find(|v| v.is_vision()),
     ) {
         return Err(EvalError::Invalid(format!(
-            "`{}` shows the cards as an image: it needs a vision-language checkpoint",
+            "`{}` shows images: it needs a vision-language checkpoint",
             v.name()
         )));
     }
@@ -142,12 +142,14 @@ pub fn evaluate(
                     }
                 }
             }
-            Task::Navigation { absolute_action } => {
+            Task::Navigation {
+                absolute_action,
+                vision,
+                other_city,
+            } => {
                 let nav = &config.nav;
-                let env = nav.env_config(absolute_action);
-                let dir = nav.routes.as_ref().ok_or_else(|| {
-                    EvalError::Invalid("`nav.routes` is needed by the navigation variants".into())
-                })?;
+                let env = nav.env_config(absolute_action, vision, other_city);
+                let dir = nav.routes(other_city).map_err(EvalError::Invalid)?;
                 let envs = nav_envs(dir, &env, player.batch.min(nav.episodes))?;
                 let records = player.play(envs, &seeds(nav.seed, nav.episodes), progress)?;
                 let mut result = summarize(variant, env.verify_iter, &records);

@@ -11,7 +11,7 @@ use crate::error::ModelError;
 use crate::export::{save_pretrained, save_vlm};
 use crate::image_processor::ImageProcessor;
 use crate::llama::Llama;
-use crate::lora::merge_lora;
+use crate::lora::{LoraConfig, apply_lora, apply_lora_vlm, lora_params, merge_lora};
 use crate::pretrained::{is_vlm_checkpoint, load_pretrained, load_vlm};
 use crate::tokenizer::Tokenizer;
 use crate::vlm::{Images, Vlm};
@@ -80,6 +80,27 @@ impl<B: Backend> Backbone<B> {
     /// The model with any LoRA adapters folded into its weights.
     pub fn merged(self) -> Self {
         self.map_language_model(merge_lora)
+    }
+
+    /// The model prepared for LoRA training: fresh adapters on the language model, every base
+    /// weight frozen; a vision-language model keeps its projector trainable and freezes its
+    /// vision tower ([`apply_lora_vlm`]).
+    pub fn with_lora(self, config: &LoraConfig, seed: u64, device: &B::Device) -> Self {
+        match self {
+            Backbone::Text(m) => Backbone::Text(apply_lora(m, config, seed, device)),
+            Backbone::Vision(m) => Backbone::Vision(apply_lora_vlm(m, config, seed, device)),
+        }
+    }
+
+    /// The parameters LoRA training updates: the adapters, and a vision-language model's
+    /// projector. `None` without adapters (every parameter trains).
+    pub fn lora_trainable_params(&self) -> Option<usize> {
+        let adapters = lora_params(self.language_model());
+        let projector = match self {
+            Backbone::Text(_) => 0,
+            Backbone::Vision(m) => m.multi_modal_projector.num_params(),
+        };
+        (adapters > 0).then_some(adapters + projector)
     }
 }
 

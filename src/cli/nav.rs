@@ -20,7 +20,7 @@ use sftvsrl_envs::nav::rail::RailPoint;
 use sftvsrl_envs::nav::verify::step_rewards_virl;
 use sftvsrl_envs::nav::world::logo::LandmarkLook;
 use sftvsrl_envs::nav::world::style::CityStyle;
-use sftvsrl_envs::nav::world::{WorldSpec, generate_with_look};
+use sftvsrl_envs::nav::world::{WorldSpec, generate};
 use sftvsrl_envs::nav::{NavConfig, Navigation, ObsPenalty, PromptText, SuccessRule, ViewHeadings};
 
 #[derive(Subcommand)]
@@ -45,6 +45,14 @@ pub enum NavCommand {
         /// logos (a large shape and colour picked by the name, recognisable in tiny views).
         #[arg(long, default_value = "signs")]
         landmarks: LandmarkLook,
+        /// Name the businesses as in another style's city (nyc or worldwide): the same chains
+        /// in streets of another look, e.g. a visual-OOD city whose names a model already knows.
+        #[arg(long)]
+        names: Option<CityStyle>,
+        /// Compass heading of the avenues in degrees, in place of the style's (nyc: 29,
+        /// worldwide: drawn): which compass words the routes use.
+        #[arg(long)]
+        grid_heading: Option<f64>,
     },
     /// Print an episode: its instruction, its expert rail and its first prompt.
     Sample(EpisodeArgs),
@@ -224,17 +232,19 @@ pub fn run(cmd: NavCommand) -> anyhow::Result<()> {
             seed,
             pano_width,
             landmarks,
+            names,
+            grid_heading,
         } => {
-            let summary = generate_with_look(
-                &WorldSpec {
-                    style: city,
-                    routes,
-                    seed,
-                    pano_width,
-                },
+            let spec = WorldSpec {
+                style: city,
+                routes,
+                seed,
+                pano_width,
                 landmarks,
-                &out,
-            )?;
+                names,
+                grid_heading,
+            };
+            let summary = generate(&spec, &out)?;
             println!("{}", serde_json::to_string(&summary)?);
         }
         NavCommand::Sample(args) => sample(&args)?,

@@ -22,6 +22,8 @@ pub enum Task {
     GpVl,
     /// V-IRL navigation, text (config/study/virl-l-tiny.toml)
     VirlL,
+    /// V-IRL navigation, street views (config/study/virl-vl-tiny.toml)
+    VirlVl,
 }
 
 impl Task {
@@ -39,6 +41,10 @@ impl Task {
             Task::VirlL => (
                 include_str!("../../config/study/virl-l-tiny.toml"),
                 "config/study/virl-l-tiny.toml (built in)",
+            ),
+            Task::VirlVl => (
+                include_str!("../../config/study/virl-vl-tiny.toml"),
+                "config/study/virl-vl-tiny.toml (built in)",
             ),
         }
     }

@@ -31,7 +31,8 @@ pub struct SftConfig {
     pub model: ModelConfig,
     pub train: TrainConfig,
     /// LoRA adapters to train instead of the whole model (optional; full fine-tuning when
-    /// absent).
+    /// absent). On a vision-language model they adapt its language model, the projector
+    /// trains fully and the vision tower is frozen.
     #[serde(default)]
     pub lora: Option<LoraConfig>,
     /// GeneralPoints episodes run with the trained model at the end (optional).

@@ -19,7 +19,7 @@ use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer}
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde_json::json;
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{Backbone, ImageProcessor, VlmConfig, apply_lora, lora_params};
+use sftvsrl_model::{Backbone, ImageProcessor, VlmConfig};
 
 use crate::answer_match::greedy_answer_match;
 use crate::batch::SftBatch;
@@ -105,15 +105,10 @@ pub fn run_sft<A: AutodiffBackend>(
     );
     let params = built.model.num_params();
     let model = match &config.lora {
-        Some(lora) => built
-            .model
-            .map_language_model(|m| apply_lora(m, lora, config.seed, device)),
+        Some(lora) => built.model.with_lora(lora, config.seed, device),
         None => built.model,
     };
-    let trainable = match lora_params(model.language_model()) {
-        0 => params,
-        n => n,
-    };
+    let trainable = model.lora_trainable_params().unwrap_or(params);
     let vlm_config = model.vision_config().cloned();
     let vision = vlm_config.as_ref().zip(processor.as_ref());
 

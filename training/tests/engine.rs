@@ -283,6 +283,9 @@ fn world(name: &str) -> std::path::PathBuf {
             routes: 4,
             seed: 3,
             pano_width: 256,
+            landmarks: Default::default(),
+            names: None,
+            grid_heading: None,
         },
         &dir,
     )

@@ -10,6 +10,7 @@ use sftvsrl_training::rl::RlConfig;
 use sftvsrl_training::{RunConfig, SftConfig, TrainError, parse_config};
 
 use sftvsrl_envs::nav::world::WorldSpec;
+use sftvsrl_envs::nav::world::logo::LandmarkLook;
 use sftvsrl_envs::nav::world::style::CityStyle;
 
 use crate::config::EvalConfig;
@@ -29,10 +30,13 @@ struct StudyFile {
     eval: EvalConfig,
     #[serde(default)]
     world: Option<WorldFile>,
+    #[serde(default)]
+    ood_world: Option<WorldFile>,
 }
 
-/// A synthetic navigation world the study generates into `<study>/world/` (as `sftvsrl nav
-/// world` does) and points every navigation stage to.
+/// A synthetic navigation world the study generates (as `sftvsrl nav world` does): `[world]`
+/// into `<study>/world/`, which every navigation stage uses, and `[ood_world]` into
+/// `<study>/ood-world/`, the other city of the `virl-vl-ood-visual` variant.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WorldFile {
@@ -44,6 +48,52 @@ struct WorldFile {
     /// Panorama width in pixels (text tasks never look at them: keep it small).
     #[serde(default = "default_pano_width")]
     pano_width: u32,
+    /// `signs` (names lettered on storefronts) or `logos` (readable by tiny models).
+    #[serde(default = "default_landmarks")]
+    landmarks: String,
+    /// The style whose business names the city takes, when not its own (`nyc`, `worldwide`).
+    #[serde(default)]
+    names: Option<String>,
+    /// Compass heading of the avenues in degrees, in place of the style's.
+    #[serde(default)]
+    grid_heading: Option<f64>,
+}
+
+impl WorldFile {
+    /// The generator's spec; errors name the field within `section`.
+    fn spec(&self, section: &str) -> Result<WorldSpec, String> {
+        let style = |field: &str, value: &str| {
+            value
+                .parse::<CityStyle>()
+                .map_err(|e| format!("[{section}] {field}: {e}"))
+        };
+        if self.routes == 0 {
+            return Err(format!("[{section}] routes must be at least 1"));
+        }
+        if let Some(h) = self.grid_heading
+            && !(0.0..360.0).contains(&h)
+        {
+            return Err(format!(
+                "[{section}] grid_heading must be in [0, 360), got {h}"
+            ));
+        }
+        Ok(WorldSpec {
+            style: style("style", &self.style)?,
+            routes: self.routes,
+            seed: self.seed,
+            pano_width: self.pano_width,
+            landmarks: self
+                .landmarks
+                .parse::<LandmarkLook>()
+                .map_err(|e| format!("[{section}] landmarks: {e}"))?,
+            names: self
+                .names
+                .as_deref()
+                .map(|n| style("names", n))
+                .transpose()?,
+            grid_heading: self.grid_heading,
+        })
+    }
 }
 
 /// Whether an Init section trains a language model from scratch (no `[init.model.vision]`).
@@ -59,6 +109,9 @@ fn default_style() -> String {
 }
 fn default_pano_width() -> u32 {
     256
+}
+fn default_landmarks() -> String {
+    "signs".into()
 }
 
 fn default_runs_dir() -> PathBuf {
@@ -82,6 +135,8 @@ pub struct Study {
     pub eval: EvalConfig,
     /// The navigation world generated into [`Study::world_dir`] before the Init, if any.
     pub world: Option<WorldSpec>,
+    /// The other city generated into [`Study::ood_world_dir`], if any.
+    pub ood_world: Option<WorldSpec>,
     /// The study TOML as given (kept beside the report).
     pub source: String,
 }
@@ -90,6 +145,11 @@ impl Study {
     /// Where the study's generated navigation world is.
     pub fn world_dir(&self) -> PathBuf {
         self.dir.join("world")
+    }
+
+    /// Where the study's generated visual-OOD city is.
+    pub fn ood_world_dir(&self) -> PathBuf {
+        self.dir.join("ood-world")
     }
 
     /// Reads and resolves a study TOML; errors name the file, the section and the field.
@@ -114,12 +174,10 @@ impl Study {
                 ));
             }
             if let Some(w) = &f.world {
-                w.style
-                    .parse::<CityStyle>()
-                    .map_err(|e| format!("[world] style: {e}"))?;
-                if w.routes == 0 {
-                    return Err("[world] routes must be at least 1".into());
-                }
+                w.spec("world")?;
+            }
+            if let Some(w) = &f.ood_world {
+                w.spec("ood_world")?;
             }
             Ok(())
         })?;
@@ -152,13 +210,16 @@ impl Study {
             }
             eval.nav.routes = Some(routes.to_path_buf());
         }
+        if file.ood_world.is_some() {
+            if eval.nav.ood_routes.is_some() {
+                return Err(stage("eval").error(OOD_ROUTES_OWNED).into());
+            }
+            eval.nav.ood_routes = Some(dir.join("ood-world"));
+        }
         eval.validate().map_err(|e| stage("eval").error(e))?;
-        let world = file.world.map(|w| WorldSpec {
-            style: w.style.parse().expect("checked above"),
-            routes: w.routes,
-            seed: w.seed,
-            pano_width: w.pano_width,
-        });
+        let spec = |w: Option<WorldFile>, section| w.map(|w| w.spec(section).expect("checked"));
+        let world = spec(file.world, "world");
+        let ood_world = spec(file.ood_world, "ood_world");
         Ok(Study {
             name: file.name,
             dir,
@@ -167,6 +228,7 @@ impl Study {
             rl,
             eval,
             world,
+            ood_world,
             source: text.to_string(),
         })
     }
@@ -183,6 +245,8 @@ struct Stage<'a> {
 
 const ROUTES_OWNED: &str =
     "`routes` is set by the study: its navigation stages use the generated [world]; remove it";
+const OOD_ROUTES_OWNED: &str =
+    "`nav.ood_routes` is set by the study: it is the generated [ood_world]; remove it";
 
 impl Stage<'_> {
     fn error(&self, message: impl std::fmt::Display) -> TrainError {
@@ -377,6 +441,41 @@ mod tests {
     }
 
     #[test]
+    fn the_street_view_study_trains_in_one_city_and_tests_in_another() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/study/virl-vl-tiny.toml");
+        let s = Study::from_file(&path).unwrap();
+        let (world, other) = (s.world.clone().unwrap(), s.ood_world.clone().unwrap());
+        assert_ne!(world.style, other.style);
+        assert_eq!(other.names, Some(world.style));
+        assert_eq!(
+            (world.landmarks, other.landmarks),
+            (LandmarkLook::Logos, LandmarkLook::Logos)
+        );
+        assert_eq!(s.eval.nav.ood_routes, Some(s.ood_world_dir()));
+        let init = s.init.data.generate_nav.as_ref().unwrap();
+        assert_eq!(init.routes, s.world_dir());
+        assert!(init.nav.vision && s.rl.nav.vision);
+        assert!(
+            s.eval
+                .variants
+                .iter()
+                .all(|v| v.is_vision() && v.is_navigation())
+        );
+        // The model reads the grid the environments draw.
+        let views = 2 * s.eval.nav.env.resolution;
+        assert_eq!(init.nav.resolution, s.eval.nav.env.resolution);
+        assert_eq!(s.rl.nav.resolution, s.eval.nav.env.resolution);
+        let sftvsrl_training::ModelConfig::Scratch { vision, .. } = &s.init.model else {
+            panic!("a from-scratch Init")
+        };
+        let side = views as usize;
+        assert_eq!(
+            vision.as_ref().unwrap().image_size.height_width(),
+            [side, side]
+        );
+    }
+
+    #[test]
     fn errors_name_the_section_and_field() {
         let train = "train = { epochs = 1, micro_batch = 1, lr = 1e-3, checkpoint_every = 1 }";
         let base = format!(
@@ -425,6 +524,14 @@ mod tests {
         assert_eq!(s.rl.routes, Some(s.world_dir()));
         let e = err(&nav.replace("[world]", "routes = \"r\"\n[world]"));
         assert!(e.contains("[rl]") && e.contains("`routes`"), "{e}");
+        let e = err(&format!(
+            "{nav}[ood_world]\nroutes = 3\nseed = 1\nlandmarks = \"neon\"\n"
+        ));
+        assert!(e.contains("[ood_world] landmarks"), "{e}");
+        let e = err(&format!(
+            "{nav}[ood_world]\nroutes = 3\nseed = 1\nnames = \"paris\"\n"
+        ));
+        assert!(e.contains("[ood_world] names"), "{e}");
         let e = err(&format!("{base}report = 1\n"));
         assert!(e.contains("report"), "{e}");
         let e = err(&base.replace("[init]\ndata = {}\n", "[init]\n"));

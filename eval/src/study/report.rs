@@ -13,6 +13,7 @@ use super::config::Study;
 use super::run::{Branch, Point};
 use sftvsrl_envs::gp::FaceRule;
 use sftvsrl_envs::nav::prompt::turn_words;
+use sftvsrl_envs::nav::world::WorldSpec;
 
 use crate::config::{EvalConfig, EvalVariant};
 use crate::error::EvalError;
@@ -321,9 +322,17 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
                 let held_out = !rules
                     .iter()
                     .any(|r| !r.absolute_action && r.turn_words() == turn_words(false));
+                let views = match g.nav.vision {
+                    true => format!(
+                        "; each prompt shows a 2×2 grid of {0}×{0}-pixel street views{1}",
+                        g.nav.resolution,
+                        world_look(study.world.as_ref())
+                    ),
+                    false => String::new(),
+                };
                 format!(
                     "{} expert examples (one per rail position) on the routes of `{}`; example \
-                     i follows turn rule i mod {} of {}{}",
+                     i follows turn rule i mod {} of {}{}{views}",
                     g.n,
                     g.routes.display(),
                     rules.len(),
@@ -369,9 +378,21 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         e.temperature,
         e.top_p,
         general_points_setup(e),
-        navigation_setup(e)
+        navigation_setup(e, study.ood_world.as_ref())
     );
     md
+}
+
+/// How a generated world shows its landmarks, for the setup statements.
+fn world_look(world: Option<&WorldSpec>) -> String {
+    match world {
+        Some(w) => format!(
+            " of a synthetic `{}` city whose businesses show `{}`",
+            w.style.name(),
+            w.landmarks.name()
+        ),
+        None => String::new(),
+    }
 }
 
 /// The name of a navigation action rule.
@@ -403,15 +424,50 @@ fn general_points_setup(e: &EvalConfig) -> String {
     )
 }
 
-/// How the navigation variants were played, when there are some.
-fn navigation_setup(e: &EvalConfig) -> String {
+/// How the navigation variants were played, when there are some; `ood_world` is the study's
+/// generated other city.
+fn navigation_setup(e: &EvalConfig, ood_world: Option<&WorldSpec>) -> String {
     if !e.variants.iter().any(|v| v.is_navigation()) {
         return String::new();
     }
     let n = &e.nav;
+    let views = match e
+        .variants
+        .iter()
+        .any(|v| v.is_navigation() && v.is_vision())
+    {
+        true => format!(
+            " Street views at {0}×{0} pixels each ({1}×{1} per grid).",
+            n.env.resolution,
+            2 * n.env.resolution
+        ),
+        false => String::new(),
+    };
+    let other_city = match (
+        e.variants.contains(&EvalVariant::VirlVlOodVisual),
+        ood_world,
+    ) {
+        (false, _) => String::new(),
+        (true, spec) => {
+            let names = match spec.and_then(|w| w.names) {
+                Some(names) => format!(
+                    ", its businesses named as in the `{}` style: the training city's names in \
+                     streets of a look the model never saw (a tiny word-level model cannot read \
+                     names it never saw, so the visual change is what is held out)",
+                    names.name()
+                ),
+                None => String::new(),
+            };
+            format!(
+                " `virl-vl-ood-visual` walks every route of `{}`{}{names}.",
+                n.ood_routes.as_deref().unwrap_or(Path::new("-")).display(),
+                world_look(spec)
+            )
+        }
+    };
     format!(
         " Navigation variants: {} episodes each on routes drawn from seeds {}.. out of {} of \
-         `{}`, verify_iter {} per position, `{}` prompts.",
+         `{}`, verify_iter {} per position, `{}` prompts.{views}{other_city}",
         n.episodes,
         n.seed,
         n.env

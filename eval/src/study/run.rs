@@ -117,6 +117,9 @@ pub fn run_study_with<A: AutodiffBackend>(
     if let Some(spec) = &study.world {
         ensure_world(spec, &study.world_dir(), display)?;
     }
+    if let Some(spec) = &study.ood_world {
+        ensure_world(spec, &study.ood_world_dir(), display)?;
+    }
     let init_dir = study.init.run_dir();
     stage(display, 1, "Init (SFT from the base model)", &init_dir);
     if !finished(&init_dir) {
@@ -253,9 +256,10 @@ fn ensure_world(
     let summary = world::generate(spec, &partial).map_err(|e| EvalError::Invalid(e.to_string()))?;
     std::fs::rename(&partial, dir).map_err(|e| TrainError::io(dir, e))?;
     display.line(&format!(
-        "world: {} routes in the city {}, {} panoramas → {}",
+        "world: {} routes in the city {} ({} landmarks), {} panoramas → {}",
         summary.routes,
         summary.city,
+        summary.landmarks,
         summary.panoramas,
         dir.display()
     ));

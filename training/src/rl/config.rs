@@ -64,8 +64,9 @@ pub struct RlConfig {
     /// (`env = "gp-l"` only; evaluate navigation with `sftvsrl eval` or a study).
     #[serde(default)]
     pub eval: Option<GpEvalConfig>,
-    /// LoRA adapters on the policy (as in SFT): only they and the value head are trained, and
-    /// `final/` holds the merged weights. Full fine-tuning when absent.
+    /// LoRA adapters on the policy (as in SFT): only they, a vision-language model's projector
+    /// and the value head are trained, and `final/` holds the merged weights. Full fine-tuning
+    /// (every parameter, the vision tower's too: paper D.1) when absent.
     #[serde(default)]
     pub lora: Option<LoraConfig>,
     /// Prompt widths, KV caches and PPO minibatches are rounded up to a multiple of this many

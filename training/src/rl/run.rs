@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sftvsrl_envs::Rng;
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{GenerateConfig, Sampling, apply_lora, load_backbone};
+use sftvsrl_model::{GenerateConfig, Sampling, load_backbone};
 
 use super::buffer::Sample;
 use super::config::{AdvantageKind, EnvKind, RlConfig};
@@ -107,9 +107,7 @@ pub fn run_rl<A: AutodiffBackend>(
     let hidden = loaded.model.hidden_size();
     let reference = (p.kl_coef > 0.0).then(|| loaded.model.valid());
     let policy = match &config.lora {
-        Some(lora) => loaded
-            .model
-            .map_language_model(|m| apply_lora(m, lora, config.seed, device)),
+        Some(lora) => loaded.model.with_lora(lora, config.seed, device),
         None => loaded.model,
     };
     let processor = loaded.processor;
@@ -126,6 +124,10 @@ pub fn run_rl<A: AutodiffBackend>(
         .with_epsilon(o.epsilon)
         .init::<A, ActorCritic<A>>();
     let params = model.num_params();
+    let trained = match model.policy.lora_trainable_params() {
+        Some(n) => n + model.value_head.num_params(),
+        None => params,
+    };
     let (mut model, mut optim, saved) =
         folder.resume::<A, _, _, RlProgress>(model, optim, device, display)?;
     let mut progress = saved.unwrap_or_default();
@@ -161,7 +163,7 @@ pub fn run_rl<A: AutodiffBackend>(
         pad_to_multiple_of: Some(multiple),
     };
     display.line(&format!(
-        "{params} parameters; {} updates of {} environments × {} steps; {} samples per \
+        "{params} parameters ({trained} trained); {} updates of {} environments × {} steps; {} samples per \
          optimizer step; cosine lr {:.3e} → {:.3e} over {} scheduler steps, {schedule_steps} \
          per update; chat template {}",
         p.num_updates,

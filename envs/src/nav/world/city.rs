@@ -146,9 +146,9 @@ pub const LETTER_M: f64 = 1.0;
 pub const LETTER_ADVANCE: f64 = 0.6;
 
 impl City {
-    /// Lays out a city of `style`, fully determined by `rng`.
-    pub fn generate(style: CityStyle, rng: &mut Rng) -> City {
-        let look = style.style();
+    /// Lays out a city of `style` with the parameters `look` (usually `style.style()`), fully
+    /// determined by `rng`.
+    pub fn generate(style: CityStyle, look: Style, rng: &mut Rng) -> City {
         let &(city_name, lat, lng) = rng.choose(look.cities);
         let grid_heading = look
             .grid_heading

@@ -8,8 +8,8 @@
 //! every route's rail with no point dropped.
 //!
 //! A world is determined by its [`WorldSpec`]: the city is
-//! `City::generate(style, &mut Rng::derive(seed, 0))` and the routes are drawn from
-//! `Rng::derive(seed, 1)`; the panorama width changes only the images.
+//! `City::generate(style, spec.look(), &mut Rng::derive(seed, 0))` and the routes are drawn from
+//! `Rng::derive(seed, 1)`; the panorama width and the landmark look change only the images.
 
 pub mod city;
 pub mod logo;
@@ -28,7 +28,7 @@ use serde::Serialize;
 use self::city::{Capture, City};
 use self::logo::LandmarkLook;
 use self::render::Scene;
-use self::style::CityStyle;
+use self::style::{CityStyle, Style};
 use super::data::{MAPPING_FILE, ROUTE_FILE, STREET_VIEW_DIR};
 use super::error::NavError;
 use super::instruction::build_instruction;
@@ -52,6 +52,33 @@ pub struct WorldSpec {
     pub seed: u64,
     /// Panorama width in pixels (the height is half).
     pub pano_width: u32,
+    /// How businesses show who they are: name signs, or logos for tiny models.
+    pub landmarks: LandmarkLook,
+    /// The style whose business names the city uses, when not its own: a city of one look with
+    /// the other's businesses (chains found in both), so a model that knows the names meets
+    /// them in streets it has never seen.
+    pub names: Option<CityStyle>,
+    /// The compass heading of the avenues in degrees, in place of the style's (`nyc`: 29°,
+    /// `worldwide`: drawn). Streets run at right angles to them, so the heading decides which
+    /// four of the eight compass words the routes use.
+    pub grid_heading: Option<f64>,
+}
+
+impl WorldSpec {
+    /// The city parameters: the style's, with the spec's names and grid heading.
+    pub fn look(&self) -> Style {
+        let own = self.style.style();
+        let naming = self
+            .names
+            .map_or_else(|| self.style.style(), CityStyle::style);
+        Style {
+            name_words: naming.name_words,
+            kinds: naming.kinds,
+            kind_first: naming.kind_first,
+            grid_heading: self.grid_heading.or(own.grid_heading),
+            ..own
+        }
+    }
 }
 
 /// What was written.
@@ -70,19 +97,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NavError + '_ {
     move |e| NavError::io(path, e)
 }
 
-/// Generates a city and its routes and writes them to `out` in the V-IRL layout; businesses
-/// show name signs.
+/// Generates a city and its routes and writes them to `out` in the V-IRL layout. The city and
+/// routes do not depend on `spec.landmarks` or `spec.pano_width`, only the street views do.
 pub fn generate(spec: &WorldSpec, out: &Path) -> Result<WorldSummary, NavError> {
-    generate_with_look(spec, LandmarkLook::Signs, out)
-}
-
-/// [`generate`] with businesses shown as `landmarks` says. The city and routes do not depend
-/// on it, only the street views.
-pub fn generate_with_look(
-    spec: &WorldSpec,
-    landmarks: LandmarkLook,
-    out: &Path,
-) -> Result<WorldSummary, NavError> {
+    let landmarks = spec.landmarks;
     if spec.routes == 0 {
         return Err(NavError::Invalid("ask for at least one route".into()));
     }
@@ -92,7 +110,15 @@ pub fn generate_with_look(
             spec.pano_width
         )));
     }
-    let city = City::generate(spec.style, &mut Rng::derive(spec.seed, 0));
+    if let Some(h) = spec.grid_heading
+        && !(0.0..360.0).contains(&h)
+    {
+        return Err(NavError::Invalid(format!(
+            "grid heading must be in [0, 360) degrees, got {h}"
+        )));
+    }
+    let names = spec.names.unwrap_or(spec.style);
+    let city = City::generate(spec.style, spec.look(), &mut Rng::derive(spec.seed, 0));
     let routes_value = routes::generate_routes(&city, spec.routes, &mut Rng::derive(spec.seed, 1))?;
     let routes = parse_routes(&routes_value).map_err(|(r, f, p)| {
         NavError::Invalid(format!("generated {r} does not load: field `{f}`: {p}"))
@@ -159,6 +185,8 @@ pub fn generate_with_look(
     let world_path = out.join(WORLD_FILE);
     let world = serde_json::json!({
         "style": spec.style.name(),
+        "names": names.name(),
+        "grid_heading": city.frame.grid_heading,
         "city": city.name,
         "routes": routes.len(),
         "seed": spec.seed,

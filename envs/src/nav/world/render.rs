@@ -416,8 +416,9 @@ mod tests {
     #[test]
     fn a_name_shows_the_same_logo_in_both_city_styles() {
         let n = 12;
-        let nyc = City::generate(CityStyle::Nyc, &mut Rng::new(1));
-        let mut worldwide = City::generate(CityStyle::Worldwide, &mut Rng::new(1));
+        let nyc = City::generate(CityStyle::Nyc, CityStyle::Nyc.style(), &mut Rng::new(1));
+        let ww = CityStyle::Worldwide;
+        let mut worldwide = City::generate(ww, ww.style(), &mut Rng::new(1));
         // Give businesses of the other city the same names.
         for i in 0..n {
             worldwide.places[i].name = nyc.places[i].name.clone();
