@@ -443,27 +443,24 @@ fn navigation_setup(e: &EvalConfig, ood_world: Option<&WorldSpec>) -> String {
         ),
         false => String::new(),
     };
-    let other_city = match (
-        e.variants.contains(&EvalVariant::VirlVlOodVisual),
-        ood_world,
-    ) {
-        (false, _) => String::new(),
-        (true, spec) => {
-            let names = match spec.and_then(|w| w.names) {
-                Some(names) => format!(
-                    ", its businesses named as in the `{}` style: the training city's names in \
-                     streets of a look the model never saw (a tiny word-level model cannot read \
-                     names it never saw, so the visual change is what is held out)",
-                    names.name()
-                ),
-                None => String::new(),
-            };
-            format!(
-                " `virl-vl-ood-visual` walks every route of `{}`{}{names}.",
-                n.ood_routes.as_deref().unwrap_or(Path::new("-")).display(),
-                world_look(spec)
-            )
-        }
+    let other_city = if e.variants.contains(&EvalVariant::VirlVlOodVisual) {
+        let names = ood_world
+            .and_then(|w| w.names)
+            .map_or(String::new(), |names| {
+                format!(", named as in a `{}` city", names.name())
+            });
+        let heading = ood_world
+            .and_then(|w| w.grid_heading)
+            .map_or(String::new(), |h| {
+                format!(", its avenues at {h}° (the compass words of its routes follow)")
+            });
+        format!(
+            " `virl-vl-ood-visual` walks every route of `{}`{}{names}{heading}.",
+            n.ood_routes.as_deref().unwrap_or(Path::new("-")).display(),
+            world_look(ood_world)
+        )
+    } else {
+        String::new()
     };
     format!(
         " Navigation variants: {} episodes each on routes drawn from seeds {}.. out of {} of \
