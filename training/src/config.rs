@@ -10,7 +10,7 @@ use sftvsrl_envs::gp::expert::ExpertSolution;
 use sftvsrl_envs::gp::prompt::PromptLayout;
 use sftvsrl_envs::gp::render::CardFaces;
 use sftvsrl_envs::nav::NavConfig;
-use sftvsrl_model::LoraConfig;
+use sftvsrl_model::{LoraConfig, VisionConfig};
 
 use crate::error::TrainError;
 use crate::schedule::SftSchedule;
@@ -199,6 +199,39 @@ pub struct ScratchVision {
     pub num_attention_heads: usize,
     #[serde(default = "one")]
     pub projector_merge: usize,
+}
+
+impl ScratchVision {
+    /// The vision tower's hyperparameters.
+    pub fn vision_config(&self) -> VisionConfig {
+        VisionConfig {
+            image_size: self.image_size.height_width(),
+            patch_size: self.patch_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            layer_norm_eps: 1e-6,
+            num_channels: 3,
+        }
+    }
+
+    /// Checks the shapes before any data is made: positive sizes, patches that tile the image,
+    /// heads that divide the width and a merge factor that divides the patch grid.
+    fn check(&self) -> Result<(), String> {
+        let vision = self.vision_config();
+        vision
+            .validate(Path::new("model.vision"))
+            .map_err(|e| format!("`[model.vision]`: {e}"))?;
+        let (m, grid) = (self.projector_merge, vision.grid());
+        if m == 0 || grid.iter().any(|g| !g.is_multiple_of(m)) {
+            return Err(format!(
+                "`model.vision.projector_merge`: {m} does not divide the {}×{} patch grid",
+                grid[0], grid[1]
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// An image size: one side of a square, or `[height, width]`.
@@ -512,6 +545,12 @@ impl RunConfig for SftConfig {
                     .into(),
             );
         }
+        if let ModelConfig::Scratch {
+            vision: Some(v), ..
+        } = &self.model
+        {
+            v.check()?;
+        }
         if let Some(lora) = &self.lora {
             lora.check()?;
         }
@@ -596,6 +635,26 @@ checkpoint_every = 5
         assert!(e.contains("epochs"), "{e}");
         let e = parse(&BASE.replace("init = \"pretrained\"", "init = \"magic\"")).unwrap_err();
         assert!(e.contains("magic"), "{e}");
+        // A from-scratch VLM's shapes are checked when the file is read, before any data.
+        let scratch = |vision: &str| {
+            BASE.replace(
+                "init = \"pretrained\"\npath = \"m\"",
+                &format!(
+                    "init = \"scratch\"\nhidden_size = 8\nintermediate_size = 8\n\
+                     num_hidden_layers = 1\nnum_attention_heads = 2\nnum_key_value_heads = 1\n\
+                     vision = {{ image_size = 32, hidden_size = 8, intermediate_size = 8, \
+                     num_hidden_layers = 1, num_attention_heads = 2, {vision} }}"
+                ),
+            )
+        };
+        parse(&scratch("patch_size = 8, projector_merge = 2")).unwrap();
+        let e = parse(&scratch("patch_size = 6")).unwrap_err();
+        assert!(
+            e.contains("[model.vision]") && e.contains("image_size"),
+            "{e}"
+        );
+        let e = parse(&scratch("patch_size = 8, projector_merge = 3")).unwrap_err();
+        assert!(e.contains("model.vision.projector_merge"), "{e}");
     }
 
     #[test]

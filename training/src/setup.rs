@@ -12,8 +12,8 @@ use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_envs::nav::{self, NavError};
 use sftvsrl_model::word_level::IMAGE;
 use sftvsrl_model::{
-    Backbone, ImageProcessor, Llama, LlamaConfig, Tokenizer, VisionConfig, Vlm, VlmConfig,
-    load_backbone, word_level_tokenizer_with,
+    Backbone, ImageProcessor, Llama, LlamaConfig, Tokenizer, Vlm, VlmConfig, load_backbone,
+    word_level_tokenizer_with,
 };
 
 use crate::config::{DataConfig, ModelConfig, ScratchVision};
@@ -194,16 +194,7 @@ fn scratch_vlm(
 ) -> Result<VlmConfig, TrainError> {
     let config = VlmConfig {
         text_config: text,
-        vision_config: VisionConfig {
-            image_size: v.image_size.height_width(),
-            patch_size: v.patch_size,
-            hidden_size: v.hidden_size,
-            intermediate_size: v.intermediate_size,
-            num_hidden_layers: v.num_hidden_layers,
-            num_attention_heads: v.num_attention_heads,
-            layer_norm_eps: 1e-6,
-            num_channels: 3,
-        },
+        vision_config: v.vision_config(),
         image_token_id: tokenizer
             .token_id(IMAGE)
             .expect("the tokenizer has the image token"),
