@@ -24,7 +24,7 @@ pub struct Plot {
 
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 640;
-const MARGIN: (f32, f32, f32, f32) = (110.0, 40.0, 70.0, 90.0); // left, right, top, bottom
+const MARGIN: (f32, f32, f32, f32) = (110.0, 40.0, 90.0, 90.0); // left, right, top, bottom
 const INK: Rgb<u8> = Rgb([40, 40, 40]);
 const GRID: Rgb<u8> = Rgb([225, 225, 225]);
 

@@ -192,7 +192,11 @@ fn plot(metric: Metric, points: &[Point]) -> Plot {
         Measure::Recognition => ("card recognition", "calls with the cards read right (%)"),
     };
     Plot {
-        title: format!("{}: {what}", metric.label()),
+        title: format!(
+            "{} (verify {}): {what}",
+            metric.variant.name(),
+            metric.verify_iter
+        ),
         x_label: "training compute (GFLOPs)".into(),
         y_label: axis.into(),
         series: vec![
