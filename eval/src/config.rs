@@ -361,8 +361,10 @@ impl EvalConfig {
         for v in &self.variants {
             if let Task::Navigation { other_city, .. } = v.task() {
                 self.nav.routes(other_city)?;
-                self.nav.validate()?;
             }
+        }
+        if self.variants.iter().any(|v| v.is_navigation()) {
+            self.nav.validate()?;
         }
         self.sampling()
             .validate()

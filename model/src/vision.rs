@@ -64,6 +64,19 @@ impl VisionConfig {
         self.image_size.map(|s| s / self.patch_size)
     }
 
+    /// Checks that a projector merging `merge`×`merge` neighbouring patches tiles the patch
+    /// grid; the error says why not.
+    pub fn check_merge(&self, merge: usize) -> Result<(), String> {
+        let grid = self.grid();
+        if merge == 0 || grid.iter().any(|g| !g.is_multiple_of(merge)) {
+            return Err(format!(
+                "{merge} does not divide the {}×{} patch grid",
+                grid[0], grid[1]
+            ));
+        }
+        Ok(())
+    }
+
     /// Patches per image (tokens of the encoder's output).
     pub fn num_patches(&self) -> usize {
         let [rows, cols] = self.grid();

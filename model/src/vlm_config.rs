@@ -135,16 +135,9 @@ impl VlmConfig {
                 ),
             ));
         }
-        let m = self.projector_merge;
-        let grid = self.vision_config.grid();
-        if m == 0 || grid.iter().any(|g| !g.is_multiple_of(m)) {
-            return Err(ModelError::config(
-                path,
-                "projector_merge",
-                format!("{m} does not divide the {}×{} patch grid", grid[0], grid[1]),
-            ));
-        }
-        Ok(())
+        self.vision_config
+            .check_merge(self.projector_merge)
+            .map_err(|message| ModelError::config(path, "projector_merge", message))
     }
 }
 

@@ -223,14 +223,9 @@ impl ScratchVision {
         vision
             .validate(Path::new("model.vision"))
             .map_err(|e| format!("`[model.vision]`: {e}"))?;
-        let (m, grid) = (self.projector_merge, vision.grid());
-        if m == 0 || grid.iter().any(|g| !g.is_multiple_of(m)) {
-            return Err(format!(
-                "`model.vision.projector_merge`: {m} does not divide the {}×{} patch grid",
-                grid[0], grid[1]
-            ));
-        }
-        Ok(())
+        vision
+            .check_merge(self.projector_merge)
+            .map_err(|e| format!("`model.vision.projector_merge`: {e}"))
     }
 }
 

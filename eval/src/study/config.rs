@@ -67,17 +67,7 @@ impl WorldFile {
                 .parse::<CityStyle>()
                 .map_err(|e| format!("[{section}] {field}: {e}"))
         };
-        if self.routes == 0 {
-            return Err(format!("[{section}] routes must be at least 1"));
-        }
-        if let Some(h) = self.grid_heading
-            && !(0.0..360.0).contains(&h)
-        {
-            return Err(format!(
-                "[{section}] grid_heading must be in [0, 360), got {h}"
-            ));
-        }
-        Ok(WorldSpec {
+        let spec = WorldSpec {
             style: style("style", &self.style)?,
             routes: self.routes,
             seed: self.seed,
@@ -92,7 +82,9 @@ impl WorldFile {
                 .map(|n| style("names", n))
                 .transpose()?,
             grid_heading: self.grid_heading,
-        })
+        };
+        spec.validate().map_err(|e| format!("[{section}] {e}"))?;
+        Ok(spec)
     }
 }
 
@@ -144,12 +136,12 @@ pub struct Study {
 impl Study {
     /// Where the study's generated navigation world is.
     pub fn world_dir(&self) -> PathBuf {
-        self.dir.join("world")
+        self.dir.join(WORLD_DIR)
     }
 
     /// Where the study's generated visual-OOD city is.
     pub fn ood_world_dir(&self) -> PathBuf {
-        self.dir.join("ood-world")
+        self.dir.join(OOD_WORLD_DIR)
     }
 
     /// Reads and resolves a study TOML; errors name the file, the section and the field.
@@ -173,18 +165,21 @@ impl Study {
                     v.name()
                 ));
             }
-            if let Some(w) = &f.world {
-                w.spec("world")?;
-            }
-            if let Some(w) = &f.ood_world {
-                w.spec("ood_world")?;
-            }
             Ok(())
         })?;
+        let spec = |w: &Option<WorldFile>, section| {
+            let spec = w.as_ref().map(|w| w.spec(section)).transpose();
+            spec.map_err(|message| TrainError::Config {
+                path: origin.to_path_buf(),
+                message,
+            })
+        };
+        let world = spec(&file.world, "world")?;
+        let ood_world = spec(&file.ood_world, "ood_world")?;
         let dir = file.runs_dir.join(&file.name);
         let init_model = dir.join("init").join("final");
-        let world_dir = dir.join("world");
-        let routes = file.world.as_ref().map(|_| world_dir.as_path());
+        let world_dir = dir.join(WORLD_DIR);
+        let routes = world.as_ref().map(|_| world_dir.as_path());
         let stage = |section| Stage {
             origin,
             section,
@@ -210,16 +205,13 @@ impl Study {
             }
             eval.nav.routes = Some(routes.to_path_buf());
         }
-        if file.ood_world.is_some() {
+        if ood_world.is_some() {
             if eval.nav.ood_routes.is_some() {
                 return Err(stage("eval").error(OOD_ROUTES_OWNED).into());
             }
-            eval.nav.ood_routes = Some(dir.join("ood-world"));
+            eval.nav.ood_routes = Some(dir.join(OOD_WORLD_DIR));
         }
         eval.validate().map_err(|e| stage("eval").error(e))?;
-        let spec = |w: Option<WorldFile>, section| w.map(|w| w.spec(section).expect("checked"));
-        let world = spec(file.world, "world");
-        let ood_world = spec(file.ood_world, "ood_world");
         Ok(Study {
             name: file.name,
             dir,
@@ -242,6 +234,10 @@ struct Stage<'a> {
     /// The study's generated world, when it has one.
     routes: Option<&'a Path>,
 }
+
+/// The study's generated worlds, inside its folder.
+const WORLD_DIR: &str = "world";
+const OOD_WORLD_DIR: &str = "ood-world";
 
 const ROUTES_OWNED: &str =
     "`routes` is set by the study: its navigation stages use the generated [world]; remove it";

@@ -65,12 +65,30 @@ pub struct WorldSpec {
 }
 
 impl WorldSpec {
+    /// Checks the values a user gives: at least one route, an even panorama width in
+    /// [256, 8192], a grid heading in [0, 360).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.routes == 0 {
+            return Err("ask for at least one route".into());
+        }
+        if !(256..=8192).contains(&self.pano_width) || !self.pano_width.is_multiple_of(2) {
+            return Err(format!(
+                "panorama width must be even and in [256, 8192], got {}",
+                self.pano_width
+            ));
+        }
+        if let Some(h) = self.grid_heading
+            && !(0.0..360.0).contains(&h)
+        {
+            return Err(format!("grid heading must be in [0, 360) degrees, got {h}"));
+        }
+        Ok(())
+    }
+
     /// The city parameters: the style's, with the spec's names and grid heading.
     pub fn look(&self) -> Style {
         let own = self.style.style();
-        let naming = self
-            .names
-            .map_or_else(|| self.style.style(), CityStyle::style);
+        let naming = self.names.unwrap_or(self.style).style();
         Style {
             name_words: naming.name_words,
             kinds: naming.kinds,
@@ -100,23 +118,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NavError + '_ {
 /// Generates a city and its routes and writes them to `out` in the V-IRL layout. The city and
 /// routes do not depend on `spec.landmarks` or `spec.pano_width`, only the street views do.
 pub fn generate(spec: &WorldSpec, out: &Path) -> Result<WorldSummary, NavError> {
+    spec.validate().map_err(NavError::Invalid)?;
     let landmarks = spec.landmarks;
-    if spec.routes == 0 {
-        return Err(NavError::Invalid("ask for at least one route".into()));
-    }
-    if !(256..=8192).contains(&spec.pano_width) || !spec.pano_width.is_multiple_of(2) {
-        return Err(NavError::Invalid(format!(
-            "panorama width must be even and in [256, 8192], got {}",
-            spec.pano_width
-        )));
-    }
-    if let Some(h) = spec.grid_heading
-        && !(0.0..360.0).contains(&h)
-    {
-        return Err(NavError::Invalid(format!(
-            "grid heading must be in [0, 360) degrees, got {h}"
-        )));
-    }
     let names = spec.names.unwrap_or(spec.style);
     let city = City::generate(spec.style, spec.look(), &mut Rng::derive(spec.seed, 0));
     let routes_value = routes::generate_routes(&city, spec.routes, &mut Rng::derive(spec.seed, 1))?;
