@@ -10,10 +10,13 @@
 //! On CPUs without AVX2+FMA, and on other architectures, [`sgemm_available`] is false and
 //! [`sgemm`] returns [`KernelError::Unsupported`]; callers then use their own matmul.
 //!
+//! [`adam`] holds the fused AdamW update of the optimizer.
+//!
 //! [`rows`] holds the row and elementwise kernels of the model's fused operations (softmax rows,
 //! the SwiGLU gate, RMSNorm, each with its backward step), with an AVX-512 and a portable
 //! version of each.
 
+pub mod adam;
 #[cfg(target_arch = "x86_64")]
 mod driver;
 pub mod rows;

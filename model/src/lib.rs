@@ -29,6 +29,7 @@ pub mod gguf_model;
 pub mod gguf_tokenizer;
 pub mod image_processor;
 pub mod image_spans;
+pub mod kernel_adamw;
 pub mod kernel_attention;
 pub mod kernel_matmul;
 pub mod kernel_rms_norm;
@@ -66,6 +67,7 @@ pub use generate::{
 };
 pub use image_processor::ImageProcessor;
 pub use image_spans::{ImageSpans, expand_image_placeholders};
+pub use kernel_adamw::FusedAdamW;
 pub use llama::{Llama, token_logprobs};
 pub use lora::{LoraConfig, LoraTarget, apply_lora, apply_lora_vlm, lora_params, merge_lora};
 pub use pretrained::{Pretrained, PretrainedVlm, is_vlm_checkpoint, load_pretrained, load_vlm};

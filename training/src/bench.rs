@@ -6,13 +6,13 @@
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use serde::Serialize;
 use sftvsrl_envs::Rng;
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{Llama, LlamaConfig};
+use sftvsrl_model::{FusedAdamW, Llama, LlamaConfig};
 
 use crate::batch::SftBatch;
 use crate::data::Sequence;
@@ -151,11 +151,7 @@ pub fn bench_train<A: AutodiffBackend>(
         .collect();
     let multiple = pad_multiple::<A>(None, device);
     let batch = SftBatch::<A>::new(&sequences.iter().collect::<Vec<_>>(), multiple, device);
-    let mut optim = AdamWConfig::new()
-        .with_beta_2(0.98)
-        .with_epsilon(1e-7)
-        .with_weight_decay(0.0)
-        .init::<A, Llama<A>>();
+    let mut optim = FusedAdamW::new(0.9, 0.98, 1e-7, 0.0).init::<A, Llama<A>>();
 
     let sync = || A::sync(device).map_err(|e| TrainError::Invalid(format!("device error: {e:?}")));
     let mut times = [0.0f64; 3];

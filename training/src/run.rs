@@ -15,11 +15,11 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde_json::json;
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{Backbone, ImageProcessor, VlmConfig};
+use sftvsrl_model::{Backbone, FusedAdamW, ImageProcessor, VlmConfig};
 
 use crate::answer_match::greedy_answer_match;
 use crate::batch::SftBatch;
@@ -112,12 +112,8 @@ pub fn run_sft<A: AutodiffBackend>(
     let vlm_config = model.vision_config().cloned();
     let vision = vlm_config.as_ref().zip(processor.as_ref());
 
-    let optim = AdamWConfig::new()
-        .with_beta_1(t.beta1)
-        .with_beta_2(t.beta2)
-        .with_epsilon(t.epsilon)
-        .with_weight_decay(t.weight_decay)
-        .init::<A, Backbone<A>>();
+    let optim =
+        FusedAdamW::new(t.beta1, t.beta2, t.epsilon, t.weight_decay).init::<A, Backbone<A>>();
     let (mut model, mut optim, saved) =
         folder.resume::<A, _, _, Progress>(model, optim, device, display)?;
     let mut progress = saved.unwrap_or_default();

@@ -6,13 +6,14 @@
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
-use burn::optim::AdamConfig;
 use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use sftvsrl_envs::gp::expert::{ExpertSolution, expert_examples};
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{Backbone, GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tokenizer};
+use sftvsrl_model::{
+    Backbone, FusedAdamW, GenerateConfig, Llama, LlamaConfig, Sampling, word_level_tokenizer,
+};
 
 use super::config::PpoConfig;
 use super::logprob::answer_marker;
@@ -83,7 +84,7 @@ pub fn bench_rl<A: AutodiffBackend>(
         policy: Backbone::Text(Llama::<A>::init(&shape, 0, device)),
         value_head: ValueHead::new(shape.hidden_size, &[1024, 512], 0, device),
     };
-    let mut optim = AdamConfig::new().init::<A, ActorCritic<A>>();
+    let mut optim = FusedAdamW::new(0.9, 0.999, 1e-5, 0.0).init::<A, ActorCritic<A>>();
     let ppo = PpoConfig {
         num_ppo_epochs: config.num_ppo_epochs,
         mini_batch_size: config.mini_batch_size,

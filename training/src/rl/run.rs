@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
-use burn::optim::AdamConfig;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sftvsrl_envs::Rng;
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{GenerateConfig, Sampling, load_backbone};
+use sftvsrl_model::{FusedAdamW, GenerateConfig, Sampling, load_backbone};
 
 use super::buffer::Sample;
 use super::config::{AdvantageKind, EnvKind, RlConfig};
@@ -118,11 +117,8 @@ pub fn run_rl<A: AutodiffBackend>(
         value_head: ValueHead::new(hidden, &config.value_head.hidden, config.seed, device),
         policy,
     };
-    let optim = AdamConfig::new()
-        .with_beta_1(o.beta1)
-        .with_beta_2(o.beta2)
-        .with_epsilon(o.epsilon)
-        .init::<A, ActorCritic<A>>();
+    // Adam: AdamW without weight decay.
+    let optim = FusedAdamW::new(o.beta1, o.beta2, o.epsilon, 0.0).init::<A, ActorCritic<A>>();
     let params = model.num_params();
     let trained = match model.policy.lora_trainable_params() {
         Some(n) => n + model.value_head.num_params(),
