@@ -142,7 +142,7 @@ pub fn bench_kernels<A: AutodiffBackend>(
                             top_p: 0.9,
                         },
                         stop_tokens: Vec::new(),
-                        seed: bench.seed + len as u64,
+                        seed: bench.seed.wrapping_add(len as u64),
                         pad_to_multiple_of: Some(multiple),
                     };
                     generate(&llama, &rows, &config, device)?;
