@@ -1,7 +1,7 @@
 //! One SFT run, top to bottom: data → model → optimizer steps (micro-batches accumulated) →
 //! periodic validation and checkpoints → the final model in Hugging Face layout → GeneralPoints
-//! episodes. A run writes `runs/<name>/`: `config.toml` (resolved), `metrics.jsonl`,
-//! `checkpoints/step-NNNNNN/` (each with its model in HF layout under `hf/` when
+//! episodes. A run writes `runs/<name>/`: `config.toml` (resolved; kept on resume),
+//! `metrics.jsonl`, `checkpoints/step-NNNNNN/` (each with its model in HF layout under `hf/` when
 //! `export_checkpoints` is on), `final/` and `eval.json`. Checkpoints fall every
 //! `checkpoint_every` steps and where the compute first reaches each of `checkpoint_flops`.
 //!
@@ -83,12 +83,13 @@ pub fn run_sft<A: AutodiffBackend>(
         &config.data.path,
         built.model.vision_config(),
     )?;
-    let (train, valid) = split(sequences, config.data.valid_fraction, config.seed);
-    if train.is_empty() {
-        return Err(TrainError::Invalid(
-            "no training examples left after the validation split".into(),
-        ));
-    }
+    let (train, valid) =
+        split(sequences, config.data.valid_fraction, config.seed).map_err(|message| {
+            TrainError::Config {
+                path: config.data.path.clone(),
+                message,
+            }
+        })?;
 
     let t = &config.train;
     let multiple = pad_multiple::<A>(config.pad_to_multiple_of, device);
