@@ -131,7 +131,7 @@ pub fn bench_kernels<A: AutodiffBackend>(
                         .collect();
                     let refs: Vec<&Sequence> = sequences.iter().collect();
                     let batch = SftBatch::<A>::new(&refs, multiple, device);
-                    let out = masked_loss(&llama, &batch, batch.target_tokens);
+                    let out = masked_loss(&llama, &batch, batch.target_tokens)?;
                     let grads = GradientsParams::from_grads(out.loss.backward(), &llama);
                     llama = optim.step(1e-4, llama, grads);
                 } else {

@@ -191,7 +191,7 @@ pub fn run_sft<A: AutodiffBackend>(
         for micro in picked.chunks(t.micro_batch) {
             let batch = SftBatch::<A>::with_images(micro, multiple, vision, device)?;
             input_tokens += batch.input_tokens;
-            let out = masked_loss(&model, &batch, normalizer);
+            let out = masked_loss(&model, &batch, normalizer)?;
             if !out.stats.nll_sum.is_finite() {
                 return Err(TrainError::NonFinite {
                     step: step + 1,
@@ -350,7 +350,7 @@ pub fn validate<B: Backend>(
     let refs: Vec<&Sequence> = sequences.iter().collect();
     for micro in refs.chunks(micro_batch) {
         let batch = SftBatch::<B>::with_images(micro, pad_to_multiple_of, vision, device)?;
-        stats.add(&masked_loss(model, &batch, batch.target_tokens).stats);
+        stats.add(&masked_loss(model, &batch, batch.target_tokens)?.stats);
     }
     Ok(stats)
 }

@@ -150,7 +150,7 @@ fn check_recorded_logprobs(
     for multiple in [1, 16] {
         let vision = model.policy.vision_config().zip(pixels);
         let batch = ScoreBatch::<A>::new(&samples, multiple, vision, &device).unwrap();
-        let scores = batch.score(&model.policy, 0.7);
+        let scores = batch.score(&model.policy, 0.7).unwrap();
         let recomputed = batch.response_values(scores.logprobs.clone(), &samples);
         let mut worst = 0f32;
         for (s, r) in samples.iter().zip(&recomputed) {
