@@ -60,7 +60,10 @@ fn main() {
             compile_log: None,
         },
     };
-    configure_kernels(&kernels);
+    if let Err(e) = configure_kernels(&kernels) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
     // The command runs on a worker of the CPU backends' thread pool: their parallel products and
     // element-wise passes then split work with the other workers directly, instead of waking the
     // pool and putting the main thread to sleep for every operation.

@@ -264,6 +264,27 @@ fn play_reads_answers_and_reports_feedback() {
     assert!(text.contains("(end of input)"), "{text}");
 }
 
+/// The episodes after a seed of `u64::MAX` wrap to seed 0 (the sum overflowed, a panic).
+#[test]
+fn play_wraps_seeds_at_the_top_of_the_range() {
+    let answers = "1+1\n".repeat(12);
+    let o = sftvsrl(
+        &[
+            "gp",
+            "play",
+            "--seed",
+            "18446744073709551615",
+            "--episodes",
+            "2",
+        ],
+        &answers,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("=== episode 2 (seed 0) ==="), "{out}");
+}
+
 #[test]
 fn expert_data_is_written_as_chat_jsonl() {
     let dir = tempdir("data");

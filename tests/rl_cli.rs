@@ -72,6 +72,29 @@ fn tiny_run_writes_its_folder_and_resumes() {
         ],
     );
     assert!(fails(&["rl", config.to_str().unwrap()], "").contains("--resume"));
+    // A changed value head or LoRA is refused before anything is loaded, naming the field, and
+    // the run's own config is kept.
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    for (changed, field) in [
+        (
+            text.replace("hidden = [8]", "hidden = [4]"),
+            "`value_head.hidden`",
+        ),
+        (format!("{text}[lora]\nrank = 2\nalpha = 2.0\n"), "`lora`"),
+        (
+            text.replace("/runs/init/final", "/runs/init/./final"),
+            "`policy`",
+        ),
+    ] {
+        std::fs::write(&config, changed).unwrap();
+        let err = fails(&["rl", config.to_str().unwrap(), "--resume"], "");
+        assert!(err.contains("config.toml") && err.contains(field), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(run.join("config.toml")).unwrap(),
+            saved
+        );
+    }
     let config = write_config(&dir, &policy, 2, "");
     let out = ok(
         &[
@@ -86,6 +109,11 @@ fn tiny_run_writes_its_folder_and_resumes() {
     assert!(out.contains("trained 2 updates"), "{out}");
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 2, "{metrics}");
+    assert_eq!(
+        std::fs::read_to_string(run.join("config.toml")).unwrap(),
+        saved
+    );
+    assert_files(&run, &["config.resume-step-000001.toml"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

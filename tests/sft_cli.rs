@@ -62,6 +62,28 @@ fn tiny_run_writes_its_folder_and_resumes() {
         ],
     );
     assert!(fails(&["sft", config.to_str().unwrap()], "").contains("--resume"));
+    // A changed model shape is refused before anything is loaded, naming the field, and the
+    // run's own config is kept.
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("hidden_size = 16", "hidden_size = 32"),
+    )
+    .unwrap();
+    let err = fails(&["sft", config.to_str().unwrap(), "--resume"], "");
+    assert!(
+        err.contains("config.toml") && err.contains("`model.hidden_size` = 32"),
+        "{err}"
+    );
+    let lora = format!("{text}[lora]\nrank = 2\nalpha = 2.0\n");
+    std::fs::write(&config, lora).unwrap();
+    let err = fails(&["sft", config.to_str().unwrap(), "--resume"], "");
+    assert!(err.contains("`lora`"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(run.join("config.toml")).unwrap(),
+        saved
+    );
     // Resuming without the step limit finishes the epoch (8 training examples, 2 steps).
     let config = write_config(&dir, "");
     let out = ok(
@@ -75,6 +97,32 @@ fn tiny_run_writes_its_folder_and_resumes() {
         "",
     );
     assert!(out.contains("trained 2 steps"), "{out}");
+    // The run keeps the config it started with; the resumed one is written beside it.
+    assert_eq!(
+        std::fs::read_to_string(run.join("config.toml")).unwrap(),
+        saved
+    );
+    let resumed = std::fs::read_to_string(run.join("config.resume-step-000001.toml")).unwrap();
+    assert!(
+        saved.contains("max_steps") && !resumed.contains("max_steps"),
+        "{resumed}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A data file of one example cannot give a validation split and a training example: one
+/// line naming the file and the field (the split's clamp panicked before).
+#[test]
+fn one_example_with_a_validation_split_fails_with_one_line() {
+    let dir = scratch("one");
+    let config = write_config(&dir, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("n = 10", "n = 1")).unwrap();
+    let err = fails(&["sft", config.to_str().unwrap()], "");
+    assert!(
+        err.contains("data/data.jsonl") && err.contains("`data.valid_fraction`"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -129,7 +129,7 @@ pub fn gp_config(
 }
 
 /// The protocol of the navigation variants (paper-spec §5.2): episode `i` draws its route with
-/// seed `seed + i`; each position allows `env.verify_iter` graded attempts.
+/// seed `seed + i` (wrapping modulo 2^64); each position allows `env.verify_iter` graded attempts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NavEval {
@@ -227,7 +227,8 @@ pub struct EvalConfig {
     /// Episodes per variant and verification setting (the reference plays 234).
     #[serde(default = "default_episodes")]
     pub episodes: usize,
-    /// Episode `i` is dealt from seed `seed + i` (keep apart from training data seeds).
+    /// Episode `i` is dealt from seed `seed + i`, wrapping modulo 2^64 (keep apart from
+    /// training data seeds).
     #[serde(default = "default_seed")]
     pub seed: u64,
     /// Graded attempts per episode; several values give a sweep (the reference uses 5).

@@ -163,9 +163,10 @@ pub fn evaluate(
     Ok(report)
 }
 
-/// Episode `i` of a protocol starting at `seed` is reset with `seed + i`.
+/// Episode `i` of a protocol starting at `seed` is reset with `seed + i`, wrapping modulo
+/// 2^64 (a seed near `u64::MAX` continues from 0, as the training's GeneralPoints episodes do).
 fn seeds(seed: u64, episodes: usize) -> Vec<u64> {
-    (0..episodes as u64).map(|i| seed + i).collect()
+    (0..episodes as u64).map(|i| seed.wrapping_add(i)).collect()
 }
 
 /// What every variant's episodes are played with.
@@ -250,6 +251,13 @@ mod tests {
 
     use sftvsrl_envs::Verdict;
     use sftvsrl_training::Call;
+
+    /// A first seed near `u64::MAX` wraps to 0 (it overflowed, a panic in debug builds).
+    #[test]
+    fn episode_seeds_wrap_at_the_top_of_the_range() {
+        assert_eq!(seeds(u64::MAX - 1, 3), [u64::MAX - 1, u64::MAX, 0]);
+        assert_eq!(seeds(7, 2), [7, 8]);
+    }
 
     fn record(success: bool, rewards: &[f64]) -> EpisodeRecord {
         let calls = rewards.iter().map(|&reward| Call {

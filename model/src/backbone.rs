@@ -56,16 +56,14 @@ impl<B: Backend> Backbone<B> {
     }
 
     /// The final (normalised) hidden states `[batch, seq, hidden]` of right- or left-padded
-    /// rows, with each image's tokens in place of its placeholders.
-    ///
-    /// # Panics
-    /// If a language model is given images (see [`LanguageModel`] for [`Llama`]).
+    /// rows, with each image's tokens in place of its placeholders. Errors if a language model
+    /// is given images, or the images do not fit the model or the rows ([`crate::vlm::Vlm::embed`]).
     pub fn forward_hidden(
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Tensor<B, 2, Bool>,
         images: Option<Images<'_, B>>,
-    ) -> Tensor<B, 3> {
+    ) -> Result<Tensor<B, 3>, ModelError> {
         match self {
             Backbone::Text(m) => m.hidden_states(input_ids, attention_mask, images),
             Backbone::Vision(m) => m.forward_hidden(input_ids, attention_mask, images),
@@ -107,13 +105,14 @@ impl<B: Backend> Backbone<B> {
 /// What the training losses need of a model: final hidden states of padded token rows (with
 /// images in place of their placeholders, for a model that reads them) and the output head.
 pub trait LanguageModel<B: Backend> {
-    /// The final (normalised) hidden states `[batch, seq, hidden]`.
+    /// The final (normalised) hidden states `[batch, seq, hidden]`; errors on images the
+    /// model cannot read (see [`Backbone::forward_hidden`]).
     fn hidden_states(
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Tensor<B, 2, Bool>,
         images: Option<Images<'_, B>>,
-    ) -> Tensor<B, 3>;
+    ) -> Result<Tensor<B, 3>, ModelError>;
 
     /// Next-token logits `[batch, seq, vocab]` of final hidden states.
     fn head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3>;
@@ -125,7 +124,7 @@ impl<B: Backend> LanguageModel<B> for Backbone<B> {
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Tensor<B, 2, Bool>,
         images: Option<Images<'_, B>>,
-    ) -> Tensor<B, 3> {
+    ) -> Result<Tensor<B, 3>, ModelError> {
         self.forward_hidden(input_ids, attention_mask, images)
     }
 
@@ -134,20 +133,21 @@ impl<B: Backend> LanguageModel<B> for Backbone<B> {
     }
 }
 
-/// A language model reads no images: given some, it panics (refused earlier, when batches
-/// are built for it).
+/// A language model reads no images: given some, it is an error (refused earlier, when
+/// batches are built for it).
 impl<B: Backend> LanguageModel<B> for Llama<B> {
     fn hidden_states(
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Tensor<B, 2, Bool>,
         images: Option<Images<'_, B>>,
-    ) -> Tensor<B, 3> {
-        assert!(
-            images.is_none_or(|(p, _)| p.dims()[0] == 0),
-            "a language model cannot read images"
-        );
-        self.forward_hidden(input_ids, attention_mask)
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        if images.is_some_and(|(p, _)| p.dims()[0] > 0) {
+            return Err(ModelError::Input(
+                "a language model cannot read images".into(),
+            ));
+        }
+        Ok(self.forward_hidden(input_ids, attention_mask))
     }
 
     fn head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {

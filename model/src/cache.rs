@@ -4,6 +4,7 @@
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::config::LlamaConfig;
+use crate::error::ModelError;
 
 /// One layer's cached keys and values.
 #[derive(Debug)]
@@ -48,6 +49,30 @@ impl<B: Backend> KvCache<B> {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
+
+    /// Checks that `seq` new positions of `batch` sequences fit after the cached ones, and that
+    /// attending over the first `attended` slots covers every filled position without going
+    /// past the capacity: what writing them (inside the attention layers) requires.
+    pub fn check_append(
+        &self,
+        batch: usize,
+        seq: usize,
+        attended: usize,
+    ) -> Result<(), ModelError> {
+        let cached = self.layers.first().map_or(batch, |l| l.keys.dims()[0]);
+        let end = self.len() + seq;
+        let capacity = self.capacity;
+        let problem = if batch != cached {
+            format!("{batch} sequences for a cache of {cached}")
+        } else if end > capacity {
+            format!("{end} positions overflow the KV cache of {capacity}")
+        } else if !(end..=capacity).contains(&attended) {
+            format!("attending over {attended} of {capacity} cache slots, {end} filled")
+        } else {
+            return Ok(());
+        };
+        Err(ModelError::Input(problem))
+    }
 }
 
 impl<B: Backend> LayerCache<B> {
@@ -57,8 +82,8 @@ impl<B: Backend> LayerCache<B> {
     /// positions keeps the shape of every decoding step the same.
     ///
     /// # Panics
-    /// If the cache would overflow (callers size it for prompt plus generation), or if
-    /// `attended` leaves out a filled position or exceeds the capacity.
+    /// If the cache would overflow, or if `attended` leaves out a filled position or exceeds
+    /// the capacity: callers check with [`KvCache::check_append`] first.
     pub(crate) fn append(
         &mut self,
         keys: Tensor<B, 4>,
@@ -83,5 +108,29 @@ impl<B: Backend> LayerCache<B> {
             self.keys.clone().slice(attended.clone()),
             self.values.clone().slice(attended),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::CpuBackend;
+
+    /// Appends that do not fit are errors before any layer writes them.
+    #[test]
+    fn appends_that_do_not_fit_are_errors() {
+        let config = LlamaConfig::tiny(16);
+        let cache = KvCache::<CpuBackend>::new(&config, 2, 8, &Default::default());
+        cache.check_append(2, 8, 8).unwrap();
+        cache.check_append(2, 3, 5).unwrap();
+        for (batch, seq, attended, words) in [
+            (3, 1, 1, "3 sequences for a cache of 2"),
+            (2, 9, 9, "overflow"),
+            (2, 3, 2, "attending over 2"),
+            (2, 3, 9, "attending over 9"),
+        ] {
+            let e = cache.check_append(batch, seq, attended).unwrap_err();
+            assert!(e.to_string().contains(words), "{e}");
+        }
     }
 }

@@ -5,8 +5,12 @@
 //! are compiled in by the cargo features of the same names.
 
 use std::fmt;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+use std::path::Path;
 use std::path::PathBuf;
 use std::str::FromStr;
+
+use crate::error::ModelError;
 
 /// The backend trait that [`OnBackend`] jobs are generic over.
 pub use burn::tensor::backend::Backend;
@@ -182,19 +186,27 @@ pub fn default_kernel_cache() -> Option<PathBuf> {
 /// features). A `cubecl.toml` (or `burn.toml` with a `[cubecl]` table) in the working directory
 /// or above is the user's: its settings stand and `settings.cache` is ignored; otherwise the
 /// kernel cache is `settings.cache`. CubeCL's environment variables (`CUBECL_AUTOTUNE_LEVEL`,
-/// `CUBECL_DEBUG_LOG` …) apply on top, then `settings.compile_log`.
+/// `CUBECL_DEBUG_LOG` …) apply on top, then `settings.compile_log`. The user's file is parsed
+/// here first ([`crate::cubecl_config`]): one CubeCL cannot parse is an error naming it
+/// (CubeCL itself would panic).
 ///
 /// # Panics
 /// If CubeCL's settings were already read or set in this process.
-pub fn configure_kernels(settings: &KernelSettings) {
+pub fn configure_kernels(settings: &KernelSettings) -> Result<(), ModelError> {
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     {
         use burn::cubecl::config::cache::CacheConfig;
         use burn::cubecl::config::compilation::CompilationLogLevel;
         use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
 
+        let cwd = std::env::current_dir().map_err(|e| ModelError::io(Path::new("."), e))?;
+        let user = crate::cubecl_config::find_settings_file::<CubeClRuntimeConfig>(
+            &cwd,
+            CubeClRuntimeConfig::file_names(),
+            CubeClRuntimeConfig::section_file_names(),
+        )?;
         let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
-        if let Some(dir) = settings.cache.as_ref().filter(|_| !user_cubecl_config()) {
+        if let Some(dir) = settings.cache.as_ref().filter(|_| user.is_none()) {
             config.compilation.cache = Some(CacheConfig::File(dir.clone()));
             config.autotune.cache = CacheConfig::File(dir.clone());
         }
@@ -209,30 +221,7 @@ pub fn configure_kernels(settings: &KernelSettings) {
     }
     #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
     let _ = settings;
-}
-
-/// Whether CubeCL finds a config file of the user's from the working directory (its own search).
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn user_cubecl_config() -> bool {
-    use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
-
-    let Ok(mut dir) = std::env::current_dir() else {
-        return false;
-    };
-    loop {
-        let own = CubeClRuntimeConfig::file_names().iter();
-        let sections = CubeClRuntimeConfig::section_file_names().iter();
-        if own.map(|name| dir.join(name)).any(|p| p.is_file())
-            || sections.into_iter().any(|(name, section)| {
-                CubeClRuntimeConfig::from_section_file_path(dir.join(name), section).is_ok()
-            })
-        {
-            return true;
-        }
-        if !dir.pop() {
-            return false;
-        }
-    }
+    Ok(())
 }
 
 #[cfg(test)]

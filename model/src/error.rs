@@ -47,6 +47,9 @@ pub enum ModelError {
     Gguf { path: PathBuf, message: String },
     #[error("{path}: tokenizer: {message}")]
     Tokenizer { path: PathBuf, message: String },
+    /// A settings file (e.g. CubeCL's `cubecl.toml`) that cannot be parsed.
+    #[error("{path}: {message}")]
+    Settings { path: PathBuf, message: String },
     #[error("invalid model input: {0}")]
     Input(String),
     #[error("invalid generation request: {0}")]

@@ -114,7 +114,7 @@ pub fn generate_vlm<B: Backend>(
             for (start, &row) in spans.start.iter_mut().zip(&spans.row) {
                 *start += padding[row];
             }
-            Ok(model.embed(ids, pixels.map(|p| (p, &spans))))
+            model.embed(ids, pixels.map(|p| (p, &spans)))
         },
     )
 }
@@ -183,6 +183,7 @@ fn generate_with<B: Backend>(
 
     let embeds = embed_prompts(ids, &padding)?;
     let mut cache = KvCache::new(model.config(), batch, capacity, device);
+    cache.check_append(batch, width, width)?;
     let hidden = model.hidden_from_embeds(
         embeds,
         positions,
@@ -242,6 +243,7 @@ fn generate_with<B: Backend>(
         let filled = width + step + 1;
         let attended = if multiple > 1 { capacity } else { filled };
         let positions = prompt_lens.clone() + step as i64;
+        cache.check_append(batch, 1, attended)?;
         let hidden = model.hidden(
             tokens.reshape([batch, 1]),
             positions,
@@ -291,7 +293,9 @@ mod tests {
         for _ in 0..n {
             let (_, ids, mask) = left_padded::<B>(std::slice::from_ref(&row));
             let spans = model.image_spans(&[&row], images.dims()[0]).unwrap();
-            let logits = model.forward(ids, mask, Some((images.clone(), &spans)));
+            let logits = model
+                .forward(ids, mask, Some((images.clone(), &spans)))
+                .unwrap();
             let [_, seq, vocab] = logits.dims();
             let last = log_softmax(logits.slice([0..1, seq - 1..seq, 0..vocab]), 2);
             let lp: Vec<f32> = last.into_data().to_vec().unwrap();

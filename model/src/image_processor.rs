@@ -88,17 +88,41 @@ impl ImageProcessor {
         serde_json::to_value(self).expect("JSON serialises")
     }
 
-    /// Checks the output and crop sizes are positive and the deviations non-zero; `path`
+    /// Checks the output and crop sizes are positive, the `3 · height · width` values of an
+    /// image fit in 32 bits, the crop's far edges too, and the deviations are non-zero; `path`
     /// names the file in errors.
     pub fn validate(&self, path: &Path) -> Result<(), ModelError> {
         if self.size.contains(&0) {
             return Err(ModelError::config(path, "size", "must be positive"));
+        }
+        let [height, width] = self.size;
+        let values = u64::from(height)
+            .checked_mul(u64::from(width))
+            .and_then(|n| n.checked_mul(3));
+        if values.is_none_or(|n| n > u64::from(u32::MAX)) {
+            return Err(ModelError::config(
+                path,
+                "size",
+                format!(
+                    "{height}×{width} is too large: 3 · height · width values must fit in 32 bits"
+                ),
+            ));
         }
         if self.crop.is_some_and(|[_, _, w, h]| w == 0 || h == 0) {
             return Err(ModelError::config(
                 path,
                 "crop",
                 "width and height must be positive",
+            ));
+        }
+        if self
+            .crop
+            .is_some_and(|[x, y, w, h]| x.checked_add(w).is_none() || y.checked_add(h).is_none())
+        {
+            return Err(ModelError::config(
+                path,
+                "crop",
+                "x + width and y + height must fit in 32 bits",
             ));
         }
         if self
@@ -138,7 +162,7 @@ impl ImageProcessor {
     /// lays them out. Errors if the crop does not fit inside the image.
     pub fn pixel_values(&self, image: &RgbImage) -> Result<Vec<f32>, String> {
         let [height, width] = self.size;
-        let plane = (height * width) as usize;
+        let plane = height as usize * width as usize;
         let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.image_std[c]));
         let shift: [f32; 3] = std::array::from_fn(|c| self.image_mean[c] / self.image_std[c]);
         let mut out = vec![0.0f32; 3 * plane];
@@ -162,7 +186,7 @@ impl ImageProcessor {
 
     /// Values per image: `3 · height · width`.
     pub fn values_per_image(&self) -> usize {
-        3 * (self.size[0] * self.size[1]) as usize
+        3 * self.size[0] as usize * self.size[1] as usize
     }
 
     /// The pixel tensor `[n, 3, height, width]` of `n` images' concatenated values.
@@ -384,5 +408,35 @@ mod tests {
         assert!(e.starts_with("pre.json: field `image_std`"), "{e}");
         let e = ImageProcessor::new([0, 3]).validate(path).unwrap_err();
         assert_eq!(e.to_string(), "pre.json: field `size`: must be positive");
+    }
+
+    /// Sizes whose products overflow 32-bit arithmetic are refused when the file is read (they
+    /// were accepted and overflowed, a panic in debug builds, at the first image).
+    #[test]
+    fn sizes_that_overflow_are_refused_naming_the_file_and_field() {
+        let dir = std::env::temp_dir().join(format!("sftvsrl-pre-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("preprocessor_config.json");
+        for (json, field) in [
+            (json!({"size": {"height": 65536, "width": 65536}}), "size"),
+            (json!({"size": {"height": 40000, "width": 40000}}), "size"),
+            (
+                json!({"size": {"height": 2, "width": 2}, "crop": [4294967295u32, 0, 2, 2]}),
+                "crop",
+            ),
+        ] {
+            std::fs::write(&path, json.to_string()).unwrap();
+            let e = ImageProcessor::from_file(&path).unwrap_err().to_string();
+            let expected = format!("{}: field `{field}`", path.display());
+            assert!(e.starts_with(&expected), "{e}");
+        }
+        std::fs::write(
+            &path,
+            json!({"size": {"height": 30000, "width": 30000}}).to_string(),
+        )
+        .unwrap();
+        let p = ImageProcessor::from_file(&path).unwrap();
+        assert_eq!(p.values_per_image(), 3 * 30000 * 30000);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

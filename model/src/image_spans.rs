@@ -82,18 +82,25 @@ impl ImageSpans {
     /// For a `[batch, seq]` batch flattened to `batch · seq` token rows followed by the
     /// `len() · image_tokens` image-token rows: the source row of each of the batch's
     /// positions (the image's row at placeholders, the token's own row elsewhere).
-    pub(crate) fn gather_index(&self, batch: usize, seq: usize, image_tokens: usize) -> Vec<i64> {
+    pub(crate) fn gather_index(
+        &self,
+        batch: usize,
+        seq: usize,
+        image_tokens: usize,
+    ) -> Result<Vec<i64>, ModelError> {
         let mut index: Vec<i64> = (0..(batch * seq) as i64).collect();
         for (k, (&row, &start)) in self.row.iter().zip(&self.start).enumerate() {
-            assert!(
-                row < batch && start + image_tokens <= seq,
-                "image span ({row}, {start}) outside the [{batch}, {seq}] batch"
-            );
+            if row >= batch || start.checked_add(image_tokens).is_none_or(|end| end > seq) {
+                return Err(ModelError::Input(format!(
+                    "image span (row {row}, position {start}) of {image_tokens} tokens lies \
+                     outside the [{batch}, {seq}] token batch"
+                )));
+            }
             for t in 0..image_tokens {
                 index[row * seq + start + t] = (batch * seq + k * image_tokens + t) as i64;
             }
         }
-        index
+        Ok(index)
     }
 }
 
@@ -120,7 +127,13 @@ mod tests {
         let spans = ImageSpans::find(&rows, 9, 2, 4).unwrap();
         assert_eq!(spans.row, [0, 0, 2, 2]);
         assert_eq!(spans.start, [2, 5, 0, 2]);
-        assert_eq!(spans.gather_index(3, 7, 2)[..7], [0, 1, 21, 22, 4, 23, 24]);
+        assert_eq!(
+            spans.gather_index(3, 7, 2).unwrap()[..7],
+            [0, 1, 21, 22, 4, 23, 24]
+        );
+        let e = spans.gather_index(2, 7, 2).unwrap_err().to_string();
+        assert!(e.contains("row 2") && e.contains("[2, 7]"), "{e}");
+        assert!(spans.gather_index(3, 6, 2).is_err());
 
         let e = ImageSpans::find(&rows, 9, 3, 2).unwrap_err().to_string();
         assert!(

@@ -19,6 +19,7 @@ pub mod cache;
 pub mod chat_template;
 pub mod config;
 mod cpu_dispatch;
+pub mod cubecl_config;
 pub mod decoder_layer;
 pub mod device;
 pub mod error;

@@ -392,8 +392,10 @@ mod tests {
         let rows: Vec<&[u32]> = padded.iter().map(Vec::as_slice).collect();
         let spans = adapted.image_spans(&rows, 3).unwrap();
         let images = pixels::<A>(&adapted.config().vision_config, 3, 0);
-        let forward =
-            |m: &Vlm<A>| m.forward(ids.clone(), mask.clone(), Some((images.clone(), &spans)));
+        let forward = |m: &Vlm<A>| {
+            m.forward(ids.clone(), mask.clone(), Some((images.clone(), &spans)))
+                .unwrap()
+        };
         let logits = forward(&adapted);
         let grads = logits.clone().sum().backward();
         let layer = &adapted.language_model.layers[0];

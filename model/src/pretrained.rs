@@ -241,6 +241,7 @@ mod tests {
         let images = pixels::<B>(&model.config().vision_config, 3, 0);
         model
             .forward(ids, mask, Some((images, &spans)))
+            .unwrap()
             .into_data()
             .to_vec()
             .unwrap()

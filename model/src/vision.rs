@@ -249,20 +249,15 @@ impl<B: Backend> VisionEncoder<B> {
     }
 
     /// Patch features `[n, patches, hidden]` of images `[n, channels, height, width]`, patches
-    /// in row-major order.
-    ///
-    /// # Panics
-    /// If the images do not have the configured channels and size.
-    pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
+    /// in row-major order. Errors if the images do not have the configured channels and size.
+    pub fn forward(&self, pixels: Tensor<B, 4>) -> Result<Tensor<B, 3>, ModelError> {
         let c = &self.config;
-        if let Err(e) = c.check_pixels(pixels.dims()) {
-            panic!("{e}");
-        }
+        c.check_pixels(pixels.dims())?;
         let mut x = self.embeddings.forward(pixels, c);
         for layer in &self.encoder.layers {
             x = layer.forward(x);
         }
-        self.post_layernorm.forward(x)
+        Ok(self.post_layernorm.forward(x))
     }
 }
 
@@ -387,11 +382,30 @@ pub(crate) mod tests {
     fn forward_gives_one_feature_row_per_patch() {
         let config = tiny_vision();
         let encoder = VisionEncoder::<B>::init(&config, 1, &Default::default());
-        let out = encoder.forward(pixels::<B>(&config, 3, 0));
+        let out = encoder.forward(pixels::<B>(&config, 3, 0)).unwrap();
         assert_eq!(out.dims(), [3, 6, 32]);
         // Each image is encoded on its own: the batch does not mix images.
-        let alone = encoder.forward(pixels::<B>(&config, 3, 0).narrow(0, 1, 1));
+        let alone = encoder
+            .forward(pixels::<B>(&config, 3, 0).narrow(0, 1, 1))
+            .unwrap();
         assert!(close(&rows(alone).concat(), &rows(out)[6..12].concat()));
+    }
+
+    /// Images of another size or channel count are an error, not a panic.
+    #[test]
+    fn forward_refuses_images_of_the_wrong_shape() {
+        let config = tiny_vision();
+        let encoder = VisionEncoder::<B>::init(&config, 1, &Default::default());
+        let good = pixels::<B>(&config, 1, 0);
+        for wrong in [
+            good.clone().narrow(2, 0, 8),
+            good.clone().narrow(1, 0, 1),
+            good.narrow(3, 0, 16),
+        ] {
+            let dims = wrong.dims();
+            let e = encoder.forward(wrong).unwrap_err().to_string();
+            assert!(e.contains(&format!("{dims:?}")), "{e}");
+        }
     }
 
     /// Swaps the pixels of patches (0, 0) and (1, 2) of every image.
@@ -417,8 +431,8 @@ pub(crate) mod tests {
         local.embeddings.position_embedding.weight =
             Param::from_tensor(Tensor::zeros([6, 32], &device));
         let (a, b) = (
-            rows(local.forward(x.clone())),
-            rows(local.forward(swapped.clone())),
+            rows(local.forward(x.clone()).unwrap()),
+            rows(local.forward(swapped.clone()).unwrap()),
         );
         for image in 0..2 {
             let r = |i: usize| image * 6 + i;
@@ -432,15 +446,15 @@ pub(crate) mod tests {
         encoder.embeddings.position_embedding.weight =
             local.embeddings.position_embedding.weight.clone();
         let (a, b) = (
-            rows(encoder.forward(x.clone())),
-            rows(encoder.forward(swapped.clone())),
+            rows(encoder.forward(x.clone()).unwrap()),
+            rows(encoder.forward(swapped.clone()).unwrap()),
         );
         assert!(close(&a[0], &b[5]) && close(&a[5], &b[0]));
         assert!(!close(&a[1], &a[0]));
         let positioned = VisionEncoder::<B>::init(&config, 1, &device);
         let (a, b) = (
-            rows(positioned.forward(x)),
-            rows(positioned.forward(swapped)),
+            rows(positioned.forward(x).unwrap()),
+            rows(positioned.forward(swapped).unwrap()),
         );
         assert!(!close(&a[0], &b[5]));
     }

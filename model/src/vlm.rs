@@ -83,10 +83,11 @@ impl<B: Backend> Vlm<B> {
     }
 
     /// The image tokens `[n, image_tokens, text_hidden]` of images `[n, channels, height,
-    /// width]`.
-    pub fn image_features(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
-        self.multi_modal_projector
-            .forward(self.vision_tower.forward(pixels))
+    /// width]`. Errors if the images do not have the vision tower's channels and size.
+    pub fn image_features(&self, pixels: Tensor<B, 4>) -> Result<Tensor<B, 3>, ModelError> {
+        Ok(self
+            .multi_modal_projector
+            .forward(self.vision_tower.forward(pixels)?))
     }
 
     /// The [`ImageSpans`] of `images` images in the token `rows` of a batch.
@@ -98,56 +99,69 @@ impl<B: Backend> Vlm<B> {
     /// in place of its placeholders. Differentiable in both the token embedding and the
     /// image path.
     ///
-    /// # Panics
-    /// If the pixel batch and the spans disagree on the number of images (the spans are built
-    /// for a given number by [`Vlm::image_spans`]).
+    /// Errors if the pixel batch and the spans disagree on the number of images (the spans
+    /// are built for a given number by [`Vlm::image_spans`]), a span lies outside the token
+    /// rows, or the images do not have the vision tower's shape.
     pub fn embed(
         &self,
         input_ids: Tensor<B, 2, Int>,
         images: Option<Images<'_, B>>,
-    ) -> Tensor<B, 3> {
-        let tokens = self.language_model.embed_tokens.forward(input_ids);
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        let [batch, seq] = input_ids.dims();
         let Some((pixels, spans)) = images else {
-            return tokens;
+            return Ok(self.language_model.embed_tokens.forward(input_ids));
         };
         let n = pixels.dims()[0];
-        assert_eq!(n, spans.len(), "{n} images for {} image spans", spans.len());
-        if n == 0 {
-            return tokens;
+        if n != spans.len() {
+            return Err(ModelError::Input(format!(
+                "{n} images for {} image spans",
+                spans.len()
+            )));
         }
-        let [batch, seq, hidden] = tokens.dims();
         let per_image = self.config.image_tokens();
-        let features = self.image_features(pixels).reshape([n * per_image, hidden]);
-        let index = spans.gather_index(batch, seq, per_image);
+        let index = spans.gather_index(batch, seq, per_image)?;
+        let tokens = self.language_model.embed_tokens.forward(input_ids);
+        if n == 0 {
+            return Ok(tokens);
+        }
+        let hidden = tokens.dims()[2];
+        let features = self
+            .image_features(pixels)?
+            .reshape([n * per_image, hidden]);
         let index =
             Tensor::<B, 1, Int>::from_data(TensorData::new(index, [batch * seq]), &tokens.device());
-        Tensor::cat(vec![tokens.reshape([batch * seq, hidden]), features], 0)
-            .select(0, index)
-            .reshape([batch, seq, hidden])
+        Ok(
+            Tensor::cat(vec![tokens.reshape([batch * seq, hidden]), features], 0)
+                .select(0, index)
+                .reshape([batch, seq, hidden]),
+        )
     }
 
     /// Next-token logits `[batch, seq, vocab]`, as [`Llama::forward`] (same padding and
-    /// position semantics) with the images in place of their placeholders.
+    /// position semantics) with the images in place of their placeholders; errors as
+    /// [`Vlm::embed`].
     pub fn forward(
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Tensor<B, 2, Bool>,
         images: Option<Images<'_, B>>,
-    ) -> Tensor<B, 3> {
-        self.language_model
-            .logits(self.forward_hidden(input_ids, attention_mask, images))
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        let hidden = self.forward_hidden(input_ids, attention_mask, images)?;
+        Ok(self.language_model.logits(hidden))
     }
 
     /// The final (normalised) hidden states `[batch, seq, text_hidden]`, as
-    /// [`Llama::forward_hidden`].
+    /// [`Llama::forward_hidden`]; errors as [`Vlm::embed`].
     pub fn forward_hidden(
         &self,
         input_ids: Tensor<B, 2, Int>,
         attention_mask: Tensor<B, 2, Bool>,
         images: Option<Images<'_, B>>,
-    ) -> Tensor<B, 3> {
-        self.language_model
-            .forward_hidden_embeds(self.embed(input_ids, images), attention_mask)
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        let embeds = self.embed(input_ids, images)?;
+        Ok(self
+            .language_model
+            .forward_hidden_embeds(embeds, attention_mask))
     }
 }
 
@@ -209,8 +223,8 @@ pub(crate) mod tests {
         let rows: Vec<&[u32]> = padded.iter().map(Vec::as_slice).collect();
         let spans = model.image_spans(&rows, 3).unwrap();
         let images = pixels::<B>(&model.config().vision_config, 3, 0);
-        let embeds = values(model.embed(ids, Some((images.clone(), &spans))));
-        let features = values(model.image_features(images));
+        let embeds = values(model.embed(ids, Some((images.clone(), &spans))).unwrap());
+        let features = values(model.image_features(images).unwrap());
         let table = values(model.language_model.embed_tokens.weight.val());
         let (width, hidden) = (padded[0].len(), 48);
         assert_eq!(embeds.len(), 3 * width * hidden);
@@ -235,6 +249,31 @@ pub(crate) mod tests {
         }
     }
 
+    /// Images that disagree with the spans or the vision tower, and spans outside the token
+    /// batch, are errors (they were assertions).
+    #[test]
+    fn embed_refuses_inputs_of_the_wrong_shape() {
+        let model = Vlm::<B>::init(&tiny_vlm(), 2, &Default::default());
+        let (padded, ids, _) = left_padded::<B>(&prompts());
+        let rows: Vec<&[u32]> = padded.iter().map(Vec::as_slice).collect();
+        let spans = model.image_spans(&rows, 3).unwrap();
+        let vision = &model.config().vision_config;
+        let embed = |ids: Tensor<B, 2, Int>, images: Tensor<B, 4>| {
+            model
+                .embed(ids, Some((images, &spans)))
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = embed(ids.clone(), pixels::<B>(vision, 2, 0));
+        assert!(e.contains("2 images for 3 image spans"), "{e}");
+        let e = embed(ids.clone(), pixels::<B>(vision, 3, 0).narrow(3, 0, 8));
+        assert!(e.contains("vision encoder takes"), "{e}");
+        let width = padded[0].len();
+        let e = embed(ids.narrow(1, 0, width - 2), pixels::<B>(vision, 3, 0));
+        assert!(e.contains("outside the"), "{e}");
+    }
+
     #[test]
     fn gradients_reach_the_vision_tower_and_the_token_embedding() {
         type A = Autodiff<B>;
@@ -245,6 +284,7 @@ pub(crate) mod tests {
         let images = pixels::<A>(&model.config().vision_config, 3, 0);
         let grads = model
             .forward(ids, mask, Some((images, &spans)))
+            .unwrap()
             .sum()
             .backward();
         let norm = |g: Option<Tensor<B, 2>>| values(g.expect("a gradient").abs().sum())[0];
@@ -271,7 +311,7 @@ pub(crate) mod tests {
     fn the_placeholder_is_never_predicted() {
         let model = Vlm::<B>::init(&tiny_vlm(), 2, &Default::default());
         let (padded, ids, mask) = left_padded::<B>(&prompts()[1..2]);
-        let logits = values(model.forward(ids, mask, None));
+        let logits = values(model.forward(ids, mask, None).unwrap());
         let (vocab, placeholder) = (40, tiny_vlm().image_token_id as usize);
         assert_eq!(logits.len(), padded[0].len() * vocab);
         for row in logits.chunks(vocab) {
@@ -288,7 +328,7 @@ pub(crate) mod tests {
             let (padded, ids, mask) = left_padded::<B>(rows);
             let slices: Vec<&[u32]> = padded.iter().map(Vec::as_slice).collect();
             let spans = model.image_spans(&slices, images.dims()[0]).unwrap();
-            model.forward(ids, mask, Some((images, &spans)))
+            model.forward(ids, mask, Some((images, &spans))).unwrap()
         };
         let prompts = prompts();
         let all = pixels::<B>(vision, 3, 0);

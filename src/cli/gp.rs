@@ -404,12 +404,10 @@ fn play(a: PlayArgs) -> Result<()> {
     let mut lines = stdin.lock().lines();
     let mut solved = 0;
     for episode in 0..a.episodes {
-        let t = env.reset(a.seed + episode).clone();
-        println!(
-            "=== episode {} (seed {}) ===",
-            episode + 1,
-            a.seed + episode
-        );
+        // Wrapping: a seed near u64::MAX continues from 0 (seeds are 64-bit labels).
+        let seed = a.seed.wrapping_add(episode);
+        let t = env.reset(seed).clone();
+        println!("=== episode {} (seed {seed}) ===", episode + 1);
         if let Some(img) = &t.image {
             img.save(&a.image)
                 .with_context(|| format!("writing {}", a.image.display()))?;

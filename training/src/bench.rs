@@ -157,7 +157,7 @@ pub fn bench_train<A: AutodiffBackend>(
     let mut times = [0.0f64; 3];
     for step in 0..=bench.steps {
         let start = Instant::now();
-        let out = masked_loss(&llama, &batch, batch.target_tokens);
+        let out = masked_loss(&llama, &batch, batch.target_tokens)?;
         sync()?;
         let forward = start.elapsed().as_secs_f64();
         let grads = GradientsParams::from_grads(out.loss.backward(), &llama);

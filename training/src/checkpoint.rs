@@ -13,7 +13,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sftvsrl_model::{Backbone, ImageProcessor, Tokenizer, save_backbone};
 
+use crate::config::RunConfig;
 use crate::error::TrainError;
+use crate::resume_check::check_resume;
 
 /// Where training stands after an optimizer step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -173,14 +175,17 @@ where
     ))
 }
 
-/// Creates `run_dir` and writes the resolved config there; returns the checkpoint to resume
-/// from. A run that already holds checkpoints is only continued with `resume`.
+/// Creates `run_dir` and writes the resolved config there as `config.toml`; returns the
+/// checkpoint to resume from. A run that already holds checkpoints is only continued with
+/// `resume`, and then keeps the `config.toml` it started with: `config` must agree with it on
+/// the fields that fix the checkpoint's tensors ([`check_resume`]), and, when it differs in
+/// others, is written beside it as `config.resume-step-NNNNNN.toml` (the step resumed from).
 pub fn prepare_run_dir(
     run_dir: &Path,
     resume: bool,
-    config_toml: &str,
+    config: &impl RunConfig,
 ) -> Result<Option<PathBuf>, TrainError> {
-    let existing = latest(run_dir)?;
+    let existing = all(run_dir)?.pop();
     if existing.is_some() && !resume {
         return Err(TrainError::Invalid(format!(
             "{} already holds checkpoints: pass --resume to continue it, or change `name`",
@@ -189,6 +194,17 @@ pub fn prepare_run_dir(
     }
     std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
     let config_path = run_dir.join("config.toml");
-    std::fs::write(&config_path, config_toml).map_err(|e| TrainError::io(&config_path, e))?;
-    Ok(existing)
+    let text = config.to_toml();
+    let Some((step, checkpoint)) = existing else {
+        std::fs::write(&config_path, text).map_err(|e| TrainError::io(&config_path, e))?;
+        return Ok(None);
+    };
+    let saved =
+        std::fs::read_to_string(&config_path).map_err(|e| TrainError::io(&config_path, e))?;
+    check_resume(&config_path, &saved, config)?;
+    if saved != text {
+        let path = run_dir.join(format!("config.resume-step-{step:06}.toml"));
+        std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))?;
+    }
+    Ok(Some(checkpoint))
 }

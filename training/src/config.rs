@@ -10,7 +10,7 @@ use sftvsrl_envs::gp::expert::ExpertSolution;
 use sftvsrl_envs::gp::prompt::PromptLayout;
 use sftvsrl_envs::gp::render::CardFaces;
 use sftvsrl_envs::nav::NavConfig;
-use sftvsrl_model::{LoraConfig, VisionConfig};
+use sftvsrl_model::{LlamaConfig, LoraConfig, ModelError, VisionConfig};
 
 use crate::error::TrainError;
 use crate::schedule::SftSchedule;
@@ -181,6 +181,61 @@ pub enum ModelConfig {
     },
 }
 
+impl ModelConfig {
+    /// The language model of a from-scratch model over `vocab_size` tokens (the tokenizer's
+    /// special tokens and context length are the caller's); `None` for a pretrained one.
+    pub fn scratch_llama(&self, vocab_size: usize) -> Option<LlamaConfig> {
+        let ModelConfig::Scratch {
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads,
+            ..
+        } = *self
+        else {
+            return None;
+        };
+        Some(LlamaConfig {
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim: hidden_size.checked_div(num_attention_heads).unwrap_or(0),
+            ..LlamaConfig::tiny(vocab_size)
+        })
+    }
+
+    /// Checks a from-scratch model's shapes as the Hugging Face loader checks a `config.json`
+    /// (positive sizes, an even head size, key/value heads that group the query heads), and
+    /// that the heads divide the width; the message names the `model.` field. A pretrained
+    /// model is checked when it is loaded.
+    pub(crate) fn check_scratch(&self) -> Result<(), String> {
+        let Some(llama) = self.scratch_llama(1) else {
+            return Ok(());
+        };
+        if llama.num_attention_heads > 0
+            && !llama.hidden_size.is_multiple_of(llama.num_attention_heads)
+        {
+            return Err(format!(
+                "`model.num_attention_heads` ({}) must divide `model.hidden_size` ({})",
+                llama.num_attention_heads, llama.hidden_size
+            ));
+        }
+        match llama.validate(Path::new("[model]")) {
+            Err(ModelError::Config { field, message, .. }) if field == "head_dim" => Err(format!(
+                "`model.hidden_size` / `model.num_attention_heads`, the head size: {message}"
+            )),
+            Err(ModelError::Config { field, message, .. }) => {
+                Err(format!("`model.{field}`: {message}"))
+            }
+            Err(e) => Err(format!("`[model]`: {e}")),
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
 /// The vision side of a from-scratch vision-language model: a ViT over `image_size` images
 /// (`n` for a square, or `[height, width]`) cut into `patch_size`² patches, and a projector
 /// that merges `projector_merge`² neighbouring patches into one image token. Images are cut
@@ -317,7 +372,8 @@ pub struct TrainConfig {
 pub struct GpEvalConfig {
     /// Number of episodes.
     pub episodes: usize,
-    /// Episode `i` is dealt from seed `seed + i`; keep these apart from the data seeds.
+    /// Episode `i` is dealt from seed `seed + i` (wrapping modulo 2^64); keep these apart
+    /// from the data seeds.
     pub seed: u64,
     /// Graded attempts per episode (sequential revision); the reference uses 5.
     #[serde(default = "default_attempts")]
@@ -421,6 +477,11 @@ pub trait RunConfig: Serialize + DeserializeOwned {
     /// The run's name and the folder that holds runs.
     fn name_and_runs_dir(&self) -> (&str, &Path);
 
+    /// The dotted fields that fix the shapes of the run's checkpointed tensors (the model and
+    /// where it comes from, LoRA, the value head): `--resume` refuses a config that changed
+    /// one of them (see [`crate::resume_check`]).
+    fn checkpoint_fields(&self) -> Vec<&'static str>;
+
     /// Reads and checks a TOML file; errors name the file and the field.
     fn from_file(path: &Path) -> Result<Self, TrainError> {
         read_config(path, Self::validate)
@@ -458,6 +519,16 @@ impl GpEvalConfig {
 impl RunConfig for SftConfig {
     fn name_and_runs_dir(&self) -> (&str, &Path) {
         (&self.name, &self.runs_dir)
+    }
+
+    /// The model and LoRA; for a from-scratch model also the data, whose words make the
+    /// vocabulary (and so the embedding's shape).
+    fn checkpoint_fields(&self) -> Vec<&'static str> {
+        let mut fields = vec!["model", "lora"];
+        if let ModelConfig::Scratch { .. } = self.model {
+            fields.extend(["data.path", "data.generate", "data.generate_nav"]);
+        }
+        fields
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -523,23 +594,7 @@ impl RunConfig for SftConfig {
                 "`train.min_lr_ratio` applies to `train.lr_schedule = \"cosine\"` only".into(),
             );
         }
-        if let ModelConfig::Scratch {
-            hidden_size,
-            num_attention_heads,
-            num_key_value_heads,
-            ..
-        } = self.model
-            && (num_attention_heads == 0
-                || num_key_value_heads == 0
-                || hidden_size % num_attention_heads != 0
-                || num_attention_heads % num_key_value_heads != 0)
-        {
-            return Err(
-                "`model.num_attention_heads` must divide `model.hidden_size`, and \
-                        `model.num_key_value_heads` must divide it"
-                    .into(),
-            );
-        }
+        self.model.check_scratch()?;
         if let ModelConfig::Scratch {
             vision: Some(v), ..
         } = &self.model
@@ -650,6 +705,41 @@ checkpoint_every = 5
         );
         let e = parse(&scratch("patch_size = 8, projector_merge = 3")).unwrap_err();
         assert!(e.contains("model.vision.projector_merge"), "{e}");
+    }
+
+    /// Shapes the Hugging Face loader would refuse are refused when the file is read (they
+    /// panicked in RoPE or the attention before).
+    #[test]
+    fn scratch_shapes_are_checked_as_the_loader_checks_them() {
+        let scratch = |hidden: usize, inter: usize, layers: usize, heads: usize, kv: usize| {
+            parse(&BASE.replace(
+                "init = \"pretrained\"\npath = \"m\"",
+                &format!(
+                    "init = \"scratch\"\nhidden_size = {hidden}\nintermediate_size = {inter}\n\
+                     num_hidden_layers = {layers}\nnum_attention_heads = {heads}\n\
+                     num_key_value_heads = {kv}"
+                ),
+            ))
+        };
+        scratch(16, 32, 1, 2, 1).unwrap();
+        for (shape, field) in [
+            ((6, 32, 1, 2, 1), "head size"),
+            ((0, 32, 1, 2, 1), "model.hidden_size"),
+            ((16, 0, 1, 2, 1), "model.intermediate_size"),
+            ((16, 32, 0, 2, 1), "model.num_hidden_layers"),
+            ((16, 32, 1, 0, 1), "model.num_attention_heads"),
+            ((16, 32, 1, 2, 0), "model.num_key_value_heads"),
+            ((16, 32, 1, 3, 1), "model.num_attention_heads"),
+            ((16, 32, 1, 4, 3), "model.num_key_value_heads"),
+        ] {
+            let (h, i, l, a, k) = shape;
+            let e = scratch(h, i, l, a, k).unwrap_err();
+            assert!(
+                e.starts_with("c.toml: ") && e.contains(field),
+                "{shape:?}: {e}"
+            );
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
     }
 
     #[test]

@@ -227,11 +227,26 @@ pub fn tokenize_all(
 }
 
 /// Splits `items` into (train, valid) with `valid_fraction` of them (at least one when the
-/// fraction is positive) chosen by `seed`.
-pub fn split<T>(items: Vec<T>, valid_fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
+/// fraction is positive, and at least one left to train on) chosen by `seed`.
+///
+/// Too few items for that — none, or a single one with a positive fraction — is an error
+/// naming `data.valid_fraction` rather than a run without validation: a validation split that
+/// the config asks for is never silently dropped.
+pub fn split<T>(items: Vec<T>, valid_fraction: f64, seed: u64) -> Result<(Vec<T>, Vec<T>), String> {
     let n = items.len();
+    let wanted = usize::from(valid_fraction > 0.0) + 1;
+    if n < wanted {
+        let advice = match wanted {
+            2 => "; set `data.valid_fraction = 0` to train on it without validation",
+            _ => "",
+        };
+        return Err(format!(
+            "{n} example(s): too few to hold out a validation split (`data.valid_fraction` = \
+             {valid_fraction}) and train on the rest, which needs at least {wanted}{advice}"
+        ));
+    }
     let n_valid = if valid_fraction > 0.0 {
-        ((n as f64 * valid_fraction).round() as usize).clamp(1, n.saturating_sub(1))
+        ((n as f64 * valid_fraction).round() as usize).clamp(1, n - 1)
     } else {
         0
     };
@@ -249,7 +264,7 @@ pub fn split<T>(items: Vec<T>, valid_fraction: f64, seed: u64) -> (Vec<T>, Vec<T
             train.push(item)
         }
     }
-    (train, valid)
+    Ok((train, valid))
 }
 
 /// The order in which epoch `epoch` visits `n` training examples: a permutation drawn from
@@ -434,14 +449,34 @@ mod tests {
 
     #[test]
     fn split_and_order_are_seeded() {
-        let (train, valid) = split((0..100).collect::<Vec<_>>(), 0.1, 7);
+        let (train, valid) = split((0..100).collect::<Vec<_>>(), 0.1, 7).unwrap();
         assert_eq!((train.len(), valid.len()), (90, 10));
-        assert_eq!(split((0..100).collect::<Vec<_>>(), 0.1, 7).1, valid);
-        assert_ne!(split((0..100).collect::<Vec<_>>(), 0.1, 8).1, valid);
+        assert_eq!(
+            split((0..100).collect::<Vec<_>>(), 0.1, 7).unwrap().1,
+            valid
+        );
+        assert_ne!(
+            split((0..100).collect::<Vec<_>>(), 0.1, 8).unwrap().1,
+            valid
+        );
         let mut order = epoch_order(50, 3, 1);
         assert_eq!(order, epoch_order(50, 3, 1));
         assert_ne!(order, epoch_order(50, 3, 2));
         order.sort();
         assert_eq!(order, (0..50).collect::<Vec<_>>());
+    }
+
+    /// One example cannot be both trained on and validated on: an error naming the field
+    /// (the clamp of the split panicked before); without a validation split it trains.
+    #[test]
+    fn too_few_examples_for_the_split_are_an_error() {
+        let e = split(vec![0], 0.05, 0).unwrap_err();
+        assert!(
+            e.contains("`data.valid_fraction`") && e.contains("1 example"),
+            "{e}"
+        );
+        assert_eq!(split(vec![0], 0.0, 0).unwrap(), (vec![0], vec![]));
+        assert!(split(Vec::<u8>::new(), 0.0, 0).is_err());
+        assert_eq!(split(vec![0, 1], 0.05, 0).unwrap().0.len(), 1);
     }
 }

@@ -131,7 +131,7 @@ pub fn bench_kernels<A: AutodiffBackend>(
                         .collect();
                     let refs: Vec<&Sequence> = sequences.iter().collect();
                     let batch = SftBatch::<A>::new(&refs, multiple, device);
-                    let out = masked_loss(&llama, &batch, batch.target_tokens);
+                    let out = masked_loss(&llama, &batch, batch.target_tokens)?;
                     let grads = GradientsParams::from_grads(out.loss.backward(), &llama);
                     llama = optim.step(1e-4, llama, grads);
                 } else {
@@ -142,7 +142,7 @@ pub fn bench_kernels<A: AutodiffBackend>(
                             top_p: 0.9,
                         },
                         stop_tokens: Vec::new(),
-                        seed: bench.seed + len as u64,
+                        seed: bench.seed.wrapping_add(len as u64),
                         pad_to_multiple_of: Some(multiple),
                     };
                     generate(&llama, &rows, &config, device)?;

@@ -21,6 +21,7 @@ pub mod kernel_bench;
 pub mod metrics_log;
 pub mod pixels;
 pub mod policy;
+pub mod resume_check;
 pub mod rl;
 pub mod run;
 pub mod schedule;

@@ -1,7 +1,7 @@
 //! One SFT run, top to bottom: data → model → optimizer steps (micro-batches accumulated) →
 //! periodic validation and checkpoints → the final model in Hugging Face layout → GeneralPoints
-//! episodes. A run writes `runs/<name>/`: `config.toml` (resolved), `metrics.jsonl`,
-//! `checkpoints/step-NNNNNN/` (each with its model in HF layout under `hf/` when
+//! episodes. A run writes `runs/<name>/`: `config.toml` (resolved; kept on resume),
+//! `metrics.jsonl`, `checkpoints/step-NNNNNN/` (each with its model in HF layout under `hf/` when
 //! `export_checkpoints` is on), `final/` and `eval.json`. Checkpoints fall every
 //! `checkpoint_every` steps and where the compute first reaches each of `checkpoint_flops`.
 //!
@@ -83,12 +83,13 @@ pub fn run_sft<A: AutodiffBackend>(
         &config.data.path,
         built.model.vision_config(),
     )?;
-    let (train, valid) = split(sequences, config.data.valid_fraction, config.seed);
-    if train.is_empty() {
-        return Err(TrainError::Invalid(
-            "no training examples left after the validation split".into(),
-        ));
-    }
+    let (train, valid) =
+        split(sequences, config.data.valid_fraction, config.seed).map_err(|message| {
+            TrainError::Config {
+                path: config.data.path.clone(),
+                message,
+            }
+        })?;
 
     let t = &config.train;
     let multiple = pad_multiple::<A>(config.pad_to_multiple_of, device);
@@ -186,7 +187,7 @@ pub fn run_sft<A: AutodiffBackend>(
         for micro in picked.chunks(t.micro_batch) {
             let batch = SftBatch::<A>::with_images(micro, multiple, vision, device)?;
             input_tokens += batch.input_tokens;
-            let out = masked_loss(&model, &batch, normalizer);
+            let out = masked_loss(&model, &batch, normalizer)?;
             if !out.stats.nll_sum.is_finite() {
                 return Err(TrainError::NonFinite {
                     step: step + 1,
@@ -345,7 +346,7 @@ pub fn validate<B: Backend>(
     let refs: Vec<&Sequence> = sequences.iter().collect();
     for micro in refs.chunks(micro_batch) {
         let batch = SftBatch::<B>::with_images(micro, pad_to_multiple_of, vision, device)?;
-        stats.add(&masked_loss(model, &batch, batch.target_tokens).stats);
+        stats.add(&masked_loss(model, &batch, batch.target_tokens)?.stats);
     }
     Ok(stats)
 }

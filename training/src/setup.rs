@@ -110,14 +110,10 @@ pub fn build_model<B: Backend>(
 ) -> Result<ModelAndTokenizer<B>, TrainError> {
     match config {
         ModelConfig::Scratch {
-            hidden_size,
-            intermediate_size,
-            num_hidden_layers,
-            num_attention_heads,
-            num_key_value_heads,
-            min_count,
-            vision,
+            min_count, vision, ..
         } => {
+            // Checked when a config file is read; again here for configs built in code.
+            config.check_scratch().map_err(TrainError::Invalid)?;
             let corpus: Vec<&str> = examples
                 .iter()
                 .flat_map(|e| {
@@ -134,16 +130,12 @@ pub fn build_model<B: Backend>(
             };
             let tokenizer = word_level_tokenizer_with(corpus, *min_count, extra)?;
             let llama = LlamaConfig {
-                hidden_size: *hidden_size,
-                intermediate_size: *intermediate_size,
-                num_hidden_layers: *num_hidden_layers,
-                num_attention_heads: *num_attention_heads,
-                num_key_value_heads: *num_key_value_heads,
-                head_dim: hidden_size / num_attention_heads,
                 max_position_embeddings: max_len.max(2048),
                 bos_token_id: tokenizer.bos_id(),
                 eos_token_ids: tokenizer.eos_id().into_iter().collect(),
-                ..LlamaConfig::tiny(tokenizer.vocab_size())
+                ..config
+                    .scratch_llama(tokenizer.vocab_size())
+                    .expect("a from-scratch model")
             };
             let (model, processor) = match vision {
                 None => (Backbone::Text(Llama::init(&llama, seed, device)), None),

@@ -34,14 +34,15 @@ pub struct RunFolder {
 
 impl RunFolder {
     /// Creates the run folder of `config` and writes its resolved config there. A folder that
-    /// already holds checkpoints is only continued with `resume`.
+    /// already holds checkpoints is only continued with `resume`, and only with a config that
+    /// matches the run's own on the checkpoint's shapes ([`checkpoint::prepare_run_dir`]).
     pub fn open(
         config: &impl RunConfig,
         resume: bool,
         export_checkpoints: bool,
     ) -> Result<Self, TrainError> {
         let dir = config.run_dir();
-        let resume_from = checkpoint::prepare_run_dir(&dir, resume, &config.to_toml())?;
+        let resume_from = checkpoint::prepare_run_dir(&dir, resume, config)?;
         Ok(RunFolder {
             dir,
             resume_from,

@@ -2,7 +2,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Tensor, backend::Backend};
-use sftvsrl_model::LanguageModel;
+use sftvsrl_model::{LanguageModel, ModelError};
 
 use crate::batch::SftBatch;
 
@@ -59,35 +59,40 @@ impl StepStats {
 /// `normalizer` (the answer tokens of the whole optimizer step, so that accumulated micro-batch
 /// gradients add up to the gradient of the step's mean loss). Only the answer positions go
 /// through the output head and the softmax: prompt and padding positions never reach them.
+/// Errors if the batch's images do not fit the model ([`LanguageModel::hidden_states`]).
 pub fn masked_loss<B: Backend, M: LanguageModel<B>>(
     model: &M,
     batch: &SftBatch<B>,
     normalizer: usize,
-) -> StepOutput<B> {
+) -> Result<StepOutput<B>, ModelError> {
     let images = batch.images.as_ref().map(|(p, spans)| (p.clone(), spans));
     let hidden = model.hidden_states(
         batch.input_ids.clone(),
         batch.attention_mask.clone(),
         images,
-    );
+    )?;
     let [b, s, dim] = hidden.dims();
     if batch.target_tokens == 0 {
         // Nothing to score: a zero loss that still belongs to the graph.
-        return StepOutput {
+        return Ok(StepOutput {
             loss: hidden.sum() * 0.0,
             stats: StepStats {
                 sequences: b,
                 exact: b,
                 ..StepStats::default()
             },
-        };
+        });
     }
     let answers = hidden
         .reshape([b * s, dim])
         .select(0, batch.answer_positions.clone());
     let logits = model.head(answers.unsqueeze::<3>());
     let [_, n, vocab] = logits.dims();
-    loss_from_logits(logits.reshape([n, vocab]), batch, normalizer)
+    Ok(loss_from_logits(
+        logits.reshape([n, vocab]),
+        batch,
+        normalizer,
+    ))
 }
 
 /// [`masked_loss`] given the logits `[slots, vocab]` at the batch's answer positions.
@@ -232,7 +237,7 @@ mod tests {
         let b = Sequence::text(vec![2, 4, 6], 1);
         let run = |multiple: usize| {
             let batch = SftBatch::<A>::new(&[&a, &b], multiple, &device);
-            let out = masked_loss(&model, &batch, 10);
+            let out = masked_loss(&model, &batch, 10).unwrap();
             let loss = out.loss.clone().into_data().to_vec::<f32>().unwrap()[0];
             let grads = out.loss.backward();
             let grad: Vec<f32> = model
@@ -289,7 +294,7 @@ mod tests {
         let a = Sequence::text(vec![1, 5, 7, 9, 3], 3);
         let b = Sequence::text(vec![2, 4, 6], 1);
         let batch = SftBatch::<B>::new(&[&a, &b], 1, &device);
-        let out = masked_loss(&model, &batch, 10);
+        let out = masked_loss(&model, &batch, 10).unwrap();
         // The full logits [2, 4, 20]; answers: row 0 at 2 (→ 9) and 3 (→ 3), row 1 at 0 (→ 4)
         // and 1 (→ 6).
         let logits: Vec<f32> = model

@@ -150,7 +150,7 @@ fn check_recorded_logprobs(
     for multiple in [1, 16] {
         let vision = model.policy.vision_config().zip(pixels);
         let batch = ScoreBatch::<A>::new(&samples, multiple, vision, &device).unwrap();
-        let scores = batch.score(&model.policy, 0.7);
+        let scores = batch.score(&model.policy, 0.7).unwrap();
         let recomputed = batch.response_values(scores.logprobs.clone(), &samples);
         let mut worst = 0f32;
         for (s, r) in samples.iter().zip(&recomputed) {
@@ -405,6 +405,18 @@ fn ppo_raises_the_mean_reward() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The PPO options the options run switches on together (each departs from the reference).
+/// `truncation = "terminal"` rides along but changes nothing there: only GAE reads it, and the
+/// run's advantages are the group ones.
+const OPTIONS: [&str; 5] = [
+    "advantage = \"group\"\ngroup_size = 4\n",
+    "ratio = \"token\"\n",
+    "kl_coef = 0.05\n",
+    "entropy_coef = 0.01\n",
+    "whiten_advantages = \"off\"\n",
+];
+const TRUNCATION: &str = "truncation = \"terminal\"\n";
+
 #[test]
 fn resumed_run_matches_uninterrupted_run_and_options_run() {
     let dir = common::scratch("rl-resume");
@@ -454,11 +466,7 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
 
     // Every option switched on at once: GRPO-style groups, per-token ratios, KL to the
     // starting policy, entropy bonus, terminal truncation, no whitening.
-    let options = format!(
-        "{}advantage = \"group\"\ngroup_size = 4\nratio = \"token\"\nkl_coef = 0.05\n\
-         entropy_coef = 0.01\ntruncation = \"terminal\"\nwhiten_advantages = \"off\"\n",
-        ppo(1)
-    );
+    let options = format!("{}{}{TRUNCATION}", ppo(1), OPTIONS.concat());
     let s = run_rl::<A>(
         &rl_config(&dir, policy, "options", &options),
         false,
@@ -471,6 +479,27 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
     assert!(line["kl_penalty"].as_f64().unwrap().abs() < 1e-3, "{line}");
     assert!(line["entropy"].as_f64().unwrap() > 0.0, "{line}");
     assert!(line["explained_variance"].is_null(), "{line}");
+    // Each option is wired: leaving any one of them out trains other weights.
+    for (k, left_out) in OPTIONS.iter().enumerate() {
+        let others: String = OPTIONS.iter().filter(|o| *o != left_out).copied().collect();
+        let without = run_rl::<A>(
+            &rl_config(
+                &dir,
+                policy,
+                &format!("without-{k}"),
+                &format!("{}{others}{TRUNCATION}", ppo(1)),
+            ),
+            false,
+            &device,
+            &mut quiet,
+        )
+        .unwrap();
+        assert_ne!(
+            weights(&without.final_dir),
+            weights(&s.final_dir),
+            "leaving out {left_out:?} changed nothing"
+        );
+    }
 
     // A learning rate of 1e30 blows the weights up at the first optimizer step; the next
     // update stops with a clear error, and the checkpoint before it is kept.

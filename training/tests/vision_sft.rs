@@ -168,7 +168,7 @@ fn check_reload_is_exact(
         let images = batch.images.as_ref().map(|(p, s)| (p.clone(), s));
         let ids: Tensor<CpuBackend, 2, Int> = batch.input_ids.clone();
         let mask: Tensor<CpuBackend, 2, Bool> = batch.attention_mask.clone();
-        m.head(m.hidden_states(ids, mask, images))
+        m.head(m.hidden_states(ids, mask, images).unwrap())
             .into_data()
             .to_vec()
             .unwrap()
@@ -181,11 +181,15 @@ fn check_reload_is_exact(
     let flat =
         Tensor::<CpuBackend, 4>::from_data(TensorData::zeros::<f32, _>([n, c, h, w]), device);
     let blank = model
-        .head(model.hidden_states(
-            batch.input_ids.clone(),
-            batch.attention_mask.clone(),
-            Some((flat, &spans)),
-        ))
+        .head(
+            model
+                .hidden_states(
+                    batch.input_ids.clone(),
+                    batch.attention_mask.clone(),
+                    Some((flat, &spans)),
+                )
+                .unwrap(),
+        )
         .into_data()
         .to_vec::<f32>()
         .unwrap();

@@ -361,7 +361,8 @@ mod tests {
             let init = Study::from_file(&path).unwrap().init;
             let n = init.data.generate.as_ref().unwrap().n;
             let (train, _) =
-                sftvsrl_training::data::split((0..n).collect(), init.data.valid_fraction, 0);
+                sftvsrl_training::data::split((0..n).collect(), init.data.valid_fraction, 0)
+                    .unwrap();
             let batch = init.train.micro_batch * init.train.grad_accum;
             assert_eq!(train.len(), steps * batch, "{name}");
             assert_eq!(init.train.epochs, 1, "{name}");

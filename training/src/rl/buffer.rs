@@ -172,11 +172,12 @@ impl<B: Backend> ScoreBatch<B> {
     }
 
     /// The final hidden states of `policy` on this batch, the logits at the response tokens,
-    /// and their log-probs laid out `[batch, seq]` (0 outside the responses).
-    pub fn score(&self, policy: &Backbone<B>, temperature: f32) -> Scores<B> {
+    /// and their log-probs laid out `[batch, seq]` (0 outside the responses). Errors if the
+    /// batch's images do not fit the policy ([`Backbone::forward_hidden`]).
+    pub fn score(&self, policy: &Backbone<B>, temperature: f32) -> Result<Scores<B>, ModelError> {
         let images = self.images.as_ref().map(|(p, spans)| (p.clone(), spans));
         let hidden =
-            policy.forward_hidden(self.input_ids.clone(), self.attention_mask.clone(), images);
+            policy.forward_hidden(self.input_ids.clone(), self.attention_mask.clone(), images)?;
         let [batch, seq, dim] = hidden.dims();
         let tokens = self.response_positions.dims()[0];
         let at_responses = hidden
@@ -200,11 +201,11 @@ impl<B: Backend> ScoreBatch<B> {
                 IndexingUpdateOp::Add,
             )
             .reshape([batch, seq]);
-        Scores {
+        Ok(Scores {
             hidden,
             logits,
             logprobs,
-        }
+        })
     }
 
     /// The action log-probs `[batch]`: the weighted sums, or the constants.

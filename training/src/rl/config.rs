@@ -377,6 +377,11 @@ impl RunConfig for RlConfig {
         (&self.name, &self.runs_dir)
     }
 
+    /// The starting policy, LoRA and the value head.
+    fn checkpoint_fields(&self) -> Vec<&'static str> {
+        vec!["policy", "lora", "value_head"]
+    }
+
     fn validate(&self) -> Result<(), String> {
         if let Some(lora) = &self.lora {
             lora.check()?;

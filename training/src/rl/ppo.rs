@@ -269,7 +269,7 @@ fn minibatch_loss<A: AutodiffBackend>(
     let vision = model.policy.vision_config().zip(pixels);
     let batch = ScoreBatch::<A>::new(picked, settings.pad_to_multiple_of, vision, device)?;
     stats.trained_tokens += batch.input_tokens as u64;
-    let scores = batch.score(&model.policy, settings.temperature);
+    let scores = batch.score(&model.policy, settings.temperature)?;
     let vector = |v: Vec<f32>, shape: [usize; 2]| {
         Tensor::<A, 2>::from_data(TensorData::new(v, shape), device)
     };

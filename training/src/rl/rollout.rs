@@ -201,7 +201,7 @@ fn penalise_kl<B: Backend>(
 ) -> Result<(), TrainError> {
     let refs: Vec<&Sample> = samples.iter().collect();
     let batch = ScoreBatch::<B>::new(&refs, pad_to_multiple_of, vision, device)?;
-    let scores = batch.score(reference, temperature);
+    let scores = batch.score(reference, temperature)?;
     let ref_logprobs = batch.response_values(scores.logprobs, &refs);
     for (s, r) in samples.iter_mut().zip(ref_logprobs) {
         s.kl = kl_penalty(&s.token_logprobs, &r, coef);

@@ -2,7 +2,7 @@
 //! GeneralPoints success → per update: collect rollouts, compute advantages, run the PPO epochs,
 //! log a metrics line, checkpoint → export the policy → measure success again.
 //!
-//! A run writes `runs/<name>/`: `config.toml`, `metrics.jsonl` (one line per update),
+//! A run writes `runs/<name>/`: `config.toml` (kept when the run resumes), `metrics.jsonl` (one line per update),
 //! `checkpoints/step-NNNNNN/` (model + value head, Adam state, progress and every environment's
 //! episode so far, so a resumed run continues exactly; with `export_checkpoints`, also the policy
 //! in HF layout under `hf/`), `final/` (the policy in HF layout) and `eval.json`.
