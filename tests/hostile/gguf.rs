@@ -279,6 +279,13 @@ pub fn cases() -> Vec<Case> {
     for (label, key, value) in semantic {
         with(label.to_string(), Expect::Fails, &set(key, value));
     }
+    with("heads and head size of 2^33".into(), Expect::Fails, &|m| {
+        for (k, v) in m.iter_mut() {
+            if k.starts_with("llama.attention.head_count") || *k == "llama.attention.key_length" {
+                *v = GgufValue::U64(1 << 33);
+            }
+        }
+    });
     with("a key stored twice".into(), Expect::Fails, &|m| {
         m.push(("llama.block_count", GgufValue::U32(1)))
     });

@@ -288,6 +288,16 @@ pub fn cases(pristine: &Path) -> Vec<Case> {
         "vocab_size",
         json!(4),
     );
+    // Each size alone plausible, their product past 64 bits.
+    let mut v = config.clone();
+    for field in ["num_attention_heads", "num_key_value_heads", "head_dim"] {
+        v[field] = json!(1u64 << 33);
+    }
+    add(
+        "config.json heads and head size of 2^33".into(),
+        Expect::Fails,
+        write_json("config.json", &v),
+    );
     let config_text = config.to_string();
     for cut in cut_points(config_text.len(), &[], 6) {
         add(
