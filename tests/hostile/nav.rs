@@ -437,7 +437,6 @@ pub fn view_cases(pristine: &Path) -> Vec<Case> {
         "street_views",
         Arc::new(|routes: &Path| std::fs::remove_dir_all(routes.join("street_views")).unwrap()),
     ));
-    let _ = jpg;
     cases
 }
 
