@@ -124,6 +124,13 @@ pub fn cases() -> Vec<Case> {
     patch("tensor type 99", dims + 20, u32le(99));
     patch("tensor offset 2^63", dims + 24, u64le(1 << 63));
     patch("tensor offset 2^64-1", dims + 24, u64le(u64::MAX));
+    // The data then starts at byte 2^64-1: its end overflows.
+    let last_start = u64::MAX - at("data") as u64;
+    patch(
+        "tensor data starting at byte 2^64-1",
+        dims + 24,
+        u64le(last_start),
+    );
     patch(
         "tensor offset past the end",
         dims + 24,
