@@ -80,7 +80,14 @@ fn main() {
         Command::Import(args) => cli::model::import_cmd(args),
     });
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        // One line, whatever a library's message holds (some end theirs with a newline).
+        let message = format!("{e:#}");
+        let lines: Vec<&str> = message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        eprintln!("error: {}", lines.join(" "));
         std::process::exit(1);
     }
 }

@@ -8,6 +8,10 @@ use serde_json::{Value, json};
 
 use crate::error::{ModelError, read_json};
 
+/// The largest size or count a config may declare (2^24): every product of two of them then
+/// fits in a `usize`, and no corrupt value can ask for an impossible allocation.
+pub const MAX_DIM: usize = 1 << 24;
+
 /// Which Hugging Face architecture a checkpoint declares (`model_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelType {
@@ -172,13 +176,15 @@ impl LlamaConfig {
             }
         };
 
-        if let Some(act) = v.get("hidden_act").and_then(Value::as_str)
-            && act != "silu"
-        {
-            return Err(err(
-                "hidden_act",
-                format!("`{act}` is not supported (silu)"),
-            ));
+        match v.get("hidden_act") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(act)) if act == "silu" => {}
+            Some(other) => {
+                return Err(err(
+                    "hidden_act",
+                    format!("`{other}` is not supported (silu)"),
+                ));
+            }
         }
         if opt_bool("mlp_bias")? == Some(true) {
             return Err(err("mlp_bias", "MLP biases are not supported".into()));
@@ -223,8 +229,8 @@ impl LlamaConfig {
             None | Some(Value::Null) => None,
             Some(x) => Some(
                 x.as_u64()
-                    .ok_or_else(|| err("bos_token_id", "not a token id".into()))?
-                    as u32,
+                    .and_then(|id| u32::try_from(id).ok())
+                    .ok_or_else(|| err("bos_token_id", "not a token id".into()))?,
             ),
         };
 
@@ -268,6 +274,13 @@ impl LlamaConfig {
         ];
         if let Some((field, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return err(field, "must be positive".into());
+        }
+        let positions = ("max_position_embeddings", self.max_position_embeddings);
+        if let Some((field, v)) = sizes.iter().chain([&positions]).find(|(_, v)| *v > MAX_DIM) {
+            return err(
+                field,
+                format!("{v} is larger than {MAX_DIM} (a corrupt file?)"),
+            );
         }
         if !self.head_dim.is_multiple_of(2) {
             return err(
@@ -343,17 +356,25 @@ impl LlamaConfig {
 /// A token id or a list of them (`eos_token_id` may be either).
 pub(crate) fn token_ids(v: &Value) -> Option<Vec<u32>> {
     match v {
-        Value::Array(items) => items.iter().map(|x| x.as_u64().map(|n| n as u32)).collect(),
-        x => x.as_u64().map(|n| vec![n as u32]),
+        Value::Array(items) => items.iter().map(one_token_id).collect(),
+        x => one_token_id(x).map(|id| vec![id]),
     }
 }
 
+fn one_token_id(v: &Value) -> Option<u32> {
+    v.as_u64().and_then(|id| u32::try_from(id).ok())
+}
+
 fn parse_rope_scaling(s: &Value) -> Result<Option<Llama3RopeScaling>, String> {
-    let kind = s
-        .get("rope_type")
-        .or_else(|| s.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    if !s.is_object() {
+        return Err(format!("expected an object, found {s}"));
+    }
+    let kind = match s.get("rope_type").or_else(|| s.get("type")) {
+        None | Some(Value::Null) => "default",
+        Some(kind) => kind
+            .as_str()
+            .ok_or_else(|| format!("`rope_type` {kind} is not a string"))?,
+    };
     match kind {
         "default" => Ok(None),
         "llama3" => {
@@ -366,7 +387,13 @@ fn parse_rope_scaling(s: &Value) -> Result<Option<Llama3RopeScaling>, String> {
                 factor: num("factor")?,
                 low_freq_factor: num("low_freq_factor")?,
                 high_freq_factor: num("high_freq_factor")?,
-                original_max_position_embeddings: num("original_max_position_embeddings")? as usize,
+                original_max_position_embeddings: s
+                    .get("original_max_position_embeddings")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or(
+                        "llama3 scaling needs a whole number `original_max_position_embeddings`",
+                    )?,
             }))
         }
         other => Err(format!(

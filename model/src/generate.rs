@@ -9,6 +9,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData, Transaction, backend::Backend}
 use sftvsrl_envs::Rng;
 
 use crate::cache::KvCache;
+use crate::config::LlamaConfig;
 use crate::device::{pad_len, pad_multiple};
 use crate::error::ModelError;
 use crate::llama::Llama;
@@ -81,7 +82,7 @@ pub fn generate<B: Backend>(
     config: &GenerateConfig,
     device: &B::Device,
 ) -> Result<Generation<B>, ModelError> {
-    check_request(model.config().vocab_size, prompts, config)?;
+    check_request(model.config(), prompts, config)?;
     generate_with(model, prompts, config, device, |ids, _| {
         Ok(model.embed_tokens.forward(ids))
     })
@@ -98,7 +99,7 @@ pub fn generate_vlm<B: Backend>(
     config: &GenerateConfig,
     device: &B::Device,
 ) -> Result<Generation<B>, ModelError> {
-    check_request(model.config().text_config.vocab_size, prompts, config)?;
+    check_request(&model.config().text_config, prompts, config)?;
     let images = match &pixels {
         Some(p) => model.config().vision_config.check_pixels(p.dims())?,
         None => 0,
@@ -119,12 +120,14 @@ pub fn generate_vlm<B: Backend>(
     )
 }
 
-/// Checks a generation request against a vocabulary of `vocab` tokens.
+/// Checks a generation request against the model's vocabulary and context: at most
+/// `max_position_embeddings` new tokens (the cache for them is allocated up front).
 fn check_request(
-    vocab: usize,
+    model: &LlamaConfig,
     prompts: &[Vec<u32>],
     config: &GenerateConfig,
 ) -> Result<(), ModelError> {
+    let vocab = model.vocab_size;
     config.sampling.validate()?;
     if prompts.is_empty() {
         return Err(ModelError::Generation("no prompts".into()));
@@ -133,6 +136,12 @@ fn check_request(
         return Err(ModelError::Generation(
             "max_new_tokens must be at least 1".into(),
         ));
+    }
+    if config.max_new_tokens > model.max_position_embeddings {
+        return Err(ModelError::Generation(format!(
+            "max_new_tokens {} is more than the model's {} positions",
+            config.max_new_tokens, model.max_position_embeddings
+        )));
     }
     for (i, p) in prompts.iter().enumerate() {
         if p.is_empty() {

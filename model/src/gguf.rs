@@ -33,6 +33,25 @@ pub enum GgufValue {
 }
 
 impl GgufValue {
+    /// The GGUF value type id (`GGUF_TYPE_*`): 0 `U8` … 12 `F64`.
+    pub fn type_id(&self) -> u32 {
+        match self {
+            GgufValue::U8(_) => 0,
+            GgufValue::I8(_) => 1,
+            GgufValue::U16(_) => 2,
+            GgufValue::I16(_) => 3,
+            GgufValue::U32(_) => 4,
+            GgufValue::I32(_) => 5,
+            GgufValue::F32(_) => 6,
+            GgufValue::Bool(_) => 7,
+            GgufValue::String(_) => 8,
+            GgufValue::Array(_) => 9,
+            GgufValue::U64(_) => 10,
+            GgufValue::I64(_) => 11,
+            GgufValue::F64(_) => 12,
+        }
+    }
+
     /// The value as an unsigned integer, if it is a non-negative integer.
     pub fn as_u64(&self) -> Option<u64> {
         match *self {
@@ -222,6 +241,9 @@ impl GgufFile {
             let key = c.string("a metadata key")?;
             let type_id = c.u32(&format!("the type of `{key}`"))?;
             let value = c.value(type_id, &format!("metadata `{key}`"), 0)?;
+            if metadata.contains_key(&key) {
+                return Err(c.error(format!("metadata key `{key}` appears twice")));
+            }
             metadata.insert(key, value);
         }
 
@@ -239,6 +261,9 @@ impl GgufFile {
             shape.reverse();
             let type_id = c.u32(&what)?;
             let offset = c.u64(&what)?;
+            if tensors.contains_key(&name) {
+                return Err(c.error(format!("tensor `{name}` appears twice in the directory")));
+            }
             tensors.insert(
                 name,
                 GgufTensorInfo {
@@ -282,6 +307,23 @@ impl GgufFile {
         self.metadata.get(key)
     }
 
+    /// Metadata value `key` read by `read` (e.g. [`GgufValue::as_str`]): `None` when the key is
+    /// absent, an error naming the key when it holds something `read` refuses (`expected`
+    /// says what it should hold).
+    pub fn get_as<'a, T>(
+        &'a self,
+        key: &str,
+        expected: &str,
+        read: impl FnOnce(&'a GgufValue) -> Option<T>,
+    ) -> Result<Option<T>, ModelError> {
+        match self.metadata.get(key) {
+            None => Ok(None),
+            Some(v) => read(v).map(Some).ok_or_else(|| {
+                ModelError::config(&self.path, key, format!("expected {expected}, found {v:?}"))
+            }),
+        }
+    }
+
     /// All metadata keys, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.metadata.keys().map(String::as_str)
@@ -317,20 +359,21 @@ impl GgufFile {
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| err("element count overflows".into()))?;
-        let len = ty
-            .byte_len(n)
-            .ok_or_else(|| err(format!("{n} values are not whole {ty:?} blocks")))?;
+        let len = ty.byte_len(n).ok_or_else(|| {
+            err(format!(
+                "{n} values are not whole {ty:?} blocks, or take more bytes than can be addressed"
+            ))
+        })?;
         let start = usize::try_from(info.offset)
             .ok()
             .and_then(|o| o.checked_add(self.data_start))
-            .ok_or_else(|| err("offset out of range".into()))?;
+            .ok_or_else(|| err(format!("offset {} out of range", info.offset)))?;
         let bytes = start
             .checked_add(len)
             .and_then(|end| self.mmap.get(start..end))
             .ok_or_else(|| {
                 err(format!(
-                    "data at {start}..{} lies past the end of the file ({} bytes): truncated?",
-                    start + len,
+                    "{len} bytes of data at offset {start} lie past the end of the file ({} bytes): truncated?",
                     self.mmap.len()
                 ))
             })?;
@@ -339,81 +382,26 @@ impl GgufFile {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Writes a small GGUF file: metadata `(key, type, payload)` and F32 tensors.
-    pub(crate) fn write_gguf(
-        path: &Path,
-        metadata: &[(&str, u32, Vec<u8>)],
-        tensors: &[(&str, Vec<usize>, Vec<f32>)],
-    ) {
-        let s = |t: &str| {
-            let mut v = (t.len() as u64).to_le_bytes().to_vec();
-            v.extend(t.as_bytes());
-            v
-        };
-        let mut out = b"GGUF".to_vec();
-        out.extend(3u32.to_le_bytes());
-        out.extend((tensors.len() as u64).to_le_bytes());
-        out.extend((metadata.len() as u64).to_le_bytes());
-        for (k, ty, payload) in metadata {
-            out.extend(s(k));
-            out.extend(ty.to_le_bytes());
-            out.extend(payload);
-        }
-        let mut offset = 0u64;
-        for (name, shape, values) in tensors {
-            out.extend(s(name));
-            out.extend((shape.len() as u32).to_le_bytes());
-            for d in shape.iter().rev() {
-                out.extend((*d as u64).to_le_bytes());
-            }
-            out.extend(0u32.to_le_bytes());
-            out.extend(offset.to_le_bytes());
-            offset += (values.len() * 4).div_ceil(32) as u64 * 32;
-        }
-        while !out.len().is_multiple_of(32) {
-            out.push(0);
-        }
-        for (_, _, values) in tensors {
-            let start = out.len();
-            out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-            while !(out.len() - start).is_multiple_of(32) {
-                out.push(0);
-            }
-        }
-        std::fs::write(path, out).unwrap();
-    }
-
-    /// A GGUF string payload.
-    pub(crate) fn gguf_string(t: &str) -> Vec<u8> {
-        let mut v = (t.len() as u64).to_le_bytes().to_vec();
-        v.extend(t.as_bytes());
-        v
-    }
+    use crate::gguf_write::GgufWriter;
 
     #[test]
     fn reads_metadata_and_tensors_and_rejects_truncation() {
         let dir = std::env::temp_dir().join(format!("sftvsrl-gguf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.gguf");
-        let mut arr = 4u32.to_le_bytes().to_vec();
-        arr.extend(2u64.to_le_bytes());
-        arr.extend(7u32.to_le_bytes());
-        arr.extend(9u32.to_le_bytes());
-        write_gguf(
-            &path,
-            &[
-                ("general.architecture", 8, gguf_string("llama")),
-                ("a.list", 9, arr),
-                ("a.eps", 6, 1e-5f32.to_le_bytes().to_vec()),
-            ],
-            &[
-                ("w", vec![2, 3], vec![1., 2., 3., 4., 5., 6.]),
-                ("b", vec![3], vec![7., 8., 9.]),
-            ],
-        );
+        GgufWriter::new()
+            .metadata("general.architecture", GgufValue::String("llama".into()))
+            .metadata(
+                "a.list",
+                GgufValue::Array(vec![GgufValue::U32(7), GgufValue::U32(9)]),
+            )
+            .metadata("a.eps", GgufValue::F32(1e-5))
+            .tensor("w", &[2, 3], vec![1., 2., 3., 4., 5., 6.])
+            .tensor("b", &[3], vec![7., 8., 9.])
+            .write(&path)
+            .unwrap();
         let g = GgufFile::open(&path).unwrap();
         assert_eq!(
             g.get("general.architecture").and_then(GgufValue::as_str),

@@ -10,12 +10,19 @@ use crate::error::ModelError;
 use crate::gguf::{GgufFile, GgufValue};
 use crate::weights::{ParamKind, ParamSource, check_shape};
 
+/// The largest size (width, count, length) a GGUF file may declare: 2^40.
+const MAX_SIZE: f64 = (1u64 << 40) as f64;
+
+/// A token id: a non-negative integer that fits in 32 bits.
+pub(crate) fn token_id(v: &GgufValue) -> Option<u32> {
+    v.as_u64().and_then(|id| u32::try_from(id).ok())
+}
+
 /// The hyperparameters of the model in `gguf` (architectures `llama` and `qwen2`).
 pub fn config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig, ModelError> {
     let path = gguf.path();
     let arch = gguf
-        .get("general.architecture")
-        .and_then(GgufValue::as_str)
+        .get_as("general.architecture", "a string", GgufValue::as_str)?
         .ok_or_else(|| ModelError::config(path, "general.architecture", "missing"))?;
     let model_type = match arch {
         "llama" => ModelType::Llama,
@@ -29,21 +36,21 @@ pub fn config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig, ModelError> {
         }
     };
     let key = |k: &str| format!("{arch}.{k}");
-    let number = |k: &str| -> Result<Option<f64>, ModelError> {
-        match gguf.get(&key(k)) {
+    let number = |k: &str| gguf.get_as(&key(k), "a number", GgufValue::as_f64);
+    // A size: a whole number from 1 to 2^40 (larger ones are corrupt, not models).
+    let size = |k: &str| -> Result<Option<usize>, ModelError> {
+        match number(k)? {
+            Some(n) if (1.0..=MAX_SIZE).contains(&n) && n.fract() == 0.0 => Ok(Some(n as usize)),
+            Some(n) => Err(ModelError::config(
+                path,
+                &key(k),
+                format!("{n} is not a whole number from 1 to 2^40"),
+            )),
             None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| ModelError::config(path, &key(k), "not a number")),
         }
     };
     let count = |k: &str| -> Result<usize, ModelError> {
-        match number(k)? {
-            Some(n) if n >= 1.0 => Ok(n as usize),
-            Some(_) => Err(ModelError::config(path, &key(k), "must be positive")),
-            None => Err(ModelError::config(path, &key(k), "missing")),
-        }
+        size(k)?.ok_or_else(|| ModelError::config(path, &key(k), "missing"))
     };
     if gguf.tensor_info("rope_freqs.weight").is_some()
         || gguf.get(&key("rope.scaling.type")).is_some()
@@ -57,25 +64,16 @@ pub fn config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig, ModelError> {
 
     let hidden_size = count("embedding_length")?;
     let heads = count("attention.head_count")?;
-    let kv_heads = match number("attention.head_count_kv")? {
-        Some(n) => n as usize,
-        None => heads,
-    };
-    let head_dim = match number("attention.key_length")? {
-        Some(n) => n as usize,
-        None => hidden_size / heads,
-    };
+    let kv_heads = size("attention.head_count_kv")?.unwrap_or(heads);
+    let head_dim = size("attention.key_length")?.unwrap_or(hidden_size / heads);
     let embd = gguf
         .tensor_info("token_embd.weight")
         .ok_or_else(|| ModelError::MissingTensor {
             path: path.to_path_buf(),
             tensor: "token_embd.weight".into(),
         })?;
-    let vocab_size = match number("vocab_size")? {
-        Some(n) => n as usize,
-        None => embd.shape[0],
-    };
-    let token = |k: &str| gguf.get(k).and_then(GgufValue::as_u64).map(|v| v as u32);
+    let vocab_size = size("vocab_size")?.unwrap_or(embd.shape[0]);
+    let token = |k: &str| gguf.get_as(k, "a token id", token_id);
     let config = LlamaConfig {
         model_type,
         vocab_size,
@@ -88,11 +86,11 @@ pub fn config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig, ModelError> {
         rms_norm_eps: number("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
         rope_theta: number("rope.freq_base")?.unwrap_or(10_000.0),
         rope_scaling: None,
-        max_position_embeddings: number("context_length")?.map_or(2048, |n| n as usize),
+        max_position_embeddings: size("context_length")?.unwrap_or(2048),
         tie_word_embeddings: gguf.tensor_info("output.weight").is_none(),
         attention_bias: gguf.tensor_info("blk.0.attn_q.bias").is_some(),
-        bos_token_id: token("tokenizer.ggml.bos_token_id"),
-        eos_token_ids: token("tokenizer.ggml.eos_token_id").into_iter().collect(),
+        bos_token_id: token("tokenizer.ggml.bos_token_id")?,
+        eos_token_ids: token("tokenizer.ggml.eos_token_id")?.into_iter().collect(),
     };
     config.validate(path)?;
     Ok(config)
@@ -196,7 +194,7 @@ impl ParamSource for GgufWeights<'_> {
 mod tests {
     use super::*;
     use crate::device::CpuBackend;
-    use crate::gguf::tests::{gguf_string, write_gguf};
+    use crate::gguf_write::GgufWriter;
     use crate::llama::Llama;
     use crate::pretrained::load_pretrained;
     use crate::weights::RandomInit;
@@ -286,30 +284,35 @@ mod tests {
             add(&g("ffn_up"), &hf("mlp.up_proj"), vec![inner, h], None);
             add(&g("ffn_down"), &hf("mlp.down_proj"), vec![h, inner], None);
         }
-        let u32_kv = |k: &'static str, v: usize| (k, 4u32, (v as u32).to_le_bytes().to_vec());
+        let u32_kv = |k: &str, v: usize| (k.to_string(), GgufValue::U32(v as u32));
         let metadata = vec![
-            ("general.architecture", 8, gguf_string("llama")),
+            (
+                "general.architecture".to_string(),
+                GgufValue::String("llama".into()),
+            ),
             u32_kv("llama.embedding_length", h),
             u32_kv("llama.block_count", 2),
             u32_kv("llama.feed_forward_length", config.intermediate_size),
             u32_kv("llama.attention.head_count", heads),
             u32_kv("llama.attention.head_count_kv", kv),
             u32_kv("llama.context_length", 2048),
-            ("llama.rope.freq_base", 6, 10_000f32.to_le_bytes().to_vec()),
+            ("llama.rope.freq_base".into(), GgufValue::F32(10_000.0)),
             (
-                "llama.attention.layer_norm_rms_epsilon",
-                6,
-                1e-5f32.to_le_bytes().to_vec(),
+                "llama.attention.layer_norm_rms_epsilon".into(),
+                GgufValue::F32(1e-5),
             ),
         ];
-        let tensors: Vec<(&str, Vec<usize>, Vec<f32>)> = tensors
-            .iter()
-            .map(|(n, s, v)| (n.as_str(), s.clone(), v.clone()))
-            .collect();
+        let mut writer = GgufWriter::new();
+        for (key, value) in metadata {
+            writer = writer.metadata(&key, value);
+        }
+        for (name, shape, values) in tensors {
+            writer = writer.tensor(&name, &shape, values);
+        }
         let dir = std::env::temp_dir().join(format!("sftvsrl-gguf-model-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tiny.gguf");
-        write_gguf(&path, &metadata, &tensors);
+        writer.write(&path).unwrap();
 
         type B = CpuBackend;
         let device = Default::default();

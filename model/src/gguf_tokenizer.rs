@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::chat_template::ChatTemplate;
 use crate::error::ModelError;
 use crate::gguf::{GgufFile, GgufValue};
+use crate::gguf_model::token_id;
 use crate::tokenizer::Tokenizer;
 
 /// GGUF token types (`tokenizer.ggml.token_type`) that are special tokens.
@@ -24,9 +25,8 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, ModelError> {
         message: m,
     };
     let strings = |key: &str| -> Result<Vec<&str>, ModelError> {
-        gguf.get(key)
-            .and_then(GgufValue::as_array)
-            .ok_or_else(|| err(format!("metadata `{key}` is missing or not an array")))?
+        gguf.get_as(key, "an array of strings", GgufValue::as_array)?
+            .ok_or_else(|| err(format!("metadata `{key}` is missing")))?
             .iter()
             .map(|v| {
                 v.as_str()
@@ -34,13 +34,9 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, ModelError> {
             })
             .collect()
     };
-    let token_id = |key: &str| {
-        gguf.get(key)
-            .and_then(GgufValue::as_u64)
-            .map(|v| v as usize)
-    };
+    let token_id = |key: &str| gguf.get_as(key, "a token id", token_id);
 
-    match gguf.get("tokenizer.ggml.model").and_then(GgufValue::as_str) {
+    match gguf.get_as("tokenizer.ggml.model", "a string", GgufValue::as_str)? {
         Some("gpt2") => {}
         Some(other) => {
             return Err(err(format!(
@@ -51,16 +47,22 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, ModelError> {
     }
     let tokens = strings("tokenizer.ggml.tokens")?;
     let merges = strings("tokenizer.ggml.merges")?;
-    let types: Vec<i64> = match gguf.get("tokenizer.ggml.token_type") {
-        Some(v) => v
-            .as_array()
-            .ok_or_else(|| err("`tokenizer.ggml.token_type` is not an array".into()))?
+    let types: Vec<i64> = match gguf.get_as(
+        "tokenizer.ggml.token_type",
+        "an array of integers",
+        GgufValue::as_array,
+    )? {
+        Some(items) => items
             .iter()
             .map(|t| match *t {
-                GgufValue::I32(x) => x as i64,
-                ref other => other.as_u64().map_or(0, |x| x as i64),
+                GgufValue::I32(x) => Ok(x as i64),
+                ref other => other.as_u64().map(|x| x as i64).ok_or_else(|| {
+                    err(format!(
+                        "`tokenizer.ggml.token_type` holds {other:?}, not an integer"
+                    ))
+                }),
             })
-            .collect(),
+            .collect::<Result<_, _>>()?,
         None => vec![1; tokens.len()],
     };
     if types.len() != tokens.len() {
@@ -72,8 +74,7 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, ModelError> {
     }
 
     let pre = gguf
-        .get("tokenizer.ggml.pre")
-        .and_then(GgufValue::as_str)
+        .get_as("tokenizer.ggml.pre", "a string", GgufValue::as_str)?
         .unwrap_or("default");
     let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
     let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
@@ -109,10 +110,10 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, ModelError> {
         .collect();
 
     let name_of = |key: &str| -> Result<Option<String>, ModelError> {
-        match token_id(key) {
+        match token_id(key)? {
             None => Ok(None),
             Some(i) => tokens
-                .get(i)
+                .get(i as usize)
                 .map(|t| Some(t.to_string()))
                 .ok_or_else(|| err(format!("`{key}` = {i} is outside the vocabulary"))),
         }
@@ -120,8 +121,11 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, ModelError> {
     let bos = name_of("tokenizer.ggml.bos_token_id")?;
     let eos = name_of("tokenizer.ggml.eos_token_id")?;
     let add_bos = gguf
-        .get("tokenizer.ggml.add_bos_token")
-        .and_then(GgufValue::as_bool)
+        .get_as(
+            "tokenizer.ggml.add_bos_token",
+            "a boolean",
+            GgufValue::as_bool,
+        )?
         .unwrap_or(false);
     let post_processor = match (&bos, add_bos) {
         (Some(b), true) => json!({
@@ -129,7 +133,7 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, ModelError> {
             "single": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
             "pair": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
                      {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {b: {"id": b, "ids": [token_id("tokenizer.ggml.bos_token_id")], "tokens": [b]}},
+            "special_tokens": {b: {"id": b, "ids": [token_id("tokenizer.ggml.bos_token_id")?], "tokens": [b]}},
         }),
         _ => Value::Null,
     };
@@ -149,9 +153,7 @@ pub fn tokenizer_from_gguf(gguf: &GgufFile) -> Result<Tokenizer, ModelError> {
             "ignore_merges": false, "vocab": vocab, "merges": merges,
         },
     });
-    let jinja = gguf
-        .get("tokenizer.chat_template")
-        .and_then(GgufValue::as_str);
+    let jinja = gguf.get_as("tokenizer.chat_template", "a string", GgufValue::as_str)?;
     let template = ChatTemplate::detect(jinja, |t| tokens.contains(&t));
     Tokenizer::from_json(&json, bos, eos, Some(template), path)
 }

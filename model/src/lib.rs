@@ -28,6 +28,7 @@ pub mod generate;
 pub mod gguf;
 pub mod gguf_model;
 pub mod gguf_tokenizer;
+pub mod gguf_write;
 pub mod image_processor;
 pub mod image_spans;
 pub mod kernel_adamw;

@@ -193,12 +193,12 @@ fn stop_tokens(
     let mut stop_tokens = config.eos_token_ids.clone();
     stop_tokens.extend(extra);
     if let Some(t) = tokenizer {
-        if t.vocab_size() > vocab {
+        if t.id_bound() > vocab as u64 {
             return Err(ModelError::Tokenizer {
                 path: tokenizer_path.to_path_buf(),
                 message: format!(
-                    "{} tokens, but the model's embedding has only {vocab} rows",
-                    t.vocab_size()
+                    "token ids up to {}, but the model's embedding has only {vocab} rows",
+                    t.id_bound() - 1
                 ),
             });
         }

@@ -48,10 +48,14 @@ impl GgmlType {
         }
     }
 
-    /// The bytes `n` values take, or `None` when `n` is not a whole number of blocks.
+    /// The bytes `n` values take, or `None` when `n` is not a whole number of blocks (or the
+    /// byte count overflows).
     pub fn byte_len(self, n: usize) -> Option<usize> {
-        n.is_multiple_of(self.block_len())
-            .then(|| n / self.block_len() * self.block_bytes())
+        if n.is_multiple_of(self.block_len()) {
+            (n / self.block_len()).checked_mul(self.block_bytes())
+        } else {
+            None
+        }
     }
 
     /// Decodes `bytes` (exactly [`GgmlType::byte_len`] long) into f32 values.
@@ -141,6 +145,7 @@ mod tests {
         assert_eq!(GgmlType::Q4_1.byte_len(64), Some(40));
         assert_eq!(GgmlType::Q8_0.byte_len(33), None);
         assert_eq!(GgmlType::F16.byte_len(3), Some(6));
+        assert_eq!(GgmlType::F32.byte_len(usize::MAX / 2), None);
         assert_eq!(GgmlType::from_id(3), Ok(GgmlType::Q4_1));
         assert_eq!(GgmlType::from_id(12), Err(12));
         let v = GgmlType::BF16.dequantize(&bf16::from_f32(1.5).to_le_bytes());

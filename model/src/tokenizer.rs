@@ -43,12 +43,112 @@ pub enum TurnContent<'a> {
     Ids(&'a [u32]),
 }
 
-/// A special token of `tokenizer_config.json`: a string or `{"content": ...}`.
-fn special_token(config: Option<&Value>, key: &str) -> Option<String> {
-    let v = config?.get(key)?;
+/// A special token of `tokenizer_config.json` (at `path`): a string or `{"content": ...}`, or
+/// none when the key is absent or null.
+fn special_token(
+    config: Option<&Value>,
+    key: &str,
+    path: &Path,
+) -> Result<Option<String>, ModelError> {
+    let Some(v) = config.and_then(|c| c.get(key)).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
     v.as_str()
         .or_else(|| v.get("content").and_then(Value::as_str))
-        .map(str::to_string)
+        .map(|t| Some(t.to_string()))
+        .ok_or_else(|| ModelError::config(path, key, "expected a string or {\"content\": string}"))
+}
+
+/// The `tokenizers` tokenizer of a `tokenizer.json` value (from `origin`), checked first.
+fn inner_from_json(json: &Value, origin: &Path) -> Result<tokenizers::Tokenizer, ModelError> {
+    check_model_json(json, origin)?;
+    tokenizers::Tokenizer::from_bytes(json.to_string()).map_err(|e| ModelError::Tokenizer {
+        path: origin.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Checks what the `tokenizers` crate takes on trust in a `tokenizer.json` (at `path`): the
+/// model's unknown-token is in its vocabulary (else the first unknown word fails), an added
+/// token already in the vocabulary has the vocabulary's id (else the file's id is ignored), and
+/// each BPE merge's second part starts with the `continuing_subword_prefix` (else the crate
+/// slices past its end and panics).
+fn check_model_json(json: &Value, path: &Path) -> Result<(), ModelError> {
+    let bad = |field: String, m: String| Err(ModelError::config(path, &field, m));
+    let model = &json["model"];
+    let vocab = model["vocab"].as_object();
+    if let (Some(unk), Some(vocab)) = (model["unk_token"].as_str(), vocab)
+        && !vocab.contains_key(unk)
+    {
+        return bad(
+            "model.unk_token".into(),
+            format!("`{unk}` is not in model.vocab"),
+        );
+    }
+    for (i, token) in json["added_tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let (Some(content), Some(id)) = (token["content"].as_str(), token["id"].as_u64()) else {
+            continue; // the crate itself refuses entries of the wrong shape
+        };
+        if let Some(known) = vocab.and_then(|v| v.get(content)).and_then(Value::as_u64)
+            && known != id
+        {
+            return bad(
+                format!("added_tokens[{i}].id"),
+                format!("{id}, but model.vocab gives `{content}` the id {known}"),
+            );
+        }
+    }
+    if let Some(prefix) = model["continuing_subword_prefix"].as_str() {
+        for (i, merge) in model["merges"].as_array().into_iter().flatten().enumerate() {
+            let second = match merge {
+                Value::String(m) => m.split_once(' ').map(|(_, b)| b),
+                Value::Array(pair) => pair.get(1).and_then(Value::as_str),
+                _ => None,
+            };
+            if let Some(b) = second
+                && !b.starts_with(prefix)
+            {
+                return bad(
+                    format!("model.merges[{i}]"),
+                    format!("`{b}` does not start with the continuing_subword_prefix `{prefix}`"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The Jinja chat template of `tokenizer_config.json` (at `path`): a string, or the template
+/// named `default` of a list of named templates; none when absent or null.
+fn config_chat_template(config: &Value, path: &Path) -> Result<Option<String>, ModelError> {
+    let bad = |m: &str| ModelError::config(path, "chat_template", m);
+    match config.get("chat_template") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|t| match (t.get("name"), t.get("template")) {
+                (Some(Value::String(name)), Some(Value::String(template))) => {
+                    Ok((name.as_str(), template))
+                }
+                _ => Err(bad(
+                    "a listed template is not {\"name\": string, \"template\": string}",
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|named| {
+                named
+                    .into_iter()
+                    .find(|(name, _)| *name == "default")
+                    .map(|(_, template)| template.clone())
+            }),
+        Some(_) => Err(bad("expected a string or a list of named templates")),
+    }
 }
 
 impl Tokenizer {
@@ -87,12 +187,7 @@ impl Tokenizer {
         chat_template: Option<ChatTemplate>,
         origin: &Path,
     ) -> Result<Self, ModelError> {
-        let inner = tokenizers::Tokenizer::from_bytes(json.to_string()).map_err(|e| {
-            ModelError::Tokenizer {
-                path: origin.to_path_buf(),
-                message: e.to_string(),
-            }
-        })?;
+        let inner = inner_from_json(json, origin)?;
         let chat_template = chat_template
             .unwrap_or_else(|| ChatTemplate::detect(None, |t| inner.token_to_id(t).is_some()));
         Self::new(inner, bos_token, eos_token, chat_template, origin)
@@ -118,25 +213,17 @@ impl Tokenizer {
         let jinja = if jinja_path.exists() {
             Some(std::fs::read_to_string(&jinja_path).map_err(|e| ModelError::io(&jinja_path, e))?)
         } else {
-            config.as_ref().and_then(|c| match c.get("chat_template") {
-                Some(Value::String(s)) => Some(s.clone()),
-                // A list of named templates: use the default one.
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
-                    .and_then(|t| t.get("template").and_then(Value::as_str))
-                    .map(str::to_string),
-                _ => None,
-            })
+            match &config {
+                Some(c) => config_chat_template(c, &config_path)?,
+                None => None,
+            }
         };
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        // Parsed here first: the `tokenizers` crate panics on some malformed JSON.
+        let inner = inner_from_json(&read_json(path)?, path)?;
         let chat_template =
             ChatTemplate::detect(jinja.as_deref(), |t| inner.token_to_id(t).is_some());
-        let bos = special_token(config.as_ref(), "bos_token");
-        let eos = special_token(config.as_ref(), "eos_token");
+        let bos = special_token(config.as_ref(), "bos_token", &config_path)?;
+        let eos = special_token(config.as_ref(), "eos_token", &config_path)?;
         Self::new(inner, bos, eos, chat_template, path)
     }
 
@@ -243,6 +330,16 @@ impl Tokenizer {
     /// The number of ids, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// One more than the largest token id (added tokens included): the embedding rows a model
+    /// needs for this tokenizer. Ids may leave holes, so this can exceed [`Self::vocab_size`].
+    pub fn id_bound(&self) -> u64 {
+        self.inner
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&id| u64::from(id) + 1)
     }
 
     /// Adds `token` as a special token (kept whole by the encoder, dropped when decoding with

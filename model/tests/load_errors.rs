@@ -101,7 +101,7 @@ fn bad_config_field_and_bad_tokenizer() {
     let dir = copy_fixture("tiny_qwen2", "badtok");
     std::fs::write(dir.join("tokenizer.json"), "{not json").unwrap();
     let e = load_error(&dir);
-    assert!(matches!(e, ModelError::Tokenizer { .. }), "{e}");
+    assert!(matches!(e, ModelError::Json { .. }), "{e}");
     assert!(e.to_string().contains("tokenizer.json"), "{e}");
 }
 

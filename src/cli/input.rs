@@ -11,8 +11,13 @@ use serde::de::DeserializeOwned;
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))
+    toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| format!("line {}: ", text[..span.start].matches('\n').count() + 1))
+            .unwrap_or_default();
+        anyhow::anyhow!("{}: {line}{}", path.display(), e.message().trim_end())
+    })
 }
 
 /// A file, or standard input for `-`, read line by line.

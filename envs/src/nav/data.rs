@@ -52,7 +52,13 @@ impl NavData {
             panos,
             views_checked: config.vision,
         };
-        data.check(config)?;
+        data.check(config).map_err(|e| match e {
+            // The mapping is what lacks the panorama: name it.
+            NavError::NoPanorama { .. } => {
+                NavError::Invalid(format!("{}: {e}", dir.join(MAPPING_FILE).display()))
+            }
+            other => other,
+        })?;
         Ok(data)
     }
 

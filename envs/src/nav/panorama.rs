@@ -40,6 +40,15 @@ pub fn panorama_paths(dir: &Path, pano_id: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// An image decoder's message on one line (some end theirs with a newline).
+fn one_line(message: impl std::fmt::Display) -> String {
+    message
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Reads the `rotation` of `<pano>.metadata.json`.
 pub fn read_rotation(dir: &Path, pano_id: &str) -> Result<f64, NavError> {
     let (_, path) = panorama_paths(dir, pano_id);
@@ -65,7 +74,7 @@ pub fn check_panorama(dir: &Path, pano_id: &str) -> Result<(), NavError> {
     let (w, h) = image::image_dimensions(&path).map_err(|e| NavError::Panorama {
         path: path.clone(),
         pano_id: pano_id.into(),
-        problem: e.to_string(),
+        problem: one_line(e),
     })?;
     if w < 2 || h < 2 {
         return Err(NavError::Panorama {
@@ -82,9 +91,10 @@ pub fn load_panorama(dir: &Path, pano_id: &str) -> Result<Panorama, NavError> {
     let rotation = read_rotation(dir, pano_id)?;
     let (path, _) = panorama_paths(dir, pano_id);
     let image = image::open(&path)
-        .map_err(|source| NavError::Image {
+        .map_err(|e| NavError::Panorama {
             path: path.clone(),
-            source,
+            pano_id: pano_id.into(),
+            problem: one_line(e),
         })?
         .into_rgb8();
     if image.width() < 2 || image.height() < 2 {

@@ -6,6 +6,7 @@
 //! The writer emits protocol 4, as Python's default `pickle.dump` does.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// The mapping in its file order: `((lat, lng), pano_id)`.
 pub type Mapping = Vec<((f64, f64), String)>;
@@ -18,13 +19,17 @@ pub struct PickleError {
     pub problem: String,
 }
 
+/// A value on the machine's stack. Strings and tuples are shared, so memo lookups copy no data;
+/// tuples hold only scalars and dicts no dicts, so values stay at most three levels deep (a
+/// corrupt file can neither nest values until dropping them overflows the stack nor grow them
+/// exponentially through the memo).
 #[derive(Clone, Debug)]
 enum Value {
     Mark,
     Int(i64),
     Float(f64),
-    Str(String),
-    Tuple(Vec<Value>),
+    Str(Rc<str>),
+    Tuple(Rc<[Value]>),
     Dict(Vec<(Value, Value)>),
 }
 
@@ -145,12 +150,24 @@ impl Machine<'_> {
         let bytes = self.take(len)?;
         match std::str::from_utf8(bytes) {
             Ok(s) => {
-                let s = s.to_string();
+                let s = Rc::from(s);
                 self.stack.push(Value::Str(s));
                 Ok(())
             }
             Err(_) => self.fail("string is not valid UTF-8"),
         }
+    }
+
+    /// Pushes a tuple of scalars.
+    fn tuple(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
+        if items
+            .iter()
+            .any(|v| matches!(v, Value::Tuple(_) | Value::Dict(_)))
+        {
+            return self.fail("a tuple or dict inside a tuple is not supported");
+        }
+        self.stack.push(Value::Tuple(Rc::from(items)));
+        Ok(())
     }
 
     fn put(&mut self, index: u64) -> Result<(), PickleError> {
@@ -179,6 +196,9 @@ impl Machine<'_> {
     fn set_items(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
         if !items.len().is_multiple_of(2) {
             return self.fail("odd number of items for a dict");
+        }
+        if items.iter().any(|v| matches!(v, Value::Dict(_))) {
+            return self.fail("a dict inside a dict is not supported");
         }
         let Some(Value::Dict(entries)) = self.stack.last_mut() else {
             return self.fail("SETITEM(S) without a dict below");
@@ -220,16 +240,16 @@ impl Machine<'_> {
                     self.stack.push(Value::Dict(Vec::new()));
                     self.set_items(items)?;
                 }
-                EMPTY_TUPLE => self.stack.push(Value::Tuple(Vec::new())),
+                EMPTY_TUPLE => self.stack.push(Value::Tuple(Rc::from([]))),
                 TUPLE => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items));
+                    self.tuple(items)?;
                 }
                 TUPLE1 | TUPLE2 | TUPLE3 => {
                     let n = (op - TUPLE1 + 1) as usize;
                     let mut items = (0..n).map(|_| self.pop()).collect::<Result<Vec<_>, _>>()?;
                     items.reverse();
-                    self.stack.push(Value::Tuple(items));
+                    self.tuple(items)?;
                 }
                 BINFLOAT => {
                     let v = f64::from_be_bytes(self.take_array()?);
@@ -341,6 +361,7 @@ pub fn read_mapping(bytes: &[u8]) -> Result<Mapping, PickleError> {
         let Value::Str(pano) = v else {
             return Err(bad("value is not a str pano id"));
         };
+        let pano = pano.to_string();
         // Python compares float keys by value, so -0.0 and 0.0 are one key.
         let bits = ((key.0 + 0.0).to_bits(), (key.1 + 0.0).to_bits());
         match seen.get(&bits) {
@@ -436,6 +457,40 @@ mod tests {
                 .unwrap_err()
                 .problem
                 .contains("value is not a str")
+        );
+    }
+
+    #[test]
+    fn deep_nesting_and_memo_bombs_stay_cheap() {
+        // A hundred thousand nested one-tuples: refused at the second level, not dropped
+        // recursively at the end.
+        let mut deep = vec![PROTO, 4, BININT1, 1];
+        deep.extend(std::iter::repeat_n(TUPLE1, 100_000));
+        deep.push(STOP);
+        let err = read_mapping(&deep).unwrap_err();
+        assert!(err.problem.contains("inside a tuple"), "{err:?}");
+        // Dicts set into dicts.
+        let mut dicts = vec![PROTO, 4];
+        for _ in 0..10_000 {
+            dicts.extend([EMPTY_DICT, BININT1, 1]);
+        }
+        dicts.extend([EMPTY_DICT, SETITEM]);
+        let err = read_mapping(&dicts).unwrap_err();
+        assert!(err.problem.contains("dict inside a dict"), "{err:?}");
+        // A 60 kB string memoised, then fetched 199 999 times: shared, not copied (copies
+        // would take 12 GB).
+        let mut bomb = vec![PROTO, 4, MARK, BINUNICODE];
+        bomb.extend(60_000u32.to_le_bytes());
+        bomb.extend(std::iter::repeat_n(b'x', 60_000));
+        bomb.push(MEMOIZE);
+        for _ in 0..199_999 {
+            bomb.extend([BINGET, 0]);
+        }
+        bomb.extend([DICT, STOP]);
+        let err = read_mapping(&bomb).unwrap_err();
+        assert!(
+            err.problem.contains("key is not a (lat, lng) tuple"),
+            "{err:?}"
         );
     }
 
