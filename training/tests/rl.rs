@@ -406,8 +406,6 @@ fn ppo_raises_the_mean_reward() {
 }
 
 /// The PPO options the options run switches on together (each departs from the reference).
-/// `truncation = "terminal"` rides along but changes nothing there: only GAE reads it, and the
-/// run's advantages are the group ones.
 const OPTIONS: [&str; 5] = [
     "advantage = \"group\"\ngroup_size = 4\n",
     "ratio = \"token\"\n",
@@ -415,7 +413,6 @@ const OPTIONS: [&str; 5] = [
     "entropy_coef = 0.01\n",
     "whiten_advantages = \"off\"\n",
 ];
-const TRUNCATION: &str = "truncation = \"terminal\"\n";
 
 #[test]
 fn resumed_run_matches_uninterrupted_run_and_options_run() {
@@ -465,8 +462,8 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
     assert_ne!(weights(&resumed.final_dir), weights(policy));
 
     // Every option switched on at once: GRPO-style groups, per-token ratios, KL to the
-    // starting policy, entropy bonus, terminal truncation, no whitening.
-    let options = format!("{}{}{TRUNCATION}", ppo(1), OPTIONS.concat());
+    // starting policy, entropy bonus, no whitening.
+    let options = format!("{}{}", ppo(1), OPTIONS.concat());
     let s = run_rl::<A>(
         &rl_config(&dir, policy, "options", &options),
         false,
@@ -487,7 +484,7 @@ fn resumed_run_matches_uninterrupted_run_and_options_run() {
                 &dir,
                 policy,
                 &format!("without-{k}"),
-                &format!("{}{others}{TRUNCATION}", ppo(1)),
+                &format!("{}{others}", ppo(1)),
             ),
             false,
             &device,

@@ -477,6 +477,11 @@ impl RunConfig for RlConfig {
                  large), or set `ppo.whiten_advantages` = \"buffer\""
             ));
         }
+        if p.advantage == AdvantageKind::Group && p.truncation != Truncation::Reference {
+            return Err("`ppo.truncation` applies to `ppo.advantage = \"gae\"` only (group \
+                        advantages are Monte-Carlo returns of whole episodes)"
+                .into());
+        }
         if p.advantage == AdvantageKind::Group && r.num_envs % p.group_size != 0 {
             return Err("`ppo.group_size` must divide `rollout.num_envs`".into());
         }
@@ -584,6 +589,11 @@ mod tests {
         assert!(e.contains("grad_accum"), "{e}");
         let e = parse(&format!("{BASE}[ppo]\ntruncation = \"magic\"\n")).unwrap_err();
         assert!(e.contains("magic"), "{e}");
+        let e = parse(&format!(
+            "{BASE}[ppo]\nadvantage = \"group\"\ngroup_size = 4\ntruncation = \"terminal\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("ppo.truncation"), "{e}");
         let e = parse(&format!("{BASE}[rollout]\ntemperature = 0.0\n")).unwrap_err();
         assert!(e.contains("rollout.temperature"), "{e}");
         parse(&format!("{BASE}[gp]\nvision = true\n")).expect("GP-VL trains a VLM policy");
