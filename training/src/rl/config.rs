@@ -478,9 +478,11 @@ impl RunConfig for RlConfig {
             ));
         }
         if p.advantage == AdvantageKind::Group && p.truncation != Truncation::Reference {
-            return Err("`ppo.truncation` applies to `ppo.advantage = \"gae\"` only (group \
+            return Err(
+                "`ppo.truncation` applies to `ppo.advantage = \"gae\"` only (group \
                         advantages are Monte-Carlo returns of whole episodes)"
-                .into());
+                    .into(),
+            );
         }
         if p.advantage == AdvantageKind::Group && r.num_envs % p.group_size != 0 {
             return Err("`ppo.group_size` must divide `rollout.num_envs`".into());
