@@ -15,7 +15,7 @@ use crate::error::TrainError;
 /// default written out in one and left implicit in the other is no difference.
 pub fn check_resume<C: RunConfig>(path: &Path, saved: &str, new: &C) -> Result<(), TrainError> {
     let old = C::from_toml(saved, path)?;
-    let (old_value, new_value) = (resolved(&old), resolved(new));
+    let (old_value, new_value) = (resolved(&old, path)?, resolved(new, path)?);
     let fields = old
         .checkpoint_fields()
         .into_iter()
@@ -37,8 +37,12 @@ pub fn check_resume<C: RunConfig>(path: &Path, saved: &str, new: &C) -> Result<(
     Ok(())
 }
 
-fn resolved(config: &impl RunConfig) -> Value {
-    Value::try_from(config).expect("a config serialises to TOML")
+/// A config as a TOML value, every default filled in.
+fn resolved(config: &impl RunConfig, path: &Path) -> Result<Value, TrainError> {
+    Value::try_from(config).map_err(|e| TrainError::Config {
+        path: path.to_path_buf(),
+        message: format!("the config cannot be compared for `--resume`: {e}"),
+    })
 }
 
 /// The value at a dotted `field` path (`model`, `data.path`), if present.
