@@ -352,3 +352,149 @@ fn minibatch_loss<A: AutodiffBackend>(
         ratios: (ratio.count, ratio.clipped, ratio.kl_sum),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rl::gae::mean;
+    use crate::rl::logprob::ActionWeights;
+
+    /// A sample of environment `env` with the fields the advantages read.
+    fn sample(env: usize, episode: u64, reward: f64, value: f32, terminated: bool) -> Sample {
+        Sample {
+            env,
+            episode,
+            depth: 0,
+            prompt: vec![],
+            response: vec![],
+            text: String::new(),
+            token_logprobs: vec![],
+            weights: ActionWeights {
+                weights: vec![],
+                constant: None,
+            },
+            logprob: 0.0,
+            value,
+            reward,
+            kl: 0.0,
+            terminated,
+            truncated: false,
+            parsable: true,
+            image: None,
+        }
+    }
+
+    /// A step-major buffer of `envs` environments over `steps` steps whose rewards and values
+    /// differ per environment; episodes end at the last step.
+    fn buffer(envs: usize, steps: usize) -> Vec<Sample> {
+        (0..steps)
+            .flat_map(|t| {
+                (0..envs).map(move |e| {
+                    let reward = (e * 10 + t) as f64;
+                    sample(e, 0, reward, 0.5 * e as f32, t + 1 == steps)
+                })
+            })
+            .collect()
+    }
+
+    fn unwhitened(advantage: AdvantageKind) -> PpoConfig {
+        PpoConfig {
+            advantage,
+            group_size: 2,
+            whiten_advantages: Whitening::Off,
+            ..PpoConfig::default()
+        }
+    }
+
+    #[test]
+    fn each_environment_gets_the_returns_of_its_own_column() {
+        let (envs, steps) = (3, 4);
+        let samples = buffer(envs, steps);
+        let next_values = [1.0, 2.0, 3.0];
+        let cfg = unwhitened(AdvantageKind::Gae);
+        let (adv, returns) = advantages(&samples, &next_values, &cfg);
+        for e in 0..envs {
+            let rewards: Vec<f64> = (0..steps).map(|t| (e * 10 + t) as f64).collect();
+            let values = vec![0.5 * e as f64; steps];
+            let terminated: Vec<bool> = (0..steps).map(|t| t + 1 == steps).collect();
+            let trajectory = Trajectory {
+                rewards: &rewards,
+                values: &values,
+                terminated: &terminated,
+                truncated: &[false; 4],
+                next_value: next_values[e],
+            };
+            let want = gae_returns(&trajectory, cfg.gamma, cfg.lam, cfg.truncation);
+            for t in 0..steps {
+                let i = t * envs + e;
+                assert_eq!(returns[i], want[t], "return of env {e} at step {t}");
+                assert_eq!(
+                    adv[i],
+                    want[t] - values[t],
+                    "advantage of env {e} at step {t}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn group_advantages_compare_environments_of_one_group_and_episode() {
+        // Four environments in groups of two, one step each: returns are the rewards.
+        let samples: Vec<Sample> = [1.0, 3.0, 10.0, 30.0]
+            .iter()
+            .enumerate()
+            .map(|(e, &r)| sample(e, 0, r, 0.0, true))
+            .collect();
+        let (adv, _) = advantages(&samples, &[0.0; 4], &unwhitened(AdvantageKind::Group));
+        // Group {0, 1} has mean 2, group {2, 3} mean 20; std-normalised or not, the signs and
+        // the symmetry within each group hold, and the groups do not mix.
+        assert!(adv[0] < 0.0 && adv[1] > 0.0, "{adv:?}");
+        assert!(adv[2] < 0.0 && adv[3] > 0.0, "{adv:?}");
+        assert!((adv[0] + adv[1]).abs() < 1e-12 && (adv[2] + adv[3]).abs() < 1e-12);
+        // Another episode of the same environments is another group.
+        let mut later = samples.clone();
+        later[1].episode = 1;
+        let (adv, _) = advantages(&later, &[0.0; 4], &unwhitened(AdvantageKind::Group));
+        assert_eq!((adv[0], adv[1]), (0.0, 0.0), "alone in its group: {adv:?}");
+    }
+
+    #[test]
+    fn groups_are_whitened_environment_by_environment() {
+        // Two environments, four steps, groups of four samples: each group is one environment.
+        let mut adv: Vec<f64> = (0..8)
+            .map(|i| {
+                if i % 2 == 0 {
+                    i as f64
+                } else {
+                    100.0 * i as f64
+                }
+            })
+            .collect();
+        whiten_groups(&mut adv, 2, 4);
+        for e in 0..2 {
+            let column: Vec<f64> = (0..4).map(|t| adv[t * 2 + e]).collect();
+            assert!(mean(&column).abs() < 1e-9, "env {e} is centred: {column:?}");
+            assert!(
+                column.windows(2).all(|w| w[0] < w[1]),
+                "order kept: {column:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_epoch_visits_each_sample_once() {
+        let cfg = PpoConfig {
+            num_ppo_epochs: 3,
+            mini_batch_size: 4,
+            ..PpoConfig::default()
+        };
+        let order = minibatch_order(10, &cfg, 7);
+        assert_eq!(order.len(), 3 * 3, "three minibatches of ≤ 4 per epoch");
+        for epoch in order.chunks(3) {
+            let mut seen: Vec<usize> = epoch.concat();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        }
+        assert_ne!(order[0], order[3], "each epoch draws its own permutation");
+    }
+}
