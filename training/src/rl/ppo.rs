@@ -413,7 +413,7 @@ mod tests {
         let next_values = [1.0, 2.0, 3.0];
         let cfg = unwhitened(AdvantageKind::Gae);
         let (adv, returns) = advantages(&samples, &next_values, &cfg);
-        for e in 0..envs {
+        for (e, &next_value) in next_values.iter().enumerate() {
             let rewards: Vec<f64> = (0..steps).map(|t| (e * 10 + t) as f64).collect();
             let values = vec![0.5 * e as f64; steps];
             let terminated: Vec<bool> = (0..steps).map(|t| t + 1 == steps).collect();
@@ -422,7 +422,7 @@ mod tests {
                 values: &values,
                 terminated: &terminated,
                 truncated: &[false; 4],
-                next_value: next_values[e],
+                next_value,
             };
             let want = gae_returns(&trajectory, cfg.gamma, cfg.lam, cfg.truncation);
             for t in 0..steps {
