@@ -5,11 +5,14 @@ use std::path::Path;
 
 use super::{Case, Expect, args, s};
 
-/// A case running `sftvsrl` with `argv` (`{dir}` stands for the case's folder); the error must
+/// A case running `sftvsrl` with the words of `command` (`{dir}` stands for the case's folder); the error must
 /// contain `names`.
-fn flags(argv: &'static [&'static str], names: &'static str) -> Case {
-    Case::new(argv.join(" "), Expect::Fails, move |dir: &Path| {
-        let argv: Vec<String> = argv.iter().map(|a| a.replace("{dir}", &s(dir))).collect();
+fn flags(command: &'static str, names: &'static str) -> Case {
+    Case::new(command.to_string(), Expect::Fails, move |dir: &Path| {
+        let argv: Vec<String> = command
+            .split_whitespace()
+            .map(|a| a.replace("{dir}", &s(dir)))
+            .collect();
         (argv, names.replace("{dir}", &s(dir)))
     })
 }
@@ -38,191 +41,63 @@ fn jsonl(cmd: &'static [&'static str], line: &'static str) -> Case {
 pub fn cases(model: &Path) -> Vec<Case> {
     let mut cases = vec![
         flags(
-            &[
-                "gp",
-                "render",
-                "--cards",
-                "SA,HT,DQ,C7",
-                "--out",
-                "{dir}/x.png",
-                "--image-size",
-                "4294967295",
-            ],
+            "gp render --cards SA,HT,DQ,C7 --out {dir}/x.png --image-size 4294967295",
             "image",
         ),
         flags(
-            &[
-                "gp",
-                "render",
-                "--cards",
-                "SA,HT,DQ,C7",
-                "--out",
-                "{dir}/x.png",
-                "--image-size",
-                "0",
-            ],
+            "gp render --cards SA,HT,DQ,C7 --out {dir}/x.png --image-size 0",
             "image",
         ),
         flags(
-            &[
-                "gp",
-                "render",
-                "--cards",
-                "SA,HT,DQ,C7,C8,C9,C10",
-                "--out",
-                "{dir}/x.png",
-            ],
+            "gp render --cards SA,HT,DQ,C7,C8,C9,C10 --out {dir}/x.png",
             "cards",
         ),
         flags(
-            &[
-                "gp",
-                "render",
-                "--cards",
-                "SA,HT,DQ,C7",
-                "--out",
-                "/nonexistent/dir/x.png",
-            ],
+            "gp render --cards SA,HT,DQ,C7 --out /nonexistent/dir/x.png",
             "/nonexistent/dir/x.png",
         ),
-        flags(&["gp", "sample", "--seed", "-1"], "--seed"),
+        flags("gp sample --seed -1", "--seed"),
+        flags("gp sample --seed 18446744073709551616", "--seed"),
+        flags("gp verify --cards A,3 --response x", "cards"),
+        flags("gp verify --cards ZZ,1,2,3 --response x", "ZZ"),
         flags(
-            &["gp", "sample", "--seed", "18446744073709551616"],
-            "--seed",
-        ),
-        flags(
-            &["gp", "verify", "--cards", "A,3", "--response", "x"],
-            "cards",
-        ),
-        flags(
-            &["gp", "verify", "--cards", "ZZ,1,2,3", "--response", "x"],
-            "ZZ",
-        ),
-        flags(
-            &[
-                "nav",
-                "world",
-                "--city",
-                "nyc",
-                "--routes",
-                "1",
-                "--pano-width",
-                "4294967295",
-                "--out",
-                "{dir}/w",
-            ],
+            "nav world --city nyc --routes 1 --pano-width 4294967295 --out {dir}/w",
             "pano",
         ),
         flags(
-            &[
-                "nav",
-                "world",
-                "--city",
-                "nyc",
-                "--routes",
-                "1",
-                "--pano-width",
-                "0",
-                "--out",
-                "{dir}/w",
-            ],
+            "nav world --city nyc --routes 1 --pano-width 0 --out {dir}/w",
             "pano",
         ),
         flags(
-            &[
-                "nav",
-                "world",
-                "--city",
-                "nyc",
-                "--routes",
-                "1",
-                "--grid-heading",
-                "NaN",
-                "--out",
-                "{dir}/w",
-            ],
+            "nav world --city nyc --routes 1 --grid-heading NaN --out {dir}/w",
             "heading",
         ),
         flags(
-            &[
-                "nav",
-                "world",
-                "--city",
-                "nyc",
-                "--routes",
-                "1",
-                "--grid-heading",
-                "inf",
-                "--out",
-                "{dir}/w",
-            ],
+            "nav world --city nyc --routes 1 --grid-heading inf --out {dir}/w",
             "heading",
         ),
+        flags("nav world --city atlantis --out {dir}/w", "atlantis"),
+        flags("nav sample --routes {dir}/none", "{dir}/none"),
         flags(
-            &["nav", "world", "--city", "atlantis", "--out", "{dir}/w"],
-            "atlantis",
-        ),
-        flags(&["nav", "sample", "--routes", "{dir}/none"], "{dir}/none"),
-        flags(
-            &[
-                "nav",
-                "render",
-                "--routes",
-                "{dir}/none",
-                "--out",
-                "{dir}/x.png",
-                "--resolution",
-                "4294967295",
-            ],
+            "nav render --routes {dir}/none --out {dir}/x.png --resolution 4294967295",
             "--resolution",
         ),
         flags(
-            &[
-                "nav",
-                "render",
-                "--routes",
-                "{dir}/none",
-                "--out",
-                "{dir}/x.png",
-                "--resolution",
-                "0",
-            ],
+            "nav render --routes {dir}/none --out {dir}/x.png --resolution 0",
             "--resolution",
         ),
         flags(
-            &[
-                "data",
-                "sft",
-                "--env",
-                "gp-vl",
-                "--n",
-                "1",
-                "--image-size",
-                "4294967295",
-                "--out",
-                "{dir}/d",
-            ],
+            "data sft --env gp-vl --n 1 --image-size 4294967295 --out {dir}/d",
             "image",
         ),
-        flags(
-            &[
-                "data", "sft", "--env", "nowhere", "--n", "1", "--out", "{dir}/d",
-            ],
-            "nowhere",
-        ),
-        flags(&["eval", "--checkpoint", "{dir}/none"], "{dir}/none"),
-        flags(&["sft", "{dir}/none.toml"], "{dir}/none.toml"),
-        flags(&["rl", "{dir}/none.toml"], "{dir}/none.toml"),
-        flags(&["study", "{dir}/none.toml"], "{dir}/none.toml"),
-        flags(
-            &["generate", "--model", "{dir}/none", "--prompt", "x"],
-            "{dir}/none",
-        ),
-        flags(
-            &["import", "--model", "{dir}/none", "--out", "{dir}/o"],
-            "{dir}/none",
-        ),
-        flags(&["bench", "gp", "--episodes", "-5"], "--episodes"),
+        flags("data sft --env nowhere --n 1 --out {dir}/d", "nowhere"),
+        flags("eval --checkpoint {dir}/none", "{dir}/none"),
+        flags("sft {dir}/none.toml", "{dir}/none.toml"),
+        flags("rl {dir}/none.toml", "{dir}/none.toml"),
+        flags("study {dir}/none.toml", "{dir}/none.toml"),
+        flags("generate --model {dir}/none --prompt x", "{dir}/none"),
+        flags("import --model {dir}/none --out {dir}/o", "{dir}/none"),
+        flags("bench gp --episodes -5", "--episodes"),
         jsonl(
             &["gp", "verify"],
             "{\"cards\": 5, \"rule\": \"id\", \"vl\": false, \"response\": \"x\"}",

@@ -7,7 +7,7 @@ use std::path::Path;
 use sftvsrl_model::gguf::GgufValue;
 
 use super::corrupt::{cut_points, flip_points, flipped, patched};
-use super::{Case, Expect, args, fixtures, s};
+use super::{Case, Expect, fixtures, import_args};
 
 const HUGE: u64 = 1 << 60;
 
@@ -21,11 +21,7 @@ fn import(label: String, expect: Expect, bytes: Vec<u8>) -> Case {
     Case::new(label, expect, move |dir: &Path| {
         let path = dir.join("tiny.gguf");
         std::fs::write(&path, &bytes).unwrap();
-        let out = dir.join("out");
-        (
-            args(&["import", "--model", &s(&path), "--out", &s(&out)]),
-            s(&path),
-        )
+        import_args(&path, dir)
     })
 }
 
@@ -33,13 +29,7 @@ fn import(label: String, expect: Expect, bytes: Vec<u8>) -> Case {
 pub fn pristine(dir: &Path) -> Vec<String> {
     let path = dir.join("tiny.gguf");
     std::fs::write(&path, fixtures::gguf().bytes).unwrap();
-    args(&[
-        "import",
-        "--model",
-        &s(&path),
-        "--out",
-        &s(&dir.join("out")),
-    ])
+    import_args(&path, dir).0
 }
 
 /// A value of a type that metadata entry `v` must not hold.
@@ -335,16 +325,7 @@ pub fn cases() -> Vec<Case> {
     }
     cases.push(Case::new("a missing file", Expect::Fails, |dir: &Path| {
         let path = dir.join("missing.gguf");
-        (
-            args(&[
-                "import",
-                "--model",
-                &s(&path),
-                "--out",
-                &s(&dir.join("out")),
-            ]),
-            s(&path),
-        )
+        import_args(&path, dir)
     }));
     cases
 }

@@ -12,7 +12,7 @@ use super::corrupt::{
     copy_dir, cut_points, flip_points, flipped, path_name, paths, removed, replaced, steps,
     value_at, wrong_type,
 };
-use super::{Case, Expect, args, s};
+use super::{Case, Expect, import_args};
 
 /// What a case does to its copy of the checkpoint folder.
 type Edit = Arc<dyn Fn(&Path) + Send + Sync>;
@@ -24,11 +24,7 @@ fn import(pristine: &Path, label: String, expect: Expect, edit: Edit) -> Case {
         let model = dir.join("model");
         copy_dir(&pristine, &model);
         edit(&model);
-        let out = dir.join("out");
-        (
-            args(&["import", "--model", &s(&model), "--out", &s(&out)]),
-            s(&model),
-        )
+        import_args(&model, dir)
     })
 }
 
@@ -77,16 +73,8 @@ const CONFIG_FIELDS: [&str; 17] = [
     "hidden_act",
 ];
 
-/// The shape fields of `config.json`.
-const SIZES: [&str; 7] = [
-    "vocab_size",
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "head_dim",
-];
+/// The shape fields of `config.json`: `vocab_size` to `head_dim` of [`CONFIG_FIELDS`].
+const SIZES: &[&str] = CONFIG_FIELDS.split_at(8).0.split_at(1).1;
 
 /// Cases for the weights, `config.json`, the generation and tokenizer configs, the index and
 /// missing files of the checkpoint folder `pristine`.
@@ -232,7 +220,7 @@ pub fn cases(pristine: &Path) -> Vec<Case> {
             write_json("config.json", &removed(&config, &path)),
         );
     }
-    for field in SIZES {
+    for &field in SIZES {
         for bad in [
             json!(1u64 << 60),
             json!(u64::MAX),
@@ -431,16 +419,7 @@ pub fn cases(pristine: &Path) -> Vec<Case> {
         Expect::Fails,
         |dir: &Path| {
             let model = dir.join("no-such-model");
-            (
-                args(&[
-                    "import",
-                    "--model",
-                    &s(&model),
-                    "--out",
-                    &s(&dir.join("out")),
-                ]),
-                s(&model),
-            )
+            import_args(&model, dir)
         },
     ));
     cases

@@ -214,6 +214,16 @@ pub fn args(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+/// `sftvsrl import` of `model` into the case folder `dir`, with the error expected to name
+/// `model`.
+pub fn import_args(model: &Path, dir: &Path) -> (Vec<String>, String) {
+    let out = dir.join("out");
+    (
+        args(&["import", "--model", &s(model), "--out", &s(&out)]),
+        s(model),
+    )
+}
+
 /// `path` as a string.
 pub fn s(path: &Path) -> String {
     path.to_str().expect("UTF-8 temporary paths").to_string()
