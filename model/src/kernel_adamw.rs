@@ -72,7 +72,8 @@ impl FusedAdamW {
                     .iter()
                     .all(|t| t.shape() == shape && t.dtype() == DType::F32)
         });
-        let fits = tensor.dtype() == DType::F32 && grad.shape() == shape && moments_fit;
+        let f32s = tensor.dtype() == DType::F32 && grad.dtype() == DType::F32;
+        let fits = f32s && grad.shape() == shape && moments_fit;
         fits.then(|| AdamwStep {
             lr,
             beta_1: self.beta_1,
