@@ -1,6 +1,6 @@
 //! The hostile-input suite of issue #17: for every file format the binary reads (GGUF files,
 //! safetensors checkpoint folders, tokenizer files, SFT JSONL, TOML settings, V-IRL route folders
-//! and their pickle, street-view images) and for its flags, generated corruptions run against the
+//! and their pickle, street-view images, a run's resume state) and for its flags, generated corruptions run against the
 //! real `sftvsrl` binary. Each must end in a one-line error naming the input and a non-zero exit;
 //! never a panic, an abort or a hang. Each test prints how many cases it ran.
 
@@ -107,6 +107,17 @@ fn hostile_sft_data() {
         "sft jsonl",
         Some((hostile::jsonl::pristine(&dir), &dir)),
         hostile::jsonl::cases(),
+    );
+}
+
+#[test]
+fn hostile_resume_state() {
+    let dir = scratch("resume-pristine");
+    let resume = hostile::resume::pristine(&dir);
+    suite(
+        "resume state",
+        Some((resume, &dir)),
+        hostile::resume::cases(&dir),
     );
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use sftvsrl_training::TrainError;
+use sftvsrl_training::{TrainError, durable};
 
 use crate::error::EvalError;
 use crate::evaluate::{CallRate, EvalReport};
@@ -77,7 +77,6 @@ pub fn write_report(
         "about": about, "results": report.results, "transcripts": report.transcripts,
     }))
     .map_err(|e| EvalError::Invalid(format!("serialising the results: {e}")))?;
-    std::fs::write(&json_path, text).map_err(|e| TrainError::io(&json_path, e))?;
 
     let mut md = format!("# Evaluation\n\n{}\n## Transcripts\n", table(report));
     for (variant, record) in &report.transcripts {
@@ -105,6 +104,8 @@ pub fn write_report(
             );
         }
     }
-    let md_path = dir.join("eval.md");
-    std::fs::write(&md_path, md).map_err(|e| TrainError::io(&md_path, e).into())
+    // `eval.json` last: a resumed study takes its presence for a finished evaluation.
+    durable::write_file(&dir.join("eval.md"), md)?;
+    durable::write_file(&json_path, text)?;
+    Ok(())
 }

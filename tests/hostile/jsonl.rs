@@ -23,15 +23,16 @@ fn line() -> Value {
     ]})
 }
 
-/// Writes the run's config (reading `data.jsonl` beside it) and returns its path.
-fn config(dir: &Path) -> std::path::PathBuf {
+/// Writes the run's config into `dir` and returns its path; the run reads `data` and writes
+/// below `dir/runs`.
+pub fn config(dir: &Path, data: &Path) -> std::path::PathBuf {
     let text = format!(
         "name = \"tiny\"\nruns_dir = \"{}\"\n[data]\npath = \"{}\"\nvalid_fraction = 0.25\nmax_len = 64\n\
          [model]\ninit = \"scratch\"\nhidden_size = 16\nintermediate_size = 32\nnum_hidden_layers = 1\n\
          num_attention_heads = 2\nnum_key_value_heads = 1\n\
          [train]\nepochs = 1\nmicro_batch = 2\nlr = 1e-3\ncheckpoint_every = 1\nanswer_match = 0\nmax_steps = 1\n",
         s(&dir.join("runs")),
-        s(&dir.join("data.jsonl"))
+        s(data)
     );
     let path = dir.join("sft.toml");
     std::fs::write(&path, text).unwrap();
@@ -63,7 +64,10 @@ fn case(
         data.push(b'\n');
         let data_path = dir.join("data.jsonl");
         std::fs::write(&data_path, data).unwrap();
-        (args(&["sft", &s(&config(dir)), "--plain"]), s(&data_path))
+        (
+            args(&["sft", &s(&config(dir, &dir.join("data.jsonl"))), "--plain"]),
+            s(&data_path),
+        )
     })
 }
 
@@ -71,7 +75,7 @@ fn case(
 pub fn pristine(dir: &Path) -> Vec<String> {
     let data: String = (0..8).map(|_| line().to_string() + "\n").collect();
     std::fs::write(dir.join("data.jsonl"), data).unwrap();
-    args(&["sft", &s(&config(dir)), "--plain"])
+    args(&["sft", &s(&config(dir, &dir.join("data.jsonl"))), "--plain"])
 }
 
 pub fn cases() -> Vec<Case> {
@@ -185,7 +189,7 @@ pub fn cases() -> Vec<Case> {
         |dir: &Path| {
             std::fs::write(dir.join("data.jsonl"), b"").unwrap();
             (
-                args(&["sft", &s(&config(dir)), "--plain"]),
+                args(&["sft", &s(&config(dir, &dir.join("data.jsonl"))), "--plain"]),
                 s(&dir.join("data.jsonl")),
             )
         },
@@ -195,7 +199,7 @@ pub fn cases() -> Vec<Case> {
         Expect::Fails,
         |dir: &Path| {
             (
-                args(&["sft", &s(&config(dir)), "--plain"]),
+                args(&["sft", &s(&config(dir, &dir.join("data.jsonl"))), "--plain"]),
                 s(&dir.join("data.jsonl")),
             )
         },

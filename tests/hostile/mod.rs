@@ -10,6 +10,7 @@ pub mod gguf;
 pub mod hf;
 pub mod jsonl;
 pub mod nav;
+pub mod resume;
 pub mod toml_cases;
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,9 @@
 //! Checkpoints: `checkpoints/step-NNNNNN/` holding the model and optimizer records (Burn's named
-//! MessagePack, full precision) and `state.json` (progress and compute; for RL also the
-//! environments' state). Each is written under a `.tmp` name and renamed, so a crash never
-//! leaves a half-written checkpoint behind.
+//! MessagePack, full precision), `state.json` (progress and compute; for RL also the
+//! environments' state) and `manifest.json` (each file's size and CRC-32). A checkpoint is
+//! written under a `.tmp` name, flushed to disk and renamed ([`crate::durable`]), so a crash
+//! never leaves a half-written checkpoint behind; the manifest is checked on load, so a file
+//! damaged later is refused by name instead of loaded.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sftvsrl_model::{Backbone, ImageProcessor, Tokenizer, save_backbone};
 
 use crate::config::RunConfig;
+use crate::durable;
 use crate::error::TrainError;
 use crate::resume_check::check_resume;
 
@@ -73,11 +76,7 @@ where
     S: Serialize,
 {
     let dir = checkpoint_dir(run_dir, step);
-    let tmp = dir.with_extension("tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
+    let tmp = durable::fresh_tmp_dir(&dir)?;
     let rec = Rec::new();
     Recorder::<B>::record(&rec, model.clone().into_record(), tmp.join("model"))
         .map_err(|e| err(&tmp, e))?;
@@ -85,11 +84,93 @@ where
         .map_err(|e| err(&tmp, e))?;
     let state = serde_json::to_string_pretty(state).expect("the state serialises");
     std::fs::write(tmp.join("state.json"), state).map_err(|e| TrainError::io(&tmp, e))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-    }
-    std::fs::rename(&tmp, &dir).map_err(|e| TrainError::io(&dir, e))?;
+    write_manifest(&tmp)?;
+    durable::commit_dir(&tmp, &dir)?;
     Ok(dir)
+}
+
+/// The files of a checkpoint, each listed in its manifest.
+const FILES: [&str; 3] = ["model.mpk", "optimizer.mpk", "state.json"];
+const MANIFEST: &str = "manifest.json";
+
+/// A checkpoint file's size and CRC-32 as the manifest lists them.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSum {
+    bytes: u64,
+    crc32: u32,
+}
+
+fn file_sum(path: &Path) -> Result<FileSum, TrainError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| TrainError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(FileSum {
+        bytes,
+        crc32: hasher.finalize(),
+    })
+}
+
+/// Writes the manifest of the checkpoint folder `dir` from the files it holds now (the last
+/// file of a checkpoint to be written).
+pub fn write_manifest(dir: &Path) -> Result<(), TrainError> {
+    let sums = FILES
+        .iter()
+        .map(|name| Ok((name.to_string(), file_sum(&dir.join(name))?)))
+        .collect::<Result<std::collections::BTreeMap<_, _>, TrainError>>()?;
+    let text = serde_json::to_string_pretty(&sums).expect("the manifest serialises");
+    let path = dir.join(MANIFEST);
+    std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))
+}
+
+/// Checks every file of the checkpoint `dir` against its manifest. Checkpoints written before
+/// manifests existed (no `manifest.json`) are loaded unchecked, as before.
+pub fn verify(dir: &Path) -> Result<(), TrainError> {
+    let path = dir.join(MANIFEST);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(TrainError::io(&path, e)),
+    };
+    let sums: std::collections::BTreeMap<String, FileSum> =
+        serde_json::from_str(&text).map_err(|e| err(&path, e))?;
+    if let Some(other) = sums.keys().find(|k| !FILES.contains(&k.as_str())) {
+        return Err(err(
+            &path,
+            format!("lists `{other}`, not a file of a checkpoint"),
+        ));
+    }
+    for name in FILES {
+        let Some(expected) = sums.get(name) else {
+            return Err(err(&path, format!("lists no `{name}`")));
+        };
+        let file = dir.join(name);
+        let found = file_sum(&file)?;
+        if found != *expected {
+            return Err(err(
+                &file,
+                format!(
+                    "damaged: {} bytes with CRC-32 {:08x}, but the checkpoint was written with                      {} bytes and CRC-32 {:08x}; delete {} to resume from the checkpoint before it",
+                    found.bytes,
+                    found.crc32,
+                    expected.bytes,
+                    expected.crc32,
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The Hugging Face export of a checkpoint (written with `export_checkpoints`).
@@ -98,8 +179,8 @@ pub fn exported(checkpoint: &Path) -> PathBuf {
 }
 
 /// Writes `model` (with its image `processor`, for a vision-language model) and its tokenizer
-/// in Hugging Face layout into `dir`, under a `.tmp` name that is renamed when complete (a
-/// crash never leaves a half-written model behind).
+/// in Hugging Face layout into `dir`, under a `.tmp` name that is renamed when complete
+/// ([`durable::commit_dir`]: a crash never leaves a half-written model behind).
 pub fn export_model<B: Backend>(
     model: &Backbone<B>,
     processor: Option<&ImageProcessor>,
@@ -107,15 +188,9 @@ pub fn export_model<B: Backend>(
     stop_tokens: &[u32],
     dir: &Path,
 ) -> Result<PathBuf, TrainError> {
-    let tmp = dir.with_extension("tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    }
+    let tmp = durable::fresh_tmp_dir(dir)?;
     save_backbone(model, processor, Some(tokenizer), stop_tokens, &tmp)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| TrainError::io(dir, e))?;
+    durable::commit_dir(&tmp, dir)?;
     Ok(dir.to_path_buf())
 }
 
@@ -160,19 +235,40 @@ where
     O: Optimizer<M, B>,
     S: DeserializeOwned,
 {
-    let rec = Rec::new();
-    let model_record =
-        Recorder::<B>::load(&rec, dir.join("model.mpk"), device).map_err(|e| err(dir, e))?;
-    let optim_record =
-        Recorder::<B>::load(&rec, dir.join("optimizer.mpk"), device).map_err(|e| err(dir, e))?;
+    verify(dir)?;
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| TrainError::io(&state_path, e))?;
     let state = serde_json::from_str(&text).map_err(|e| err(&state_path, e))?;
-    Ok((
-        model.load_record(model_record),
-        optim.load_record(optim_record),
-        state,
-    ))
+    let rec = Rec::new();
+    let (model, optim) = contained(dir, || -> Result<(M, O), TrainError> {
+        let model_record: M::Record =
+            Recorder::<B>::load(&rec, dir.join("model.mpk"), device).map_err(|e| err(dir, e))?;
+        let optim_record: O::Record = Recorder::<B>::load(&rec, dir.join("optimizer.mpk"), device)
+            .map_err(|e| err(dir, e))?;
+        Ok((
+            model.load_record(model_record),
+            optim.load_record(optim_record),
+        ))
+    })??;
+    Ok((model, optim, state))
+}
+
+/// Runs Burn's record decoding, which asserts on some malformed records (a parameter id that is
+/// not base32, say) instead of returning an error: a panic there becomes an error naming the
+/// checkpoint `dir`, and its message is not printed.
+fn contained<T>(dir: &Path, decode: impl FnOnce() -> T) -> Result<T, TrainError> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode));
+    std::panic::set_hook(hook);
+    out.map_err(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        err(dir, format!("its records cannot be decoded: {why}"))
+    })
 }
 
 /// Creates `run_dir` and writes the resolved config there as `config.toml`; returns the
@@ -196,7 +292,7 @@ pub fn prepare_run_dir(
     let config_path = run_dir.join("config.toml");
     let text = config.to_toml();
     let Some((step, checkpoint)) = existing else {
-        std::fs::write(&config_path, text).map_err(|e| TrainError::io(&config_path, e))?;
+        durable::write_file(&config_path, text)?;
         return Ok(None);
     };
     let saved =
@@ -204,7 +300,7 @@ pub fn prepare_run_dir(
     check_resume(&config_path, &saved, config)?;
     if saved != text {
         let path = run_dir.join(format!("config.resume-step-{step:06}.toml"));
-        std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))?;
+        durable::write_file(&path, text)?;
     }
     Ok(Some(checkpoint))
 }

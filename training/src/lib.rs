@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod display;
+pub mod durable;
 pub mod engine;
 pub mod error;
 pub mod flops;

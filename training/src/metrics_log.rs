@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::durable;
 use crate::error::TrainError;
 
 /// `metrics.jsonl`: one JSON object per line. On resume, lines logged after the checkpoint
@@ -28,7 +29,7 @@ impl MetricsLog {
                 .collect(),
             _ => String::new(),
         };
-        std::fs::write(path, kept).map_err(|e| TrainError::io(path, e))?;
+        durable::write_file(path, kept)?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(path)

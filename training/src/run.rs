@@ -317,7 +317,7 @@ pub fn run_sft<A: AutodiffBackend>(
                 "gp_id": r, "success_rate": r.success_rate(),
             }))
             .expect("JSON serialises");
-            std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))?;
+            crate::durable::write_file(&path, text)?;
             Some(r)
         }
         None => None,

@@ -1,6 +1,6 @@
 //! The RL learner end to end on a tiny model (CPU backend): log-probs recorded while sampling
-//! equal those of the training forward pass, with exact or rounded-up batch widths; PPO raises the mean reward of a briefly
-//! SFT-trained policy on GeneralPoints; an interrupted and resumed run ends with the same
+//! equal those of the training forward pass, with exact or rounded-up batch widths; the
+//! accumulation window of an update; PPO raises the mean reward of a briefly SFT-trained policy on GeneralPoints; an interrupted and resumed run ends with the same
 //! weights as an uninterrupted one; every option runs; a diverging run stops with a clear error.
 
 mod common;
@@ -23,7 +23,7 @@ use sftvsrl_training::engine::gp_envs;
 use sftvsrl_training::rl::buffer::{Sample, ScoreBatch};
 use sftvsrl_training::rl::config::PpoConfig;
 use sftvsrl_training::rl::logprob::{ActionWeights, answer_marker};
-use sftvsrl_training::rl::ppo::{Experience, UpdateSettings, advantages, ppo_update};
+use sftvsrl_training::rl::ppo::{Experience, UpdateSettings, UpdateStats, advantages, ppo_update};
 use sftvsrl_training::rl::rollout::{CollectSettings, collect, gp_parsable, rl_pool};
 use sftvsrl_training::rl::{ActorCritic, RlConfig, ValueHead, run_rl};
 use sftvsrl_training::{PixelCache, RunConfig, SftConfig, TrainError, backbone_policy, run_sft};
@@ -193,15 +193,14 @@ fn check_recorded_logprobs(
 /// accumulation 128), all at the update's learning rate; advantages are whitened per 256
 /// samples, i.e. per environment, as each reference process whitens its own buffer. Short
 /// made-up responses and a tiny model keep its 8192 passes fast.
-#[test]
-fn default_update_takes_eight_steps_of_1024_samples() {
-    let device = Default::default();
-    let (envs, steps) = (8, 256);
+/// A made-up step-major buffer of `envs` environments over `steps` steps: short responses,
+/// each environment at its own reward level, every episode one step long.
+fn made_up_samples(envs: usize, steps: usize) -> Vec<Sample> {
     let weights = ActionWeights {
         weights: vec![0.0, 0.5, 1.0],
         constant: None,
     };
-    let samples: Vec<Sample> = (0..envs * steps)
+    (0..envs * steps)
         .map(|i| {
             let (t, env) = (i / envs, i % envs);
             let token_logprobs = vec![-1.0, -1.2, -0.8];
@@ -226,19 +225,13 @@ fn default_update_takes_eight_steps_of_1024_samples() {
                 image: None,
             }
         })
-        .collect();
-    let cfg = PpoConfig::default();
-    let (adv, returns) = advantages(&samples, &vec![0.0; envs], &cfg);
-    for env in 0..envs {
-        let own: Vec<f64> = (0..steps).map(|t| adv[t * envs + env]).collect();
-        let mean = own.iter().sum::<f64>() / steps as f64;
-        let var = own.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (steps - 1) as f64;
-        assert!(
-            mean.abs() < 1e-9 && (var.sqrt() - 1.0).abs() < 1e-4,
-            "env {env}: {mean} {var}"
-        );
-    }
+        .collect()
+}
 
+/// A tiny actor-critic over an 8-token vocabulary, the same weights for the same device.
+fn tiny_actor_critic(
+    device: &<CpuBackend as burn::tensor::backend::Backend>::Device,
+) -> ActorCritic<A> {
     let shape = LlamaConfig {
         hidden_size: 8,
         intermediate_size: 16,
@@ -248,31 +241,68 @@ fn default_update_takes_eight_steps_of_1024_samples() {
         head_dim: 4,
         ..LlamaConfig::tiny(8)
     };
-    let model = ActorCritic::<A> {
-        policy: Backbone::Text(Llama::init(&shape, 1, &device)),
-        value_head: ValueHead::new(8, &[4], 1, &device),
-    };
+    ActorCritic::<A> {
+        policy: Backbone::Text(Llama::init(&shape, 1, device)),
+        value_head: ValueHead::new(8, &[4], 1, device),
+    }
+}
+
+/// One PPO update of `model` over `samples` with Adam at `lr`.
+fn update(
+    model: ActorCritic<A>,
+    samples: &[Sample],
+    envs: usize,
+    cfg: &PpoConfig,
+    lr: f64,
+) -> (ActorCritic<A>, UpdateStats) {
+    let (adv, returns) = advantages(samples, &vec![0.0; envs], cfg);
     let mut optim = AdamConfig::new().init();
-    let (_, stats) = ppo_update(
+    let settings = UpdateSettings {
+        lr,
+        temperature: 0.2,
+        seed: 0,
+        steps_before: 0,
+        pad_to_multiple_of: 1,
+    };
+    let experience = Experience {
+        samples,
+        advantages: &adv,
+        returns: &returns,
+    };
+    ppo_update(
         model,
         &mut optim,
-        Experience {
-            samples: &samples,
-            advantages: &adv,
-            returns: &returns,
-        },
-        &cfg,
-        UpdateSettings {
-            lr: 1e-6,
-            temperature: 0.2,
-            seed: 0,
-            steps_before: 0,
-            pad_to_multiple_of: 1,
-        },
+        experience,
+        cfg,
+        settings,
         None,
-        &device,
+        &Default::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// The reference's update, in the default settings: 8 environments × 256 steps, 4 epochs of
+/// one-sample minibatches make 8 optimizer steps of 1024 samples (8 processes × gradient
+/// accumulation 128), all at the update's learning rate; advantages are whitened per 256
+/// samples, i.e. per environment, as each reference process whitens its own buffer. Short
+/// made-up responses and a tiny model keep its 8192 passes fast.
+#[test]
+fn default_update_takes_eight_steps_of_1024_samples() {
+    let device = Default::default();
+    let (envs, steps) = (8, 256);
+    let samples = made_up_samples(envs, steps);
+    let cfg = PpoConfig::default();
+    let (adv, _) = advantages(&samples, &vec![0.0; envs], &cfg);
+    for env in 0..envs {
+        let own: Vec<f64> = (0..steps).map(|t| adv[t * envs + env]).collect();
+        let mean = own.iter().sum::<f64>() / steps as f64;
+        let var = own.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (steps - 1) as f64;
+        assert!(
+            mean.abs() < 1e-9 && (var.sqrt() - 1.0).abs() < 1e-4,
+            "env {env}: {mean} {var}"
+        );
+    }
+    let (_, stats) = update(tiny_actor_critic(&device), &samples, envs, &cfg, 1e-6);
     assert_eq!(stats.optimizer_steps, 8);
     let sizes: Vec<usize> = stats.steps.iter().map(|s| s.samples).collect();
     assert_eq!(sizes, vec![1024; 8]);
@@ -280,6 +310,65 @@ fn default_update_takes_eight_steps_of_1024_samples() {
     assert_eq!(stats.skipped, 0);
     // Every sample was trained 4 times, 4 input tokens each.
     assert_eq!(stats.trained_tokens, 4 * 2048 * 4);
+}
+
+/// The accumulation window: gradients of the minibatches of one optimizer step are averaged
+/// by their share of the step's samples, so four minibatches of 2 samples step exactly as one
+/// minibatch of the same 8 samples would; stepping after every minibatch does not.
+#[test]
+fn accumulated_minibatches_step_as_one_batch_of_their_samples() {
+    let device = Default::default();
+    let (envs, steps) = (4, 4);
+    let samples = made_up_samples(envs, steps);
+    let with = |mini_batch_size: usize, samples_per_step: usize| PpoConfig {
+        num_ppo_epochs: 1,
+        mini_batch_size,
+        samples_per_step,
+        ..PpoConfig::default()
+    };
+    let (accumulated, stats) = update(
+        tiny_actor_critic(&device),
+        &samples,
+        envs,
+        &with(2, 8),
+        1e-2,
+    );
+    assert_eq!(
+        stats.steps.iter().map(|s| s.samples).collect::<Vec<_>>(),
+        [8, 8]
+    );
+    let (one_batch, _) = update(
+        tiny_actor_critic(&device),
+        &samples,
+        envs,
+        &with(8, 8),
+        1e-2,
+    );
+    let (every_minibatch, stats) = update(
+        tiny_actor_critic(&device),
+        &samples,
+        envs,
+        &with(2, 2),
+        1e-2,
+    );
+    assert_eq!(stats.optimizer_steps, 8);
+    let [a, b, c] = [accumulated, one_batch, every_minibatch].map(|m| common::param_values(&m));
+    let max_diff = |x: &[f32], y: &[f32]| {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max)
+    };
+    assert!(
+        max_diff(&a, &b) < 1e-6,
+        "accumulated vs one batch: {}",
+        max_diff(&a, &b)
+    );
+    assert!(
+        max_diff(&a, &c) > 1e-3,
+        "stepping per minibatch: {}",
+        max_diff(&a, &c)
+    );
 }
 
 /// A policy briefly trained on GeneralPoints expert answers, made once and shared by the

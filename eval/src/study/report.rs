@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use image::Rgb;
 use serde_json::json;
-use sftvsrl_training::{RunConfig, TrainError};
+use sftvsrl_training::{RunConfig, durable};
 
 use super::config::Study;
 use super::run::{Branch, Point};
@@ -170,7 +170,7 @@ pub fn write_study_report(
 }
 
 fn write(path: &Path, text: &str) -> Result<(), EvalError> {
-    std::fs::write(path, text).map_err(|e| TrainError::io(path, e).into())
+    Ok(durable::write_file(path, text)?)
 }
 
 /// Success (%) against GFLOPs: each branch from the Init through its checkpoints.

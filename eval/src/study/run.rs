@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sftvsrl_envs::nav::world::{self, WorldSpec};
 use sftvsrl_model::load_backbone;
-use sftvsrl_training::checkpoint;
 use sftvsrl_training::rl::run_rl;
 use sftvsrl_training::{PixelCache, RunConfig, RunDisplay, TrainError, backbone_policy, run_sft};
+use sftvsrl_training::{checkpoint, durable};
 
 use super::config::Study;
 use super::report::write_study_report;
@@ -112,7 +112,7 @@ pub fn run_study_with<A: AutodiffBackend>(
     }
     std::fs::create_dir_all(&study.dir).map_err(|e| TrainError::io(&study.dir, e))?;
     let source = study.dir.join("study.toml");
-    std::fs::write(&source, &study.source).map_err(|e| TrainError::io(&source, e))?;
+    durable::write_file(&source, &study.source)?;
 
     if let Some(spec) = &study.world {
         ensure_world(spec, &study.world_dir(), display)?;

@@ -305,7 +305,7 @@ pub fn run_rl<A: AutodiffBackend>(
             "success_after": after.success_rate(),
         }))
         .expect("JSON serialises");
-        std::fs::write(&path, text).map_err(|e| TrainError::io(&path, e))?;
+        crate::durable::write_file(&path, text)?;
     }
     Ok(RlSummary {
         run_dir,

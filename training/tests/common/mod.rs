@@ -9,3 +9,23 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Every float parameter's values of `module`, in visiting order, as one list.
+#[allow(dead_code)] // not every test file uses every helper
+pub fn param_values<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
+    module: &M,
+) -> Vec<f32> {
+    struct Values(Vec<f32>);
+    impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for Values {
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &burn::module::Param<burn::tensor::Tensor<B, D>>,
+        ) {
+            let data = param.val().into_data().convert::<f32>();
+            self.0.extend(data.to_vec::<f32>().unwrap());
+        }
+    }
+    let mut values = Values(Vec::new());
+    module.visit(&mut values);
+    values.0
+}
