@@ -1,8 +1,8 @@
 //! The hostile-input suite of issue #17: for every file format the binary reads (GGUF files,
-//! safetensors checkpoint folders, tokenizer files, SFT JSONL, TOML settings, V-IRL route folders
-//! and their pickle, street-view images, a run's resume state) and for its flags, generated corruptions run against the
-//! real `sftvsrl` binary. Each must end in a one-line error naming the input and a non-zero exit;
-//! never a panic, an abort or a hang. Each test prints how many cases it ran.
+//! safetensors checkpoint folders, vision-language folders, tokenizer files, SFT JSONL, TOML
+//! settings, V-IRL route folders and their pickle, street-view images, a run's resume state) and
+//! for its flags, generated corruptions run against the real `sftvsrl` binary. Each must end in
+//! a one-line error naming the input and a non-zero exit; never a panic, an abort or a hang. Each test prints how many cases it ran.
 
 mod hostile;
 
@@ -60,6 +60,17 @@ fn hostile_checkpoint_folders_and_tokenizers() {
         "checkpoint folder",
         Some((check(&word_level), &root)),
         cases,
+    );
+}
+
+#[test]
+fn hostile_vision_language_folders() {
+    let dir = scratch("vlm-pristine");
+    let pristine = hostile::vlm::pristine(&dir);
+    suite(
+        "vision-language folder",
+        Some((pristine, &dir)),
+        hostile::vlm::cases(&dir),
     );
 }
 

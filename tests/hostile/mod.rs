@@ -12,6 +12,7 @@ pub mod jsonl;
 pub mod nav;
 pub mod resume;
 pub mod toml_cases;
+pub mod vlm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

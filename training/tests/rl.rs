@@ -1,7 +1,8 @@
 //! The RL learner end to end on a tiny model (CPU backend): log-probs recorded while sampling
 //! equal those of the training forward pass, with exact or rounded-up batch widths; the
-//! accumulation window of an update; PPO raises the mean reward of a briefly SFT-trained policy on GeneralPoints; an interrupted and resumed run ends with the same
-//! weights as an uninterrupted one; every option runs; a diverging run stops with a clear error.
+//! accumulation window of an update; PPO raises the mean reward of a briefly SFT-trained
+//! policy on GeneralPoints; an interrupted and resumed run ends with the same weights as an
+//! uninterrupted one; every option runs; a diverging run stops with a clear error.
 
 mod common;
 
@@ -228,10 +229,9 @@ fn made_up_samples(envs: usize, steps: usize) -> Vec<Sample> {
         .collect()
 }
 
-/// A tiny actor-critic over an 8-token vocabulary, the same weights for the same device.
-fn tiny_actor_critic(
-    device: &<CpuBackend as burn::tensor::backend::Backend>::Device,
-) -> ActorCritic<A> {
+/// A tiny actor-critic over an 8-token vocabulary, the same weights every time.
+fn tiny_actor_critic() -> ActorCritic<A> {
+    let device = Default::default();
     let shape = LlamaConfig {
         hidden_size: 8,
         intermediate_size: 16,
@@ -242,8 +242,8 @@ fn tiny_actor_critic(
         ..LlamaConfig::tiny(8)
     };
     ActorCritic::<A> {
-        policy: Backbone::Text(Llama::init(&shape, 1, device)),
-        value_head: ValueHead::new(8, &[4], 1, device),
+        policy: Backbone::Text(Llama::init(&shape, 1, &device)),
+        value_head: ValueHead::new(8, &[4], 1, &device),
     }
 }
 
@@ -288,7 +288,6 @@ fn update(
 /// made-up responses and a tiny model keep its 8192 passes fast.
 #[test]
 fn default_update_takes_eight_steps_of_1024_samples() {
-    let device = Default::default();
     let (envs, steps) = (8, 256);
     let samples = made_up_samples(envs, steps);
     let cfg = PpoConfig::default();
@@ -302,7 +301,7 @@ fn default_update_takes_eight_steps_of_1024_samples() {
             "env {env}: {mean} {var}"
         );
     }
-    let (_, stats) = update(tiny_actor_critic(&device), &samples, envs, &cfg, 1e-6);
+    let (_, stats) = update(tiny_actor_critic(), &samples, envs, &cfg, 1e-6);
     assert_eq!(stats.optimizer_steps, 8);
     let sizes: Vec<usize> = stats.steps.iter().map(|s| s.samples).collect();
     assert_eq!(sizes, vec![1024; 8]);
@@ -317,7 +316,6 @@ fn default_update_takes_eight_steps_of_1024_samples() {
 /// minibatch of the same 8 samples would; stepping after every minibatch does not.
 #[test]
 fn accumulated_minibatches_step_as_one_batch_of_their_samples() {
-    let device = Default::default();
     let (envs, steps) = (4, 4);
     let samples = made_up_samples(envs, steps);
     let with = |mini_batch_size: usize, samples_per_step: usize| PpoConfig {
@@ -326,31 +324,13 @@ fn accumulated_minibatches_step_as_one_batch_of_their_samples() {
         samples_per_step,
         ..PpoConfig::default()
     };
-    let (accumulated, stats) = update(
-        tiny_actor_critic(&device),
-        &samples,
-        envs,
-        &with(2, 8),
-        1e-2,
-    );
+    let (accumulated, stats) = update(tiny_actor_critic(), &samples, envs, &with(2, 8), 1e-2);
     assert_eq!(
         stats.steps.iter().map(|s| s.samples).collect::<Vec<_>>(),
         [8, 8]
     );
-    let (one_batch, _) = update(
-        tiny_actor_critic(&device),
-        &samples,
-        envs,
-        &with(8, 8),
-        1e-2,
-    );
-    let (every_minibatch, stats) = update(
-        tiny_actor_critic(&device),
-        &samples,
-        envs,
-        &with(2, 2),
-        1e-2,
-    );
+    let (one_batch, _) = update(tiny_actor_critic(), &samples, envs, &with(8, 8), 1e-2);
+    let (every_minibatch, stats) = update(tiny_actor_critic(), &samples, envs, &with(2, 2), 1e-2);
     assert_eq!(stats.optimizer_steps, 8);
     let [a, b, c] = [accumulated, one_batch, every_minibatch].map(|m| common::param_values(&m));
     let max_diff = |x: &[f32], y: &[f32]| {
