@@ -167,13 +167,14 @@ fn run_with_kills(args: &[&str], dir: &Path, plan: &[Kill]) -> Kills {
     unreachable!("the attempts are bounded above")
 }
 
-/// A plan of `n` kills alternating between a random moment in the first half of `span` (the
-/// uninterrupted run's time) and a write.
+/// A plan of `n` kills alternating between a random moment in the first quarter of `span` (the
+/// uninterrupted run's time: three such kills cannot let the run finish) and a write (the
+/// write is lost, so no progress is made).
 fn plan(seed: u64, n: usize, span: Duration) -> Vec<Kill> {
     let mut moments = Moments(seed);
     (0..n)
         .map(|i| match i % 2 {
-            0 => Kill::After(span.mul_f64(0.5 * moments.next_fraction())),
+            0 => Kill::After(span.mul_f64(0.25 * moments.next_fraction())),
             _ => Kill::DuringWrite,
         })
         .collect()
@@ -324,8 +325,7 @@ fn sft_killed_at_random_moments_resumes_to_the_uninterrupted_run() {
         &plan(17, 6, span),
     );
     println!("{kills:?}");
-    assert!(kills.random + kills.during_write >= 3, "{kills:?}");
-    assert!(kills.during_write >= 1, "{kills:?}");
+    assert!(kills.random >= 2 && kills.during_write >= 2, "{kills:?}");
     assert_same_outputs(&dir.join("reference/killed"), &dir.join("killed/killed"));
 }
 
@@ -369,8 +369,7 @@ fn rl_killed_at_random_moments_resumes_to_the_uninterrupted_run() {
         &plan(29, 6, span),
     );
     println!("{kills:?}");
-    assert!(kills.random + kills.during_write >= 3, "{kills:?}");
-    assert!(kills.during_write >= 1, "{kills:?}");
+    assert!(kills.random >= 2 && kills.during_write >= 2, "{kills:?}");
     assert_same_outputs(&dir.join("reference/killed"), &dir.join("killed/killed"));
 }
 
@@ -420,7 +419,6 @@ fn study_killed_at_random_moments_resumes_to_the_same_report() {
         &plan(41, 8, span),
     );
     println!("{kills:?}");
-    assert!(kills.random + kills.during_write >= 4, "{kills:?}");
-    assert!(kills.during_write >= 1, "{kills:?}");
+    assert!(kills.random >= 3 && kills.during_write >= 3, "{kills:?}");
     assert_same_outputs(&dir.join("reference/killed"), &dir.join("killed/killed"));
 }

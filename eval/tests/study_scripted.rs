@@ -1,6 +1,7 @@
-//! The study driven by scripted policies of known success: a shortened study trains its three
-//! stages for real, and its checkpoints are played by scripts (the Init and the SFT branch never
-//! solve a hand, the RL branch always does), so the report must show exactly those rates.
+//! The study driven by scripted policies of known success: a shortened study trains its
+//! stages for real, and its checkpoints are played by scripts that solve every hand or none,
+//! chosen by run, so the report must show exactly those rates; with `seeds` and `sft_lrs`,
+//! each arm's runs, folders and headline column.
 
 use std::path::Path;
 
@@ -38,15 +39,21 @@ temperature = 0.0
 prompt_layout = "compact"
 "#;
 
-#[test]
-fn a_study_of_scripted_checkpoints_reports_their_known_success() {
-    let dir = std::env::temp_dir().join(format!("sftvsrl-study-scripted-{}", std::process::id()));
+/// Runs `text` (a study file less `runs_dir`) in a fresh folder, its checkpoints played by a
+/// script that solves every hand for the models `solves` picks (by folder) and none for the
+/// others; returns the outcome and the study.
+fn scripted(
+    name: &str,
+    text: &str,
+    solves: impl Fn(&Study, &Path) -> bool,
+) -> (sftvsrl_eval::StudyOutcome, Study) {
+    let dir = std::env::temp_dir().join(format!("sftvsrl-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let text = format!("runs_dir = \"{}\"\n{STUDY}", dir.display());
+    let text = format!("runs_dir = \"{}\"\n{text}", dir.display());
     let study = Study::from_toml(&text, Path::new("study.toml")).unwrap();
     let mut evaluator = |model: &Path, config: &EvalConfig, progress: &mut dyn FnMut(usize)| {
         let tokenizer = Tokenizer::from_file(&model.join("tokenizer.json"))?;
-        let solves = model.starts_with(study.dir.join("rl"));
+        let solves = solves(&study, model);
         let compact = GpConfig {
             prompt_layout: PromptLayout::Compact,
             ..GpConfig::variant(Variant::Id, false)
@@ -71,19 +78,98 @@ fn a_study_of_scripted_checkpoints_reports_their_known_success() {
         &mut evaluator,
     )
     .unwrap();
+    (outcome, study)
+}
+
+/// The report's line that starts with `start`.
+fn line_of(report: &Path, start: &str) -> String {
+    let text = std::fs::read_to_string(report).unwrap();
+    let line = text.lines().find(|l| l.starts_with(start));
+    line.unwrap_or_else(|| panic!("no `{start}` in\n{text}"))
+        .to_string()
+}
+
+#[test]
+fn a_study_of_scripted_checkpoints_reports_their_known_success() {
+    let (outcome, study) = scripted("study-scripted", STUDY, |study, model| {
+        model.starts_with(study.dir.join("rl"))
+    });
     for p in &outcome.points {
         let r = &p.results[0];
         let expected = if p.branch.name() == "rl" { 12 } else { 0 };
         assert_eq!((r.successes, r.episodes), (expected, 12), "{:?}", p.branch);
     }
-    let report = std::fs::read_to_string(&outcome.report).unwrap();
-    let headline = report
-        .lines()
-        .find(|l| l.starts_with("| gp-l-id (verify 1) |"))
-        .unwrap();
     assert_eq!(
-        headline,
+        line_of(&outcome.report, "| gp-l-id (verify 1) |"),
         "| gp-l-id (verify 1) | 0.0% ± 0.0 | 100.0% ± 0.0 (+100.0 pp) | 0.0% ± 0.0 (+0.0 pp) |"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(study.dir.parent().unwrap());
+}
+
+/// `seeds` and `sft_lrs`: every branch runs at each seed, the SFT branch at each learning rate,
+/// each run in its own folder with its seed and rate, the SFT runs checkpointed at the compute
+/// of the RL run of their seed; the headline shows each arm's mean and spread over seeds.
+#[test]
+fn seeds_and_sft_learning_rates_each_get_their_runs_and_columns() {
+    let text = format!("seeds = [0, 1]\nsft_lrs = [1e-3, 1e-2]\n{STUDY}");
+    // RL seed 0 and both seeds of SFT at 1e-2 solve every hand.
+    let (outcome, study) = scripted("study-arms", &text, |study, model| {
+        ["rl-seed0", "sft-lr1e-2-seed0", "sft-lr1e-2-seed1"]
+            .iter()
+            .any(|run| model.starts_with(study.dir.join(run)))
+    });
+    let runs: Vec<(String, u64)> = study
+        .sft_runs()
+        .iter()
+        .map(|r| (r.config.name.clone(), r.seed))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("sft-lr1e-3-seed0".to_string(), 0),
+            ("sft-lr1e-3-seed1".to_string(), 1),
+            ("sft-lr1e-2-seed0".to_string(), 0),
+            ("sft-lr1e-2-seed1".to_string(), 1),
+        ]
+    );
+    for (run, seed, lr) in [
+        ("rl-seed1", 1, None),
+        ("sft-lr1e-3-seed1", 1, Some(1e-3)),
+        ("sft-lr1e-2-seed0", 0, Some(1e-2)),
+    ] {
+        let config: toml::Table = toml::from_str(
+            &std::fs::read_to_string(study.dir.join(run).join("config.toml")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config["seed"].as_integer(), Some(seed), "{run}");
+        if let Some(lr) = lr {
+            assert_eq!(config["train"]["lr"].as_float(), Some(lr), "{run}");
+        }
+    }
+    let flops = |run: &str| -> Vec<f64> {
+        outcome
+            .points
+            .iter()
+            .filter(|p| p.run == run)
+            .map(|p| p.flops)
+            .collect()
+    };
+    for seed in [0, 1] {
+        let rl = flops(&format!("rl-seed{seed}"));
+        let sft = flops(&format!("sft-lr1e-3-seed{seed}"));
+        assert_eq!(rl.len(), sft.len(), "seed {seed}");
+        for (s, r) in sft.iter().zip(&rl) {
+            assert!(s >= r && *s < 1.5 * r, "seed {seed}: SFT {s:e} vs RL {r:e}");
+        }
+    }
+    assert_eq!(
+        line_of(&outcome.report, "| variant |"),
+        "| variant | Init | RL | SFT lr 1e-3 | SFT lr 1e-2 |"
+    );
+    assert_eq!(
+        line_of(&outcome.report, "| gp-l-id (verify 1) |"),
+        "| gp-l-id (verify 1) | 0.0% ± 0.0 | 50.0% ± 70.7 s.d. (2 seeds, +50.0 pp) | \
+         0.0% ± 0.0 s.d. (2 seeds, +0.0 pp) | 100.0% ± 0.0 s.d. (2 seeds, +100.0 pp) |"
+    );
+    let _ = std::fs::remove_dir_all(study.dir.parent().unwrap());
 }

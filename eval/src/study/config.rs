@@ -27,6 +27,10 @@ struct StudyFile {
     sft: toml::Table,
     rl: toml::Table,
     #[serde(default)]
+    seeds: Option<Vec<u64>>,
+    #[serde(default)]
+    sft_lrs: Option<Vec<f64>>,
+    #[serde(default)]
     eval: EvalConfig,
     #[serde(default)]
     world: Option<WorldFile>,
@@ -123,6 +127,12 @@ pub struct Study {
     pub sft: SftConfig,
     /// The RL branch: PPO from the Init's final model.
     pub rl: RlConfig,
+    /// `seeds`: every branch runs once per seed, its `seed` replaced ([`Study::rl_runs`],
+    /// [`Study::sft_runs`]); `None`: once, at the branch section's own seed.
+    pub seeds: Option<Vec<u64>>,
+    /// `sft_lrs`: the SFT branch runs at each learning rate, its `train.lr` replaced; `None`:
+    /// at its own.
+    pub sft_lrs: Option<Vec<f64>>,
     /// How every checkpoint is evaluated.
     pub eval: EvalConfig,
     /// The navigation world generated into [`Study::world_dir`] before the Init, if any.
@@ -156,6 +166,10 @@ impl Study {
             if f.name.is_empty() || f.name.contains(['/', '\\']) {
                 return Err("`name` must be a non-empty folder name".into());
             }
+            check_sweep("seeds", f.seeds.as_deref(), |_| true)?;
+            check_sweep("sft_lrs", f.sft_lrs.as_deref(), |lr| {
+                lr.is_finite() && lr > 0.0
+            })?;
             if let Some(v) = f.eval.variants.iter().find(|v| v.is_vision())
                 && scratch_language_model(&f.init)
             {
@@ -218,12 +232,104 @@ impl Study {
             init,
             sft,
             rl,
+            seeds: file.seeds,
+            sft_lrs: file.sft_lrs,
             eval,
             world,
             ood_world,
             source: text.to_string(),
         })
     }
+
+    /// The RL branch's runs, one per seed, each in its own folder: `rl/`, or `rl-seed<S>/`
+    /// when `seeds` is given.
+    pub fn rl_runs(&self) -> Vec<BranchRun<RlConfig>> {
+        self.run_seeds(self.rl.seed)
+            .into_iter()
+            .map(|(seed, suffix)| {
+                let mut config = self.rl.clone();
+                config.seed = seed;
+                config.name = format!("rl{suffix}");
+                let lr = config.optim.lr;
+                BranchRun {
+                    arm: "rl".into(),
+                    seed,
+                    lr,
+                    config,
+                }
+            })
+            .collect()
+    }
+
+    /// The SFT branch's runs, one per learning rate and seed (learning rate first), each in its
+    /// own folder: `sft/`, with `-lr<LR>` when `sft_lrs` is given and `-seed<S>` when `seeds`
+    /// is.
+    pub fn sft_runs(&self) -> Vec<BranchRun<SftConfig>> {
+        let lrs: Vec<(f64, String)> = match &self.sft_lrs {
+            Some(lrs) => lrs.iter().map(|&lr| (lr, format!("-lr{lr:e}"))).collect(),
+            None => vec![(self.sft.train.lr, String::new())],
+        };
+        let mut runs = Vec::new();
+        for (lr, lr_suffix) in lrs {
+            for (seed, seed_suffix) in self.run_seeds(self.sft.seed) {
+                let mut config = self.sft.clone();
+                config.seed = seed;
+                config.train.lr = lr;
+                config.name = format!("sft{lr_suffix}{seed_suffix}");
+                runs.push(BranchRun {
+                    arm: format!("sft{lr_suffix}"),
+                    seed,
+                    lr,
+                    config,
+                });
+            }
+        }
+        runs
+    }
+
+    /// The seeds a branch runs at, each with its folder suffix.
+    fn run_seeds(&self, own: u64) -> Vec<(u64, String)> {
+        match &self.seeds {
+            Some(seeds) => seeds.iter().map(|&s| (s, format!("-seed{s}"))).collect(),
+            None => vec![(own, String::new())],
+        }
+    }
+}
+
+/// One run of a branch: its config (name, seed and learning rate set by the study).
+#[derive(Clone, Debug)]
+pub struct BranchRun<C> {
+    /// The branch and setting the run belongs to, seeds aside: `rl`, `sft`, `sft-lr3e-4`.
+    pub arm: String,
+    pub seed: u64,
+    /// The learning rate it trains at.
+    pub lr: f64,
+    pub config: C,
+}
+
+/// A sweep list must be non-empty, without repeats, and each value `ok`.
+fn check_sweep<T: PartialEq + std::fmt::Display + Copy>(
+    field: &str,
+    values: Option<&[T]>,
+    ok: impl Fn(T) -> bool,
+) -> Result<(), String> {
+    let Some(values) = values else {
+        return Ok(());
+    };
+    if values.is_empty() {
+        return Err(format!(
+            "`{field}` must list at least one value (or be left out)"
+        ));
+    }
+    for (i, &v) in values.iter().enumerate() {
+        if !ok(v) {
+            return Err(format!("`{field}`: {v} is not allowed"));
+        }
+        if values[..i].contains(&v) {
+            return Err(format!("`{field}` lists {v} twice"));
+        }
+    }
+    Ok(())
 }
 
 /// One stage section of a study file.

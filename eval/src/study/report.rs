@@ -19,8 +19,14 @@ use crate::config::{EvalConfig, EvalVariant};
 use crate::error::EvalError;
 use crate::plot::{Plot, Series, render};
 
-const RL_COLOR: Rgb<u8> = Rgb([214, 39, 40]);
-const SFT_COLOR: Rgb<u8> = Rgb([31, 119, 180]);
+/// Reds for RL arms, blues and greens for SFT arms (learning rates), in order.
+const RL_COLORS: [Rgb<u8>; 2] = [Rgb([214, 39, 40]), Rgb([255, 127, 14])];
+const SFT_COLORS: [Rgb<u8>; 4] = [
+    Rgb([31, 119, 180]),
+    Rgb([23, 190, 207]),
+    Rgb([44, 160, 44]),
+    Rgb([148, 103, 189]),
+];
 
 /// What a metric measures.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -173,12 +179,13 @@ fn write(path: &Path, text: &str) -> Result<(), EvalError> {
     Ok(durable::write_file(path, text)?)
 }
 
-/// Success (%) against GFLOPs: each branch from the Init through its checkpoints.
+/// Success (%) against GFLOPs: each run from the Init through its checkpoints, a colour per
+/// arm (the seeds of an arm share it).
 fn plot(metric: Metric, points: &[Point]) -> Plot {
-    let line = |branch: Branch| {
-        points
-            .iter()
-            .filter(|p| p.branch == Branch::Init || p.branch == branch)
+    let init = points.iter().filter(|p| p.branch == Branch::Init);
+    let line = |run: &str| {
+        init.clone()
+            .chain(points.iter().filter(|p| p.run == run))
             .filter_map(|p| {
                 metric
                     .of(p)
@@ -186,6 +193,26 @@ fn plot(metric: Metric, points: &[Point]) -> Plot {
             })
             .collect()
     };
+    let arms = arms(points);
+    let series = runs(points)
+        .into_iter()
+        .map(|p| {
+            let k = arms.iter().position(|a| *a == p.arm).unwrap_or(0);
+            let same_branch = arms[..k]
+                .iter()
+                .filter(|a| a.starts_with(p.branch.name()))
+                .count();
+            let color = match p.branch {
+                Branch::Rl => RL_COLORS[same_branch % RL_COLORS.len()],
+                _ => SFT_COLORS[same_branch % SFT_COLORS.len()],
+            };
+            Series {
+                label: run_label(p),
+                color,
+                points: line(&p.run),
+            }
+        })
+        .collect();
     let (what, axis) = match metric.measure {
         Measure::Success => ("episode success", "success (%)"),
         Measure::StepAccuracy => ("per-step accuracy", "correct calls (%)"),
@@ -199,25 +226,99 @@ fn plot(metric: Metric, points: &[Point]) -> Plot {
         ),
         x_label: "training compute (GFLOPs)".into(),
         y_label: axis.into(),
-        series: vec![
-            Series {
-                label: "RL".into(),
-                color: RL_COLOR,
-                points: line(Branch::Rl),
-            },
-            Series {
-                label: "SFT".into(),
-                color: SFT_COLOR,
-                points: line(Branch::Sft),
-            },
-        ],
+        series,
+    }
+}
+
+/// The arms of the branches (`rl`, `sft`, `sft-lr3e-4`, …), in order of appearance.
+fn arms(points: &[Point]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in points.iter().filter(|p| p.branch != Branch::Init) {
+        if !out.contains(&p.arm) {
+            out.push(p.arm.clone());
+        }
+    }
+    out
+}
+
+/// The last point of every branch run, in order of appearance.
+fn runs(points: &[Point]) -> Vec<&Point> {
+    let mut out: Vec<&Point> = Vec::new();
+    for p in points.iter().filter(|p| p.branch != Branch::Init) {
+        match out.iter_mut().find(|q| q.run == p.run) {
+            Some(q) => *q = p,
+            None => out.push(p),
+        }
+    }
+    out
+}
+
+/// The learning rate of the runs `last` of one arm: the RL branch's or the SFT run's.
+fn lr_of(study: &Study, last: &[&Point]) -> String {
+    let Some(p) = last.first() else {
+        return "-".into();
+    };
+    let lr = match p.branch {
+        Branch::Rl => study.rl.optim.lr,
+        _ => study
+            .sft_runs()
+            .into_iter()
+            .find(|r| r.config.name == p.run)
+            .map_or(study.sft.train.lr, |r| r.lr),
+    };
+    format!("{lr:e}")
+}
+
+/// `RL`, `SFT`, `SFT lr 3e-4`: an arm as a column heading.
+fn arm_label(arm: &str) -> String {
+    let (branch, rest) = arm.split_once('-').unwrap_or((arm, ""));
+    let rest = rest
+        .strip_prefix("lr")
+        .map_or(rest.to_string(), |lr| format!(" lr {lr}"));
+    format!("{}{rest}", branch.to_uppercase())
+}
+
+/// A run in a legend: its arm, and its seed when the arm has several.
+fn run_label(p: &Point) -> String {
+    match p.run.contains("-seed") {
+        true => format!("{} seed {}", arm_label(&p.arm), p.seed),
+        false => arm_label(&p.arm),
+    }
+}
+
+/// The headline cell of an arm whose runs ended at `last` (one per seed), against the Init's
+/// `base`: one run's rate and change with its standard error, or several runs' mean, the
+/// standard deviation over seeds, and the mean's change.
+fn arm_cell(last: &[Rate], base: Option<Rate>) -> String {
+    match last {
+        [] => "-".into(),
+        [r] => match base {
+            Some(b) => format!("{} ({})", cell(*r), change(*r, b)),
+            None => cell(*r),
+        },
+        _ => {
+            let n = last.len() as f64;
+            let mean = last.iter().map(|r| r.0).sum::<f64>() / n;
+            let sd = (last.iter().map(|r| (r.0 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+            let delta = base.map_or(String::new(), |b| {
+                format!(", {:+.1} pp", 100.0 * (mean - b.0))
+            });
+            format!(
+                "{:.1}% ± {:.1} s.d. ({} seeds{delta})",
+                100.0 * mean,
+                100.0 * sd,
+                last.len()
+            )
+        }
     }
 }
 
 fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[String]) -> String {
-    let last = |branch| points.iter().rev().find(|p| p.branch == branch);
-    let (init, rl, sft) = (last(Branch::Init), last(Branch::Rl), last(Branch::Sft));
-    let compute = |p: Option<&Point>| p.map_or("-".into(), |p| gflops(p.flops));
+    let init = points.iter().rev().find(|p| p.branch == Branch::Init);
+    let arms = arms(points);
+    let runs = runs(points);
+    let last_of =
+        |arm: &str| -> Vec<&Point> { runs.iter().copied().filter(|p| p.arm == arm).collect() };
     let e = &study.eval;
     let mut md = format!(
         "# Study `{}`: SFT versus RL\n\n\
@@ -233,36 +334,59 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
     for w in warnings {
         let _ = writeln!(md, "> **Warning:** {w}\n");
     }
-    md.push_str(
-        "## Headline: the last checkpoint of each branch\n\n\
-         | variant | Init | RL | SFT |\n|---|---|---|---|\n",
+    let _ = write!(
+        md,
+        "## Headline: the last checkpoint of each branch\n\n| variant | Init |{}\n|---|---|{}\n",
+        arms.iter()
+            .map(|a| format!(" {} |", arm_label(a)))
+            .collect::<String>(),
+        "---|".repeat(arms.len())
     );
     for &metric in metrics {
         let base = init.and_then(|p| metric.of(p));
-        let branch = |p: Option<&Point>| match (p.and_then(|p| metric.of(p)), base) {
-            (Some(r), Some(b)) => format!("{} ({})", cell(r), change(r, b)),
-            (Some(r), None) => cell(r),
-            (None, _) => "-".into(),
-        };
-        let _ = writeln!(
+        let _ = write!(
             md,
-            "| {} | {} | {} | {} |",
+            "| {} | {} |",
             metric.label(),
-            base.map_or("-".into(), cell),
-            branch(rl),
-            branch(sft)
+            base.map_or("-".into(), cell)
+        );
+        for arm in &arms {
+            let last: Vec<Rate> = last_of(arm).iter().filter_map(|p| metric.of(p)).collect();
+            let _ = write!(md, " {} |", arm_cell(&last, base));
+        }
+        md.push('\n');
+    }
+    let _ = write!(
+        md,
+        "\nTraining compute at the last checkpoint: Init {} GFLOPs",
+        init.map_or("-".into(), |p| gflops(p.flops))
+    );
+    for arm in &arms {
+        let last = last_of(arm);
+        let mean = last.iter().map(|p| p.flops).sum::<f64>() / last.len().max(1) as f64;
+        let steps: Vec<String> = last.iter().map(|p| p.optimizer_steps.to_string()).collect();
+        let lr = lr_of(study, &last);
+        let _ = write!(
+            md,
+            ", {} {} GFLOPs ({} optimizer steps at lr {lr})",
+            arm_label(arm),
+            gflops(mean),
+            steps.join("/")
         );
     }
-    let _ = writeln!(
-        md,
-        "\nTraining compute: Init {} GFLOPs, RL {} GFLOPs, SFT {} GFLOPs (from scratch: \
-         6·N per trained token, 2·N per token generated or prefilled).\n",
-        compute(init),
-        compute(rl),
-        compute(sft)
+    md.push_str(
+        " (from scratch: 6·N per trained token, 2·N per token generated or prefilled). The \
+         branches' learning rates and step counts differ: the SFT rate that is best for one \
+         distribution may not be for the other, which `sft_lrs` sweeps.\n\n",
     );
+    if arms.iter().any(|a| last_of(a).len() > 1) {
+        md.push_str(
+            "An arm run at several seeds shows the mean of its runs' last checkpoints ± the \
+             standard deviation over seeds, and the mean's change from the Init.\n\n",
+        );
+    }
 
-    md.push_str("## Every checkpoint\n\n| branch | step | GFLOPs |");
+    md.push_str("## Every checkpoint\n\n| run | step | GFLOPs |");
     for &metric in metrics {
         let _ = write!(md, " {} |", metric.label());
     }
@@ -270,13 +394,7 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
     md.push_str(&"---|".repeat(metrics.len()));
     md.push('\n');
     for p in points {
-        let _ = write!(
-            md,
-            "| {} | {} | {} |",
-            p.branch.name(),
-            p.step,
-            gflops(p.flops)
-        );
+        let _ = write!(md, "| {} | {} | {} |", p.run, p.step, gflops(p.flops));
         for &metric in metrics {
             let _ = write!(md, " {} |", metric.of(p).map_or("-".into(), cell));
         }
@@ -364,10 +482,11 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         md,
         "## Setup\n\n\
          - Init: `{}` (config `init/config.toml`, seed {}), trained on {init_data}.\n\
-         - RL branch: {} updates of {} environments × {} steps from the Init (config \
-         `rl/config.toml`, seed {}).\n\
+         - RL branch: {} updates of {} environments × {} steps from the Init, lr {:e} (config \
+         `<run>/config.toml`; runs {}).\n\
          - SFT branch: from the Init, checkpointed where its compute first reaches each RL \
-         checkpoint's (config `sft/config.toml`, seed {}).\n\
+         checkpoint's (the RL run of the same seed), lr {} (config `<run>/config.toml`; runs \
+         {}).\n\
          - Evaluation: at most {} new tokens, temperature {}, top-p {}.{}{} Each checkpoint's \
          `eval.json` (every number) and `eval.md` (transcripts) are under `evals/`.\n\
          - The study file as given: `study.toml`; all numbers of this report: `study.json`.\n",
@@ -376,8 +495,17 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         study.rl.ppo.num_updates,
         study.rl.rollout.num_envs,
         study.rl.rollout.num_steps,
-        study.rl.seed,
-        study.sft.seed,
+        study.rl.optim.lr,
+        run_list(study.rl_runs().iter().map(|r| (&r.config.name, r.seed))),
+        match &study.sft_lrs {
+            Some(lrs) => lrs
+                .iter()
+                .map(|lr| format!("{lr:e}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => format!("{:e}", study.sft.train.lr),
+        },
+        run_list(study.sft_runs().iter().map(|r| (&r.config.name, r.seed))),
         e.max_new_tokens,
         e.temperature,
         e.top_p,
@@ -385,6 +513,13 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         navigation_setup(e, study.ood_world.as_ref())
     );
     md
+}
+
+/// `` `rl/` (seed 0), `rl-seed1/` (seed 1) ``: a branch's runs for the setup statements.
+fn run_list<'a>(runs: impl Iterator<Item = (&'a String, u64)>) -> String {
+    runs.map(|(name, seed)| format!("`{name}/` (seed {seed})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How a generated world shows its landmarks, for the setup statements.

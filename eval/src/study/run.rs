@@ -14,7 +14,7 @@ use sftvsrl_training::rl::run_rl;
 use sftvsrl_training::{PixelCache, RunConfig, RunDisplay, TrainError, backbone_policy, run_sft};
 use sftvsrl_training::{checkpoint, durable};
 
-use super::config::Study;
+use super::config::{BranchRun, Study};
 use super::report::write_study_report;
 use crate::config::EvalConfig;
 use crate::error::EvalError;
@@ -45,8 +45,17 @@ impl Branch {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     pub branch: Branch,
+    /// The branch and setting, seeds aside (`init`, `rl`, `sft`, `sft-lr3e-4`): a row of the
+    /// headline table.
+    pub arm: String,
+    /// The run's folder name (`rl`, `sft-lr3e-4-seed1`).
+    pub run: String,
+    /// The run's seed.
+    pub seed: u64,
     /// Optimizer steps (SFT) or updates (RL) into the branch; for the Init, its own steps.
     pub step: usize,
+    /// Optimizer steps into the branch (for RL, several per update).
+    pub optimizer_steps: usize,
     /// Training compute from scratch: the Init's plus the branch's (paper-spec §6).
     pub flops: f64,
     /// The checkpoint's model (Hugging Face layout).
@@ -128,36 +137,54 @@ pub fn run_study_with<A: AutodiffBackend>(
     let init = checkpoints(&init_dir)?.pop();
     let init_flops = init.as_ref().map_or(0.0, |c| c.flops);
 
-    let rl_dir = study.rl.run_dir();
-    stage(display, 2, "RL branch (PPO from the Init)", &rl_dir);
-    if !finished(&rl_dir) {
-        run_rl::<A>(&study.rl, true, device, display)?;
+    let rl_runs = study.rl_runs();
+    let mut rl = Vec::new();
+    for (k, run) in rl_runs.iter().enumerate() {
+        let dir = run.config.run_dir();
+        let title = format!(
+            "RL branch (PPO from the Init){}",
+            which(k, rl_runs.len(), run)
+        );
+        stage(display, 2, &title, &dir);
+        if !finished(&dir) {
+            run_rl::<A>(&run.config, true, device, display)?;
+        }
+        rl.push((run, checkpoints(&dir)?));
     }
-    let rl = checkpoints(&rl_dir)?;
 
-    let sft_dir = study.sft.run_dir();
-    stage(
-        display,
-        3,
-        "SFT branch (from the Init, checkpoints at the RL branch's compute)",
-        &sft_dir,
-    );
-    let mut sft_config = study.sft.clone();
-    sft_config.train.checkpoint_flops = rl.iter().map(|c| c.flops).collect();
-    if !finished(&sft_dir) {
-        run_sft::<A>(&sft_config, true, device, display)?;
-    }
-    let sft = checkpoints(&sft_dir)?;
-
+    let sft_runs = study.sft_runs();
+    let mut sft = Vec::new();
     let mut warnings = Vec::new();
-    if let (Some(r), Some(s)) = (rl.last(), sft.last())
-        && s.flops < 0.95 * r.flops
-    {
-        warnings.push(format!(
-            "the SFT branch's data ran out at {:.3e} FLOPs, short of the RL branch's {:.3e}: \
-             its last checkpoint is compared at less compute (add examples or epochs to [sft])",
-            s.flops, r.flops
-        ));
+    for (k, run) in sft_runs.iter().enumerate() {
+        let dir = run.config.run_dir();
+        let title = format!(
+            "SFT branch (from the Init, checkpoints at the RL branch's compute){}",
+            which(k, sft_runs.len(), run)
+        );
+        stage(display, 3, &title, &dir);
+        // Checkpointed at the compute of the RL run of the same seed.
+        let matched = &rl
+            .iter()
+            .find(|(r, _)| r.seed == run.seed)
+            .unwrap_or(&rl[0])
+            .1;
+        let mut config = run.config.clone();
+        config.train.checkpoint_flops = matched.iter().map(|c| c.flops).collect();
+        if !finished(&dir) {
+            run_sft::<A>(&config, true, device, display)?;
+        }
+        let saved = checkpoints(&dir)?;
+        if let (Some(r), Some(s)) = (matched.last(), saved.last())
+            && s.flops < 0.95 * r.flops
+        {
+            warnings.push(format!(
+                "the SFT run `{}`'s data ran out at {:.3e} FLOPs, short of the RL branch's \
+                 {:.3e}: its last checkpoint is compared at less compute (add examples or \
+                 epochs to [sft])",
+                run.config.name, s.flops, r.flops
+            ));
+        }
+        sft.push((run, saved));
     }
 
     stage(
@@ -166,24 +193,50 @@ pub fn run_study_with<A: AutodiffBackend>(
         "evaluation of every checkpoint",
         &study.dir.join("evals"),
     );
-    let mut planned = vec![(
-        Branch::Init,
-        Saved {
-            step: init.map_or(0, |c| c.step),
+    let init_point = Planned {
+        branch: Branch::Init,
+        arm: "init".into(),
+        run: "init".into(),
+        seed: study.init.seed,
+        saved: Saved {
+            step: init.as_ref().map_or(0, |c| c.step),
+            optimizer_steps: init.as_ref().map_or(0, |c| c.optimizer_steps),
             flops: 0.0,
             model: init_dir.join("final"),
         },
-    )];
-    planned.extend(rl.into_iter().map(|c| (Branch::Rl, c)));
-    planned.extend(sft.into_iter().map(|c| (Branch::Sft, c)));
+    };
+    let mut planned = vec![init_point];
+    let branches = rl
+        .into_iter()
+        .map(|(run, saved)| (Branch::Rl, &run.arm, run.seed, &run.config.name, saved))
+        .chain(
+            sft.into_iter()
+                .map(|(run, saved)| (Branch::Sft, &run.arm, run.seed, &run.config.name, saved)),
+        );
+    for (branch, arm, seed, name, saved) in branches {
+        planned.extend(saved.into_iter().map(|saved| Planned {
+            branch,
+            arm: arm.clone(),
+            run: name.clone(),
+            seed,
+            saved,
+        }));
+    }
     let e = &study.eval;
     let per_point = e.total_episodes();
     let total = planned.len() * per_point;
     let mut points = Vec::with_capacity(planned.len());
-    for (i, (branch, saved)) in planned.into_iter().enumerate() {
+    for (i, planned) in planned.into_iter().enumerate() {
+        let Planned {
+            branch,
+            arm,
+            run,
+            seed,
+            saved,
+        } = planned;
         let eval_dir = study.dir.join("evals").join(match branch {
             Branch::Init => "init".to_string(),
-            _ => format!("{}-step-{:06}", branch.name(), saved.step),
+            _ => format!("{run}-step-{:06}", saved.step),
         });
         let flops = init_flops + saved.flops;
         let mut done = i * per_point;
@@ -191,7 +244,7 @@ pub fn run_study_with<A: AutodiffBackend>(
             &saved.model,
             &eval_dir,
             e,
-            json!({ "branch": branch, "step": saved.step, "flops": flops }),
+            json!({ "branch": branch, "run": run, "step": saved.step, "flops": flops }),
             evaluator,
             &mut |n| {
                 done += n;
@@ -199,8 +252,7 @@ pub fn run_study_with<A: AutodiffBackend>(
             },
         )?;
         display.line(&format!(
-            "{} step {} ({:.4} GFLOPs): {}",
-            branch.name(),
+            "{run} step {} ({:.4} GFLOPs): {}",
             saved.step,
             flops / 1e9,
             results
@@ -221,7 +273,11 @@ pub fn run_study_with<A: AutodiffBackend>(
         ));
         points.push(Point {
             branch,
+            arm,
+            run,
+            seed,
             step: saved.step,
+            optimizer_steps: saved.optimizer_steps,
             flops,
             model: saved.model,
             eval_dir,
@@ -276,9 +332,28 @@ fn finished(run_dir: &Path) -> bool {
     run_dir.join("final").join("config.json").exists()
 }
 
+/// A checkpoint to evaluate, with the run it belongs to.
+struct Planned {
+    branch: Branch,
+    arm: String,
+    run: String,
+    seed: u64,
+    saved: Saved,
+}
+
+/// ` (seed 1, 2 of 3)`: which of a branch's `n` runs the `k`-th is, when there are several.
+fn which<C>(k: usize, n: usize, run: &BranchRun<C>) -> String {
+    match n {
+        1 => String::new(),
+        _ => format!(" — `{}`, seed {} ({} of {n})", run.arm, run.seed, k + 1),
+    }
+}
+
 /// A run's checkpoint as the study uses it.
 struct Saved {
     step: usize,
+    /// Optimizer steps taken by then (an RL update takes several).
+    optimizer_steps: usize,
     /// The run's own training compute at the checkpoint.
     flops: f64,
     /// Its exported model.
@@ -296,8 +371,19 @@ fn checkpoints(run_dir: &Path) -> Result<Vec<Saved>, EvalError> {
         let flops = state["flops"]
             .as_f64()
             .ok_or_else(|| EvalError::Invalid(format!("{}: no `flops` number", path.display())))?;
+        // RL progress counts optimizer steps apart from updates; SFT's steps are its own.
+        let optimizer_steps = state
+            .get("optimizer_steps")
+            .map_or(Some(step as u64), serde_json::Value::as_u64)
+            .ok_or_else(|| {
+                EvalError::Invalid(format!(
+                    "{}: `optimizer_steps` is not a count",
+                    path.display()
+                ))
+            })? as usize;
         saved.push(Saved {
             step,
+            optimizer_steps,
             flops,
             model: checkpoint::exported(&dir),
         });
