@@ -133,6 +133,7 @@ fn study_report_matches_the_evaluations_and_resumes() {
     for plot in [
         "success-gp-l-id-verify1.png",
         "success-gp-l-ood-rule-verify1.png",
+        "id-vs-gp-l-ood-rule-verify1.png",
     ] {
         let bytes = std::fs::read(study_dir.join(plot)).unwrap();
         assert!(

@@ -173,3 +173,44 @@ fn seeds_and_sft_learning_rates_each_get_their_runs_and_columns() {
     );
     let _ = std::fs::remove_dir_all(study.dir.parent().unwrap());
 }
+
+/// `[arms.<name>]`: a further branch with some settings changed, trained and reported beside
+/// the two branches in its own folder and column.
+#[test]
+fn a_further_arm_changes_its_branch_and_gets_its_own_column() {
+    let text = format!(
+        "{STUDY}[arms.grpo]\nrl = {{ ppo = {{ advantage = \"group\", group_size = 2 }} }}\n\
+         [arms.more-data]\nsft = {{ data = {{ generate = {{ n = 200, seed = 7 }} }} }}\n"
+    );
+    let (outcome, study) = scripted("study-more-arms", &text, |study, model| {
+        model.starts_with(study.dir.join("grpo"))
+    });
+    let config = |run: &str| -> toml::Table {
+        toml::from_str(&std::fs::read_to_string(study.dir.join(run).join("config.toml")).unwrap())
+            .unwrap()
+    };
+    let grpo = config("grpo");
+    assert_eq!(grpo["ppo"]["advantage"].as_str(), Some("group"));
+    assert_eq!(grpo["ppo"]["group_size"].as_integer(), Some(2));
+    assert_eq!(
+        grpo["ppo"]["num_updates"].as_integer(),
+        Some(2),
+        "the rest is the RL branch's"
+    );
+    let more = config("more-data");
+    let data = &more["data"];
+    assert_eq!(data["generate"]["n"].as_integer(), Some(200));
+    assert_eq!(data["generate"]["prompt_layout"].as_str(), Some("compact"));
+    assert!(data["path"].as_str().unwrap().contains("more-data"));
+    assert!(outcome.points.iter().any(|p| p.run == "more-data"));
+    assert_eq!(
+        line_of(&outcome.report, "| variant |"),
+        "| variant | Init | RL | grpo | SFT | more-data |"
+    );
+    assert_eq!(
+        line_of(&outcome.report, "| gp-l-id (verify 1) |"),
+        "| gp-l-id (verify 1) | 0.0% ± 0.0 | 0.0% ± 0.0 (+0.0 pp) | 100.0% ± 0.0 (+100.0 pp) | \
+         0.0% ± 0.0 (+0.0 pp) | 0.0% ± 0.0 (+0.0 pp) |"
+    );
+    let _ = std::fs::remove_dir_all(study.dir.parent().unwrap());
+}

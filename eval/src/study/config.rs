@@ -13,6 +13,7 @@ use sftvsrl_envs::nav::world::WorldSpec;
 use sftvsrl_envs::nav::world::logo::LandmarkLook;
 use sftvsrl_envs::nav::world::style::CityStyle;
 
+use super::run::Branch;
 use crate::config::EvalConfig;
 use crate::error::EvalError;
 
@@ -30,6 +31,8 @@ struct StudyFile {
     seeds: Option<Vec<u64>>,
     #[serde(default)]
     sft_lrs: Option<Vec<f64>>,
+    #[serde(default)]
+    arms: toml::Table,
     #[serde(default)]
     eval: EvalConfig,
     #[serde(default)]
@@ -133,6 +136,9 @@ pub struct Study {
     /// `sft_lrs`: the SFT branch runs at each learning rate, its `train.lr` replaced; `None`:
     /// at its own.
     pub sft_lrs: Option<Vec<f64>>,
+    /// `[arms.<name>]`: further branches, each the RL or SFT branch with some settings changed
+    /// (GRPO, another loss, other data), run at every seed beside the two branches.
+    pub arms: Vec<Arm>,
     /// How every checkpoint is evaluated.
     pub eval: EvalConfig,
     /// The navigation world generated into [`Study::world_dir`] before the Init, if any.
@@ -205,9 +211,41 @@ impl Study {
             ("init".to_string(), "pretrained".into()),
             ("path".to_string(), path_value(&init_model)),
         ]);
-        let mut sft: SftConfig = stage("sft").resolve(file.sft, vec![("model", model.into())])?;
-        let mut rl: RlConfig =
-            stage("rl").resolve(file.rl, vec![("policy", path_value(&init_model))])?;
+        let sft_start = vec![("model", toml::Value::from(model))];
+        let rl_start = vec![("policy", path_value(&init_model))];
+        let mut arms = Vec::new();
+        for (name, arm) in &file.arms {
+            let arm_stage = stage(name);
+            let (branch, over) = arm_override(name, arm).map_err(|e| arm_stage.error(e))?;
+            let (base, start) = match branch {
+                Branch::Rl => (&file.rl, &rl_start),
+                _ => (&file.sft, &sft_start),
+            };
+            let mut table = base.clone();
+            // An SFT arm trains on the SFT branch's data unless it names its own.
+            if !over.contains_key("data")
+                && let Some(toml::Value::Table(data)) = table.get_mut("data")
+                && !data.contains_key("path")
+            {
+                let file = dir.join("data").join("sft").join("data.jsonl");
+                data.insert("path".into(), path_value(&file));
+            }
+            merge(&mut table, over);
+            arms.push(match branch {
+                Branch::Rl => {
+                    let mut c: RlConfig = arm_stage.resolve(table, start.clone())?;
+                    c.export_checkpoints = true;
+                    Arm::Rl(c)
+                }
+                _ => {
+                    let mut c: SftConfig = arm_stage.resolve(table, start.clone())?;
+                    c.train.export_checkpoints = true;
+                    Arm::Sft(c)
+                }
+            });
+        }
+        let mut sft: SftConfig = stage("sft").resolve(file.sft, sft_start)?;
+        let mut rl: RlConfig = stage("rl").resolve(file.rl, rl_start)?;
         sft.train.export_checkpoints = true;
         rl.export_checkpoints = true;
         let mut eval = file.eval;
@@ -234,6 +272,7 @@ impl Study {
             rl,
             seeds: file.seeds,
             sft_lrs: file.sft_lrs,
+            arms,
             eval,
             world,
             ood_world,
@@ -242,28 +281,32 @@ impl Study {
     }
 
     /// The RL branch's runs, one per seed, each in its own folder: `rl/`, or `rl-seed<S>/`
-    /// when `seeds` is given.
+    /// when `seeds` is given; then the RL arms' runs, `<name>[-seed<S>]/`.
     pub fn rl_runs(&self) -> Vec<BranchRun<RlConfig>> {
-        self.run_seeds(self.rl.seed)
-            .into_iter()
-            .map(|(seed, suffix)| {
-                let mut config = self.rl.clone();
+        let rl_arms = self.arms.iter().filter_map(|a| match a {
+            Arm::Rl(c) => Some(c),
+            Arm::Sft(_) => None,
+        });
+        let mut runs = Vec::new();
+        for base in std::iter::once(&self.rl).chain(rl_arms) {
+            for (seed, suffix) in self.run_seeds(base.seed) {
+                let mut config = base.clone();
                 config.seed = seed;
-                config.name = format!("rl{suffix}");
-                let lr = config.optim.lr;
-                BranchRun {
-                    arm: "rl".into(),
+                config.name = format!("{}{suffix}", base.name);
+                runs.push(BranchRun {
+                    arm: base.name.clone(),
                     seed,
-                    lr,
+                    lr: config.optim.lr,
                     config,
-                }
-            })
-            .collect()
+                });
+            }
+        }
+        runs
     }
 
     /// The SFT branch's runs, one per learning rate and seed (learning rate first), each in its
     /// own folder: `sft/`, with `-lr<LR>` when `sft_lrs` is given and `-seed<S>` when `seeds`
-    /// is.
+    /// is; then the SFT arms' runs, `<name>[-seed<S>]/`.
     pub fn sft_runs(&self) -> Vec<BranchRun<SftConfig>> {
         let lrs: Vec<(f64, String)> = match &self.sft_lrs {
             Some(lrs) => lrs.iter().map(|&lr| (lr, format!("-lr{lr:e}"))).collect(),
@@ -284,6 +327,20 @@ impl Study {
                 });
             }
         }
+        for arm in &self.arms {
+            let Arm::Sft(base) = arm else { continue };
+            for (seed, suffix) in self.run_seeds(base.seed) {
+                let mut config = base.clone();
+                config.seed = seed;
+                config.name = format!("{}{suffix}", base.name);
+                runs.push(BranchRun {
+                    arm: base.name.clone(),
+                    seed,
+                    lr: config.train.lr,
+                    config,
+                });
+            }
+        }
         runs
     }
 
@@ -292,6 +349,75 @@ impl Study {
         match &self.seeds {
             Some(seeds) => seeds.iter().map(|&s| (s, format!("-seed{s}"))).collect(),
             None => vec![(own, String::new())],
+        }
+    }
+}
+
+/// A further branch of the study (`[arms.<name>]`): the RL or the SFT branch's settings with
+/// the arm's merged over them; its runs are in `<name>[-seed<S>]/`.
+#[derive(Clone, Debug)]
+pub enum Arm {
+    Rl(RlConfig),
+    Sft(SftConfig),
+}
+
+/// Names the study's own folders take, which no arm may.
+const RESERVED: [&str; 7] = [
+    "init",
+    "rl",
+    "sft",
+    "data",
+    "evals",
+    WORLD_DIR,
+    OOD_WORLD_DIR,
+];
+
+/// An arm's branch and the settings it changes: `[arms.<name>]` holds exactly one of `rl` and
+/// `sft`, a table merged over that branch's section.
+fn arm_override(name: &str, arm: &toml::Value) -> Result<(Branch, toml::Table), String> {
+    let well_formed = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if name.is_empty()
+        || !well_formed
+        || RESERVED.contains(&name)
+        || ["rl-", "sft-", "init-"].iter().any(|p| name.starts_with(p))
+        || name.contains("-seed")
+    {
+        return Err(format!(
+            "arm name `{name}`: use lowercase letters, digits and `-`, not a name of the \
+             study's own folders ({}) nor one starting with `rl-`, `sft-` or holding `-seed`",
+            RESERVED.join(", ")
+        ));
+    }
+    let Some(table) = arm.as_table() else {
+        return Err("an arm is a table holding `rl` or `sft`".into());
+    };
+    let mut keys = table.keys();
+    let (branch, over) = match (keys.next().map(String::as_str), keys.next()) {
+        (Some("rl"), None) => (Branch::Rl, &table["rl"]),
+        (Some("sft"), None) => (Branch::Sft, &table["sft"]),
+        _ => {
+            return Err(format!(
+                "holds {:?}: an arm holds exactly one of `rl` and `sft` (the branch it changes)",
+                table.keys().collect::<Vec<_>>()
+            ));
+        }
+    };
+    match over.as_table() {
+        Some(over) => Ok((branch, over.clone())),
+        None => Err(format!("`{}` must be a table of settings", branch.name())),
+    }
+}
+
+/// `over` merged into `base`: tables key by key, any other value replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
         }
     }
 }
@@ -635,6 +761,19 @@ mod tests {
             "{nav}[ood_world]\nroutes = 3\nseed = 1\nnames = \"paris\"\n"
         ));
         assert!(e.contains("[ood_world] names"), "{e}");
+        // Arms: one branch each, under a name of their own.
+        for (arm, words) in [
+            ("[arms.rl-2]\nrl = {}\n", "arm name `rl-2`"),
+            ("[arms.evals]\nrl = {}\n", "arm name `evals`"),
+            ("[arms.Big]\nrl = {}\n", "arm name `Big`"),
+            ("[arms.both]\nrl = {}\nsft = {}\n", "exactly one of"),
+            ("[arms.none]\n", "exactly one of"),
+            ("[arms.flat]\nrl = 3\n", "`rl` must be a table"),
+            ("[arms.typo]\nrl = { ppo = { clip = 2 } }\n", "clip"),
+        ] {
+            let e = err(&format!("{base}{arm}"));
+            assert!(e.contains("s.toml") && e.contains(words), "{arm}: {e}");
+        }
         let e = err(&format!("{base}report = 1\n"));
         assert!(e.contains("report"), "{e}");
         let e = err(&base.replace("[init]\ndata = {}\n", "[init]\n"));

@@ -9,7 +9,7 @@ use image::Rgb;
 use serde_json::json;
 use sftvsrl_training::{RunConfig, durable};
 
-use super::config::Study;
+use super::config::{Arm, Study};
 use super::run::{Branch, Point};
 use sftvsrl_envs::gp::FaceRule;
 use sftvsrl_envs::nav::prompt::turn_words;
@@ -170,6 +170,12 @@ pub fn write_study_report(
             .save(&path)
             .map_err(|e| EvalError::Invalid(format!("{}: {e}", path.display())))?;
     }
+    for (id, ood) in id_ood_pairs(&metrics) {
+        let path = dir.join(id_ood_file(id, ood));
+        render(&id_ood_plot(id, ood, points))
+            .save(&path)
+            .map_err(|e| EvalError::Invalid(format!("{}: {e}", path.display())))?;
+    }
     let path = dir.join("report.md");
     write(&path, &markdown(study, points, &metrics, warnings))?;
     Ok(path)
@@ -177,6 +183,56 @@ pub fn write_study_report(
 
 fn write(path: &Path, text: &str) -> Result<(), EvalError> {
     Ok(durable::write_file(path, text)?)
+}
+
+/// The success metrics of an ID variant and an OOD variant of the same task at the same
+/// verification setting, for the plots of one against the other.
+fn id_ood_pairs(metrics: &[Metric]) -> Vec<(Metric, Metric)> {
+    let success = || metrics.iter().filter(|m| m.measure == Measure::Success);
+    let mut pairs = Vec::new();
+    for id in success() {
+        let Some(task) = id.variant.name().strip_suffix("-id") else {
+            continue;
+        };
+        let ood = success().filter(|m| {
+            m.verify_iter == id.verify_iter && m.variant.name().starts_with(&format!("{task}-ood-"))
+        });
+        pairs.extend(ood.map(|&ood| (*id, ood)));
+    }
+    pairs
+}
+
+fn id_ood_file(id: Metric, ood: Metric) -> String {
+    format!("id-vs-{}-verify{}.png", ood.variant.name(), id.verify_iter)
+}
+
+/// OOD success against ID success: each run from the Init through its checkpoints, so an arm
+/// that gains in distribution without losing out of it moves right and not down.
+fn id_ood_plot(id: Metric, ood: Metric, points: &[Point]) -> Plot {
+    let mut plot = plot(ood, points);
+    let init = points.iter().filter(|p| p.branch == Branch::Init);
+    for (series, run) in plot.series.iter_mut().zip(runs(points)) {
+        series.points = init
+            .clone()
+            .chain(points.iter().filter(|p| p.run == run.run))
+            .filter_map(|p| {
+                Some((
+                    100.0 * id.of(p)?.0,
+                    100.0 * ood.of(p)?.0,
+                    100.0 * ood.of(p)?.1,
+                ))
+            })
+            .collect();
+    }
+    plot.title = format!(
+        "{} against {} (verify {})",
+        ood.variant.name(),
+        id.variant.name(),
+        id.verify_iter
+    );
+    plot.x_label = format!("{} success (%)", id.variant.name());
+    plot.y_label = format!("{} success (%)", ood.variant.name());
+    plot
 }
 
 /// Success (%) against GFLOPs: each run from the Init through its checkpoints, a colour per
@@ -197,10 +253,11 @@ fn plot(metric: Metric, points: &[Point]) -> Plot {
     let series = runs(points)
         .into_iter()
         .map(|p| {
-            let k = arms.iter().position(|a| *a == p.arm).unwrap_or(0);
-            let same_branch = arms[..k]
+            // The arm's place among the arms of its branch picks its colour.
+            let same_branch = arms
                 .iter()
-                .filter(|a| a.starts_with(p.branch.name()))
+                .take_while(|a| **a != p.arm)
+                .filter(|a| points.iter().any(|q| q.arm == **a && q.branch == p.branch))
                 .count();
             let color = match p.branch {
                 Branch::Rl => RL_COLORS[same_branch % RL_COLORS.len()],
@@ -253,29 +310,26 @@ fn runs(points: &[Point]) -> Vec<&Point> {
     out
 }
 
-/// The learning rate of the runs `last` of one arm: the RL branch's or the SFT run's.
+/// The learning rate of the runs `last` of one arm.
 fn lr_of(study: &Study, last: &[&Point]) -> String {
     let Some(p) = last.first() else {
         return "-".into();
     };
-    let lr = match p.branch {
-        Branch::Rl => study.rl.optim.lr,
-        _ => study
-            .sft_runs()
-            .into_iter()
-            .find(|r| r.config.name == p.run)
-            .map_or(study.sft.train.lr, |r| r.lr),
-    };
-    format!("{lr:e}")
+    let rl = study.rl_runs().into_iter().map(|r| (r.config.name, r.lr));
+    let sft = study.sft_runs().into_iter().map(|r| (r.config.name, r.lr));
+    match rl.chain(sft).find(|(name, _)| *name == p.run) {
+        Some((_, lr)) => format!("{lr:e}"),
+        None => "-".into(),
+    }
 }
 
-/// `RL`, `SFT`, `SFT lr 3e-4`: an arm as a column heading.
+/// `RL`, `SFT`, `SFT lr 3e-4`, or a further arm's own name: an arm as a column heading.
 fn arm_label(arm: &str) -> String {
-    let (branch, rest) = arm.split_once('-').unwrap_or((arm, ""));
-    let rest = rest
-        .strip_prefix("lr")
-        .map_or(rest.to_string(), |lr| format!(" lr {lr}"));
-    format!("{}{rest}", branch.to_uppercase())
+    match arm.split_once('-') {
+        None if arm == "rl" || arm == "sft" => arm.to_uppercase(),
+        Some(("sft", rest)) => format!("SFT lr {}", rest.trim_start_matches("lr")),
+        _ => arm.to_string(),
+    }
 }
 
 /// A run in a legend: its arm, and its seed when the arm has several.
@@ -405,6 +459,22 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
     for &metric in metrics {
         let _ = writeln!(md, "![{}]({})\n", metric.label(), metric.plot_file());
     }
+    let pairs = id_ood_pairs(metrics);
+    if !pairs.is_empty() {
+        md.push_str(
+            "## Out of distribution against in distribution\n\nEach run from the Init through \
+             its checkpoints: right is better in distribution, up better out of it.\n\n",
+        );
+    }
+    for (id, ood) in pairs {
+        let _ = writeln!(
+            md,
+            "![{} against {}]({})\n",
+            ood.label(),
+            id.label(),
+            id_ood_file(id, ood)
+        );
+    }
 
     let init_data = match &study.init.data.generate {
         Some(g) => {
@@ -487,7 +557,7 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
          - SFT branch: from the Init, checkpointed where its compute first reaches each RL \
          checkpoint's (the RL run of the same seed), lr {} (config `<run>/config.toml`; runs \
          {}).\n\
-         - Evaluation: at most {} new tokens, temperature {}, top-p {}.{}{} Each checkpoint's \
+         {}- Evaluation: at most {} new tokens, temperature {}, top-p {}.{}{} Each checkpoint's \
          `eval.json` (every number) and `eval.md` (transcripts) are under `evals/`.\n\
          - The study file as given: `study.toml`; all numbers of this report: `study.json`.\n",
         study.init.run_dir().display(),
@@ -506,6 +576,7 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
             None => format!("{:e}", study.sft.train.lr),
         },
         run_list(study.sft_runs().iter().map(|r| (&r.config.name, r.seed))),
+        arms_setup(study),
         e.max_new_tokens,
         e.temperature,
         e.top_p,
@@ -513,6 +584,27 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         navigation_setup(e, study.ood_world.as_ref())
     );
     md
+}
+
+/// The further arms, for the setup statements (empty without any).
+fn arms_setup(study: &Study) -> String {
+    if study.arms.is_empty() {
+        return String::new();
+    }
+    let arms: Vec<String> = study
+        .arms
+        .iter()
+        .map(|a| match a {
+            Arm::Rl(c) => format!("`{}` (RL)", c.name),
+            Arm::Sft(c) => format!("`{}` (SFT)", c.name),
+        })
+        .collect();
+    format!(
+        "- Further arms, each a branch with the settings of its `[arms.<name>]` in `study.toml` \
+         changed (config `<run>/config.toml`; SFT arms checkpointed at the RL branch's \
+         compute): {}.\n",
+        arms.join(", ")
+    )
 }
 
 /// `` `rl/` (seed 0), `rl-seed1/` (seed 1) ``: a branch's runs for the setup statements.
