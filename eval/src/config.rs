@@ -20,12 +20,20 @@ pub enum EvalVariant {
     GpLId,
     /// GeneralPoints, text, face cards count 11/12/13 (rule out of distribution).
     GpLOodRule,
+    /// GeneralPoints, text, face cards all count 5: a rule new in every part.
+    GpLOodFace5,
+    /// GeneralPoints, text, face cards all count 7: a rule new in every part.
+    GpLOodFace7,
     /// GeneralPoints, vision, black suits, face cards count 10 (in distribution).
     GpVlId,
     /// GeneralPoints, vision, face cards count 11/12/13 (rule out of distribution).
     GpVlOodRule,
     /// GeneralPoints, vision, red suits (visual out of distribution).
     GpVlOodVisual,
+    /// GeneralPoints, vision, face cards all count 5.
+    GpVlOodFace5,
+    /// GeneralPoints, vision, face cards all count 7.
+    GpVlOodFace7,
     /// V-IRL navigation, text, absolute turns (in distribution).
     VirlLId,
     /// V-IRL navigation, text, relative turns (rule out of distribution).
@@ -48,6 +56,10 @@ impl EvalVariant {
             EvalVariant::GpVlId => "gp-vl-id",
             EvalVariant::GpVlOodRule => "gp-vl-ood-rule",
             EvalVariant::GpVlOodVisual => "gp-vl-ood-visual",
+            EvalVariant::GpLOodFace5 => "gp-l-ood-face5",
+            EvalVariant::GpLOodFace7 => "gp-l-ood-face7",
+            EvalVariant::GpVlOodFace5 => "gp-vl-ood-face5",
+            EvalVariant::GpVlOodFace7 => "gp-vl-ood-face7",
             EvalVariant::VirlLId => "virl-l-id",
             EvalVariant::VirlLOodRule => "virl-l-ood-rule",
             EvalVariant::VirlVlId => "virl-vl-id",
@@ -64,6 +76,10 @@ impl EvalVariant {
             EvalVariant::GpVlId => Task::GeneralPoints(Variant::Id, true),
             EvalVariant::GpVlOodRule => Task::GeneralPoints(Variant::RuleOod, true),
             EvalVariant::GpVlOodVisual => Task::GeneralPoints(Variant::VisualOod, true),
+            EvalVariant::GpLOodFace5 => Task::GeneralPoints(Variant::AllFaces(5), false),
+            EvalVariant::GpLOodFace7 => Task::GeneralPoints(Variant::AllFaces(7), false),
+            EvalVariant::GpVlOodFace5 => Task::GeneralPoints(Variant::AllFaces(5), true),
+            EvalVariant::GpVlOodFace7 => Task::GeneralPoints(Variant::AllFaces(7), true),
             EvalVariant::VirlLId => Task::navigation(true, false, false),
             EvalVariant::VirlLOodRule => Task::navigation(false, false, false),
             EvalVariant::VirlVlId => Task::navigation(true, true, false),

@@ -73,3 +73,55 @@ fn a_policy_that_misreads_half_the_hands_scores_half_recognition() {
         assert!((recognition.rate - 0.5).abs() < 1e-12);
     }
 }
+
+/// `gp-l-ood-face5` and `gp-l-ood-face7` deal hands that each hold a face card counting 5 or 7:
+/// a policy that applies the stated rule solves every hand, one that counts faces as 10 (the
+/// ID rule) or as 11/12/13 (the other OOD rule) solves few.
+#[test]
+fn the_all_five_and_all_seven_rules_are_new_in_every_part() {
+    for (variant, value) in [("gp-l-ood-face5", 5u8), ("gp-l-ood-face7", 7)] {
+        let config = EvalConfig::from_toml(
+            &format!(
+                "variants = [\"{variant}\"]\nepisodes = 24\nseed = 9\nverify_iters = [1]\n\
+                 max_new_tokens = 80\ntemperature = 0.0\ntranscripts = 0\n\
+                 prompt_layout = \"compact\"\n"
+            ),
+            Path::new("eval.toml"),
+        )
+        .unwrap();
+        let rule = |variant| GpConfig {
+            prompt_layout: PromptLayout::Compact,
+            ..GpConfig::variant(variant, false)
+        };
+        let stated = rule(Variant::AllFaces(value));
+        assert_eq!(
+            stated.face_cards.face_values(),
+            [value; 3],
+            "{variant} states its rule"
+        );
+        let examples: Vec<_> = expert_examples(&stated, 0, 50, ExpertSolution::Random).collect();
+        let corpus = examples
+            .iter()
+            .flat_map(|e| [e.prompt.as_str(), e.response.as_str()]);
+        let tokenizer = word_level_tokenizer(corpus, 1).unwrap();
+        let mut solved = Vec::new();
+        for assumed in [stated.clone(), rule(Variant::Id), rule(Variant::RuleOod)] {
+            let answer = move |t: &Transcript| {
+                sftvsrl_envs::gp::expert::answer_from_prompt(&t.turns[0].text, &assumed)
+                    .unwrap_or_else(|| "{\"formula\": \"1\"}".into())
+            };
+            let mut policy = ScriptedPolicy {
+                tokenizer: tokenizer.clone(),
+                answer,
+                sees_images: false,
+            };
+            let report = evaluate(&mut policy, &tokenizer, &config, &mut |_| {}).unwrap();
+            solved.push(report.results[0].successes);
+        }
+        assert_eq!(
+            solved[0], 24,
+            "{variant}: the stated rule solves every hand"
+        );
+        assert!(solved[1] < 12 && solved[2] < 12, "{variant}: {solved:?}");
+    }
+}

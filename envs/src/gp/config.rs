@@ -75,6 +75,9 @@ pub enum Variant {
     RuleOod,
     /// GP-VL with red suits, otherwise in-distribution.
     VisualOod,
+    /// J, Q and K all count this value and every hand holds one: a rule new in every part
+    /// (the all-5 and all-7 rules of "Debunk the Myth of SFT Generalization").
+    AllFaces(u8),
 }
 
 impl GpConfig {
@@ -98,6 +101,11 @@ impl GpConfig {
             },
             Variant::VisualOod => GpConfig {
                 suits: SuitSet::Red,
+                ..base
+            },
+            Variant::AllFaces(value) => GpConfig {
+                face_cards: FaceRule::Custom([value; 3]),
+                require_face_card: true,
                 ..base
             },
         }
