@@ -160,7 +160,9 @@ pub fn verify(dir: &Path) -> Result<(), TrainError> {
             return Err(err(
                 &file,
                 format!(
-                    "damaged: {} bytes with CRC-32 {:08x}, but the checkpoint was written with                      {} bytes and CRC-32 {:08x}; delete {} to resume from the checkpoint before it",
+                    "damaged: {} bytes with CRC-32 {:08x}, but the checkpoint was written \
+                     with {} bytes and CRC-32 {:08x}; delete {} to resume from the \
+                     checkpoint before it",
                     found.bytes,
                     found.crc32,
                     expected.bytes,
