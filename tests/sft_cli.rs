@@ -84,6 +84,19 @@ fn tiny_run_writes_its_folder_and_resumes() {
         std::fs::read_to_string(run.join("config.toml")).unwrap(),
         saved
     );
+    // An edited data file gives a from-scratch model another vocabulary: refused by name.
+    std::fs::write(&config, &text).unwrap();
+    let data = dir.join("data/data.jsonl");
+    let original = std::fs::read_to_string(&data).unwrap();
+    let edited = original.replacen("\"content\":\"", "\"content\":\"zebra ", 1);
+    assert_ne!(edited, original);
+    std::fs::write(&data, edited).unwrap();
+    let err = fails(&["sft", config.to_str().unwrap(), "--resume"], "");
+    assert!(
+        err.contains("tokenizer.json") && err.contains("data file"),
+        "{err}"
+    );
+    std::fs::write(&data, original).unwrap();
     // Resuming without the step limit finishes the epoch (8 training examples, 2 steps).
     let config = write_config(&dir, "");
     let out = ok(

@@ -74,6 +74,7 @@ pub fn run_sft<A: AutodiffBackend>(
         device,
     )?;
     let tokenizer = built.tokenizer;
+    folder.check_tokenizer(&tokenizer)?;
     let processor = built.processor;
     let stop_tokens = tokenizer.stop_tokens();
     let sequences = tokenize_all(

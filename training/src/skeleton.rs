@@ -12,10 +12,12 @@ use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sftvsrl_model::Tokenizer;
 
 use crate::checkpoint::{self, exported};
 use crate::config::RunConfig;
 use crate::display::RunDisplay;
+use crate::durable;
 use crate::error::TrainError;
 
 /// Writes a model in Hugging Face layout into the folder given, and returns it.
@@ -49,6 +51,32 @@ impl RunFolder {
             last: None,
             export_checkpoints,
         })
+    }
+
+    /// Keeps the vocabulary the run trains with in `tokenizer.json`: a fresh run writes it, a
+    /// resumed run must build the same one (a from-scratch model's vocabulary comes from its
+    /// data file, a pretrained one's from its model folder: if either changed, the checkpoint's
+    /// token ids no longer mean the same words).
+    pub fn check_tokenizer(&self, tokenizer: &Tokenizer) -> Result<(), TrainError> {
+        let path = self.dir.join("tokenizer.json");
+        let text = tokenizer
+            .inner()
+            .to_string(false)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?;
+        if self.resume_from.is_some() && path.exists() {
+            let saved = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+            if saved != text {
+                return Err(TrainError::Config {
+                    path,
+                    message: "the tokenizer built for `--resume` differs from the one the run \
+                              started with: its data file (a model from scratch) or its model \
+                              folder changed since; restore it, or start a new run"
+                        .into(),
+                });
+            }
+            return Ok(());
+        }
+        durable::write_file(&path, text)
     }
 
     /// Loads the newest checkpoint into `model` and `optim` when the run resumes, with the

@@ -89,6 +89,7 @@ pub fn run_rl<A: AutodiffBackend>(
             .set_chat_date(date)
             .map_err(|e| TrainError::Invalid(format!("`chat_date`: {e}")))?;
     }
+    folder.check_tokenizer(&tokenizer)?;
     let (r, p, o) = (&config.rollout, &config.ppo, &config.optim);
     let marker = answer_marker(&tokenizer, &p.answer_key)?;
     let shows_images = match config.env {
