@@ -157,9 +157,20 @@ fn rl_benchmark_splits_the_update_time() {
     let r = &reports[0];
     assert_eq!(r["config"]["model_name"], "tiny");
     assert_eq!(r["generated_tokens"].as_f64().unwrap(), 8.0);
-    for key in ["generation_s", "environment_s", "optimisation_s"] {
-        assert!(r[key].as_f64().unwrap() >= 0.0, "{key}: {r}");
-    }
-    let share = r["environment_share"].as_f64().unwrap();
-    assert!((0.0..=1.0).contains(&share), "{share}");
+    let at = |key: &str| r[key].as_f64().unwrap_or_else(|| panic!("{key}: {r}"));
+    // Generation and the update are timed (work was done), the parts make the total, and the
+    // share and the rate are the parts' ratios.
+    assert!(
+        at("generation_s") > 0.0 && at("optimisation_s") > 0.0,
+        "{r}"
+    );
+    let parts = at("generation_s") + at("environment_s") + at("optimisation_s");
+    assert!((at("total_s") - parts).abs() <= 1e-9 * parts, "{r}");
+    let share = at("environment_s") / at("total_s");
+    assert!((at("environment_share") - share).abs() < 1e-9, "{r}");
+    let rate = at("generated_tokens") / at("generation_s");
+    assert!(
+        (at("generated_tokens_per_s") - rate).abs() <= 1e-6 * rate,
+        "{r}"
+    );
 }
