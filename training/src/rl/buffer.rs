@@ -246,7 +246,7 @@ impl<B: Backend> ScoreBatch<B> {
         let (hidden, logits) = if rows == batch && slots == self.tokens {
             (hidden, logits)
         } else {
-            (hidden.slice([0..batch]), logits.slice([0..self.tokens]))
+            (hidden.narrow(0, 0, batch), logits.narrow(0, 0, self.tokens))
         };
         Ok(Scores {
             hidden,
