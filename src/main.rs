@@ -4,7 +4,8 @@ mod cli;
 
 use clap::{Parser, Subcommand};
 use sftvsrl_model::device::{
-    KernelSettings, configure_kernels, default_kernel_cache, keep_freed_memory,
+    KernelSettings, autotune_level_from_env, configure_kernels, default_kernel_cache,
+    keep_freed_memory,
 };
 
 /// Post-train language and vision-language models with SFT and RL on verifiable environments,
@@ -50,14 +51,23 @@ fn main() {
     keep_freed_memory();
     let cli = Cli::parse();
     // Before any GPU work: the kernel cache, or the bench's own settings.
+    let autotune = match autotune_level_from_env() {
+        Ok(level) => level,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
     let kernels = match &cli.command {
         Command::Bench(cli::bench::BenchCommand::Kernels(a)) => KernelSettings {
             cache: a.cache.clone(),
             compile_log: Some(a.compile_log.clone()),
+            autotune,
         },
         _ => KernelSettings {
             cache: default_kernel_cache(),
             compile_log: None,
+            autotune,
         },
     };
     if let Err(e) = configure_kernels(&kernels) {

@@ -155,6 +155,78 @@ pub struct KernelSettings {
     pub cache: Option<PathBuf>,
     /// Append a line per compiled kernel (`[Compiling kernel] name`) to this file.
     pub compile_log: Option<PathBuf>,
+    /// How hard to autotune; `None` keeps CubeCL's (its settings file, else `balanced`). See
+    /// [`AutotuneLevel`] and [`autotune_level_from_env`].
+    pub autotune: Option<AutotuneLevel>,
+}
+
+/// The environment variable that sets the autotune level (CubeCL's own name for it).
+pub const AUTOTUNE_ENV: &str = "CUBECL_AUTOTUNE_LEVEL";
+
+/// How hard CubeCL searches for the fastest variant of a kernel (matmul tiling, reduction
+/// strategy …) the first time it meets a shape, and how many shapes share one search (shapes
+/// are bucketed by powers of 2 up to `extensive`; `full` tunes every shape). Each search runs
+/// every candidate on the device, so it costs start-up time, not results: every level computes
+/// the same values up to f32 rounding. Results are kept in the kernel cache, so a level's
+/// searches are paid once per machine. `minimal` suits CI and short runs, CubeCL's default
+/// `balanced` long trainings on one set of shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutotuneLevel {
+    Minimal,
+    Balanced,
+    Extensive,
+    Full,
+}
+
+impl AutotuneLevel {
+    /// Every level, least effort first.
+    pub const ALL: [AutotuneLevel; 4] =
+        [Self::Minimal, Self::Balanced, Self::Extensive, Self::Full];
+
+    /// The name CubeCL and `CUBECL_AUTOTUNE_LEVEL` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Minimal => "minimal",
+            Self::Balanced => "balanced",
+            Self::Extensive => "extensive",
+            Self::Full => "full",
+        }
+    }
+}
+
+impl FromStr for AutotuneLevel {
+    type Err = String;
+
+    /// A level's name, or its number 0–3 (as CubeCL reads `CUBECL_AUTOTUNE_LEVEL`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .enumerate()
+            .find(|(i, l)| l.name() == s || i.to_string() == s)
+            .map(|(_, l)| l)
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` is not an autotune level: expected minimal, balanced, extensive or \
+                     full (or 0-3)"
+                )
+            })
+    }
+}
+
+/// The level `CUBECL_AUTOTUNE_LEVEL` asks for (`None` when unset or empty). CubeCL itself
+/// ignores a value it does not know; here it is an error naming the variable.
+pub fn autotune_level_from_env() -> Result<Option<AutotuneLevel>, ModelError> {
+    match std::env::var(AUTOTUNE_ENV) {
+        Ok(v) if !v.is_empty() => v.parse().map(Some).map_err(|message| ModelError::Settings {
+            path: PathBuf::from(AUTOTUNE_ENV),
+            message,
+        }),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ModelError::Settings {
+            path: PathBuf::from(AUTOTUNE_ENV),
+            message: "not valid UTF-8".into(),
+        }),
+    }
 }
 
 /// Lets the C allocator keep freed memory for reuse (glibc on Linux; a no-op elsewhere): blocks
@@ -186,7 +258,7 @@ pub fn default_kernel_cache() -> Option<PathBuf> {
 /// features). A `cubecl.toml` (or `burn.toml` with a `[cubecl]` table) in the working directory
 /// or above is the user's: its settings stand and `settings.cache` is ignored; otherwise the
 /// kernel cache is `settings.cache`. CubeCL's environment variables (`CUBECL_AUTOTUNE_LEVEL`,
-/// `CUBECL_DEBUG_LOG` …) apply on top, then `settings.compile_log`. The user's file is parsed
+/// `CUBECL_DEBUG_LOG` …) apply on top, then `settings.compile_log` and `settings.autotune`. The user's file is parsed
 /// here first ([`crate::cubecl_config`]): one CubeCL cannot parse is an error naming it
 /// (CubeCL itself would panic).
 ///
@@ -209,6 +281,15 @@ pub fn configure_kernels(settings: &KernelSettings) -> Result<(), ModelError> {
         if let Some(dir) = settings.cache.as_ref().filter(|_| user.is_none()) {
             config.compilation.cache = Some(CacheConfig::File(dir.clone()));
             config.autotune.cache = CacheConfig::File(dir.clone());
+        }
+        if let Some(level) = settings.autotune {
+            use burn::cubecl::config::autotune::AutotuneLevel as Level;
+            config.autotune.level = match level {
+                AutotuneLevel::Minimal => Level::Minimal,
+                AutotuneLevel::Balanced => Level::Balanced,
+                AutotuneLevel::Extensive => Level::Extensive,
+                AutotuneLevel::Full => Level::Full,
+            };
         }
         if let Some(log) = &settings.compile_log {
             let logger = &mut config.compilation.logger;
@@ -276,6 +357,21 @@ mod tests {
         assert_eq!(pad_multiple::<CpuBackend>(None, &device), 1);
         assert_eq!(pad_multiple::<CpuBackend>(Some(8), &device), 8);
         assert!(!compiles_kernels::<NdArrayBackend>(&Default::default()));
+    }
+
+    #[test]
+    fn autotune_levels_parse_as_cubecl_reads_them() {
+        for (i, level) in AutotuneLevel::ALL.into_iter().enumerate() {
+            assert_eq!(level.name().parse::<AutotuneLevel>(), Ok(level));
+            assert_eq!(i.to_string().parse::<AutotuneLevel>(), Ok(level));
+        }
+        for bad in ["fast", "4", "Minimal", " minimal"] {
+            let e = bad.parse::<AutotuneLevel>().unwrap_err();
+            assert!(
+                e.contains(&format!("`{bad}`")) && e.contains("balanced"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use sftvsrl_model::{ImageProcessor, ImageSpans, VlmConfig};
 
 use crate::data::Sequence;
 use crate::error::TrainError;
+use crate::step::StepStats;
 
 /// One micro-batch. Position `j` of row `i` predicts token `j + 1` of sequence `i` from
 /// `input_ids[i][..=j]`; the loss covers only the positions whose target is an answer token (or
@@ -14,7 +15,10 @@ use crate::error::TrainError;
 ///
 /// With a padding multiple above 1 the sequence length and the number of answer slots are
 /// rounded up to it (filler slots repeat the first answer with weight 0), so that the GPU
-/// backends meet few distinct shapes; the loss and its statistics do not change.
+/// backends meet few distinct shapes; the loss and its statistics do not change. The number of
+/// rows may be rounded up too ([`SftBatch::with_rows`]): padding rows repeat the first
+/// sequence's tokens (a finite forward pass) but hold no answer slot, so no loss or gradient
+/// reaches them; [`SftBatch::real_stats`] takes them out of the statistics.
 #[derive(Clone, Debug)]
 pub struct SftBatch<B: Backend> {
     /// `[batch, seq]`.
@@ -35,6 +39,9 @@ pub struct SftBatch<B: Backend> {
     pub input_tokens: usize,
     /// Trained (masked-in) target tokens.
     pub target_tokens: usize,
+    /// Rows after the real sequences that only round the batch size up (see
+    /// [`SftBatch::with_rows`]).
+    pub padding_rows: usize,
 }
 
 impl<B: Backend> SftBatch<B> {
@@ -57,6 +64,32 @@ impl<B: Backend> SftBatch<B> {
         vision: Option<(&VlmConfig, &ImageProcessor)>,
         device: &B::Device,
     ) -> Result<Self, TrainError> {
+        Self::with_rows(
+            sequences,
+            sequences.len(),
+            pad_to_multiple_of,
+            vision,
+            device,
+        )
+    }
+
+    /// [`SftBatch::with_images`] with the batch rounded up to `rows` rows (fewer are not
+    /// padded), so that a short last micro-batch has the shape of the others. Padding rows
+    /// repeat the first sequence (and its image) with no answer slot: the loss, its gradient
+    /// and [`SftBatch::real_stats`] are those of the real sequences.
+    pub fn with_rows(
+        sequences: &[&Sequence],
+        rows: usize,
+        pad_to_multiple_of: usize,
+        vision: Option<(&VlmConfig, &ImageProcessor)>,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let real = sequences.len();
+        let mut padded = sequences.to_vec();
+        if let Some(&first) = sequences.first() {
+            padded.resize(rows.max(real), first);
+        }
+        let sequences = &padded[..];
         let batch = sequences.len();
         let longest = sequences.iter().map(|s| s.ids.len() - 1).max().unwrap_or(0);
         let width = pad_len(longest, pad_to_multiple_of);
@@ -66,12 +99,14 @@ impl<B: Backend> SftBatch<B> {
         let mut input_tokens = 0;
         for (i, s) in sequences.iter().enumerate() {
             let n = s.ids.len() - 1;
-            input_tokens += n;
+            if i < real {
+                input_tokens += n;
+            }
             for j in 0..n {
                 let k = i * width + j;
                 ids[k] = i64::from(s.ids[j]);
                 valid[k] = true;
-                if j + 1 >= s.prompt_len {
+                if i < real && j + 1 >= s.prompt_len {
                     positions.push(k as i64);
                     targets.push(i64::from(s.ids[j + 1]));
                     rows.push(i);
@@ -99,7 +134,28 @@ impl<B: Backend> SftBatch<B> {
             answer_rows: rows,
             images,
             input_tokens,
+            padding_rows: batch - real,
         })
+    }
+
+    /// `stats` of a pass over this batch ([`crate::masked_loss`]) without its padding rows,
+    /// which count as sequences answered exactly (they have no answer slot to get wrong).
+    pub fn real_stats(&self, mut stats: StepStats) -> StepStats {
+        stats.sequences -= self.padding_rows.min(stats.sequences);
+        stats.exact -= self.padding_rows.min(stats.exact);
+        stats
+    }
+}
+
+/// The rows of a micro-batch of `real` sequences out of `micro_batch`: where lengths are
+/// rounded (`pad_to_multiple_of` above 1, as on the GPU backends by default), every
+/// micro-batch is padded to the full `micro_batch` rows, the short last one of an epoch or of
+/// a step included, so a run compiles kernels for one batch size; elsewhere exactly `real`.
+pub fn batch_rows(real: usize, micro_batch: usize, pad_to_multiple_of: usize) -> usize {
+    if pad_to_multiple_of > 1 {
+        real.max(micro_batch)
+    } else {
+        real
     }
 }
 

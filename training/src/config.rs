@@ -40,7 +40,8 @@ pub struct SftConfig {
     pub eval: Option<GpEvalConfig>,
     /// Training batches and generation prompts are rounded up to a multiple of this many
     /// tokens, so the GPU backends compile kernels for few shapes (padding is masked and
-    /// changes no result). Default: 32 on wgpu and cuda, 1 (exact lengths) on the CPU.
+    /// changes no result); above 1, a short micro-batch (the last of an epoch) is also padded
+    /// to `train.micro_batch` rows. Default: 32 on wgpu and cuda, 1 (exact lengths) on the CPU.
     #[serde(default)]
     pub pad_to_multiple_of: Option<usize>,
 }

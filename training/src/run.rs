@@ -22,7 +22,7 @@ use sftvsrl_model::device::pad_multiple;
 use sftvsrl_model::{Backbone, FusedAdamW, ImageProcessor, VlmConfig};
 
 use crate::answer_match::greedy_answer_match;
-use crate::batch::SftBatch;
+use crate::batch::{SftBatch, batch_rows};
 use crate::checkpoint::{self, Progress};
 use crate::config::SftConfig;
 use crate::data::{Sequence, epoch_order, read_chat_jsonl, split, tokenize_all};
@@ -186,7 +186,8 @@ pub fn run_sft<A: AutodiffBackend>(
         let mut stats = StepStats::default();
         let mut input_tokens = 0;
         for micro in picked.chunks(t.micro_batch) {
-            let batch = SftBatch::<A>::with_images(micro, multiple, vision, device)?;
+            let rows = batch_rows(micro.len(), t.micro_batch, multiple);
+            let batch = SftBatch::<A>::with_rows(micro, rows, multiple, vision, device)?;
             input_tokens += batch.input_tokens;
             let out = masked_loss(&model, &batch, normalizer)?;
             if !out.stats.nll_sum.is_finite() {
@@ -195,7 +196,7 @@ pub fn run_sft<A: AutodiffBackend>(
                     loss: out.stats.nll_sum as f32,
                 });
             }
-            stats.add(&out.stats);
+            stats.add(&batch.real_stats(out.stats));
             let grads = GradientsParams::from_grads(out.loss.backward(), &model);
             accumulator.accumulate(&model, grads);
         }
@@ -333,8 +334,10 @@ pub fn run_sft<A: AutodiffBackend>(
     })
 }
 
-/// Loss, token accuracy and teacher-forced exact match over `sequences`, in batches padded to a
-/// multiple of `pad_to_multiple_of`, their images read through `vision`.
+/// Loss, token accuracy and teacher-forced exact match over `sequences`, in batches of
+/// `micro_batch` padded to a multiple of `pad_to_multiple_of` (and the last to `micro_batch`
+/// rows where that multiple is above 1: see [`batch_rows`]), their images read through
+/// `vision`.
 pub fn validate<B: Backend>(
     model: &Backbone<B>,
     vision: Option<(&VlmConfig, &ImageProcessor)>,
@@ -346,8 +349,10 @@ pub fn validate<B: Backend>(
     let mut stats = StepStats::default();
     let refs: Vec<&Sequence> = sequences.iter().collect();
     for micro in refs.chunks(micro_batch) {
-        let batch = SftBatch::<B>::with_images(micro, pad_to_multiple_of, vision, device)?;
-        stats.add(&masked_loss(model, &batch, batch.target_tokens)?.stats);
+        let rows = batch_rows(micro.len(), micro_batch, pad_to_multiple_of);
+        let batch = SftBatch::<B>::with_rows(micro, rows, pad_to_multiple_of, vision, device)?;
+        let out = masked_loss(model, &batch, batch.target_tokens)?;
+        stats.add(&batch.real_stats(out.stats));
     }
     Ok(stats)
 }

@@ -54,18 +54,26 @@ impl Sample {
 
 /// Prompts and responses, right-padded. Column `j` of the `[batch, seq − 1]` tensors predicts
 /// input token `j + 1`, so response token `t` of row `i` sits at column `prompt_len_i + t − 1`.
-/// The width may be rounded up (see [`ScoreBatch::new`]); padding changes no score. Only the
-/// response positions are scored: the output head and its softmax, the costliest part of a
-/// small model's pass, never see the prompt positions (as the SFT loss does not).
+/// The width and the number of scored slots may be rounded up, and the rows of the model's
+/// input too (see [`ScoreBatch::new`] and [`ScoreBatch::with_rows`]); padding changes no score,
+/// and [`ScoreBatch::score`] hands back the real rows and tokens only. Only the response
+/// positions are scored: the output head and its softmax, the costliest part of a small
+/// model's pass, never see the prompt positions (as the SFT loss does not).
 #[derive(Clone, Debug)]
 pub struct ScoreBatch<B: Backend> {
-    /// `[batch, seq]`: prompt + response without its last token.
+    /// `[rows, seq]`: prompt + response without its last token; rows past the samples only
+    /// round the batch up (they repeat the first sample and are never scored).
     pub input_ids: Tensor<B, 2, Int>,
     pub attention_mask: Tensor<B, 2, burn::tensor::Bool>,
-    /// `[tokens]`: the flat positions (`row · seq + column`) of all response tokens, row by row.
+    /// `[slots]`: the flat positions (`row · seq + column`) of all response tokens, row by
+    /// row, then fillers repeating the first (see `slot_weights`).
     pub response_positions: Tensor<B, 1, Int>,
-    /// `[tokens]`: the response token predicted at each of those positions.
+    /// `[slots]`: the response token predicted at each of those positions.
     pub response_targets: Tensor<B, 1, Int>,
+    /// `[slots]`: 1 at the response tokens, 0 at the fillers.
+    slot_weights: Tensor<B, 1>,
+    /// Response tokens (the real slots).
+    tokens: usize,
     /// `[batch, seq]`: the thought/action weights of response tokens, 0 elsewhere.
     pub action_weights: Tensor<B, 2>,
     /// `[batch, seq]`: 1 at every response token.
@@ -86,24 +94,44 @@ pub struct ScoreBatch<B: Backend> {
 }
 
 impl<B: Backend> ScoreBatch<B> {
-    /// A batch of `samples` (each with a non-empty prompt and response), its width rounded up
-    /// to a multiple of `pad_to_multiple_of`. Samples with images need `vision`: the model's
-    /// config (where the placeholders are) and the cache of their pixels.
+    /// A batch of `samples` (each with a non-empty prompt and response), its width and its
+    /// number of scored slots rounded up to a multiple of `pad_to_multiple_of`. Samples with
+    /// images need `vision`: the model's config (where the placeholders are) and the cache of
+    /// their pixels.
     pub fn new(
         samples: &[&Sample],
         pad_to_multiple_of: usize,
         vision: Option<(&VlmConfig, &PixelCache)>,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
+        Self::with_rows(samples, samples.len(), pad_to_multiple_of, vision, device)
+    }
+
+    /// [`ScoreBatch::new`] with the model's input rounded up to `rows` rows (fewer are not
+    /// padded), so that a short last minibatch has the shape of the others. Padding rows
+    /// repeat the first sample (and its image) and hold no scored slot; every per-row tensor
+    /// of the batch and of [`ScoreBatch::score`] has the samples' rows only.
+    pub fn with_rows(
+        samples: &[&Sample],
+        rows: usize,
+        pad_to_multiple_of: usize,
+        vision: Option<(&VlmConfig, &PixelCache)>,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
         let batch = samples.len();
+        let mut padded = samples.to_vec();
+        if let Some(&first) = samples.first() {
+            padded.resize(rows.max(batch), first);
+        }
         let longest = samples
             .iter()
             .map(|s| s.prompt.len() + s.response.len() - 1)
             .max()
             .unwrap_or(1);
         let width = pad_len(longest, pad_to_multiple_of);
-        let mut ids = vec![0i64; batch * width];
-        let mut valid = vec![false; batch * width];
+        let input_rows = padded.len();
+        let mut ids = vec![0i64; input_rows * width];
+        let mut valid = vec![false; input_rows * width];
         let mut positions = Vec::new();
         let mut response_targets = Vec::new();
         let mut weights = vec![0f32; batch * width];
@@ -111,15 +139,18 @@ impl<B: Backend> ScoreBatch<B> {
         let mut recorded = vec![0f32; batch * width];
         let mut constants = vec![0f32; batch];
         let mut input_tokens = 0;
-        for (i, s) in samples.iter().enumerate() {
+        for (i, s) in padded.iter().enumerate() {
             let full: Vec<u32> = s.prompt.iter().chain(&s.response).copied().collect();
             let n = full.len() - 1;
-            input_tokens += n;
             let row = i * width..i * width + n;
             for (id, token) in ids[row.clone()].iter_mut().zip(&full) {
                 *id = i64::from(*token);
             }
             valid[row].fill(true);
+            if i >= batch {
+                continue;
+            }
+            input_tokens += n;
             let start = i * width + s.prompt.len() - 1;
             for (t, token) in s.response.iter().enumerate() {
                 positions.push((start + t) as i64);
@@ -132,19 +163,25 @@ impl<B: Backend> ScoreBatch<B> {
             }
             constants[i] = s.weights.constant.unwrap_or(0.0);
         }
+        let tokens = positions.len();
+        let slots = pad_len(tokens, pad_to_multiple_of);
+        let mut slot_weights = vec![1f32; tokens];
+        if let (Some(&position), Some(&target)) = (positions.first(), response_targets.first()) {
+            positions.resize(slots, position);
+            response_targets.resize(slots, target);
+            slot_weights.resize(slots, 0.0);
+        }
+        let slots = [positions.len()];
         let shape = [batch, width];
-        let images = batch_images(samples, vision, device)?;
+        let input_shape = [input_rows, width];
+        let images = batch_images(&padded, vision, device)?;
         Ok(ScoreBatch {
-            input_ids: Tensor::from_data(TensorData::new(ids, shape), device),
-            attention_mask: Tensor::from_data(TensorData::new(valid, shape), device),
-            response_positions: Tensor::from_data(
-                TensorData::new(positions, [response_targets.len()]),
-                device,
-            ),
-            response_targets: Tensor::from_data(
-                TensorData::new(response_targets.clone(), [response_targets.len()]),
-                device,
-            ),
+            input_ids: Tensor::from_data(TensorData::new(ids, input_shape), device),
+            attention_mask: Tensor::from_data(TensorData::new(valid, input_shape), device),
+            response_positions: Tensor::from_data(TensorData::new(positions, slots), device),
+            response_targets: Tensor::from_data(TensorData::new(response_targets, slots), device),
+            slot_weights: Tensor::from_data(TensorData::new(slot_weights, slots), device),
+            tokens,
             action_weights: Tensor::from_data(TensorData::new(weights, shape), device),
             response_mask: Tensor::from_data(TensorData::new(response, shape), device),
             recorded_logprobs: Tensor::from_data(TensorData::new(recorded, shape), device),
@@ -171,28 +208,33 @@ impl<B: Backend> ScoreBatch<B> {
             .collect()
     }
 
-    /// The final hidden states of `policy` on this batch, the logits at the response tokens,
-    /// and their log-probs laid out `[batch, seq]` (0 outside the responses). Errors if the
-    /// batch's images do not fit the policy ([`Backbone::forward_hidden`]).
+    /// The final hidden states of `policy` on this batch's samples `[batch, seq, dim]`, the
+    /// logits at their response tokens `[tokens, vocab]`, and their log-probs laid out
+    /// `[batch, seq]` (0 outside the responses): padding rows and filler slots go through the
+    /// model but are cut off here. Errors if the batch's images do not fit the policy
+    /// ([`Backbone::forward_hidden`]).
     pub fn score(&self, policy: &Backbone<B>, temperature: f32) -> Result<Scores<B>, ModelError> {
         let images = self.images.as_ref().map(|(p, spans)| (p.clone(), spans));
         let hidden =
             policy.forward_hidden(self.input_ids.clone(), self.attention_mask.clone(), images)?;
-        let [batch, seq, dim] = hidden.dims();
-        let tokens = self.response_positions.dims()[0];
+        let [rows, seq, dim] = hidden.dims();
+        let batch = self.constants.dims()[0];
+        let slots = self.response_positions.dims()[0];
         let at_responses = hidden
             .clone()
-            .reshape([batch * seq, dim])
+            .reshape([rows * seq, dim])
             .select(0, self.response_positions.clone());
-        let logits = policy.logits(at_responses.reshape([1, tokens, dim]));
+        let logits = policy.logits(at_responses.reshape([1, slots, dim]));
         let vocab = logits.dims()[2];
-        let logits = logits.reshape([tokens, vocab]);
+        let logits = logits.reshape([slots, vocab]);
+        // Fillers add 0 at the first response position.
         let picked = token_logprobs(
             logits.clone().unsqueeze::<3>(),
-            self.response_targets.clone().reshape([1, tokens]),
+            self.response_targets.clone().reshape([1, slots]),
             temperature,
         )
-        .reshape([tokens]);
+        .reshape([slots])
+            * self.slot_weights.clone();
         let logprobs = Tensor::<B, 1>::zeros([batch * seq], &hidden.device())
             .select_assign(
                 0,
@@ -201,6 +243,11 @@ impl<B: Backend> ScoreBatch<B> {
                 IndexingUpdateOp::Add,
             )
             .reshape([batch, seq]);
+        let (hidden, logits) = if rows == batch && slots == self.tokens {
+            (hidden, logits)
+        } else {
+            (hidden.narrow(0, 0, batch), logits.narrow(0, 0, self.tokens))
+        };
         Ok(Scores {
             hidden,
             logits,

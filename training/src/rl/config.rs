@@ -71,7 +71,8 @@ pub struct RlConfig {
     pub lora: Option<LoraConfig>,
     /// Prompt widths, KV caches and PPO minibatches are rounded up to a multiple of this many
     /// tokens, so the GPU backends compile kernels for few shapes (padding is masked and
-    /// changes no result). Default: 32 on wgpu and cuda, 1 (exact lengths) on the CPU.
+    /// changes no result); above 1, a short last minibatch of an epoch is also padded to
+    /// `ppo.mini_batch_size` rows. Default: 32 on wgpu and cuda, 1 (exact lengths) on the CPU.
     #[serde(default)]
     pub pad_to_multiple_of: Option<usize>,
 }

@@ -13,6 +13,7 @@ use super::config::{AdvantageKind, PpoConfig, RatioKind, Whitening};
 use super::gae::{Trajectory, discounted_returns, gae_returns, group_advantages, whiten};
 use super::loss::{RatioStats, mean_entropy, policy_loss, value_loss};
 use super::value_head::ActorCritic;
+use crate::batch::batch_rows;
 use crate::error::TrainError;
 use crate::grad_clip::clip_global_norm;
 use crate::pixels::PixelCache;
@@ -136,7 +137,9 @@ pub struct UpdateSettings {
     pub seed: u64,
     /// Optimizer steps taken before this update (for error messages).
     pub steps_before: usize,
-    /// Minibatch widths are rounded up to a multiple of this (see [`ScoreBatch::new`]).
+    /// Minibatch widths are rounded up to a multiple of this (see [`ScoreBatch::new`]); above
+    /// 1, a short last minibatch of an epoch is padded to `mini_batch_size` rows as well
+    /// ([`crate::batch::batch_rows`]).
     pub pad_to_multiple_of: usize,
 }
 
@@ -267,7 +270,9 @@ fn minibatch_loss<A: AutodiffBackend>(
     let device: &A::Device = device;
     let b = picked.len();
     let vision = model.policy.vision_config().zip(pixels);
-    let batch = ScoreBatch::<A>::new(picked, settings.pad_to_multiple_of, vision, device)?;
+    let multiple = settings.pad_to_multiple_of;
+    let rows = batch_rows(b, cfg.mini_batch_size, multiple);
+    let batch = ScoreBatch::<A>::with_rows(picked, rows, multiple, vision, device)?;
     stats.trained_tokens += batch.input_tokens as u64;
     let scores = batch.score(&model.policy, settings.temperature)?;
     let vector = |v: Vec<f32>, shape: [usize; 2]| {
