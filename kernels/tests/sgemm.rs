@@ -302,7 +302,10 @@ fn strided_destination_writes_only_its_block() {
                         let w = want[i * n + j - col];
                         assert_eq!(got.to_bits(), w.to_bits(), "{m}×{k}·{k}×{n} ({i}, {j})");
                     } else {
-                        assert!(got.is_nan(), "{m}×{k}·{k}×{n}: ({i}, {j}) outside was written");
+                        assert!(
+                            got.is_nan(),
+                            "{m}×{k}·{k}×{n}: ({i}, {j}) outside was written"
+                        );
                     }
                 }
             }
@@ -316,10 +319,16 @@ fn strided_destination_writes_only_its_block() {
     unsafe { sgemm_strided(a, b, wide.as_mut_ptr(), 4, false) }.unwrap();
     assert_eq!(wide, [0.0, 0.0, 7.0, 7.0, 0.0, 0.0, 7.0, 7.0]);
     let data = [1.0f32; 6];
-    let (a, b) = (MatRef::row_major(&data, 2, 3), MatRef::row_major(&data, 3, 2));
+    let (a, b) = (
+        MatRef::row_major(&data, 2, 3),
+        MatRef::row_major(&data, 3, 2),
+    );
     // SAFETY: refused before any write.
     let err = unsafe { sgemm_strided(a, b, wide.as_mut_ptr(), 1, false) };
-    assert!(matches!(err, Err(KernelError::ShapeMismatch { .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(KernelError::ShapeMismatch { .. })),
+        "{err:?}"
+    );
     assert_eq!(wide, [0.0, 0.0, 7.0, 7.0, 0.0, 0.0, 7.0, 7.0]);
 }
 
