@@ -604,9 +604,9 @@ fn gradients(saved: &Saved, grad: FlexTensor, need: [bool; 3]) -> [Option<FlexTe
     let mut outputs = [0, 1, 2].map(|i| need[i].then(|| Output::new(layouts[i].len())));
     let [dq, dk, dv] = [0, 1, 2].map(|i| outputs[i].as_mut().map(Output::target));
     let [dq_layout, dk_layout, dv_layout] = &layouts;
-    let run = (0..saved.problem.groups()).into_par_iter().try_for_each_init(
-        Vec::new,
-        |dp, group| -> Result<(), KernelError> {
+    let run = (0..saved.problem.groups())
+        .into_par_iter()
+        .try_for_each_init(Vec::new, |dp, group| -> Result<(), KernelError> {
             let (b, g) = saved.problem.split(group);
             let (k_mat, v_mat) = (kh.pair(b, g), vh.pair(b, g));
             for r in 0..n_rep {
@@ -622,7 +622,9 @@ fn gradients(saved: &Saved, grad: FlexTensor, need: [bool; 3]) -> [Option<FlexTe
                 // SAFETY (all three products): this task alone writes head h's rows of dQ and
                 // kv head g's rows of dK and dV, which its first query head initialised.
                 if let Some(dv) = dv {
-                    unsafe { product_into(p_mat.t(), grad_out, dv, dv_layout, (b, g), accumulate)? };
+                    unsafe {
+                        product_into(p_mat.t(), grad_out, dv, dv_layout, (b, g), accumulate)?
+                    };
                 }
                 if dq.is_none() && dk.is_none() {
                     continue;
@@ -642,8 +644,7 @@ fn gradients(saved: &Saved, grad: FlexTensor, need: [bool; 3]) -> [Option<FlexTe
                 }
             }
             Ok(())
-        },
-    );
+        });
     if let Err(err) = run {
         unreachable!("the views were checked against their buffers: {err}");
     }

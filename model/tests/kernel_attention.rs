@@ -355,7 +355,12 @@ fn grouped_heads_match_stacked_queries() {
         let (q, k, v, _) = inputs.grouped::<Flex>(&case);
         let out = attention(q, k, v, mask);
         assert_eq!(out.dims(), [case.batch, heads, case.seq, case.v_dim]);
-        assert_close(&values(out), &want, OUT_TOLERANCE, &format!("{case:?} Flex"));
+        assert_close(
+            &values(out),
+            &want,
+            OUT_TOLERANCE,
+            &format!("{case:?} Flex"),
+        );
 
         for tracked in [[true; 3], [true, false, false], [false, true, true]] {
             let what = format!("{case:?} grouped, tracked {tracked:?}");
