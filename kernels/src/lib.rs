@@ -167,7 +167,7 @@ pub fn sgemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) -> Result<()
         return Ok(());
     }
     // SAFETY: checked above; `c` is initialised, so it may be read when accumulating.
-    unsafe { run(a, b, c.as_mut_ptr(), accumulate) }
+    unsafe { run(a, b, c.as_mut_ptr(), b.cols, accumulate) }
 }
 
 /// `c = a · b` into memory that need not be initialised (a fresh `Vec::with_capacity`'s spare
@@ -180,7 +180,51 @@ pub fn sgemm_uninit(a: MatRef, b: MatRef, c: &mut [MaybeUninit<f32>]) -> Result<
         return Ok(());
     }
     // SAFETY: checked above; without accumulation the kernels only write C.
-    unsafe { run(a, b, c.as_mut_ptr().cast(), false) }
+    unsafe { run(a, b, c.as_mut_ptr().cast(), b.cols, false) }
+}
+
+/// `c = a · b`, or `c += a · b` when `accumulate`, where C is a row-major matrix of row stride
+/// `ldc`: element (i, j) of C is `c[i * ldc + j]`. This lets a product write straight into its
+/// rows of a larger matrix (one head's columns of a `[seq, heads · dim]` tensor), from several
+/// threads at once when their rows and columns do not overlap.
+///
+/// Returns an error (never panics) when the shapes do not fit (`a.cols != b.rows` or
+/// `ldc < b.cols`), when a view would read outside its slice, or when the CPU has no fast path;
+/// nothing is written then. With `k == 0`, C is zeroed, or left unchanged when `accumulate`.
+/// Without `accumulate`, C is only written, so it may point into uninitialised memory.
+///
+/// # Safety
+/// `c` must be valid for writes (and, when `accumulate`, reads of initialised floats) of
+/// element (i, j) at `c.add(i * ldc + j)` for every `i < a.rows`, `j < b.cols`, and no other
+/// thread may read or write those elements during the call.
+pub unsafe fn sgemm_strided(
+    a: MatRef,
+    b: MatRef,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) -> Result<(), KernelError> {
+    let (m, n) = (a.rows, b.cols);
+    if ldc < n {
+        return Err(KernelError::ShapeMismatch {
+            a: (a.rows, a.cols),
+            b: (b.rows, b.cols),
+            c_len: ldc,
+        });
+    }
+    // The shape check of `check`, against the length a contiguous C would have.
+    check(&a, &b, m.checked_mul(n).ok_or(KernelError::OutOfBounds)?)?;
+    if k_is_zero(&a, &b) {
+        if !accumulate {
+            for i in 0..m {
+                // SAFETY: row i of C is valid for n writes (the caller's contract).
+                unsafe { std::ptr::write_bytes(c.add(i * ldc), 0, n) };
+            }
+        }
+        return Ok(());
+    }
+    // SAFETY: checked above; C's elements are valid as the caller promises.
+    unsafe { run(a, b, c, ldc, accumulate) }
 }
 
 /// Validates shapes, views and the CPU for a product into `c_len` floats.
@@ -218,9 +262,15 @@ fn k_is_zero(a: &MatRef, b: &MatRef) -> bool {
 /// Runs a checked product with `k > 0` (nothing to do when C is empty).
 ///
 /// # Safety
-/// [`check`] passed for these operands and `c` points to `a.rows * b.cols` writable floats,
-/// initialised when `accumulate`.
-unsafe fn run(a: MatRef, b: MatRef, c: *mut f32, accumulate: bool) -> Result<(), KernelError> {
+/// [`check`] passed for these operands and `c` points to an `a.rows × b.cols` matrix of
+/// writable floats with row stride `ldc >= b.cols`, initialised when `accumulate`.
+unsafe fn run(
+    a: MatRef,
+    b: MatRef,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) -> Result<(), KernelError> {
     if a.rows == 0 || b.cols == 0 {
         return Ok(());
     }
@@ -228,12 +278,12 @@ unsafe fn run(a: MatRef, b: MatRef, c: *mut f32, accumulate: bool) -> Result<(),
     {
         // SAFETY: the views lie inside their slices, `c` holds m * n floats, and the ISA the
         // kernels need was detected at run time (all by the caller's contract).
-        unsafe { x86::sgemm(a, b, c, accumulate) };
+        unsafe { x86::sgemm(a, b, c, ldc, accumulate) };
         Ok(())
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (c, accumulate);
+        let _ = (c, ldc, accumulate);
         Err(KernelError::Unsupported)
     }
 }

@@ -1,6 +1,7 @@
 //! Row and elementwise kernels of the model's fused operations: the softmax of attention
-//! scores, the SwiGLU gate `silu(gate) · up`, RMSNorm and the rotary position embedding, each
-//! with its backward step, with a vectorised `exp`.
+//! scores, the SwiGLU gate `silu(gate) · up`, RMSNorm, the rotary position embedding and the
+//! log-softmax scores of target tokens (the loss), each with its backward step, with a
+//! vectorised `exp`.
 //!
 //! Each kernel has an AVX-512 version (16 lanes at a time, the scalar code for the tails) and
 //! a portable scalar one. The AVX-512 versions run where [`sgemm`](crate::sgemm) uses its
@@ -246,5 +247,83 @@ pub fn rope(
     out.par_chunks_mut(floats)
         .zip(x.par_chunks(floats).zip(factors))
         .for_each(|(out, (x, (cos, sin)))| by_isa!(rope(x, cos, sin, dim, out, backward)));
+    Ok(())
+}
+
+/// The shape of a log-softmax call: `rows` rows of `vocab` logits with one target each,
+/// checked against the slices; an error when `vocab` is zero or does not divide the logits,
+/// when a per-row slice has another length, or when a target is not below `vocab`.
+fn scored_rows(logits: &[f32], vocab: usize, targets: &[u32]) -> Result<Rows, KernelError> {
+    let shape = Rows::of(logits.len(), vocab)?;
+    same_lengths(&[shape.rows, targets.len()])?;
+    if targets.iter().any(|&t| t as usize >= vocab) {
+        return Err(KernelError::OutOfBounds);
+    }
+    Ok(shape)
+}
+
+/// Log-softmax scores of rows of `vocab` logits against one target token each, in one read of
+/// every row: the target's log-probability `picked[i] = x[i, t_i] − lse[i]`, where
+/// `lse[i] = log Σ_j e^x[i, j]` (taken from the row's maximum, clamped as [`softmax_row`]
+/// clamps it), and `argmax[i]`, the first index of the row's largest logit (NaNs skipped).
+/// `logits` holds the rows one after another; `targets`, `picked`, `lse` and `argmax` one
+/// value per row. Errors (writing nothing) when the lengths do not fit or a target is not
+/// below `vocab`. Rows are independent, so the results do not depend on the thread count.
+pub fn log_softmax_pick(
+    logits: &[f32],
+    vocab: usize,
+    targets: &[u32],
+    picked: &mut [f32],
+    lse: &mut [f32],
+    argmax: &mut [u32],
+) -> Result<(), KernelError> {
+    let shape = scored_rows(logits, vocab, targets)?;
+    same_lengths(&[shape.rows, picked.len(), lse.len(), argmax.len()])?;
+    let rows = shape.per_chunk();
+    let outputs = picked
+        .par_chunks_mut(rows)
+        .zip(lse.par_chunks_mut(rows).zip(argmax.par_chunks_mut(rows)));
+    let inputs = logits
+        .par_chunks(rows * vocab)
+        .zip(targets.par_chunks(rows));
+    outputs
+        .zip(inputs)
+        .for_each(|((picked, (lse, argmax)), (logits, targets))| {
+            let scores = picked.iter_mut().zip(lse.iter_mut().zip(argmax));
+            for ((row, &t), (p, (l, a))) in logits.chunks_exact(vocab).zip(targets).zip(scores) {
+                (*p, *l, *a) = by_isa!(log_softmax_row(row, t as usize));
+            }
+        });
+    Ok(())
+}
+
+/// The backward step of [`log_softmax_pick`]'s picked log-probabilities, given their gradient
+/// `grad` (one per row) and the `lse` it wrote: `d_logits[i, j] = grad[i] · ([j = t_i] −
+/// e^(x[i, j] − lse[i]))`, every element written. Errors as [`log_softmax_pick`] does, and
+/// when `d_logits` is not as long as `logits`.
+pub fn log_softmax_pick_backward(
+    logits: &[f32],
+    vocab: usize,
+    targets: &[u32],
+    lse: &[f32],
+    grad: &[f32],
+    d_logits: &mut [MaybeUninit<f32>],
+) -> Result<(), KernelError> {
+    let shape = scored_rows(logits, vocab, targets)?;
+    same_lengths(&[shape.rows, lse.len(), grad.len()])?;
+    same_lengths(&[logits.len(), d_logits.len()])?;
+    let rows = shape.per_chunk();
+    let per_row = targets
+        .par_chunks(rows)
+        .zip(lse.par_chunks(rows).zip(grad.par_chunks(rows)));
+    d_logits
+        .par_chunks_mut(rows * vocab)
+        .zip(logits.par_chunks(rows * vocab).zip(per_row))
+        .for_each(|(out, (logits, (targets, (lse, grad))))| {
+            let rows = out.chunks_exact_mut(vocab).zip(logits.chunks_exact(vocab));
+            for ((out, row), (&t, (&l, &g))) in rows.zip(targets.iter().zip(lse.iter().zip(grad))) {
+                by_isa!(log_softmax_grad_row(row, t as usize, l, g, out));
+            }
+        });
     Ok(())
 }

@@ -35,9 +35,9 @@ pub(crate) fn isa() -> Isa {
 }
 
 /// # Safety
-/// Views checked to lie inside their slices, `c` valid for m * n floats (initialised when
-/// `accumulate`), m, n, k > 0, and `isa() != Isa::None`.
-pub(crate) unsafe fn sgemm(a: MatRef, b: MatRef, c: *mut f32, accumulate: bool) {
+/// Views checked to lie inside their slices, `c` valid for an m × n matrix of row stride
+/// `ldc >= n` (initialised when `accumulate`), m, n, k > 0, and `isa() != Isa::None`.
+pub(crate) unsafe fn sgemm(a: MatRef, b: MatRef, c: *mut f32, ldc: usize, accumulate: bool) {
     let r = Region {
         a: View {
             ptr: a.data.as_ptr(),
@@ -50,7 +50,7 @@ pub(crate) unsafe fn sgemm(a: MatRef, b: MatRef, c: *mut f32, accumulate: bool) 
             cs: b.col_stride,
         },
         c,
-        ldc: b.cols,
+        ldc,
         m: a.rows,
         n: b.cols,
         k: a.cols,

@@ -9,7 +9,7 @@
 use proptest::prelude::*;
 use std::mem::MaybeUninit;
 
-use sftvsrl_kernels::{KernelError, MatRef, sgemm, sgemm_available, sgemm_uninit};
+use sftvsrl_kernels::{KernelError, MatRef, sgemm, sgemm_available, sgemm_strided, sgemm_uninit};
 
 struct Rng(u64);
 
@@ -268,6 +268,68 @@ fn uninit_output_is_fully_written() {
         matches!(err, Err(KernelError::ShapeMismatch { .. })),
         "{err:?}"
     );
+}
+
+/// The strided-destination entry point gives `sgemm`'s result bit for bit in its rows of a
+/// wider matrix, with and without accumulation, across k blocks, edge tiles and threads, and
+/// leaves every element outside those rows and columns untouched; k = 0 zeroes (or keeps) only
+/// its elements; a row stride below n is refused without writing.
+#[test]
+fn strided_destination_writes_only_its_block() {
+    for (m, k, n, ldc, col) in [
+        (1, 1, 1, 3, 1),
+        (96, 24, 24, 96, 48),
+        (13, 385, 33, 40, 7),
+        (300, 200, 600, 650, 50),
+    ] {
+        let mut rng = Rng(m as u64 * 11 + n as u64);
+        let (ad, bd) = (rng.vec(m * k), rng.vec(k * n));
+        let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
+        for accumulate in [false, true] {
+            let c0 = rng.vec(m * n);
+            let mut want = c0.clone();
+            sgemm(a, b, &mut want, accumulate).unwrap();
+            let mut wide = vec![f32::NAN; m * ldc];
+            for i in 0..m {
+                wide[i * ldc + col..i * ldc + col + n].copy_from_slice(&c0[i * n..(i + 1) * n]);
+            }
+            // SAFETY: rows i < m of the block start at i·ldc + col < m·ldc - n + 1, each n long.
+            unsafe { sgemm_strided(a, b, wide[col..].as_mut_ptr(), ldc, accumulate) }.unwrap();
+            for i in 0..m {
+                for j in 0..ldc {
+                    let got = wide[i * ldc + j];
+                    if (col..col + n).contains(&j) {
+                        let w = want[i * n + j - col];
+                        assert_eq!(got.to_bits(), w.to_bits(), "{m}×{k}·{k}×{n} ({i}, {j})");
+                    } else {
+                        assert!(
+                            got.is_nan(),
+                            "{m}×{k}·{k}×{n}: ({i}, {j}) outside was written"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let (a, b) = (MatRef::row_major(&[], 2, 0), MatRef::row_major(&[], 0, 2));
+    let mut wide = vec![7.0f32; 8];
+    // SAFETY: a 2 × 2 block of row stride 4 inside 8 floats.
+    unsafe { sgemm_strided(a, b, wide.as_mut_ptr(), 4, true) }.unwrap();
+    assert!(wide.iter().all(|&x| x == 7.0));
+    unsafe { sgemm_strided(a, b, wide.as_mut_ptr(), 4, false) }.unwrap();
+    assert_eq!(wide, [0.0, 0.0, 7.0, 7.0, 0.0, 0.0, 7.0, 7.0]);
+    let data = [1.0f32; 6];
+    let (a, b) = (
+        MatRef::row_major(&data, 2, 3),
+        MatRef::row_major(&data, 3, 2),
+    );
+    // SAFETY: refused before any write.
+    let err = unsafe { sgemm_strided(a, b, wide.as_mut_ptr(), 1, false) };
+    assert!(
+        matches!(err, Err(KernelError::ShapeMismatch { .. })),
+        "{err:?}"
+    );
+    assert_eq!(wide, [0.0, 0.0, 7.0, 7.0, 0.0, 0.0, 7.0, 7.0]);
 }
 
 #[test]

@@ -1,9 +1,8 @@
 //! Grouped-query self-attention with RoPE, optional q/k/v biases and an optional KV cache.
 //!
-//! Query heads are grouped with the key/value head they share: the queries of one group are
-//! stacked along the sequence axis and attend to that group's keys once, so keys and values are
-//! never repeated in memory (`n_rep` query heads per kv head, head `h` uses kv head `h / n_rep`,
-//! as HF's `repeat_kv`).
+//! Query heads are grouped with the key/value head they share (`n_rep` query heads per kv
+//! head, head `h` uses kv head `h / n_rep`, as HF's `repeat_kv`), and keys and values are never
+//! repeated in memory: see [`crate::kernel_attention::attention`].
 
 use burn::module::Module;
 use burn::nn::Linear;
@@ -123,13 +122,11 @@ impl<B: Backend> Attention<B> {
             None => (k, v),
         };
 
-        let q = q.reshape([batch, kv_heads, n_rep * seq, dim]);
         debug_assert_eq!(mask.dims(), [batch, kv_heads, n_rep * seq, kv_len]);
+        // On the CPU backend the output is a view of [batch, seq, heads, dim] memory, so the
+        // swap and the merge of the heads below copy nothing (nor do their backward steps).
         let out = attention(q, k, v, mask);
-        let out = out
-            .reshape([batch, heads, seq, dim])
-            .swap_dims(1, 2)
-            .reshape([batch, seq, heads * dim]);
+        let out = out.swap_dims(1, 2).reshape([batch, seq, heads * dim]);
         apply(&self.o_proj, self.o_lora.as_ref(), out)
     }
 }

@@ -33,6 +33,7 @@ pub mod image_processor;
 pub mod image_spans;
 pub mod kernel_adamw;
 pub mod kernel_attention;
+pub mod kernel_logprobs;
 pub mod kernel_matmul;
 pub mod kernel_rms_norm;
 pub mod kernel_rope;

@@ -11,6 +11,7 @@ use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::decoder_layer::DecoderLayer;
 use crate::error::ModelError;
+use crate::kernel_logprobs::target_logprobs;
 use crate::kernel_matmul::matmul;
 use crate::kernel_rms_norm::rms_norm_forward;
 use crate::layers::{embedding, matrix, rms_norm};
@@ -216,7 +217,7 @@ pub fn token_logprobs<B: Backend>(
     } else {
         logits
     };
-    burn::tensor::activation::log_softmax(logits, 2)
-        .gather(2, targets.reshape([batch, seq, 1]))
-        .reshape([batch, seq])
+    let vocab = logits.dims()[2];
+    let targets = targets.reshape([batch * seq]);
+    target_logprobs(logits.reshape([batch * seq, vocab]), targets).reshape([batch, seq])
 }

@@ -7,6 +7,7 @@
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
 use crate::config::LlamaConfig;
+use crate::cpu_dispatch::CpuBackend;
 use crate::kernel_rope::rotate;
 
 /// The inverse frequencies of one model's RoPE, including Llama 3 frequency scaling.
@@ -60,8 +61,58 @@ impl Rope {
         }
     }
 
-    /// The rotation angles of tokens at `positions` (`[batch, seq]`) for `heads` heads.
+    /// The rotation angles of tokens at `positions` (`[batch, seq]`) for `heads` heads. On the
+    /// CPU backends they are computed on the host in one pass (the same f32 products, sines
+    /// and cosines), elsewhere by tensor operations on the device.
     pub fn angles<B: Backend>(&self, positions: Tensor<B, 2, Int>, heads: usize) -> RopeAngles<B> {
+        if CpuBackend::of::<B>().is_some() {
+            let [batch, seq] = positions.dims();
+            let device = positions.device();
+            let positions: Vec<i64> = positions.into_data().iter::<i64>().collect();
+            return self.host_angles(&positions, [batch, seq], heads, &device);
+        }
+        self.device_angles(positions, heads)
+    }
+
+    /// [`Rope::angles`] of host positions: each `(position, frequency)` angle's cosine and
+    /// signed sine computed once, then copied to every head.
+    fn host_angles<B: Backend>(
+        &self,
+        positions: &[i64],
+        [batch, seq]: [usize; 2],
+        heads: usize,
+        device: &B::Device,
+    ) -> RopeAngles<B> {
+        let half = self.inv_freq.len();
+        let dim = 2 * half;
+        let len = positions.len() * heads * dim;
+        let (mut cos, mut sin) = (Vec::with_capacity(len), Vec::with_capacity(len));
+        let (mut cos_row, mut sin_row) = (vec![0.0f32; dim], vec![0.0f32; dim]);
+        for &position in positions {
+            for (j, &f) in self.inv_freq.iter().enumerate() {
+                let angle = position as f32 * f;
+                let (s, c) = (angle.sin(), angle.cos());
+                (cos_row[j], cos_row[half + j]) = (c, c);
+                (sin_row[j], sin_row[half + j]) = (-s, s);
+            }
+            for _ in 0..heads {
+                cos.extend_from_slice(&cos_row);
+                sin.extend_from_slice(&sin_row);
+            }
+        }
+        let shape = [batch, seq, heads, dim];
+        RopeAngles {
+            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+        }
+    }
+
+    /// [`Rope::angles`] by tensor operations.
+    fn device_angles<B: Backend>(
+        &self,
+        positions: Tensor<B, 2, Int>,
+        heads: usize,
+    ) -> RopeAngles<B> {
         let [batch, seq] = positions.dims();
         let half = self.inv_freq.len();
         let device = positions.device();
@@ -138,6 +189,31 @@ mod tests {
         let ny: Vec<f32> = y.powf_scalar(2.0).sum_dim(3).into_data().to_vec().unwrap();
         for (a, b) in nx.iter().zip(&ny) {
             assert!((a - b).abs() < 1e-3 * a.max(1.0), "{a} vs {b}");
+        }
+    }
+
+    /// The host angles of the CPU backends equal the device computation (the same f32
+    /// products and sines), left padding's clamped positions and large positions included.
+    #[test]
+    fn host_angles_match_the_tensor_operations() {
+        let mut config = LlamaConfig::tiny(10);
+        config.head_dim = 24;
+        let rope = Rope::new(&config);
+        let device = Default::default();
+        let positions = [[0i64, 0, 1, 2, 3], [7, 100, 4095, 65_000, 1]];
+        let ids = || Tensor::<CpuBackend, 2, Int>::from_ints(positions, &device);
+        let host = rope.angles(ids(), 3);
+        let tensor_ops = rope.device_angles(ids(), 3);
+        for (a, b) in [(host.cos, tensor_ops.cos), (host.sin, tensor_ops.sin)] {
+            assert_eq!(a.dims(), [2, 5, 3, 24]);
+            assert_eq!(a.dims(), b.dims());
+            let (a, b): (Vec<f32>, Vec<f32>) = (
+                a.into_data().to_vec().unwrap(),
+                b.into_data().to_vec().unwrap(),
+            );
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert!((x - y).abs() <= 1e-6, "element {i}: {x} vs {y}");
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! The fused attention of the CPU backend gives Burn's results: the output on Flex and on
 //! `Autodiff<Flex>`, and the gradients of q, k and v on `Autodiff<Flex>`, compared with Burn's
-//! own attention on NdArray, for causal and padding masks, grouped queries, caches wider than
+//! own attention on NdArray, for causal and padding masks, grouped queries (stacked along the
+//! query axis, and as separate heads in the model's sequence-major layout), caches wider than
 //! the queries, strided inputs and odd sizes.
 
 use burn::backend::{Autodiff, Flex, NdArray};
@@ -133,6 +134,36 @@ impl Inputs {
             float(&self.v, [b, h, kl, case.v_dim]),
             float(&self.weights, [b, h, r, case.v_dim]),
             mask,
+        )
+    }
+}
+
+impl Inputs {
+    /// q, k and v as the model hands them over: `[batch, heads, seq, dim]` with one head per
+    /// query head (`n_rep` per key/value head), each a swapped view of `[batch, seq, heads,
+    /// dim]` memory; and the loss weights in the same head layout.
+    fn grouped<B: Backend>(
+        &self,
+        case: &Case,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+        let device = Default::default();
+        let (b, kvh, heads) = (case.batch, case.kv_heads, case.kv_heads * case.n_rep);
+        // Stored heads-first as given, then copied to sequence-major memory and swapped back.
+        let seq_major = |values: &[f32], shape: [usize; 4]| {
+            let t = Tensor::<B, 4>::from_data(TensorData::new(values.to_vec(), shape), &device);
+            let [b, h, s, d] = shape;
+            let stored: Vec<f32> = t.swap_dims(1, 2).into_data().to_vec().unwrap();
+            Tensor::<B, 4>::from_data(TensorData::new(stored, [b, s, h, d]), &device)
+                .swap_dims(1, 2)
+        };
+        (
+            seq_major(&self.q, [b, heads, case.seq, case.dim]),
+            seq_major(&self.k, [b, kvh, case.kv_len, case.dim]),
+            seq_major(&self.v, [b, kvh, case.kv_len, case.v_dim]),
+            Tensor::from_data(
+                TensorData::new(self.weights.clone(), [b, heads, case.seq, case.v_dim]),
+                &device,
+            ),
         )
     }
 }
@@ -299,4 +330,76 @@ fn fully_masked_rows_give_zeros() {
     let dq = values(q.grad(&(out * w).sum().backward()).unwrap());
     assert!(dq.iter().all(|x| x.is_finite()));
     assert!(dq[..case.dim].iter().all(|&x| x == 0.0));
+}
+
+/// Query heads handed over separately (the model's layout, every operand a strided view) give
+/// the output and gradients of Burn's attention over the same queries stacked per key/value
+/// head: the same numbers in the same order.
+#[test]
+fn grouped_heads_match_stacked_queries() {
+    let mut rng = Rng::new(13);
+    for case in cases() {
+        let inputs = Inputs::new(&case, &mut rng);
+        let (_, _, _, _, mask) = inputs.tensors::<Reference>(&case, false);
+        let (q, k, v, _) = inputs.grouped::<Reference>(&case);
+        let heads = case.kv_heads * case.n_rep;
+        let want = values(burn_attention(
+            q.reshape([case.batch, case.kv_heads, case.rows(), case.dim]),
+            k,
+            v,
+            Some(mask),
+            None,
+            AttentionModuleOptions::default(),
+        ));
+        let (_, _, _, _, mask) = inputs.tensors::<Flex>(&case, true);
+        let (q, k, v, _) = inputs.grouped::<Flex>(&case);
+        let out = attention(q, k, v, mask);
+        assert_eq!(out.dims(), [case.batch, heads, case.seq, case.v_dim]);
+        assert_close(
+            &values(out),
+            &want,
+            OUT_TOLERANCE,
+            &format!("{case:?} Flex"),
+        );
+
+        for tracked in [[true; 3], [true, false, false], [false, true, true]] {
+            let what = format!("{case:?} grouped, tracked {tracked:?}");
+            let track = |t: Tensor<_, 4>, on: bool| if on { t.require_grad() } else { t };
+            let (_, _, _, _, mask) = inputs.tensors::<Autodiff<Reference>>(&case, false);
+            let (q, k, v, w) = inputs.grouped::<Autodiff<Reference>>(&case);
+            let (q, k, v) = (
+                track(q, tracked[0]),
+                track(k, tracked[1]),
+                track(v, tracked[2]),
+            );
+            let stacked = q
+                .clone()
+                .reshape([case.batch, case.kv_heads, case.rows(), case.dim]);
+            let out = reference(stacked, k.clone(), v.clone(), mask);
+            let w = w.reshape([case.batch, case.kv_heads, case.rows(), case.v_dim]);
+            let g = (out * w).sum().backward();
+            let want = [q.grad(&g), k.grad(&g), v.grad(&g)].map(|t| t.map(values));
+
+            let (_, _, _, _, mask) = inputs.tensors::<Autodiff<Flex>>(&case, true);
+            let (q, k, v, w) = inputs.grouped::<Autodiff<Flex>>(&case);
+            let track = |t: Tensor<_, 4>, on: bool| if on { t.require_grad() } else { t };
+            let (q, k, v) = (
+                track(q, tracked[0]),
+                track(k, tracked[1]),
+                track(v, tracked[2]),
+            );
+            let out = attention(q.clone(), k.clone(), v.clone(), mask);
+            let g = (out * w).sum().backward();
+            let got = [q.grad(&g), k.grad(&g), v.grad(&g)].map(|t| t.map(values));
+            for (name, (got, want)) in ["dq", "dk", "dv"].iter().zip(got.iter().zip(&want)) {
+                match (got, want) {
+                    (Some(got), Some(want)) => {
+                        assert_close(got, want, GRAD_TOLERANCE, &format!("{what} {name}"))
+                    }
+                    (None, None) => {}
+                    _ => panic!("{what} {name}: gradient present on one side only"),
+                }
+            }
+        }
+    }
 }

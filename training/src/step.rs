@@ -1,7 +1,7 @@
 //! The masked next-token loss and the statistics logged beside it.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Tensor, backend::Backend};
+use sftvsrl_model::kernel_logprobs::target_scores;
 use sftvsrl_model::{LanguageModel, ModelError};
 
 use crate::batch::SftBatch;
@@ -102,15 +102,11 @@ pub fn loss_from_logits<B: Backend>(
     normalizer: usize,
 ) -> StepOutput<B> {
     let n = batch.target_tokens;
-    let slots = batch.answer_weights.dims()[0];
     let targets = batch.answer_targets.clone();
-    let predicted = logits.clone().argmax(1).reshape([slots]);
-    let nll_sum = (log_softmax(logits, 1)
-        .gather(1, targets.clone().reshape([slots, 1]))
-        .reshape([slots])
-        * batch.answer_weights.clone())
-    .sum()
-    .neg();
+    // One fused pass over the logits on the CPU backend (log-softmax, gather and argmax).
+    let scores = target_scores(logits, targets.clone());
+    let predicted = scores.argmax;
+    let nll_sum = (scores.logprobs * batch.answer_weights.clone()).sum().neg();
     let loss = nll_sum.clone() / normalizer.max(1) as f32;
 
     let right: Vec<f32> = predicted

@@ -308,3 +308,77 @@ pub(super) fn rope(
         }
     }
 }
+
+/// See [`super::log_softmax_pick`]: `(picked, lse, argmax)` of one row (`target` inside it),
+/// with the same steps as [`portable::log_softmax_row`].
+#[target_feature(enable = "avx512f")]
+pub(super) fn log_softmax_row(row: &[f32], target: usize) -> (f32, f32, u32) {
+    let body = row.len() - row.len() % L;
+    let ptr = row.as_ptr();
+    let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+    for i in (0..body).step_by(L) {
+        // SAFETY: i + 16 <= body <= row.len(). max keeps its first operand when the second
+        // is NaN, so NaNs are skipped as in the scalar kernel.
+        vmax = _mm512_max_ps(vmax, unsafe { _mm512_loadu_ps(ptr.add(i)) });
+    }
+    let (tail_max, tail_arg) = portable::max_argmax(&row[body..]);
+    let body_max = _mm512_reduce_max_ps(vmax);
+    // The first occurrence: in the body when its maximum is at least the tail's.
+    let (max, arg) = if body > 0 && body_max >= tail_max {
+        let splat = _mm512_set1_ps(body_max);
+        let mut arg = 0;
+        for i in (0..body).step_by(L) {
+            // SAFETY: as above.
+            let hits =
+                _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(unsafe { _mm512_loadu_ps(ptr.add(i)) }, splat);
+            if hits != 0 {
+                arg = i + hits.trailing_zeros() as usize;
+                break;
+            }
+        }
+        (body_max, arg as u32)
+    } else {
+        (tail_max, body as u32 + tail_arg)
+    };
+    let shift = portable::clamp_max(max);
+    let vshift = _mm512_set1_ps(shift);
+    let mut vsum = _mm512_setzero_ps();
+    for i in (0..body).step_by(L) {
+        // SAFETY: as above.
+        let x = unsafe { _mm512_loadu_ps(ptr.add(i)) };
+        vsum = _mm512_add_ps(vsum, exp16(_mm512_sub_ps(x, vshift)));
+    }
+    let sum = _mm512_reduce_add_ps(vsum) + portable::exp_shift_sum(&row[body..], shift);
+    let (picked, lse) = portable::pick(row, target, shift, sum);
+    (picked, lse, arg)
+}
+
+/// See [`super::log_softmax_pick_backward`]: one row (`target` inside it, `out` as long as
+/// `row`).
+#[target_feature(enable = "avx512f")]
+pub(super) fn log_softmax_grad_row(
+    row: &[f32],
+    target: usize,
+    lse: f32,
+    grad: f32,
+    out: &mut [MaybeUninit<f32>],
+) {
+    let (len, body) = body(&[row.len(), out.len()]);
+    let (xp, op) = (row.as_ptr(), out.as_mut_ptr().cast::<f32>());
+    let (vlse, vneg) = (_mm512_set1_ps(lse), _mm512_set1_ps(-grad));
+    for i in (0..body).step_by(L) {
+        // SAFETY: i + 16 <= body <= the lengths of `row` and `out`.
+        unsafe {
+            let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(xp.add(i)), vlse));
+            _mm512_storeu_ps(op.add(i), _mm512_mul_ps(vneg, e));
+        }
+    }
+    if target < body {
+        // SAFETY: written above; the same value as the portable kernel's `grad · (1 − e)`.
+        unsafe {
+            let e = portable::exp(row[target] - lse);
+            *op.add(target) = grad * (1.0 - e);
+        }
+    }
+    portable::log_softmax_grad_tail(&row[..len], body, target, lse, grad, &mut out[body..len]);
+}

@@ -252,3 +252,63 @@ pub(super) fn rope(
 pub(super) fn rope_sines<T>(lo: T, hi: T, backward: bool) -> (T, T) {
     if backward { (hi, lo) } else { (lo, hi) }
 }
+
+/// The largest value of `row` and the index of its first occurrence (NaNs are skipped; a row
+/// of NaNs, or an empty one, gives `-inf` and 0).
+pub(super) fn max_argmax(row: &[f32]) -> (f32, u32) {
+    let (mut max, mut arg) = (f32::NEG_INFINITY, 0);
+    for (j, &x) in row.iter().enumerate() {
+        if x > max {
+            (max, arg) = (x, j);
+        }
+    }
+    (max, arg as u32)
+}
+
+/// `Σ e^(x − shift)` over `row`.
+pub(super) fn exp_shift_sum(row: &[f32], shift: f32) -> f32 {
+    row.iter().map(|&x| exp(x - shift)).sum()
+}
+
+/// The scores of one row given its maximum (found by the caller): `(picked, lse)` from the
+/// sum of `e^(x − shift)`, where `shift` is the clamped maximum.
+pub(super) fn pick(row: &[f32], target: usize, shift: f32, sum: f32) -> (f32, f32) {
+    let log_sum = sum.ln();
+    ((row[target] - shift) - log_sum, shift + log_sum)
+}
+
+/// See [`super::log_softmax_pick`]: `(picked, lse, argmax)` of one row (`target` inside it).
+pub(super) fn log_softmax_row(row: &[f32], target: usize) -> (f32, f32, u32) {
+    let (max, arg) = max_argmax(row);
+    let shift = clamp_max(max);
+    let (picked, lse) = pick(row, target, shift, exp_shift_sum(row, shift));
+    (picked, lse, arg)
+}
+
+/// See [`super::log_softmax_pick_backward`]: one row, `out[j] = grad · ([j = target] −
+/// e^(x_j − lse))` for the `j` of `start..` (the row's tail after the vectorised part), every
+/// element of `out` (as long as `row[start..]`) written.
+pub(super) fn log_softmax_grad_tail(
+    row: &[f32],
+    start: usize,
+    target: usize,
+    lse: f32,
+    grad: f32,
+    out: &mut [MaybeUninit<f32>],
+) {
+    for (j, (o, &x)) in out.iter_mut().zip(&row[start..]).enumerate() {
+        let onehot = if start + j == target { 1.0 } else { 0.0 };
+        o.write(grad * (onehot - exp(x - lse)));
+    }
+}
+
+/// See [`super::log_softmax_pick_backward`]: one row (`out` as long as `row`).
+pub(super) fn log_softmax_grad_row(
+    row: &[f32],
+    target: usize,
+    lse: f32,
+    grad: f32,
+    out: &mut [MaybeUninit<f32>],
+) {
+    log_softmax_grad_tail(row, 0, target, lse, grad, out);
+}

@@ -392,3 +392,185 @@ fn mismatched_lengths_are_refused() {
     assert_eq!(rope(&a, &a, &b, 2, Backward, &mut o6), Err(LengthMismatch));
     assert_eq!(rope(&a, &a, &a, 2, Backward, &mut o6), Ok(()));
 }
+
+/// Log-softmax scoring: `(logits, vocab, targets, picked, lse, argmax)`.
+type Pick = fn(&[f32], usize, &[u32], &mut [f32], &mut [f32], &mut [u32]);
+/// Its backward step: `(logits, vocab, targets, lse, grad, d_logits)`.
+type PickBackward = fn(&[f32], usize, &[u32], &[f32], &[f32], &mut Out);
+
+/// The portable and AVX-512 row kernels looped over rows, and the public entry points.
+fn pick_implementations() -> Vec<(&'static str, Pick, PickBackward)> {
+    let mut all: Vec<(&'static str, Pick, PickBackward)> = vec![
+        (
+            "portable",
+            |x, v, t, p, l, a| {
+                for (i, row) in x.chunks_exact(v).enumerate() {
+                    (p[i], l[i], a[i]) = portable::log_softmax_row(row, t[i] as usize);
+                }
+            },
+            |x, v, t, l, g, out| {
+                for (i, (row, out)) in x.chunks_exact(v).zip(out.chunks_exact_mut(v)).enumerate() {
+                    portable::log_softmax_grad_row(row, t[i] as usize, l[i], g[i], out);
+                }
+            },
+        ),
+        (
+            "public",
+            |x, v, t, p, l, a| super::log_softmax_pick(x, v, t, p, l, a).unwrap(),
+            |x, v, t, l, g, out| super::log_softmax_pick_backward(x, v, t, l, g, out).unwrap(),
+        ),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        use super::avx512;
+        // SAFETY (both closures): the CPU has AVX-512F.
+        all.push((
+            "avx512",
+            |x, v, t, p, l, a| {
+                for (i, row) in x.chunks_exact(v).enumerate() {
+                    (p[i], l[i], a[i]) = unsafe { avx512::log_softmax_row(row, t[i] as usize) };
+                }
+            },
+            |x, v, t, l, g, out| {
+                for (i, (row, out)) in x.chunks_exact(v).zip(out.chunks_exact_mut(v)).enumerate() {
+                    unsafe { avx512::log_softmax_grad_row(row, t[i] as usize, l[i], g[i], out) };
+                }
+            },
+        ));
+    }
+    all
+}
+
+/// The picked log-probabilities, `lse`, the argmax (first occurrence, exactly) and the
+/// backward step against f64, for vocabularies around the vector width and rows spanning
+/// several parallel chunks, with ties, a suppressed logit (-1e9) and large logits among them.
+/// Tolerances: `lse` and `picked` to 2e-6 · (1 + |value|) (sums of up to 512 exponentials in
+/// f32), each gradient element to 1e-6 · (1 + |grad|).
+#[test]
+fn log_softmax_pick_matches_f64() {
+    let mut rng = Rng(21);
+    for (rows, vocab) in [
+        (1, 1),
+        (3, 15),
+        (4, 16),
+        (5, 17),
+        (7, 33),
+        (70, 512),
+        (9, 1000),
+    ] {
+        let mut logits = rng.vec(rows * vocab, 8.0);
+        for (i, row) in logits.chunks_exact_mut(vocab).enumerate() {
+            if vocab > 3 {
+                // A tie for the maximum in some rows, a suppressed token in others.
+                let top = row.iter().cloned().fold(f32::MIN, f32::max) + 1.0;
+                if i % 3 == 0 {
+                    row[vocab / 3] = top;
+                    row[vocab - 1] = top;
+                } else if i % 3 == 1 {
+                    row[1] = -1e9;
+                    row[vocab - 2] = 60.0;
+                }
+            }
+        }
+        let targets: Vec<u32> = (0..rows).map(|i| ((i * 7 + 3) % vocab) as u32).collect();
+        let grad = rng.vec(rows, 2.0);
+        for (name, pick, backward) in pick_implementations() {
+            let what = format!("{name} {rows}×{vocab}");
+            let (mut picked, mut lse, mut argmax) =
+                (vec![0.0; rows], vec![0.0; rows], vec![0; rows]);
+            pick(&logits, vocab, &targets, &mut picked, &mut lse, &mut argmax);
+            let mut d = output(rows * vocab);
+            backward(&logits, vocab, &targets, &lse, &grad, &mut d);
+            let d = read(&d);
+            for (i, row) in logits.chunks_exact(vocab).enumerate() {
+                let max = row.iter().map(|&x| x as f64).fold(f64::MIN, f64::max);
+                let sum: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
+                let want_lse = max + sum.ln();
+                let t = targets[i] as usize;
+                let want_picked = row[t] as f64 - want_lse;
+                let first = row.iter().position(|&x| x as f64 == max).unwrap();
+                assert_eq!(argmax[i] as usize, first, "{what}: argmax of row {i}");
+                let close =
+                    |got: f32, want: f64| (got as f64 - want).abs() <= 2e-6 * (1.0 + want.abs());
+                assert!(
+                    close(lse[i], want_lse),
+                    "{what}: lse[{i}] {} vs {want_lse}",
+                    lse[i]
+                );
+                assert!(
+                    close(picked[i], want_picked),
+                    "{what}: picked[{i}] {} vs {want_picked}",
+                    picked[i]
+                );
+                let want: Vec<f64> = row
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &x)| {
+                        let onehot = if j == t { 1.0 } else { 0.0 };
+                        grad[i] as f64 * (onehot - (x as f64 - want_lse).exp())
+                    })
+                    .collect();
+                let scale = vec![1.0 + grad[i].abs() as f64; vocab];
+                let got = &d[i * vocab..(i + 1) * vocab];
+                assert_close(
+                    got,
+                    &want,
+                    &scale,
+                    1e-6,
+                    &format!("{what}: d_logits row {i}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn log_softmax_pick_refuses_bad_shapes_and_targets() {
+    use super::{log_softmax_pick, log_softmax_pick_backward};
+    use crate::KernelError::{LengthMismatch, OutOfBounds};
+    let x = vec![0.5; 12];
+    let (mut p, mut l, mut a) = (vec![0.0; 3], vec![0.0; 3], vec![0; 3]);
+    // vocab 5 does not divide 12; zero vocab; two targets for three rows; a target = vocab.
+    assert_eq!(
+        log_softmax_pick(&x, 5, &[0, 0], &mut p[..2], &mut l[..2], &mut a[..2]),
+        Err(LengthMismatch)
+    );
+    assert_eq!(
+        log_softmax_pick(&x, 0, &[], &mut p, &mut l, &mut a),
+        Err(LengthMismatch)
+    );
+    assert_eq!(
+        log_softmax_pick(&x, 4, &[0, 1], &mut p, &mut l, &mut a),
+        Err(LengthMismatch)
+    );
+    assert_eq!(
+        log_softmax_pick(&x, 4, &[0, 4, 1], &mut p, &mut l, &mut a),
+        Err(OutOfBounds)
+    );
+    assert_eq!(
+        log_softmax_pick(&x, 4, &[0, 3, 1], &mut p, &mut l[..2], &mut a),
+        Err(LengthMismatch)
+    );
+    assert_eq!(
+        log_softmax_pick(&x, 4, &[0, 3, 1], &mut p, &mut l, &mut a),
+        Ok(())
+    );
+    let mut d = output(12);
+    let g = [1.0; 3];
+    assert_eq!(
+        log_softmax_pick_backward(&x, 4, &[0, 3, 1], &l, &g, &mut d[..8]),
+        Err(LengthMismatch)
+    );
+    assert_eq!(
+        log_softmax_pick_backward(&x, 4, &[0, 9, 1], &l, &g, &mut d),
+        Err(OutOfBounds)
+    );
+    assert_eq!(
+        log_softmax_pick_backward(&x, 4, &[0, 3, 1], &l, &g[..2], &mut d),
+        Err(LengthMismatch)
+    );
+    assert_eq!(
+        log_softmax_pick_backward(&x, 4, &[0, 3, 1], &l, &g, &mut d),
+        Ok(())
+    );
+}
