@@ -283,25 +283,15 @@ impl Study {
     /// The RL branch's runs, one per seed, each in its own folder: `rl/`, or `rl-seed<S>/`
     /// when `seeds` is given; then the RL arms' runs, `<name>[-seed<S>]/`.
     pub fn rl_runs(&self) -> Vec<BranchRun<RlConfig>> {
-        let rl_arms = self.arms.iter().filter_map(|a| match a {
+        let arms = self.arms.iter().filter_map(|a| match a {
             Arm::Rl(c) => Some(c),
             Arm::Sft(_) => None,
         });
-        let mut runs = Vec::new();
-        for base in std::iter::once(&self.rl).chain(rl_arms) {
-            for (seed, suffix) in self.run_seeds(base.seed) {
-                let mut config = base.clone();
-                config.seed = seed;
-                config.name = format!("{}{suffix}", base.name);
-                runs.push(BranchRun {
-                    arm: base.name.clone(),
-                    seed,
-                    lr: config.optim.lr,
-                    config,
-                });
-            }
-        }
-        runs
+        let bases = std::iter::once(&self.rl).chain(arms);
+        self.per_seed(
+            bases.map(|c| (c.name.clone(), c.seed, c.optim.lr, c.clone())),
+            |c, seed, name| (c.seed, c.name) = (seed, name),
+        )
     }
 
     /// The SFT branch's runs, one per learning rate and seed (learning rate first), each in its
@@ -312,31 +302,36 @@ impl Study {
             Some(lrs) => lrs.iter().map(|&lr| (lr, format!("-lr{lr:e}"))).collect(),
             None => vec![(self.sft.train.lr, String::new())],
         };
+        let swept = lrs.into_iter().map(|(lr, suffix)| {
+            let mut config = self.sft.clone();
+            config.train.lr = lr;
+            (format!("sft{suffix}"), config.seed, lr, config)
+        });
+        let arms = self.arms.iter().filter_map(|a| match a {
+            Arm::Sft(c) => Some((c.name.clone(), c.seed, c.train.lr, c.clone())),
+            Arm::Rl(_) => None,
+        });
+        self.per_seed(swept.chain(arms), |c, seed, name| {
+            (c.seed, c.name) = (seed, name)
+        })
+    }
+
+    /// Every `(arm, own seed, lr, config)` at each of the study's seeds: `set` gives a copy its
+    /// seed and folder name (`<arm>[-seed<S>]`).
+    fn per_seed<C: Clone>(
+        &self,
+        bases: impl Iterator<Item = (String, u64, f64, C)>,
+        set: impl Fn(&mut C, u64, String),
+    ) -> Vec<BranchRun<C>> {
         let mut runs = Vec::new();
-        for (lr, lr_suffix) in lrs {
-            for (seed, seed_suffix) in self.run_seeds(self.sft.seed) {
-                let mut config = self.sft.clone();
-                config.seed = seed;
-                config.train.lr = lr;
-                config.name = format!("sft{lr_suffix}{seed_suffix}");
+        for (arm, own, lr, base) in bases {
+            for (seed, suffix) in self.run_seeds(own) {
+                let mut config = base.clone();
+                set(&mut config, seed, format!("{arm}{suffix}"));
                 runs.push(BranchRun {
-                    arm: format!("sft{lr_suffix}"),
+                    arm: arm.clone(),
                     seed,
                     lr,
-                    config,
-                });
-            }
-        }
-        for arm in &self.arms {
-            let Arm::Sft(base) = arm else { continue };
-            for (seed, suffix) in self.run_seeds(base.seed) {
-                let mut config = base.clone();
-                config.seed = seed;
-                config.name = format!("{}{suffix}", base.name);
-                runs.push(BranchRun {
-                    arm: base.name.clone(),
-                    seed,
-                    lr: config.train.lr,
                     config,
                 });
             }
