@@ -18,6 +18,9 @@ use crate::env::{Role, Turn};
 #[derive(Clone, Debug)]
 pub struct ExpertExample {
     pub prompt: String,
+    /// Turns between the prompt and the response (failed attempts and their feedback, in the
+    /// sequential-revision format); empty for a first-attempt example.
+    pub history: Vec<Turn>,
     pub response: String,
     pub image: Option<RgbImage>,
     /// Anything worth keeping beside the example (cards, solution, route id …).
@@ -26,7 +29,7 @@ pub struct ExpertExample {
 
 #[derive(Serialize)]
 struct Record<'a> {
-    messages: [Turn; 2],
+    messages: Vec<Turn>,
     #[serde(skip_serializing_if = "Option::is_none")]
     image: Option<&'a str>,
     meta: &'a Value,
@@ -54,17 +57,20 @@ pub fn write_jsonl(
             }
             None => None,
         };
+        let prompt = Turn {
+            role: Role::User,
+            text: ex.prompt,
+        };
+        let response = Turn {
+            role: Role::Assistant,
+            text: ex.response,
+        };
+        let messages = std::iter::once(prompt)
+            .chain(ex.history)
+            .chain([response])
+            .collect();
         let record = Record {
-            messages: [
-                Turn {
-                    role: Role::User,
-                    text: ex.prompt,
-                },
-                Turn {
-                    role: Role::Assistant,
-                    text: ex.response,
-                },
-            ],
+            messages,
             image: image_rel.as_deref(),
             meta: &ex.meta,
         };

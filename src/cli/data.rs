@@ -7,7 +7,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use sftvsrl_envs::expert::write_jsonl;
 use sftvsrl_envs::gp::GpConfig;
 use sftvsrl_envs::gp::episode::check_config;
-use sftvsrl_envs::gp::expert::{ExpertSolution, expert_examples};
+use sftvsrl_envs::gp::expert::{ExpertSolution, ExpertStyle, styled_example};
+use sftvsrl_envs::gp::revision::RevisionData;
 use sftvsrl_envs::nav::{self, NavConfig};
 
 use super::gp::{VariantArg, checked_image_size};
@@ -71,6 +72,19 @@ pub struct SftDataArgs {
     /// `resolution`, the reference's 1200).
     #[arg(long)]
     resolution: Option<u32>,
+    /// GeneralPoints: this share (0..=1) of the examples shows failed attempts and the
+    /// verifier's feedback before the answer (the sequential-revision format).
+    #[arg(long)]
+    revisions: Option<f64>,
+    /// GeneralPoints, with --revisions: most failed attempts before an answer.
+    #[arg(long, default_value_t = 4)]
+    max_failed: u32,
+    /// GeneralPoints: answers show the formula's arithmetic first (chain of thought).
+    #[arg(long)]
+    chain_of_thought: bool,
+    /// GeneralPoints: each prompt is one of this many wordings of the task (1..=4).
+    #[arg(long, default_value_t = 1)]
+    prompt_variants: u32,
 }
 
 /// `--solution` values.
@@ -102,6 +116,21 @@ fn sft(a: SftDataArgs) -> Result<()> {
     if a.resolution.is_some() && a.task != TaskName::VirlVl {
         bail!("--resolution is for --env virl-vl");
     }
+    let gp = matches!(a.task, TaskName::GpL | TaskName::GpVl);
+    if !gp && (a.revisions.is_some() || a.chain_of_thought || a.prompt_variants != 1) {
+        bail!("--revisions, --chain-of-thought and --prompt-variants are for --env gp-l|gp-vl");
+    }
+    let style = ExpertStyle {
+        revision: a.revisions.map(|fraction| RevisionData {
+            fraction,
+            max_failed: a.max_failed,
+        }),
+        chain_of_thought: a.chain_of_thought,
+        prompt_variants: a.prompt_variants,
+    };
+    style
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{e} (set by --revisions, --max-failed, --prompt-variants)"))?;
     let mut progress = Progress::new("expert examples", a.n as u64);
     let (path, n) = match a.task {
         TaskName::GpL | TaskName::GpVl => {
@@ -117,8 +146,10 @@ fn sft(a: SftDataArgs) -> Result<()> {
                 cfg.image_size = n;
             }
             check_config(&cfg)?;
-            let examples =
-                expert_examples(&cfg, a.seed, a.n, a.solution.into()).inspect(|_| progress.tick());
+            let solution = a.solution.into();
+            let examples = (0..a.n as u64)
+                .map(|i| styled_example(&cfg, a.seed, i, solution, &style))
+                .inspect(|_| progress.tick());
             write_jsonl(examples, &a.out).with_context(|| format!("writing {}", a.out.display()))?
         }
         TaskName::VirlL | TaskName::VirlVl => {

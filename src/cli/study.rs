@@ -65,6 +65,76 @@ pub struct StudyArgs {
     /// Where to train and evaluate: cpu (Flex), ndarray, wgpu, cuda.
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
+    /// The full sweep: every branch at seeds 0, 1 and 2, and the SFT branch at learning rates
+    /// 1e-4, 3e-4 and 1e-3 (each its own column), written to `<name>-full/`. Refused when the
+    /// config sets `seeds` or `sft_lrs` itself.
+    #[arg(long)]
+    full: bool,
+    /// The verification-iteration ablation (paper §5.5, Fig. 10): the RL branch also runs with
+    /// each of these `rl.gp.verify_iter` values, each an arm `verify-iter-<k>` with its own
+    /// column and curve, in `<name>-verify-iters/`; e.g. `--verify-iters 1,3,10` beside the
+    /// default study's 5.
+    #[arg(long, value_delimiter = ',')]
+    verify_iters: Vec<u32>,
+}
+
+/// The seeds and SFT learning rates of `--full`.
+const FULL_SEEDS: [u64; 3] = [0, 1, 2];
+const FULL_SFT_LRS: [f64; 3] = [1e-4, 3e-4, 1e-3];
+
+/// The study TOML `text` with `--full`'s sweep: `seeds`, `sft_lrs` and `-full` after `name`.
+fn full_sweep(text: &str, origin: &str) -> Result<String> {
+    edit_study(text, origin, "full", |table| {
+        for key in ["seeds", "sft_lrs"] {
+            if table.contains_key(key) {
+                anyhow::bail!("--full sets `{key}`, and {origin} sets it already");
+            }
+        }
+        table.insert("seeds".into(), FULL_SEEDS.map(|s| s as i64).to_vec().into());
+        table.insert("sft_lrs".into(), FULL_SFT_LRS.to_vec().into());
+        Ok(())
+    })
+}
+
+/// The study TOML `text` with an RL arm `verify-iter-<k>` for each `k` of `--verify-iters`
+/// and `-verify-iters` after `name`.
+fn verify_iter_arms(text: &str, origin: &str, iters: &[u32]) -> Result<String> {
+    edit_study(text, origin, "verify-iters", |table| {
+        let arms = table
+            .entry("arms")
+            .or_insert_with(|| toml::Table::new().into())
+            .as_table_mut()
+            .with_context(|| format!("{origin}: `arms` must be a table"))?;
+        for &k in iters {
+            let name = format!("verify-iter-{k}");
+            if arms.contains_key(&name) {
+                anyhow::bail!("--verify-iters adds the arm `{name}`, and {origin} has one");
+            }
+            let gp = toml::Table::from_iter([("verify_iter".to_string(), i64::from(k).into())]);
+            let rl = toml::Table::from_iter([("gp".to_string(), gp.into())]);
+            arms.insert(name, toml::Table::from_iter([("rl".to_string(), rl.into())]).into());
+        }
+        Ok(())
+    })
+}
+
+/// Parses `text`, applies `edit` and appends `-<suffix>` to the study's `name`, so that the
+/// edited study runs in a folder of its own.
+fn edit_study(
+    text: &str,
+    origin: &str,
+    suffix: &str,
+    edit: impl FnOnce(&mut toml::Table) -> Result<()>,
+) -> Result<String> {
+    let mut table: toml::Table =
+        toml::from_str(text).with_context(|| format!("reading {origin}"))?;
+    edit(&mut table)?;
+    let name = table
+        .get("name")
+        .and_then(|n| n.as_str())
+        .with_context(|| format!("{origin}: `name` must be a string"))?;
+    table.insert("name".into(), format!("{name}-{suffix}").into());
+    Ok(toml::to_string(&table).expect("a TOML table serialises"))
 }
 
 struct StudyJob {
@@ -85,13 +155,25 @@ impl OnBackend for StudyJob {
 
 /// `sftvsrl study`.
 pub fn run(args: StudyArgs) -> Result<()> {
-    let study = match &args.config {
-        Some(path) => Study::from_file(path)?,
+    let (text, origin) = match &args.config {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+        ),
         None => {
             let (text, origin) = args.task.study();
-            Study::from_toml(text, Path::new(origin))?
+            (text.to_string(), origin.to_string())
         }
     };
+    let text = match args.full {
+        true => full_sweep(&text, &origin)?,
+        false => text,
+    };
+    let text = match args.verify_iters.is_empty() {
+        true => text,
+        false => verify_iter_arms(&text, &origin, &args.verify_iters)?,
+    };
+    let study = Study::from_toml(&text, Path::new(&origin))?;
     let name = study.name.clone();
     let job = StudyJob {
         study,
@@ -195,5 +277,45 @@ impl RunDisplay for StudyDisplay {
         }
         self.bar = Some((done, total));
         self.draw();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_adds_the_sweep_and_its_own_folder() {
+        let (text, origin) = Task::GpL.study();
+        let full = Study::from_toml(&full_sweep(text, origin).unwrap(), Path::new(origin)).unwrap();
+        let plain = Study::from_toml(text, Path::new(origin)).unwrap();
+        assert_eq!(full.seeds.as_deref(), Some(&FULL_SEEDS[..]));
+        assert_eq!(full.sft_lrs.as_deref(), Some(&FULL_SFT_LRS[..]));
+        assert_eq!(full.name, format!("{}-full", plain.name));
+        assert_eq!((full.rl_runs().len(), full.sft_runs().len()), (3, 9));
+        // The same Init, trained in the full study's own folder.
+        assert_eq!(full.init.data.generate, plain.init.data.generate);
+        assert_eq!(full.init.train, plain.init.train);
+        assert!(full.init.runs_dir.ends_with(&full.name));
+        let seeded = format!("seeds = [4]\n{text}");
+        let e = full_sweep(&seeded, "x.toml").unwrap_err().to_string();
+        assert!(e.contains("`seeds`") && e.contains("x.toml"), "{e}");
+    }
+
+    #[test]
+    fn verify_iters_add_one_rl_arm_each() {
+        let (text, origin) = Task::GpL.study();
+        let edited = verify_iter_arms(text, origin, &[1, 3, 10]).unwrap();
+        let study = Study::from_toml(&edited, Path::new(origin)).unwrap();
+        assert!(study.name.ends_with("-verify-iters"), "{}", study.name);
+        let iters: std::collections::BTreeSet<(String, u32)> = study
+            .rl_runs()
+            .iter()
+            .map(|r| (r.arm.clone(), r.config.gp.verify_iter))
+            .collect();
+        let expected = [("rl", 5), ("verify-iter-1", 1), ("verify-iter-3", 3), ("verify-iter-10", 10)];
+        assert_eq!(iters, expected.map(|(a, k)| (a.to_string(), k)).into());
+        let twice = verify_iter_arms(&edited, origin, &[1]).unwrap_err().to_string();
+        assert!(twice.contains("verify-iter-1"), "{twice}");
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sftvsrl_envs::gp::FaceRule;
-use sftvsrl_envs::gp::expert::ExpertSolution;
+use sftvsrl_envs::gp::expert::{ExpertSolution, ExpertStyle};
 use sftvsrl_envs::gp::prompt::PromptLayout;
 use sftvsrl_envs::gp::render::CardFaces;
 use sftvsrl_envs::nav::NavConfig;
@@ -97,6 +97,13 @@ pub struct GenerateData {
     /// mix that leaves the OOD rule out). Default: the ID rule alone.
     #[serde(default = "default_face_rules")]
     pub face_rules: Vec<FaceRule>,
+    /// How examples are presented beyond one prompt and one answer (all off by default):
+    /// `revision = { fraction, max_failed }` shows failed attempts and the verifier's feedback
+    /// before a share of the answers (the sequential-revision format a model needs for
+    /// `verify_iter` above 1), `chain_of_thought = true` shows the arithmetic first,
+    /// `prompt_variants = N` words each prompt in one of N ways (up to 4).
+    #[serde(default)]
+    pub style: ExpertStyle,
 }
 
 /// Expert V-IRL-L data written when the data file is missing: one example per rail position
@@ -565,10 +572,13 @@ impl RunConfig for SftConfig {
         if !(t.epsilon.is_finite() && t.epsilon > 0.0) {
             return Err("`train.epsilon` must be positive".into());
         }
-        if let Some(g) = &self.data.generate
-            && g.face_rules.is_empty()
-        {
-            return Err("`data.generate.face_rules` must name at least one rule".into());
+        if let Some(g) = &self.data.generate {
+            if g.face_rules.is_empty() {
+                return Err("`data.generate.face_rules` must name at least one rule".into());
+            }
+            g.style
+                .validate()
+                .map_err(|e| format!("`data.generate.style`: {e}"))?;
         }
         if let Some(g) = &self.data.generate_nav {
             if self.data.generate.is_some() {

@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use sftvsrl_envs::Rng;
 use sftvsrl_envs::expert::write_jsonl;
 use sftvsrl_envs::gp::episode::check_config;
-use sftvsrl_envs::gp::expert::expert_example;
+use sftvsrl_envs::gp::expert::styled_example;
 use sftvsrl_envs::gp::{GpConfig, Variant};
 use sftvsrl_envs::nav::{self, NavError};
 use sftvsrl_model::word_level::IMAGE;
@@ -77,7 +77,7 @@ pub fn ensure_data(data: &DataConfig) -> Result<(), TrainError> {
     }
     let examples = (0..generate.n as u64).map(|i| {
         let cfg = &configs[i as usize % configs.len()];
-        expert_example(cfg, generate.seed, i, generate.solution)
+        styled_example(cfg, generate.seed, i, generate.solution, &generate.style)
     });
     let (written, _) = write_jsonl(examples, dir).map_err(|e| TrainError::io(dir, e))?;
     rename(&written, &data.path)

@@ -7,7 +7,8 @@ use thiserror::Error;
 
 use super::cards::{Card, draw_cards};
 use super::config::GpConfig;
-use super::prompt::{PromptSpec, prompt};
+use super::paraphrase::paraphrase;
+use super::prompt::PromptSpec;
 use super::render::render_hand;
 use super::solver::{Solutions, solutions};
 use super::verify::{Grade, HandFacts, grade_response, reward};
@@ -64,15 +65,29 @@ pub fn deal(cfg: &GpConfig, rng: &mut Rng) -> Hand {
 
 /// The first user prompt of an episode with `hand`.
 pub fn hand_prompt(cfg: &GpConfig, hand: &Hand) -> String {
-    prompt(&PromptSpec {
-        target: cfg.target,
-        rule: cfg.face_cards,
-        cards: &hand.names(),
-        vision: cfg.vision,
-        example: cfg.prompt_example,
-        text: cfg.prompt_text,
-        layout: cfg.prompt_layout,
-    })
+    hand_prompt_variant(cfg, hand, 0)
+}
+
+/// Prompt variant `variant` of an episode with `hand` (0: the environment's own prompt; see
+/// [`super::paraphrase`]).
+pub fn hand_prompt_variant(cfg: &GpConfig, hand: &Hand, variant: u32) -> String {
+    paraphrase(
+        &PromptSpec {
+            target: cfg.target,
+            rule: cfg.face_cards,
+            cards: &hand.names(),
+            vision: cfg.vision,
+            example: cfg.prompt_example,
+            text: cfg.prompt_text,
+            layout: cfg.prompt_layout,
+        },
+        variant,
+    )
+}
+
+/// The user turn that follows a failed attempt (the reference's wording).
+pub fn revision_feedback(message: &str) -> String {
+    format!("You failed this trial because {message}")
 }
 
 /// Checks that rejection sampling under `cfg` terminates: some hand it can draw is solvable.
@@ -201,7 +216,7 @@ impl Env for GeneralPoints {
             self.solved = true;
         } else {
             self.transcript
-                .push_revision(response, format!("You failed this trial because {message}"));
+                .push_revision(response, revision_feedback(&message));
         }
         Verdict {
             reward,

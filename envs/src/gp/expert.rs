@@ -11,7 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::config::GpConfig;
-use super::episode::{Hand, deal, hand_prompt};
+use super::episode::{Hand, deal, hand_prompt, hand_prompt_variant};
+use super::paraphrase::PROMPT_VARIANTS;
+use super::revision::{RevisionData, revision_example};
+use super::thought::with_thought;
+use crate::env::Role;
 use super::formula::{python_eval, tokenize};
 use super::prompt::{expert_response, task_response};
 use super::render::render_hand;
@@ -105,6 +109,7 @@ pub fn expert_example(
     }
     ExpertExample {
         prompt: hand_prompt(cfg, &hand),
+        history: Vec::new(),
         response: task_response(
             cfg.vision,
             &hand.names(),
@@ -123,6 +128,68 @@ pub fn expert_example(
         }),
         meta,
     }
+}
+
+/// How expert examples are presented beyond the reference's one prompt and one answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpertStyle {
+    /// Show failed attempts and the verifier's feedback before a share of the answers (the
+    /// sequential-revision format; see [`super::revision`]).
+    #[serde(default)]
+    pub revision: Option<RevisionData>,
+    /// Answers show the formula's arithmetic first (see [`super::thought`]).
+    #[serde(default)]
+    pub chain_of_thought: bool,
+    /// Each prompt is one of this many wordings of the task, drawn per example (0 or 1: the
+    /// environment's own; at most [`PROMPT_VARIANTS`]; see [`super::paraphrase`]).
+    #[serde(default)]
+    pub prompt_variants: u32,
+}
+
+impl ExpertStyle {
+    /// Checks the ranges, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.prompt_variants > PROMPT_VARIANTS {
+            return Err(format!(
+                "prompt_variants must be at most {PROMPT_VARIANTS}, got {}",
+                self.prompt_variants
+            ));
+        }
+        self.revision.as_ref().map_or(Ok(()), RevisionData::validate)
+    }
+}
+
+/// The random stream of example `index`'s prompt variant (apart from the hand's own).
+const PROMPT_STREAM: u64 = 0x7072_6f6d_7074;
+
+/// Example `index` of data set `seed` in `style`: [`expert_example`] with its revisions, prompt
+/// variant and thoughts. The default style gives exactly [`expert_example`].
+pub fn styled_example(
+    cfg: &GpConfig,
+    seed: u64,
+    index: u64,
+    choice: ExpertSolution,
+    style: &ExpertStyle,
+) -> ExpertExample {
+    let mut ex = match &style.revision {
+        Some(revision) => revision_example(cfg, seed, index, choice, revision),
+        None => expert_example(cfg, seed, index, choice),
+    };
+    if style.prompt_variants > 1 {
+        let mut rng = Rng::derive(Rng::derive(seed, index).next_u64(), PROMPT_STREAM);
+        let variant = rng.below(u64::from(style.prompt_variants)) as u32;
+        let (hand, _) = expert_hand(cfg, seed, index, choice);
+        ex.prompt = hand_prompt_variant(cfg, &hand, variant);
+        ex.meta["prompt_variant"] = json!(variant);
+    }
+    if style.chain_of_thought {
+        for turn in ex.history.iter_mut().filter(|t| t.role == Role::Assistant) {
+            turn.text = with_thought(&turn.text, cfg.target);
+        }
+        ex.response = with_thought(&ex.response, cfg.target);
+    }
+    ex
 }
 
 /// `n` expert examples of data set `seed`.
@@ -278,6 +345,39 @@ mod tests {
         assert!(kept > 200, "only {kept} of 400 answers keep the card order");
         assert!(by_values.len() < 400, "no ordered hand was dealt twice");
         assert_eq!(numbers_in("(10-2)*3+1"), [10, 2, 3, 1]);
+    }
+
+    #[test]
+    fn styles_change_only_what_they_name() {
+        let cfg = GpConfig::default();
+        let plain = ExpertStyle::default();
+        let styled = ExpertStyle {
+            revision: Some(RevisionData {
+                fraction: 1.0,
+                max_failed: 2,
+            }),
+            chain_of_thought: true,
+            prompt_variants: PROMPT_VARIANTS,
+        };
+        let mut variants = std::collections::BTreeSet::new();
+        for i in 0..40 {
+            let base = expert_example(&cfg, 2, i, ExpertSolution::Random);
+            let same = styled_example(&cfg, 2, i, ExpertSolution::Random, &plain);
+            assert_eq!((&same.prompt, &same.response), (&base.prompt, &base.response));
+            let ex = styled_example(&cfg, 2, i, ExpertSolution::Random, &styled);
+            assert!(ex.response.contains("\"thought\": "), "{}", ex.response);
+            assert!(!ex.history.is_empty());
+            for turn in ex.history.iter().filter(|t| t.role == Role::Assistant) {
+                assert!(turn.text.contains("\"thought\": "), "{}", turn.text);
+            }
+            variants.insert(ex.meta["prompt_variant"].as_u64().unwrap());
+        }
+        assert_eq!(variants.len(), PROMPT_VARIANTS as usize);
+        let too_many = ExpertStyle {
+            prompt_variants: PROMPT_VARIANTS + 1,
+            ..plain
+        };
+        assert!(too_many.validate().unwrap_err().contains("prompt_variants"));
     }
 
     #[test]

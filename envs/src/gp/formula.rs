@@ -95,7 +95,7 @@ pub enum EvalError {
 }
 
 /// A number type an evaluator computes in.
-trait Arith: Sized + Copy {
+trait Arith: Sized {
     fn literal(run: &str) -> Result<Self, EvalError>;
     fn apply(self, op: u8, other: Self) -> Result<Self, EvalError>;
 }
@@ -329,6 +329,51 @@ impl Arith for Exact {
     }
 }
 
+impl std::fmt::Display for Exact {
+    /// `7`, or `7/3` for a fraction.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.den {
+            1 => write!(f, "{}", self.num),
+            den => write!(f, "{}/{den}", self.num),
+        }
+    }
+}
+
+/// An exact value with the steps that computed it, in evaluation order.
+struct Traced {
+    value: Exact,
+    steps: Vec<String>,
+}
+
+impl Arith for Traced {
+    fn literal(run: &str) -> Result<Self, EvalError> {
+        Ok(Traced {
+            value: <Exact as Arith>::literal(run)?,
+            steps: Vec::new(),
+        })
+    }
+
+    fn apply(mut self, op: u8, o: Self) -> Result<Self, EvalError> {
+        let value = self.value.apply(op, o.value)?;
+        self.steps.extend(o.steps);
+        let (l, r) = (self.value, o.value);
+        // A fraction or negative operand is bracketed so that each step reads on its own.
+        let show = |x: Exact| match x.den == 1 && x.num >= 0 {
+            true => x.to_string(),
+            false => format!("({x})"),
+        };
+        self.steps
+            .push(format!("{}{}{}={value}", show(l), op as char, show(r)));
+        Ok(Traced { value, steps: self.steps })
+    }
+}
+
+/// The arithmetic of a formula one operation at a time, in the order Python evaluates it
+/// (`(10*3-6)*1` → `10*3=30`, `30-6=24`, `24*1=24`), with exact values.
+pub fn exact_steps(tokens: &[Token<'_>]) -> Result<(Exact, Vec<String>), EvalError> {
+    evaluate::<Traced>(tokens).map(|t| (t.value, t.steps))
+}
+
 /// The exact value of a formula (unbalanced brackets and division by zero are errors).
 pub fn exact_eval(tokens: &[Token<'_>]) -> Result<Exact, EvalError> {
     evaluate::<Exact>(tokens)
@@ -353,6 +398,20 @@ mod tests {
             assert!(tokenize(bad).is_none(), "{bad}");
         }
         assert_eq!(tokenize("").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn steps_follow_python_evaluation_order() {
+        let steps = |f| exact_steps(&tokenize(f).unwrap()).unwrap();
+        let (value, s) = steps("(10*3-6)*1");
+        assert!(value.equals_int(24));
+        assert_eq!(s, ["10*3=30", "30-6=24", "24*1=24"]);
+        let (value, s) = steps("8/(3-8/3)");
+        assert!(value.equals_int(24));
+        assert_eq!(s, ["8/3=8/3", "3-(8/3)=1/3", "8/(1/3)=24"]);
+        assert_eq!(steps("6+18").1, ["6+18=24"]);
+        assert_eq!(steps("10-2*(3-10)").1, ["3-10=-7", "2*(-7)=-14", "10-(-14)=24"]);
+        assert!(exact_steps(&tokenize("1/(2-2)").unwrap()).is_err());
     }
 
     #[test]

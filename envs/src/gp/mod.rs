@@ -3,9 +3,12 @@ pub mod cards;
 pub mod config;
 pub mod episode;
 pub mod formula;
+pub mod paraphrase;
 pub mod prompt;
 pub mod render;
+pub mod revision;
 pub mod solver;
+pub mod thought;
 pub mod verify;
 
 pub use cards::{Card, FaceRule, Sampling, Suit, SuitSet};

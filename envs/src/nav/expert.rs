@@ -92,6 +92,7 @@ impl ExpertIter {
         self.active = !verdict.done();
         Ok(ExpertExample {
             prompt,
+            history: Vec::new(),
             response,
             image,
             meta,

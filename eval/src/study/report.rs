@@ -17,6 +17,7 @@ use sftvsrl_envs::nav::world::WorldSpec;
 
 use crate::config::{EvalConfig, EvalVariant};
 use crate::error::EvalError;
+use crate::evaluate::rate_with_error;
 use crate::plot::{Plot, Series, render};
 
 /// Reds for RL arms, blues and greens for SFT arms (learning rates), in order.
@@ -33,6 +34,8 @@ const SFT_COLORS: [Rgb<u8>; 4] = [
 enum Measure {
     /// Episode (route) success.
     Success,
+    /// GeneralPoints with several graded attempts: episodes solved at the first one.
+    FirstAttempt,
     /// Navigation's per-step accuracy.
     StepAccuracy,
     /// GP-VL's card recognition: model calls not graded "you recognized wrong cards".
@@ -51,6 +54,7 @@ impl Metric {
     fn label(self) -> String {
         let what = match self.measure {
             Measure::Success => "",
+            Measure::FirstAttempt => " first attempt",
             Measure::StepAccuracy => " per-step accuracy",
             Measure::Recognition => " card recognition",
         };
@@ -64,6 +68,7 @@ impl Metric {
     fn plot_file(self) -> String {
         let what = match self.measure {
             Measure::Success => "success",
+            Measure::FirstAttempt => "first-attempt",
             Measure::StepAccuracy => "step-accuracy",
             Measure::Recognition => "recognition",
         };
@@ -82,6 +87,10 @@ impl Metric {
             .find(|r| r.variant == self.variant && r.verify_iter == self.verify_iter)?;
         match self.measure {
             Measure::Success => Some(Rate(r.success_rate, r.std_error)),
+            Measure::FirstAttempt => {
+                let (rate, error) = rate_with_error(r.first_attempt, r.episodes);
+                Some(Rate(rate, error))
+            }
             Measure::StepAccuracy => r.step_accuracy.map(|a| Rate(a.rate, a.std_error)),
             Measure::Recognition => r.recognition.map(|a| Rate(a.rate, a.std_error)),
         }
@@ -113,7 +122,8 @@ fn metrics(eval: &EvalConfig) -> Vec<Metric> {
                 false => &[Measure::Success],
             };
             for &verify_iter in &eval.verify_iters {
-                out.extend(measures.iter().map(|&measure| Metric {
+                let revisions = (verify_iter > 1).then_some(Measure::FirstAttempt);
+                out.extend(measures.iter().copied().chain(revisions).map(|measure| Metric {
                     variant,
                     verify_iter,
                     measure,
@@ -272,6 +282,7 @@ fn plot(metric: Metric, points: &[Point]) -> Plot {
         .collect();
     let (what, axis) = match metric.measure {
         Measure::Success => ("episode success", "success (%)"),
+        Measure::FirstAttempt => ("solved at the first attempt", "success (%)"),
         Measure::StepAccuracy => ("per-step accuracy", "correct calls (%)"),
         Measure::Recognition => ("card recognition", "calls with the cards read right (%)"),
     };
