@@ -669,6 +669,30 @@ checkpoint_every = 5
     }
 
     #[test]
+    fn data_styles_are_checked_and_round_trip() {
+        let generate = "[data.generate]\nn = 4\nseed = 0\n\
+                        style = { revision = { fraction = 0.25, max_failed = 3 }, \
+                        chain_of_thought = true, prompt_variants = 4 }\n";
+        let text = BASE.replace("[model]", &format!("{generate}[model]"));
+        let c = parse(&text).unwrap();
+        let style = c.data.generate.as_ref().unwrap().style;
+        assert_eq!(style.revision.map(|r| r.max_failed), Some(3));
+        assert!(style.chain_of_thought);
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        for (bad, field) in [
+            ("fraction = 0.25", "revision.fraction"),
+            ("max_failed = 3", "revision.max_failed"),
+            ("prompt_variants = 4", "prompt_variants"),
+        ] {
+            let worse = bad.replace("0.25", "1.5").replace("= 3", "= 0").replace("= 4", "= 9");
+            let e = parse(&text.replace(bad, &worse)).unwrap_err();
+            assert!(e.contains("data.generate.style") && e.contains(field), "{e}");
+        }
+        let e = parse(&text.replace("chain_of_thought", "chain_of_thoughts")).unwrap_err();
+        assert!(e.contains("chain_of_thoughts"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_file_and_field() {
         let e = parse(&format!("{BASE}learning_rate = 1\n")).unwrap_err();
         assert!(
