@@ -167,9 +167,17 @@ fn generate_with<B: Backend>(
 ) -> Result<Generation<B>, ModelError> {
     let vocab = model.config().vocab_size;
     let start = Instant::now();
-    let batch = prompts.len();
     let multiple = pad_multiple::<B>(config.pad_to_multiple_of, device);
-    let width = pad_len(prompts.iter().map(Vec::len).max().unwrap_or(0), multiple);
+    // Rows past the real ones keep the batch to a few sizes where lengths are rounded (the GPU
+    // backends): one-token prompts whose outputs are dropped and whose sampling draws are not
+    // taken from the seed's stream, so the real rows' tokens do not change.
+    let real = prompts.len();
+    let batch = batch_rows(real, multiple);
+    let filler = [0u32];
+    let prompts: Vec<&[u32]> = (prompts.iter().map(Vec::as_slice))
+        .chain(std::iter::repeat_n(&filler[..], batch - real))
+        .collect();
+    let width = pad_len(prompts.iter().map(|p| p.len()).max().unwrap_or(0), multiple);
     let capacity = pad_len(width + config.max_new_tokens, multiple);
     let padding: Vec<usize> = prompts.iter().map(|p| width - p.len()).collect();
 
@@ -212,10 +220,15 @@ fn generate_with<B: Backend>(
             finish: FinishReason::Length,
         })
         .collect();
-    let mut done = vec![false; batch];
+    let mut done: Vec<bool> = (0..batch).map(|row| row >= real).collect();
     let mut timing = GenerationTiming::default();
     for step in 0..config.max_new_tokens {
-        let uniforms: Vec<f32> = (0..batch).map(|_| rng.unit_f64() as f32).collect();
+        let uniforms: Vec<f32> = (0..batch)
+            .map(|row| match row < real {
+                true => rng.unit_f64() as f32,
+                false => 0.5,
+            })
+            .collect();
         let uniforms = Tensor::<B, 2>::from_data(TensorData::new(uniforms, [batch, 1]), device);
         let (tokens, logprobs) = config.sampling.sample(logits, uniforms);
         let [token_data, logprob_data] = Transaction::default()
@@ -262,11 +275,22 @@ fn generate_with<B: Backend>(
         logits = model.logits(hidden).reshape([batch, vocab]);
     }
     timing.decode = start.elapsed() - timing.first_token;
+    sequences.truncate(real);
     Ok(Generation {
         sequences,
-        prompt_hidden,
+        prompt_hidden: prompt_hidden.slice([0..real, 0..hidden_size]),
         timing,
     })
+}
+
+/// The rows a batch of `real` prompts is generated in: `real` itself with exact lengths
+/// (`multiple` 1); otherwise the next power of two up to `multiple`, and multiples of it above.
+pub fn batch_rows(real: usize, multiple: usize) -> usize {
+    match multiple {
+        0 | 1 => real,
+        m if real <= m => real.next_power_of_two(),
+        m => pad_len(real, m),
+    }
 }
 
 #[cfg(test)]
@@ -343,6 +367,38 @@ mod tests {
         let padded = generate_vlm(&model, &prompts, Some(all), &bucketed, &device).unwrap();
         for (a, b) in padded.sequences.iter().zip(&out.sequences) {
             assert_eq!(a.tokens, b.tokens);
+        }
+    }
+
+    #[test]
+    fn rounded_batches_keep_the_real_rows_tokens() {
+        assert_eq!(
+            [1, 3, 5, 9, 32, 33, 70].map(|n| batch_rows(n, 32)),
+            [1, 4, 8, 16, 32, 64, 96]
+        );
+        assert_eq!(batch_rows(7, 1), 7);
+        let device = Default::default();
+        let model = Vlm::<B>::init(&tiny_vlm(), 4, &device);
+        let text = model.language_model();
+        let prompts = vec![vec![5, 6, 7], vec![8], vec![9, 10, 11, 12, 13]];
+        let sampled = |pad| GenerateConfig {
+            sampling: Sampling {
+                temperature: 1.0,
+                top_p: 1.0,
+            },
+            seed: 11,
+            pad_to_multiple_of: pad,
+            ..greedy(5)
+        };
+        let exact = generate(text, &prompts, &sampled(None), &device).unwrap();
+        let rounded = generate(text, &prompts, &sampled(Some(8)), &device).unwrap();
+        assert_eq!(rounded.sequences.len(), 3);
+        assert_eq!(rounded.prompt_hidden.dims()[0], 3);
+        for (a, b) in rounded.sequences.iter().zip(&exact.sequences) {
+            assert_eq!(a.tokens, b.tokens);
+            for (x, y) in a.logprobs.iter().zip(&b.logprobs) {
+                assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+            }
         }
     }
 
