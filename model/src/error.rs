@@ -47,6 +47,14 @@ pub enum ModelError {
     Gguf { path: PathBuf, message: String },
     #[error("{path}: tokenizer: {message}")]
     Tokenizer { path: PathBuf, message: String },
+    /// A checkpoint holds tensors the model has no place for (another architecture, or parts
+    /// this one lacks): loading it would silently drop weights.
+    #[error(
+        "{path}: {} tensor(s) the model does not use, e.g. {}; is it another architecture?",
+        names.len(),
+        names.iter().take(5).map(String::as_str).collect::<Vec<_>>().join(", ")
+    )]
+    UnusedTensors { path: PathBuf, names: Vec<String> },
     /// A settings file (e.g. CubeCL's `cubecl.toml`) that cannot be parsed.
     #[error("{path}: {message}")]
     Settings { path: PathBuf, message: String },

@@ -3,6 +3,7 @@
 //! `llama` models into the interleaved RoPE layout; they are permuted back to HF's rotate-half
 //! layout here (Qwen2 files keep HF's layout).
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::config::{LlamaConfig, ModelType};
@@ -100,6 +101,8 @@ pub fn config_from_gguf(gguf: &GgufFile) -> Result<LlamaConfig, ModelError> {
 pub struct GgufWeights<'a> {
     gguf: &'a GgufFile,
     config: LlamaConfig,
+    /// The GGUF tensors [`ParamSource::values`] has read.
+    read: BTreeSet<String>,
 }
 
 impl<'a> GgufWeights<'a> {
@@ -108,6 +111,7 @@ impl<'a> GgufWeights<'a> {
         GgufWeights {
             gguf,
             config: config.clone(),
+            read: BTreeSet::new(),
         }
     }
 
@@ -180,6 +184,7 @@ impl ParamSource for GgufWeights<'_> {
                 })?;
         let (values, found) = self.gguf.tensor_f32(&gguf_name)?;
         check_shape(self.gguf.path(), &gguf_name, shape, &found)?;
+        self.read.insert(gguf_name);
         Ok(match permuted_heads {
             Some(heads) => {
                 let cols = if shape.len() == 2 { shape[1] } else { 1 };
@@ -187,6 +192,13 @@ impl ParamSource for GgufWeights<'_> {
             }
             None => values,
         })
+    }
+
+    fn unread(&self) -> Vec<String> {
+        (self.gguf.tensor_names())
+            .filter(|n| !self.read.contains(*n))
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -302,17 +314,24 @@ mod tests {
                 GgufValue::F32(1e-5),
             ),
         ];
-        let mut writer = GgufWriter::new();
-        for (key, value) in metadata {
-            writer = writer.metadata(&key, value);
-        }
-        for (name, shape, values) in tensors {
-            writer = writer.tensor(&name, &shape, values);
-        }
         let dir = std::env::temp_dir().join(format!("sftvsrl-gguf-model-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tiny.gguf");
-        writer.write(&path).unwrap();
+        // The file, with one more tensor `extra` when given.
+        let write = |extra: Option<&str>| {
+            let mut writer = GgufWriter::new();
+            for (key, value) in metadata.clone() {
+                writer = writer.metadata(&key, value);
+            }
+            for (name, shape, values) in tensors.clone() {
+                writer = writer.tensor(&name, &shape, values);
+            }
+            if let Some(name) = extra {
+                writer = writer.tensor(name, &[h], vec![1.0; h]);
+            }
+            writer.write(&path).unwrap();
+        };
+        write(None);
 
         type B = CpuBackend;
         let device = Default::default();
@@ -335,6 +354,11 @@ mod tests {
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max);
         assert!(worst < 1e-5, "GGUF and HF logits differ by {worst}");
+        // A tensor the model has no place for is refused, not dropped.
+        write(Some("blk.0.ffn_gate_exps.weight"));
+        let e = load_pretrained::<B>(&path, &device).unwrap_err();
+        assert!(matches!(e, ModelError::UnusedTensors { .. }), "{e}");
+        assert!(e.to_string().contains("blk.0.ffn_gate_exps.weight"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -18,6 +18,7 @@ use crate::safetensors::SafetensorsDir;
 use crate::tokenizer::Tokenizer;
 use crate::vlm::Vlm;
 use crate::vlm_config::{VLM_MODEL_TYPE, VlmConfig};
+use crate::weights::check_all_read;
 
 /// A model and what it takes to prompt it.
 #[derive(Debug)]
@@ -71,7 +72,9 @@ fn load_hf_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<Pretrained<
         ));
     }
     let config = LlamaConfig::from_json(&json, &config_path)?;
-    let model = Llama::load(&config, &mut SafetensorsDir::open(dir)?, device)?;
+    let mut weights = SafetensorsDir::open(dir)?;
+    let model = Llama::load(&config, &mut weights, device)?;
+    check_all_read(&weights, |n| hf_redundant(n, config.tie_word_embeddings))?;
     let (tokenizer, stop_tokens) = hf_tokenizer(dir, &config)?;
     Ok(Pretrained {
         model,
@@ -83,7 +86,11 @@ fn load_hf_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<Pretrained<
 fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<Pretrained<B>, ModelError> {
     let gguf = GgufFile::open(path)?;
     let config = config_from_gguf(&gguf)?;
-    let model = Llama::load(&config, &mut GgufWeights::new(&gguf, &config), device)?;
+    let mut weights = GgufWeights::new(&gguf, &config);
+    let model = Llama::load(&config, &mut weights, device)?;
+    // `output.weight` beside tied embeddings: a copy of the embedding matrix.
+    let tied = config.tie_word_embeddings;
+    check_all_read(&weights, |n| tied && n == "output.weight")?;
     let tokenizer = if gguf.get("tokenizer.ggml.model").is_some() {
         Some(tokenizer_from_gguf(&gguf)?)
     } else {
@@ -95,6 +102,12 @@ fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<Pretrained<B
         tokenizer,
         stop_tokens,
     })
+}
+
+/// Tensors of a Hugging Face checkpoint that the model derives itself: RoPE's inverse
+/// frequencies (older checkpoints store them) and, with tied embeddings, the output matrix.
+fn hf_redundant(name: &str, tied: bool) -> bool {
+    name.ends_with("rotary_emb.inv_freq") || (tied && name.ends_with("lm_head.weight"))
 }
 
 /// A vision-language model and what it takes to prompt it.
@@ -125,7 +138,10 @@ pub fn load_vlm<B: Backend>(
         "the image processor's preprocessor_config.json",
     )?;
     let processor = ImageProcessor::from_file(&processor_path)?;
-    let model = Vlm::load(&config, &mut SafetensorsDir::open(dir)?, device)?;
+    let mut weights = SafetensorsDir::open(dir)?;
+    let model = Vlm::load(&config, &mut weights, device)?;
+    let tied = config.text_config.tie_word_embeddings;
+    check_all_read(&weights, |n| hf_redundant(n, tied))?;
     let (tokenizer, stop_tokens) = hf_tokenizer(dir, &config.text_config)?;
     Ok(PretrainedVlm {
         model,

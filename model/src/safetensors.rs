@@ -2,7 +2,7 @@
 //! listed by `model.safetensors.index.json`. Files are memory-mapped; F32, F16 and BF16 tensors
 //! are converted to f32 as they are read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,8 @@ pub struct SafetensorsDir {
     shards: Vec<Shard>,
     /// tensor name -> index into `shards`
     index: BTreeMap<String, usize>,
+    /// The tensors [`ParamSource::values`] has read.
+    read: BTreeSet<String>,
 }
 
 impl SafetensorsDir {
@@ -92,6 +94,7 @@ impl SafetensorsDir {
             dir: dir.to_path_buf(),
             shards,
             index,
+            read: BTreeSet::new(),
         })
     }
 
@@ -188,6 +191,14 @@ impl ParamSource for SafetensorsDir {
             .get(name)
             .map_or(&self.dir, |&i| &self.shards[i].path);
         check_shape(path, name, shape, &found)?;
+        self.read.insert(name.to_string());
         Ok(values)
+    }
+
+    fn unread(&self) -> Vec<String> {
+        (self.index.keys())
+            .filter(|n| !self.read.contains(*n))
+            .cloned()
+            .collect()
     }
 }

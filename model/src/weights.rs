@@ -33,6 +33,30 @@ pub trait ParamSource {
         shape: &[usize],
         kind: ParamKind,
     ) -> Result<Vec<f32>, ModelError>;
+
+    /// The names of the source's tensors that no [`ParamSource::values`] call has read yet
+    /// (none for a random initialisation).
+    fn unread(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Refuses a checkpoint with tensors the model did not read, except those `redundant` names
+/// (copies the architecture derives itself, such as a tied output matrix).
+pub(crate) fn check_all_read(
+    source: &dyn ParamSource,
+    redundant: impl Fn(&str) -> bool,
+) -> Result<(), ModelError> {
+    let names: Vec<String> = (source.unread().into_iter())
+        .filter(|n| !redundant(n))
+        .collect();
+    match names.is_empty() {
+        true => Ok(()),
+        false => Err(ModelError::UnusedTensors {
+            path: source.path().to_path_buf(),
+            names,
+        }),
+    }
 }
 
 /// Tensor `name` of `source` on `device`.

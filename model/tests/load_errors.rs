@@ -122,3 +122,23 @@ fn garbage_gguf_is_an_error() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Tensors the model has no place for are an error, not dropped: here a config that claims
+/// fewer layers than the checkpoint holds.
+#[test]
+fn tensors_the_model_does_not_read_are_refused() {
+    let dir = copy_fixture("tiny_qwen2", "unread");
+    edit_config(&dir, |c| c["num_hidden_layers"] = 1.into());
+    let e = load_error(&dir);
+    assert!(matches!(e, ModelError::UnusedTensors { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("model.safetensors") || msg.contains("tiny_qwen2") || msg.contains("unread"),
+        "{msg}"
+    );
+    assert!(msg.contains("model.layers.1."), "{msg}");
+    // The same checkpoint with its own config loads.
+    let dir = copy_fixture("tiny_qwen2", "read");
+    load_pretrained::<CpuBackend>(&dir, &Default::default()).unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}
