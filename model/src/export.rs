@@ -21,8 +21,15 @@ use crate::vlm::Vlm;
 
 /// Writes `bytes` to `path` through a temporary file in the same folder.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    use std::io::Write;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| ModelError::io(&tmp, e))?;
+    let write = || {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        // On disk before the rename, so that a crash leaves the old file or the new one.
+        file.sync_all()
+    };
+    write().map_err(|e| ModelError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
 }
 
