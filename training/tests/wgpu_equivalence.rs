@@ -52,6 +52,9 @@ const LOGPROB_TOLERANCE: f32 = 1e-4;
 /// theory, and far below in practice (the measured worst case is a few 1e-7 with lr 1e-3).
 /// 1e-5 keeps the check two orders of magnitude under one Adam step (`lr` = 1e-3).
 const WEIGHT_TOLERANCE: f32 = 1e-5;
+/// The learning rates of the compared runs.
+const SFT_LR: f64 = 1e-3;
+const PPO_LR: f64 = 1e-3;
 
 /// The CPU backend every GPU result is compared with.
 type Cpu = CpuBackend;
@@ -63,7 +66,7 @@ type Cpu = CpuBackend;
 /// trained, 2 held out) in steps of 2 micro-batches of 3, so that the second step ends the
 /// epoch with a short micro-batch (2 sequences, padded to 3 rows on the GPU) and the
 /// validation is one short micro-batch. Small, as lavapipe runs it in CI.
-fn sft_config(dir: &Path, name: &str) -> SftConfig {
+fn sft_config(dir: &Path, name: &str, lr: f64) -> SftConfig {
     let text = format!(
         r#"
 name = "{name}"
@@ -87,7 +90,7 @@ num_key_value_heads = 1
 epochs = 1
 micro_batch = 3
 grad_accum = 2
-lr = 1e-3
+lr = {lr:e}
 warmup_ratio = 0.0
 max_grad_norm = 1.0
 log_every = 1
@@ -104,9 +107,10 @@ checkpoint_every = 1000
 fn sft_run<B: Backend>(
     dir: &Path,
     name: &str,
+    lr: f64,
     device: &B::Device,
 ) -> (Vec<f64>, StepStats, PathBuf) {
-    let config = sft_config(dir, name);
+    let config = sft_config(dir, name, lr);
     let mut quiet = |_: &str| {};
     let summary = run_sft::<Autodiff<B>>(&config, false, device, &mut quiet).unwrap();
     let metrics = std::fs::read_to_string(summary.run_dir.join("metrics.jsonl")).unwrap();
@@ -122,8 +126,13 @@ fn sft_run<B: Backend>(
 /// A few SFT steps on `device` give the CPU's losses, validation stats and weights.
 fn sft_steps_match_cpu<G: Backend>(device: G::Device, tag: &str) {
     let dir = common::scratch(&format!("equivalence-sft-{tag}"));
-    let (cpu_losses, cpu_valid, cpu_final) = sft_run::<Cpu>(&dir, "cpu", &Default::default());
-    let (gpu_losses, gpu_valid, gpu_final) = sft_run::<G>(&dir, "gpu", &device);
+    let (cpu_losses, cpu_valid, cpu_final) =
+        sft_run::<Cpu>(&dir, "cpu", SFT_LR, &Default::default());
+    let (gpu_losses, gpu_valid, gpu_final) = sft_run::<G>(&dir, "gpu", SFT_LR, &device);
+    let loss_gap = (cpu_losses.iter().zip(&gpu_losses))
+        .map(|(c, g)| (c - g).abs())
+        .fold(0.0, f64::max);
+    eprintln!("SFT on {tag}: losses differ by at most {loss_gap:e}");
     assert_eq!(cpu_losses.len(), 2, "two optimizer steps: {cpu_losses:?}");
     assert_eq!(gpu_losses.len(), cpu_losses.len());
     for (step, (c, g)) in cpu_losses.iter().zip(&gpu_losses).enumerate() {
@@ -196,7 +205,7 @@ struct PpoOutcome {
 /// Collects two steps of four GeneralPoints environments with a seeded tiny policy (sampling
 /// at temperature 0.7 from host-drawn uniforms, seeded) and runs one PPO update over them
 /// (two epochs of minibatches of 3 out of 8 samples, so each epoch ends with a short one).
-fn ppo_round<B: Backend>(device: &B::Device) -> PpoOutcome {
+fn ppo_round<B: Backend>(device: &B::Device, lr: f64) -> PpoOutcome {
     type A<B> = Autodiff<B>;
     let gp = compact_gp();
     let tokenizer = gp_tokenizer(&gp);
@@ -257,7 +266,7 @@ fn ppo_round<B: Backend>(device: &B::Device) -> PpoOutcome {
         },
         &cfg,
         UpdateSettings {
-            lr: 1e-3,
+            lr,
             temperature: 0.7,
             seed: 9,
             steps_before: 0,
@@ -277,8 +286,13 @@ fn ppo_round<B: Backend>(device: &B::Device) -> PpoOutcome {
 
 /// One rollout and PPO update on `device` give the CPU's.
 fn ppo_update_matches_cpu<G: Backend>(device: G::Device, tag: &str) {
-    let cpu = ppo_round::<Cpu>(&Default::default());
-    let gpu = ppo_round::<G>(&device);
+    let cpu = ppo_round::<Cpu>(&Default::default(), PPO_LR);
+    let gpu = ppo_round::<G>(&device, PPO_LR);
+    let logprob_gap = (cpu.samples.iter().zip(&gpu.samples))
+        .flat_map(|(c, g)| c.token_logprobs.iter().zip(&g.token_logprobs))
+        .map(|(c, g)| (c - g).abs())
+        .fold(0f32, f32::max);
+    eprintln!("PPO on {tag}: token log-probs differ by at most {logprob_gap:e}");
     assert_eq!(cpu.samples.len(), 8);
     assert_eq!(gpu.samples.len(), cpu.samples.len());
     // Tokens are drawn by inverse CDF from host uniforms: the same draw picks the same token
@@ -332,12 +346,8 @@ fn ppo_update_matches_cpu<G: Backend>(device: G::Device, tag: &str) {
         );
     }
     assert_eq!(cpu.weights.len(), gpu.weights.len());
-    let worst = cpu
-        .weights
-        .iter()
-        .zip(&gpu.weights)
-        .map(|(a, b)| max_diff(a, b))
-        .fold(0f32, f32::max);
+    let worst = weights_gap(&cpu.weights, &gpu.weights);
+    eprintln!("PPO on {tag}: updated weights differ by at most {worst:e}");
     assert!(
         worst < WEIGHT_TOLERANCE,
         "updated weights differ by {worst} on {tag}"
@@ -352,7 +362,7 @@ fn ppo_update_matches_cpu<G: Backend>(device: G::Device, tag: &str) {
 fn evaluation_matches_cpu<G: Backend>(device: G::Device, tag: &str) {
     let dir = common::scratch(&format!("equivalence-eval-{tag}"));
     // The SFT run's data and tokenizer, and a seeded model over them.
-    let config = sft_config(&dir, "data");
+    let config = sft_config(&dir, "data", SFT_LR);
     sftvsrl_training::setup::ensure_data(&config.data).unwrap();
     let examples = read_chat_jsonl(&config.data.path).unwrap();
     let gp = compact_gp();
@@ -404,6 +414,10 @@ fn evaluation_matches_cpu<G: Backend>(device: G::Device, tag: &str) {
     };
     let (cpu_tokens, cpu_logprobs, cpu_stats) = evaluate(true);
     let (gpu_tokens, gpu_logprobs, gpu_stats) = evaluate(false);
+    let gap = (cpu_logprobs.iter().zip(&gpu_logprobs))
+        .map(|(c, g)| max_diff(&c[..c.len().min(g.len())], &g[..c.len().min(g.len())]))
+        .fold(0f32, f32::max);
+    eprintln!("evaluation on {tag}: greedy log-probs differ by at most {gap:e}");
     // Greedy decoding takes the argmax: the same token unless two logits tie within rounding,
     // which a seeded random model's do not here.
     assert_eq!(cpu_tokens, gpu_tokens, "greedy answers on {tag}");
@@ -464,16 +478,21 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// The largest elementwise difference between two models' parameters.
 fn weight_difference<B: Backend>(a: &Llama<B>, b: &Llama<B>) -> f32 {
-    let (a, b) = (parameters(a), parameters(b));
+    weights_gap(&parameters(a), &parameters(b))
+}
+
+/// The largest elementwise difference between two lists of parameters.
+fn weights_gap(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
-        .zip(&b)
+        .zip(b)
         .map(|(x, y)| max_diff(x, y))
         .fold(0f32, f32::max)
 }
 
 fn assert_weights_match<B: Backend>(cpu: &Llama<B>, gpu: &Llama<B>, tag: &str) {
     let worst = weight_difference(cpu, gpu);
+    eprintln!("SFT on {tag}: trained weights differ by at most {worst:e}");
     assert!(
         worst < WEIGHT_TOLERANCE,
         "trained weights differ by {worst} on {tag}"
@@ -506,6 +525,26 @@ mod wgpu {
     #[test]
     fn evaluation_matches_cpu_on_wgpu() {
         super::evaluation_matches_cpu::<WgpuBackend>(Default::default(), "wgpu");
+    }
+
+    /// The tolerances are tight enough to see a real change: on the CPU alone, a learning rate
+    /// 10% off moves the weights of the same runs by more than the weight tolerance.
+    #[test]
+    fn tolerances_see_a_changed_learning_rate_beside_wgpu() {
+        use super::*;
+        let cpu = Default::default();
+        let dir = common::scratch("equivalence-sensitivity");
+        let (_, _, base) = sft_run::<Cpu>(&dir, "base", SFT_LR, &cpu);
+        let (_, _, changed) = sft_run::<Cpu>(&dir, "changed", SFT_LR * 1.1, &cpu);
+        let load = |dir: &Path| load_pretrained::<Cpu>(dir, &cpu).unwrap().model;
+        let sft_gap = weight_difference(&load(&base), &load(&changed));
+        let ppo_gap = weights_gap(
+            &ppo_round::<Cpu>(&cpu, PPO_LR).weights,
+            &ppo_round::<Cpu>(&cpu, PPO_LR * 1.1).weights,
+        );
+        eprintln!("a 10% learning-rate change moves weights by {sft_gap:e} (SFT), {ppo_gap:e} (PPO)");
+        assert!(sft_gap > WEIGHT_TOLERANCE, "SFT: {sft_gap}");
+        assert!(ppo_gap > WEIGHT_TOLERANCE, "PPO: {ppo_gap}");
     }
 }
 
