@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sftvsrl_training::rl::RlConfig;
-use sftvsrl_training::{ModelConfig, RunConfig, SelfSftConfig, SftConfig, TrainError, parse_config};
+use sftvsrl_training::{
+    ModelConfig, RunConfig, SelfSftConfig, SftConfig, TrainError, parse_config,
+};
 
 use sftvsrl_envs::nav::world::WorldSpec;
 use sftvsrl_envs::nav::world::logo::LandmarkLook;
@@ -283,7 +285,9 @@ impl Study {
                         && let Some(run) = study_run(&d.teacher, &names, file.sft_lrs.is_some())
                     {
                         if run == name.as_str() {
-                            return Err(arm_stage.error("`distill.teacher` names the arm itself").into());
+                            return Err(arm_stage
+                                .error("`distill.teacher` names the arm itself")
+                                .into());
                         }
                         teachers.push((name.clone(), run.to_string()));
                     }
@@ -300,9 +304,14 @@ impl Study {
             });
         }
         // Distillation from a distilled arm would need an order of its own: refused.
-        if let Some((arm, run)) = teachers.iter().find(|(_, t)| teachers.iter().any(|(a, _)| a == t)) {
+        if let Some((arm, run)) = teachers
+            .iter()
+            .find(|(_, t)| teachers.iter().any(|(a, _)| a == t))
+        {
             return Err(stage(arm)
-                .error(format!("`distill.teacher` names `{run}`, itself distilled from a run"))
+                .error(format!(
+                    "`distill.teacher` names `{run}`, itself distilled from a run"
+                ))
                 .into());
         }
         let mut sft: SftConfig = stage("sft").resolve(file.sft, sft_start)?;
@@ -516,9 +525,9 @@ fn arm_override(name: &str, arm: &toml::Value) -> Result<ArmSpec, String> {
     let self_sft = table
         .remove("self_sft")
         .map(|v| {
-            let config: SelfSftConfig = v.try_into().map_err(|e: toml::de::Error| {
-                format!("`self_sft`: {}", e.message())
-            })?;
+            let config: SelfSftConfig = v
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("`self_sft`: {}", e.message()))?;
             config.validate().map(|()| config)
         })
         .transpose()?;

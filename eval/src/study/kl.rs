@@ -41,7 +41,12 @@ pub fn kl_from_init<B: Backend>(
     let mut task = rl.clone();
     task.rollout.num_envs = prompts;
     let (envs, _) = rl_envs(&task)?;
-    let mut pool = Pool::new(envs, Seeds::List((0..prompts as u64).collect()), None, &tokenizer)?;
+    let mut pool = Pool::new(
+        envs,
+        Seeds::List((0..prompts as u64).collect()),
+        None,
+        &tokenizer,
+    )?;
     let generate = GenerateConfig {
         max_new_tokens: rl.rollout.max_new_tokens,
         sampling: Sampling {

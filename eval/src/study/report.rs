@@ -427,7 +427,8 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         let _ = write!(
             md,
             "| KL from the Init (nats/token) | {} |",
-            init.and_then(|p| p.kl_from_init).map_or("-".into(), kl_cell)
+            init.and_then(|p| p.kl_from_init)
+                .map_or("-".into(), kl_cell)
         );
         for arm in &arms {
             let kls: Vec<f64> = last_of(arm).iter().filter_map(|p| p.kl_from_init).collect();
@@ -650,7 +651,10 @@ fn arms_setup(study: &Study) -> String {
                 format!("`{}` (RL{}{from})", c.name, start_of(study, &c.policy))
             }
             Arm::Sft(c) => {
-                let how = match (study.self_sft.iter().any(|(n, _)| *n == c.name), c.train.loss) {
+                let how = match (
+                    study.self_sft.iter().any(|(n, _)| *n == c.name),
+                    c.train.loss,
+                ) {
                     (true, _) => ", self-SFT on its start model's verified episodes",
                     (false, SftLoss::Dft) => ", DFT loss",
                     (false, SftLoss::Nll) => "",
