@@ -920,10 +920,69 @@ mod tests {
             ("[arms.none]\n", "exactly one of"),
             ("[arms.flat]\nrl = 3\n", "`rl` must be a table"),
             ("[arms.typo]\nrl = { ppo = { clip = 2 } }\n", "clip"),
+            ("[arms.base]\nrl = {}\n", "arm name `base`"),
+            ("[arms.x]\nfrom = \"other\"\nrl = {}\n", "`from` is"),
+            (
+                "[arms.x]\nself_sft = { episodes = 1, seed = 0 }\nrl = {}\n",
+                "`self_sft` belongs to an SFT arm",
+            ),
+            (
+                "[arms.x]\nself_sft = { episodes = 0, seed = 0 }\nsft = {}\n",
+                "self_sft.episodes",
+            ),
+            (
+                "[arms.x]\nself_sft = { episodes = 1, sed = 0 }\nsft = {}\n",
+                "`self_sft`: unknown field `sed`",
+            ),
+            (
+                "[arms.x]\nrl = { distill = { teacher = \"x\" } }\n",
+                "names the arm itself",
+            ),
+            (
+                "[arms.x]\nrl = { distill = { teacher = \"rl\", coef = 0.0 } }\n",
+                "distill.coef",
+            ),
+            (
+                "[arms.a]\nrl = { distill = { teacher = \"rl\" } }\n\
+                 [arms.b]\nrl = { distill = { teacher = \"a\" } }\n",
+                "itself distilled",
+            ),
         ] {
             let e = err(&format!("{base}{arm}"));
             assert!(e.contains("s.toml") && e.contains(words), "{arm}: {e}");
         }
+        // `from = "base"`: a pretrained Init's base is its own checkpoint; a from-scratch one's
+        // is written by the study. A study run named as a teacher is that run's final model.
+        let arms = "[arms.b]\nfrom = \"base\"\nrl = {}\n[arms.d]\nrl = { distill = { teacher = \"rl\" } }\n\
+                    [arms.f]\nrl = { distill = { teacher = \"ckpt/t\" } }\n";
+        let s = Study::from_toml(&format!("{base}{arms}"), Path::new("s.toml")).unwrap();
+        assert_eq!(s.base_model, None);
+        let runs = s.rl_runs();
+        let policy = |arm: &str| &runs.iter().find(|r| r.arm == arm).unwrap().config;
+        assert_eq!(policy("b").policy, Path::new("m"));
+        let teacher = |arm: &str| policy(arm).distill.as_ref().unwrap().teacher.clone();
+        assert_eq!(teacher("d"), s.dir.join("rl/final"));
+        assert_eq!(teacher("f"), Path::new("ckpt/t"));
+        assert_eq!((s.teacher_of("d"), s.teacher_of("f")), (Some("rl"), None));
+        let scratch_base = format!(
+            "{}{arms}",
+            base.replacen(
+                "model = { init = \"pretrained\", path = \"m\" }",
+                scratch,
+                1,
+            )
+        );
+        let s = Study::from_toml(&scratch_base, Path::new("s.toml")).unwrap();
+        assert_eq!(s.base_model, Some(s.dir.join("base")));
+        assert_eq!(
+            s.rl_runs()
+                .iter()
+                .find(|r| r.arm == "b")
+                .unwrap()
+                .config
+                .policy,
+            s.dir.join("base")
+        );
         let e = err(&format!("{base}report = 1\n"));
         assert!(e.contains("report"), "{e}");
         let e = err(&base.replace("[init]\ndata = {}\n", "[init]\n"));
