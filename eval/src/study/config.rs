@@ -282,6 +282,14 @@ impl Study {
                     let mut c: RlConfig = arm_stage.resolve(table, start.clone())?;
                     c.export_checkpoints = true;
                     if let Some(d) = &c.distill
+                        && d.teacher == Path::new("sft")
+                        && file.sft_lrs.is_some()
+                    {
+                        return Err(arm_stage
+                            .error("`distill.teacher = \"sft\"` is ambiguous with `sft_lrs`: name a checkpoint folder")
+                            .into());
+                    }
+                    if let Some(d) = &c.distill
                         && let Some(run) = study_run(&d.teacher, &names, file.sft_lrs.is_some())
                     {
                         if run == name.as_str() {
