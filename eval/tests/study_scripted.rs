@@ -93,7 +93,7 @@ fn scripted(
 }
 
 fn even_prompt(t: &Transcript) -> bool {
-    t.turns[0].text.len() % 2 == 0
+    t.turns[0].text.len().is_multiple_of(2)
 }
 
 /// A script that answers the (compact, ID) hands `solves` picks rightly and the others wrongly.
@@ -372,7 +372,10 @@ seed = 1000
     let data = read_chat_jsonl(&study.dir.join("data/self-sft/data.jsonl")).unwrap();
     assert!(!data.is_empty());
     for e in &data {
-        assert_eq!(e.prompt[0].text.len() % 2, 0, "an unsolved hand was kept");
+        assert!(
+            e.prompt[0].text.len().is_multiple_of(2),
+            "an unsolved hand was kept"
+        );
     }
     let _ = std::fs::remove_dir_all(study.dir.parent().unwrap());
 }

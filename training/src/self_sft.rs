@@ -173,7 +173,7 @@ mod tests {
         };
         let tokenizer = tokenizer(&gp);
         let rule = gp.clone();
-        let solves = |t: &Transcript| t.turns[0].text.len() % 2 == 0;
+        let solves = |t: &Transcript| t.turns[0].text.len().is_multiple_of(2);
         let mut policy = ScriptedPolicy {
             tokenizer: tokenizer.clone(),
             answer: move |t: &Transcript| match solves(t) {
@@ -197,7 +197,7 @@ mod tests {
             write_self_sft_data(&mut policy, &tokenizer, envs, &config, &stop, &path).unwrap();
         // The same hands, played again by the script, say which were solvable.
         let expected = (0..40u64)
-            .filter(|i| first_prompt(&gp, 5 + i).len() % 2 == 0)
+            .filter(|i| first_prompt(&gp, 5 + i).len().is_multiple_of(2))
             .count();
         assert!(expected > 0 && expected < 40, "{expected}");
         assert_eq!(
@@ -211,7 +211,7 @@ mod tests {
         assert_eq!(examples.len(), expected);
         for e in &examples {
             let prompt = &e.prompt.last().unwrap().text;
-            assert_eq!(prompt.len() % 2, 0, "an unsolved hand was kept");
+            assert!(prompt.len().is_multiple_of(2), "an unsolved hand was kept");
             assert_eq!(e.response, answer_from_prompt(prompt, &gp).unwrap());
         }
         // A policy that solves nothing leaves nothing to train on: an error, no file.
