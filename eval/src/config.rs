@@ -24,6 +24,9 @@ pub enum EvalVariant {
     GpLOodFace5,
     /// GeneralPoints, text, face cards all count 7: a rule new in every part.
     GpLOodFace7,
+    /// GeneralPoints, text, face cards all count 11 (every hand holds one): one of the tiny
+    /// Inits' other training rules, for how much of them a branch retains.
+    GpLRetainFace11,
     /// GeneralPoints, vision, black suits, face cards count 10 (in distribution).
     GpVlId,
     /// GeneralPoints, vision, face cards count 11/12/13 (rule out of distribution).
@@ -58,6 +61,7 @@ impl EvalVariant {
             EvalVariant::GpVlOodVisual => "gp-vl-ood-visual",
             EvalVariant::GpLOodFace5 => "gp-l-ood-face5",
             EvalVariant::GpLOodFace7 => "gp-l-ood-face7",
+            EvalVariant::GpLRetainFace11 => "gp-l-retain-face11",
             EvalVariant::GpVlOodFace5 => "gp-vl-ood-face5",
             EvalVariant::GpVlOodFace7 => "gp-vl-ood-face7",
             EvalVariant::VirlLId => "virl-l-id",
@@ -78,6 +82,7 @@ impl EvalVariant {
             EvalVariant::GpVlOodVisual => Task::GeneralPoints(Variant::VisualOod, true),
             EvalVariant::GpLOodFace5 => Task::GeneralPoints(Variant::AllFaces(5), false),
             EvalVariant::GpLOodFace7 => Task::GeneralPoints(Variant::AllFaces(7), false),
+            EvalVariant::GpLRetainFace11 => Task::GeneralPoints(Variant::AllFaces(11), false),
             EvalVariant::GpVlOodFace5 => Task::GeneralPoints(Variant::AllFaces(5), true),
             EvalVariant::GpVlOodFace7 => Task::GeneralPoints(Variant::AllFaces(7), true),
             EvalVariant::VirlLId => Task::navigation(true, false, false),

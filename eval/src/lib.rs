@@ -14,4 +14,4 @@ pub use error::EvalError;
 pub use evaluate::{EvalReport, VariantResult, evaluate, rate_with_error};
 pub use plot::{Plot, Series, render};
 pub use report::{table, write_report};
-pub use study::{Study, StudyOutcome, run_study, run_study_with};
+pub use study::{Hooks, Study, StudyOutcome, run_study, run_study_with};

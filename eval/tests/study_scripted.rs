@@ -10,10 +10,12 @@ use sftvsrl_envs::Transcript;
 use sftvsrl_envs::gp::expert::answer_from_prompt;
 use sftvsrl_envs::gp::prompt::PromptLayout;
 use sftvsrl_envs::gp::{GpConfig, Variant};
-use sftvsrl_eval::{EvalConfig, Study, evaluate, run_study_with};
+use sftvsrl_eval::study::real_kl_meter;
+use sftvsrl_eval::{EvalConfig, Hooks, Study, evaluate, run_study_with};
 use sftvsrl_model::Tokenizer;
 use sftvsrl_model::device::CpuBackend;
-use sftvsrl_training::ScriptedPolicy;
+use sftvsrl_training::engine::gp_envs;
+use sftvsrl_training::{ScriptedPolicy, SelfSftConfig, read_chat_jsonl, write_self_sft_data};
 
 const STUDY: &str = r#"name = "scripted"
 [init]
@@ -51,34 +53,70 @@ fn scripted(
     let _ = std::fs::remove_dir_all(&dir);
     let text = format!("runs_dir = \"{}\"\n{text}", dir.display());
     let study = Study::from_toml(&text, Path::new("study.toml")).unwrap();
-    let mut evaluator = |model: &Path, config: &EvalConfig, progress: &mut dyn FnMut(usize)| {
+    let evaluator = |model: &Path, config: &EvalConfig, progress: &mut dyn FnMut(usize)| {
         let tokenizer = Tokenizer::from_file(&model.join("tokenizer.json"))?;
-        let solves = solves(&study, model);
-        let compact = GpConfig {
-            prompt_layout: PromptLayout::Compact,
-            ..GpConfig::variant(Variant::Id, false)
-        };
-        let answer = move |t: &Transcript| match solves {
-            true => answer_from_prompt(&t.turns[0].text, &compact).unwrap(),
-            false => "{\"formula\": \"1\"}".to_string(),
-        };
-        let mut policy = ScriptedPolicy {
-            tokenizer: tokenizer.clone(),
-            answer,
-            sees_images: false,
-        };
+        let solved = solves(&study, model);
+        let mut policy = script(&tokenizer, move |_| solved);
         evaluate(&mut policy, &tokenizer, config, progress)
     };
+    // Self-SFT data from a script that solves the hands whose prompt has an even length.
+    let self_sft = |model: &Path, config: &SelfSftConfig, out: &Path| {
+        let tokenizer = Tokenizer::from_file(&model.join("tokenizer.json"))?;
+        let mut policy = script(&tokenizer, even_prompt);
+        let envs = gp_envs(&study.rl.gp, config.batch)?;
+        let stop = tokenizer.stop_tokens();
+        Ok(write_self_sft_data(
+            &mut policy,
+            &tokenizer,
+            envs,
+            config,
+            &stop,
+            out,
+        )?)
+    };
     let device = Default::default();
+    let mut hooks = Hooks {
+        evaluate: Box::new(evaluator),
+        kl_from_init: real_kl_meter::<CpuBackend>(&study, &device),
+        self_sft: Box::new(self_sft),
+    };
     let outcome = run_study_with::<Autodiff<CpuBackend>>(
         &study,
         false,
         &device,
         &mut |_: &str| {},
-        &mut evaluator,
+        &mut hooks,
     )
     .unwrap();
+    drop(hooks);
     (outcome, study)
+}
+
+fn even_prompt(t: &Transcript) -> bool {
+    t.turns[0].text.len().is_multiple_of(2)
+}
+
+/// A script that answers the (compact, ID) hands `solves` picks rightly and the others wrongly.
+fn script(
+    tokenizer: &Tokenizer,
+    solves: impl Fn(&Transcript) -> bool,
+) -> ScriptedPolicy<impl FnMut(&Transcript) -> String> {
+    let compact = GpConfig {
+        prompt_layout: PromptLayout::Compact,
+        ..GpConfig::variant(Variant::Id, false)
+    };
+    ScriptedPolicy {
+        tokenizer: tokenizer.clone(),
+        // Hands of another rule (the retention variant's) may have no ID answer: answered
+        // wrongly.
+        answer: move |t: &Transcript| {
+            let right = solves(t).then(|| answer_from_prompt(&t.turns[0].text, &compact));
+            right
+                .flatten()
+                .unwrap_or_else(|| "{\"formula\": \"1\"}".to_string())
+        },
+        sees_images: false,
+    }
 }
 
 /// The report's line that starts with `start`.
@@ -212,5 +250,132 @@ fn a_further_arm_changes_its_branch_and_gets_its_own_column() {
         "| gp-l-id (verify 1) | 0.0% ± 0.0 | 0.0% ± 0.0 (+0.0 pp) | 100.0% ± 0.0 (+100.0 pp) | \
          0.0% ± 0.0 (+0.0 pp) | 0.0% ± 0.0 (+0.0 pp) |"
     );
+    let _ = std::fs::remove_dir_all(study.dir.parent().unwrap());
+}
+
+/// `toml` with `over` merged in, table by table.
+fn merged(mut base: toml::Table, over: toml::Table) -> toml::Table {
+    for (key, value) in over {
+        let value = match (base.remove(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => {
+                toml::Value::Table(merged(b, o))
+            }
+            (_, value) => value,
+        };
+        base.insert(key, value);
+    }
+    base
+}
+
+/// The shipped every-arm study (config/study/gp-l-arms-tiny.toml), shortened to seconds: every
+/// arm runs, gets its folder, its column, its curve (a point per checkpoint) and its KL from the
+/// Init; the retention variant has its row; the distilled arm learns from the RL branch's final
+/// model after it exists, the base-model arm starts from the study's random base model, and the
+/// self-SFT arm trains on exactly the solved episodes of its start model.
+#[test]
+fn every_arm_of_the_shipped_arms_study_runs_and_is_reported() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/study/gp-l-arms-tiny.toml");
+    let shipped: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let short: toml::Table = toml::from_str(
+        r#"kl_prompts = 6
+[init]
+data = { valid_fraction = 0.0, generate = { n = 24 } }
+model = { hidden_size = 16, intermediate_size = 32, num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1 }
+train = { micro_batch = 8, log_every = 1 }
+[rl]
+checkpoint_every = 1
+rollout = { num_envs = 2, num_steps = 2, max_new_tokens = 8 }
+ppo = { num_updates = 2, samples_per_step = 2, mini_batch_size = 2 }
+value_head = { hidden = [8] }
+[sft]
+data = { valid_fraction = 0.0, generate = { n = 400 } }
+train = { micro_batch = 2, log_every = 1 }
+[arms.grpo]
+rl = { ppo = { group_size = 2 } }
+[arms.self-sft]
+self_sft = { episodes = 16, batch = 4 }
+sft = { data = { valid_fraction = 0.0 } }
+[eval]
+episodes = 12
+seed = 1000
+"#,
+    )
+    .unwrap();
+    let mut text = toml::to_string(&merged(shipped, short)).unwrap();
+    text = text.replace("runs_dir = \"runs\"\n", "");
+    let (outcome, study) = scripted("study-every-arm", &text, |study, model| {
+        model.starts_with(study.dir.join("rl"))
+    });
+    let arms = ["rl", "grpo", "distill", "base-rl", "sft", "dft", "self-sft"];
+    for arm in arms {
+        let points: Vec<_> = outcome.points.iter().filter(|p| p.arm == arm).collect();
+        assert!(!points.is_empty(), "no checkpoint of `{arm}`");
+        for p in &points {
+            let kl = p.kl_from_init.unwrap();
+            assert!(kl.is_finite() && kl >= 0.0, "{arm}: {kl}");
+        }
+    }
+    let init = outcome.points.iter().find(|p| p.arm == "init").unwrap();
+    assert_eq!(init.kl_from_init, Some(0.0));
+    // The distilled arm runs after its teacher, the RL branch (whose final model it loads, or
+    // fails), and is listed after the other RL runs.
+    let at = |arm: &str| outcome.points.iter().position(|p| p.arm == arm).unwrap();
+    assert!(
+        ["rl", "grpo", "base-rl"]
+            .iter()
+            .all(|a| at("distill") > at(a))
+    );
+    let header = line_of(&outcome.report, "| variant |");
+    let mut columns: Vec<&str> = header.split('|').map(str::trim).collect();
+    columns.sort_unstable();
+    let mut expected = vec!["", "", "variant", "Init", "RL", "SFT"];
+    expected.extend(["grpo", "distill", "base-rl", "dft", "self-sft"]);
+    expected.sort_unstable();
+    assert_eq!(columns, expected, "{header}");
+    let columns = header.matches('|').count();
+    for row in [
+        "| gp-l-id (verify 1) |",
+        "| gp-l-ood-rule (verify 1) |",
+        "| gp-l-retain-face11 (verify 1) |",
+        "| KL from the Init (nats/token) | 0.0000 |",
+    ] {
+        let line = line_of(&outcome.report, row);
+        assert_eq!(line.matches('|').count(), columns, "{line}");
+        assert!(!line.contains(" - |"), "an arm without a value: {line}");
+    }
+    for plot in [
+        "success-gp-l-id-verify1.png",
+        "success-gp-l-retain-face11-verify1.png",
+        "id-vs-gp-l-ood-rule-verify1.png",
+    ] {
+        assert!(study.dir.join(plot).exists(), "{plot}");
+    }
+    let config = |run: &str| -> toml::Table {
+        toml::from_str(&std::fs::read_to_string(study.dir.join(run).join("config.toml")).unwrap())
+            .unwrap()
+    };
+    let distill = config("distill");
+    let teacher = study.dir.join("rl").join("final");
+    assert_eq!(
+        distill["distill"]["teacher"].as_str(),
+        Some(teacher.to_str().unwrap())
+    );
+    assert_eq!(config("grpo")["ppo"]["advantage"].as_str(), Some("group"));
+    assert_eq!(config("dft")["train"]["loss"].as_str(), Some("dft"));
+    let base = study.dir.join("base");
+    assert_eq!(
+        config("base-rl")["policy"].as_str(),
+        Some(base.to_str().unwrap())
+    );
+    assert!(base.join("model.safetensors").exists());
+    // The self-SFT data: the start model's solved hands only (even-length prompts).
+    let data = read_chat_jsonl(&study.dir.join("data/self-sft/data.jsonl")).unwrap();
+    assert!(!data.is_empty());
+    for e in &data {
+        assert!(
+            e.prompt[0].text.len().is_multiple_of(2),
+            "an unsolved hand was kept"
+        );
+    }
     let _ = std::fs::remove_dir_all(study.dir.parent().unwrap());
 }

@@ -14,6 +14,7 @@ use sftvsrl_model::{LlamaConfig, LoraConfig, ModelError, VisionConfig};
 
 use crate::error::TrainError;
 use crate::schedule::SftSchedule;
+use crate::step::SftLoss;
 
 /// A whole SFT run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -372,6 +373,10 @@ pub struct TrainConfig {
     /// Stop after this many optimizer steps (the schedule still spans all epochs); for tests.
     #[serde(default)]
     pub max_steps: Option<usize>,
+    /// The per-token loss: `nll` (default) or `dft` (the NLL scaled by the token's detached
+    /// probability, arXiv 2508.05629; see [`crate::step::SftLoss`]).
+    #[serde(default)]
+    pub loss: SftLoss,
 }
 
 /// GeneralPoints ID episodes played by the trained model with greedy decoding.

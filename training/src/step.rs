@@ -1,15 +1,30 @@
-//! The masked next-token loss and the statistics logged beside it.
+//! The masked next-token loss (NLL, or DFT's probability-weighted NLL) and the statistics
+//! logged beside it.
 
 use burn::tensor::{Tensor, backend::Backend};
+use serde::{Deserialize, Serialize};
 use sftvsrl_model::kernel_logprobs::target_scores;
 use sftvsrl_model::{LanguageModel, ModelError};
 
 use crate::batch::SftBatch;
 
+/// The SFT loss per answer token (`train.loss`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SftLoss {
+    /// The negative log-likelihood `−log p(y_t)`.
+    #[default]
+    Nll,
+    /// Dynamic fine-tuning (DFT, arXiv 2508.05629): `−sg(p(y_t)) · log p(y_t)`, the NLL scaled
+    /// by the token's own probability with its gradient stopped, so the gradient is
+    /// `p · ∇log p` (not `∇(p log p)`).
+    Dft,
+}
+
 /// The outcome of one forward pass over a micro-batch.
 #[derive(Debug)]
 pub struct StepOutput<B: Backend> {
-    /// Summed negative log-likelihood of the answer tokens divided by `normalizer` (a scalar).
+    /// The answer tokens' summed loss ([`SftLoss`]) divided by `normalizer` (a scalar).
     pub loss: Tensor<B, 1>,
     pub stats: StepStats,
 }
@@ -65,6 +80,16 @@ pub fn masked_loss<B: Backend, M: LanguageModel<B>>(
     batch: &SftBatch<B>,
     normalizer: usize,
 ) -> Result<StepOutput<B>, ModelError> {
+    masked_loss_with(model, batch, normalizer, SftLoss::Nll)
+}
+
+/// [`masked_loss`] with the per-token loss `kind` (the statistics stay the NLL's).
+pub fn masked_loss_with<B: Backend, M: LanguageModel<B>>(
+    model: &M,
+    batch: &SftBatch<B>,
+    normalizer: usize,
+    kind: SftLoss,
+) -> Result<StepOutput<B>, ModelError> {
     let images = batch.images.as_ref().map(|(p, spans)| (p.clone(), spans));
     let hidden = model.hidden_states(
         batch.input_ids.clone(),
@@ -92,22 +117,31 @@ pub fn masked_loss<B: Backend, M: LanguageModel<B>>(
         logits.reshape([n, vocab]),
         batch,
         normalizer,
+        kind,
     ))
 }
 
-/// [`masked_loss`] given the logits `[slots, vocab]` at the batch's answer positions.
+/// [`masked_loss_with`] given the logits `[slots, vocab]` at the batch's answer positions.
 pub fn loss_from_logits<B: Backend>(
     logits: Tensor<B, 2>,
     batch: &SftBatch<B>,
     normalizer: usize,
+    kind: SftLoss,
 ) -> StepOutput<B> {
     let n = batch.target_tokens;
     let targets = batch.answer_targets.clone();
     // One fused pass over the logits on the CPU backend (log-softmax, gather and argmax).
     let scores = target_scores(logits, targets.clone());
     let predicted = scores.argmax;
-    let nll_sum = (scores.logprobs * batch.answer_weights.clone()).sum().neg();
-    let loss = nll_sum.clone() / normalizer.max(1) as f32;
+    let weighted = scores.logprobs.clone() * batch.answer_weights.clone();
+    let loss_sum = match kind {
+        SftLoss::Nll => weighted.clone().sum().neg(),
+        SftLoss::Dft => (weighted.clone() * dft_weights(scores.logprobs))
+            .sum()
+            .neg(),
+    };
+    let nll_sum = weighted.sum().neg();
+    let loss = loss_sum / normalizer.max(1) as f32;
 
     let right: Vec<f32> = predicted
         .equal(targets)
@@ -131,6 +165,11 @@ pub fn loss_from_logits<B: Backend>(
             exact: wrong_rows.iter().filter(|&&w| !w).count(),
         },
     }
+}
+
+/// DFT's per-token weights: each token's probability `exp(log p)`, detached from the graph.
+pub fn dft_weights<B: Backend>(logprobs: Tensor<B, 1>) -> Tensor<B, 1> {
+    logprobs.detach().exp()
 }
 
 /// The value of a one-element float tensor.
@@ -182,7 +221,12 @@ mod tests {
         assert_eq!(batch.input_tokens, 5);
 
         let values = logits_values();
-        let out = loss_from_logits(at_answers(values.clone(), [2, 3, 5], &batch), &batch, 4);
+        let out = loss_from_logits(
+            at_answers(values.clone(), [2, 3, 5], &batch),
+            &batch,
+            4,
+            SftLoss::Nll,
+        );
         let at = |i: usize, j: usize| &values[(i * 3 + j) * 5..(i * 3 + j + 1) * 5];
         let expected = -(log_softmax_host(at(0, 1), 3)
             + log_softmax_host(at(1, 0), 1)
@@ -200,7 +244,12 @@ mod tests {
                 *v += 3.7;
             }
         }
-        let again = loss_from_logits(at_answers(changed, [2, 3, 5], &batch), &batch, 4);
+        let again = loss_from_logits(
+            at_answers(changed, [2, 3, 5], &batch),
+            &batch,
+            4,
+            SftLoss::Nll,
+        );
         assert!((again.stats.nll_sum - out.stats.nll_sum).abs() < 1e-5);
     }
 
@@ -215,10 +264,74 @@ mod tests {
         values[2] = 1.0;
         values[5] = 1.0;
         values[10 + 4] = 1.0;
-        let s = loss_from_logits(at_answers(values, [2, 2, 5], &batch), &batch, 3).stats;
+        let s = loss_from_logits(
+            at_answers(values, [2, 2, 5], &batch),
+            &batch,
+            3,
+            SftLoss::Nll,
+        )
+        .stats;
         assert_eq!((s.tokens, s.correct, s.sequences, s.exact), (3, 2, 2, 1));
         assert!((s.token_accuracy() - 2.0 / 3.0).abs() < 1e-12);
         assert!((s.exact_match() - 0.5).abs() < 1e-12);
+    }
+
+    /// DFT weighs each answer token by its probability, detached: the loss is
+    /// `−Σ sg(p) log p / N` and its gradient in the logits `−p (onehot − softmax) / N`, not
+    /// the gradient of `p log p`; the logged statistics stay the NLL's.
+    #[test]
+    fn dft_scales_each_token_by_its_detached_probability() {
+        type A = burn::backend::Autodiff<B>;
+        let device = Default::default();
+        let a = Sequence::text(vec![1, 2, 3], 1);
+        let b = Sequence::text(vec![4, 1, 0], 2);
+        let batch = SftBatch::<A>::new(&[&a, &b], 1, &device);
+        assert_eq!(batch.target_tokens, 3);
+        // The logits at the three answer slots: row 0 → 2, row 0 → 3, row 1 → 0.
+        let rows: Vec<f32> = logits_values()[..15].to_vec();
+        let targets = [2usize, 3, 0];
+        let logprobs: Vec<f64> = (0..3)
+            .map(|i| log_softmax_host(&rows[i * 5..(i + 1) * 5], targets[i]))
+            .collect();
+        let weights: Vec<f32> = dft_weights(Tensor::<B, 1>::from_floats(
+            logprobs
+                .iter()
+                .map(|&l| l as f32)
+                .collect::<Vec<_>>()
+                .as_slice(),
+            &device,
+        ))
+        .into_data()
+        .to_vec()
+        .unwrap();
+        for (w, l) in weights.iter().zip(&logprobs) {
+            assert!((f64::from(*w) - l.exp()).abs() < 1e-6, "{w} vs {}", l.exp());
+        }
+        let logits = Tensor::<A, 2>::from_data(TensorData::new(rows.clone(), [3, 5]), &device)
+            .require_grad();
+        let dft = loss_from_logits(logits.clone(), &batch, 3, SftLoss::Dft);
+        let expected: f64 = -logprobs.iter().map(|l| l.exp() * l).sum::<f64>() / 3.0;
+        let loss = f64::from(dft.loss.clone().into_data().to_vec::<f32>().unwrap()[0]);
+        assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
+        let nll_sum = -logprobs.iter().sum::<f64>();
+        assert!((dft.stats.nll_sum - nll_sum).abs() < 1e-4);
+        let grads = dft.loss.backward();
+        let grad: Vec<f32> = logits.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        for (i, &k) in targets.iter().enumerate() {
+            let row = &rows[i * 5..(i + 1) * 5];
+            let p = logprobs[i].exp();
+            for j in 0..5 {
+                let softmax = log_softmax_host(row, j).exp();
+                let onehot = f64::from(u8::from(j == k));
+                let detached = -p * (onehot - softmax) / 3.0;
+                let through = -(logprobs[i] + 1.0) * p * (onehot - softmax) / 3.0;
+                let g = f64::from(grad[i * 5 + j]);
+                assert!((g - detached).abs() < 1e-5, "[{i},{j}] {g} vs {detached}");
+                if (onehot - softmax).abs() > 1e-3 {
+                    assert!((g - through).abs() > 1e-4, "[{i},{j}] not detached");
+                }
+            }
+        }
     }
 
     /// A batch padded to a multiple of 8 (longer rows, filler answer slots) gives the loss,

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sftvsrl_training::rl::RlConfig;
-use sftvsrl_training::{RunConfig, SftConfig, TrainError, parse_config};
+use sftvsrl_training::{
+    ModelConfig, RunConfig, SelfSftConfig, SftConfig, TrainError, parse_config,
+};
 
 use sftvsrl_envs::nav::world::WorldSpec;
 use sftvsrl_envs::nav::world::logo::LandmarkLook;
@@ -33,6 +35,8 @@ struct StudyFile {
     sft_lrs: Option<Vec<f64>>,
     #[serde(default)]
     arms: toml::Table,
+    #[serde(default = "default_kl_prompts")]
+    kl_prompts: usize,
     #[serde(default)]
     eval: EvalConfig,
     #[serde(default)]
@@ -116,6 +120,9 @@ fn default_landmarks() -> String {
 fn default_runs_dir() -> PathBuf {
     PathBuf::from("runs")
 }
+fn default_kl_prompts() -> usize {
+    64
+}
 
 /// A resolved study: every stage's own run config, with names, folders and starting points
 /// filled in.
@@ -139,6 +146,19 @@ pub struct Study {
     /// `[arms.<name>]`: further branches, each the RL or SFT branch with some settings changed
     /// (GRPO, another loss, other data), run at every seed beside the two branches.
     pub arms: Vec<Arm>,
+    /// `self_sft` of the SFT arms that train on their start model's own verified episodes
+    /// (written to the arm's `data.path` before its first run), by arm name.
+    pub self_sft: Vec<(String, SelfSftConfig)>,
+    /// RL arms distilled from one of the study's runs (`distill.teacher` naming it): arm name
+    /// and teacher run; their runs follow every other branch run.
+    pub teachers: Vec<(String, String)>,
+    /// Where the study writes the Init's base model (the Init's architecture and tokenizer with
+    /// fresh random weights) when an arm starts `from = "base"` and the Init trains from
+    /// scratch; a pretrained Init's base is its own checkpoint, and this is `None`.
+    pub base_model: Option<PathBuf>,
+    /// `kl_prompts`: every checkpoint's KL from the Init is measured on this many ID training
+    /// prompts (0: not measured); see [`super::kl`].
+    pub kl_prompts: usize,
     /// How every checkpoint is evaluated.
     pub eval: EvalConfig,
     /// The navigation world generated into [`Study::world_dir`] before the Init, if any.
@@ -207,45 +227,110 @@ impl Study {
             routes,
         };
         let init: SftConfig = stage("init").resolve(file.init, Vec::new())?;
-        let model = toml::Table::from_iter([
-            ("init".to_string(), "pretrained".into()),
-            ("path".to_string(), path_value(&init_model)),
-        ]);
-        let sft_start = vec![("model", toml::Value::from(model))];
-        let rl_start = vec![("policy", path_value(&init_model))];
+        let starts = |model: &Path| {
+            let table = toml::Table::from_iter([
+                ("init".to_string(), "pretrained".into()),
+                ("path".to_string(), path_value(model)),
+            ]);
+            (
+                vec![("model", toml::Value::from(table))],
+                vec![("policy", path_value(model))],
+            )
+        };
+        let (sft_start, rl_start) = starts(&init_model);
+        // The Init's base model: a pretrained Init's own checkpoint, or one the study writes.
+        let (base_model, base_path) = match &init.model {
+            ModelConfig::Pretrained { path, .. } => (None, path.clone()),
+            ModelConfig::Scratch { .. } => (Some(dir.join(BASE_DIR)), dir.join(BASE_DIR)),
+        };
+        let (sft_base, rl_base) = starts(&base_path);
+        let names: Vec<&str> = file.arms.keys().map(String::as_str).collect();
         let mut arms = Vec::new();
+        let (mut self_sft, mut teachers, mut from_base) = (Vec::new(), Vec::new(), false);
         for (name, arm) in &file.arms {
             let arm_stage = stage(name);
-            let (branch, over) = arm_override(name, arm).map_err(|e| arm_stage.error(e))?;
-            let (base, start) = match branch {
-                Branch::Rl => (&file.rl, &rl_start),
-                _ => (&file.sft, &sft_start),
+            let spec = arm_override(name, arm).map_err(|e| arm_stage.error(e))?;
+            from_base |= spec.from_base;
+            let (base, start) = match (spec.branch, spec.from_base) {
+                (Branch::Rl, false) => (&file.rl, &rl_start),
+                (Branch::Rl, true) => (&file.rl, &rl_base),
+                (_, false) => (&file.sft, &sft_start),
+                (_, true) => (&file.sft, &sft_base),
             };
             let mut table = base.clone();
-            // An SFT arm trains on the SFT branch's data unless it names its own.
-            if !over.contains_key("data")
-                && let Some(toml::Value::Table(data)) = table.get_mut("data")
+            if let Some(toml::Value::Table(data)) = table.get_mut("data")
                 && !data.contains_key("path")
             {
-                let file = dir.join("data").join("sft").join("data.jsonl");
-                data.insert("path".into(), path_value(&file));
+                // A self-SFT arm writes its own data; another SFT arm trains on the SFT
+                // branch's unless it names its own.
+                let folder = match spec.self_sft.is_some() {
+                    true => name.as_str(),
+                    false => "sft",
+                };
+                if spec.self_sft.is_some() {
+                    data.remove("generate");
+                    data.remove("generate_nav");
+                }
+                if spec.self_sft.is_some() || !spec.over.contains_key("data") {
+                    let file = dir.join("data").join(folder).join("data.jsonl");
+                    data.insert("path".into(), path_value(&file));
+                }
             }
-            merge(&mut table, over);
-            arms.push(match branch {
+            merge(&mut table, spec.over);
+            arms.push(match spec.branch {
                 Branch::Rl => {
                     let mut c: RlConfig = arm_stage.resolve(table, start.clone())?;
                     c.export_checkpoints = true;
+                    if let Some(d) = &c.distill
+                        && d.teacher == Path::new("sft")
+                        && file.sft_lrs.is_some()
+                    {
+                        return Err(arm_stage
+                            .error("`distill.teacher = \"sft\"` is ambiguous with `sft_lrs`: name a checkpoint folder")
+                            .into());
+                    }
+                    if let Some(d) = &c.distill
+                        && let Some(run) = study_run(&d.teacher, &names, file.sft_lrs.is_some())
+                    {
+                        if run == name.as_str() {
+                            return Err(arm_stage
+                                .error("`distill.teacher` names the arm itself")
+                                .into());
+                        }
+                        teachers.push((name.clone(), run.to_string()));
+                    }
                     Arm::Rl(c)
                 }
                 _ => {
                     let mut c: SftConfig = arm_stage.resolve(table, start.clone())?;
                     c.train.export_checkpoints = true;
+                    if let Some(config) = spec.self_sft {
+                        self_sft.push((name.clone(), config));
+                    }
                     Arm::Sft(c)
                 }
             });
         }
+        // Distillation from a distilled arm would need an order of its own: refused.
+        if let Some((arm, run)) = teachers
+            .iter()
+            .find(|(_, t)| teachers.iter().any(|(a, _)| a == t))
+        {
+            return Err(stage(arm)
+                .error(format!(
+                    "`distill.teacher` names `{run}`, itself distilled from a run"
+                ))
+                .into());
+        }
         let mut sft: SftConfig = stage("sft").resolve(file.sft, sft_start)?;
         let mut rl: RlConfig = stage("rl").resolve(file.rl, rl_start)?;
+        if let Some((arm, _)) = self_sft.first()
+            && (rl.gp.vision || rl.nav.vision)
+        {
+            return Err(stage(arm)
+                .error("`self_sft` plays the RL branch's task, which shows images: self-SFT data is text only")
+                .into());
+        }
         sft.train.export_checkpoints = true;
         rl.export_checkpoints = true;
         let mut eval = file.eval;
@@ -273,6 +358,10 @@ impl Study {
             seeds: file.seeds,
             sft_lrs: file.sft_lrs,
             arms,
+            self_sft,
+            teachers,
+            base_model: base_model.filter(|_| from_base),
+            kl_prompts: file.kl_prompts,
             eval,
             world,
             ood_world,
@@ -288,10 +377,31 @@ impl Study {
             Arm::Sft(_) => None,
         });
         let bases = std::iter::once(&self.rl).chain(arms);
-        self.per_seed(
+        let mut runs = self.per_seed(
             bases.map(|c| (c.name.clone(), c.seed, c.optim.lr, c.clone())),
             |c, seed, name| (c.seed, c.name) = (seed, name),
-        )
+        );
+        for run in &mut runs {
+            let seed = run.seed;
+            if let (Some(d), Some(teacher)) = (&mut run.config.distill, self.teacher_of(&run.arm)) {
+                d.teacher = self.run_folder(teacher, seed).join("final");
+            }
+        }
+        runs
+    }
+
+    /// The study run an arm is distilled from, if it names one.
+    pub fn teacher_of(&self, arm: &str) -> Option<&str> {
+        let found = self.teachers.iter().find(|(a, _)| a == arm);
+        found.map(|(_, t)| t.as_str())
+    }
+
+    /// The folder of run `arm` (a branch or arm name) at `seed`: `init/` for the Init.
+    pub fn run_folder(&self, arm: &str, seed: u64) -> PathBuf {
+        match (arm, &self.seeds) {
+            ("init", _) | (_, None) => self.dir.join(arm),
+            (_, Some(_)) => self.dir.join(format!("{arm}-seed{seed}")),
+        }
     }
 
     /// The SFT branch's runs, one per learning rate and seed (learning rate first), each in its
@@ -357,8 +467,9 @@ pub enum Arm {
 }
 
 /// Names the study's own folders take, which no arm may.
-const RESERVED: [&str; 7] = [
+const RESERVED: [&str; 8] = [
     "init",
+    BASE_DIR,
     "rl",
     "sft",
     "data",
@@ -367,9 +478,29 @@ const RESERVED: [&str; 7] = [
     OOD_WORLD_DIR,
 ];
 
+/// What `[arms.<name>]` asks for.
+struct ArmSpec {
+    branch: Branch,
+    /// The settings merged over the branch's section.
+    over: toml::Table,
+    /// `from = "base"`: the arm starts from the Init's base model, not from the Init.
+    from_base: bool,
+    /// `self_sft`: an SFT arm trained on its start model's own verified episodes.
+    self_sft: Option<SelfSftConfig>,
+}
+
+/// The run a `distill.teacher` names when it is one of the study's own (`init`, `rl`, `sft`
+/// without a learning-rate sweep, or an arm), rather than a checkpoint folder.
+fn study_run<'a>(teacher: &'a Path, arms: &[&str], swept: bool) -> Option<&'a str> {
+    let name = teacher.to_str()?;
+    let own = ["init", "rl"].contains(&name) || (name == "sft" && !swept);
+    (own || arms.contains(&name)).then_some(name)
+}
+
 /// An arm's branch and the settings it changes: `[arms.<name>]` holds exactly one of `rl` and
-/// `sft`, a table merged over that branch's section.
-fn arm_override(name: &str, arm: &toml::Value) -> Result<(Branch, toml::Table), String> {
+/// `sft`, a table merged over that branch's section, and optionally `from` (`"init"`, the
+/// default, or `"base"`) and, for an SFT arm, `self_sft`.
+fn arm_override(name: &str, arm: &toml::Value) -> Result<ArmSpec, String> {
     let well_formed = name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -388,19 +519,48 @@ fn arm_override(name: &str, arm: &toml::Value) -> Result<(Branch, toml::Table), 
     let Some(table) = arm.as_table() else {
         return Err("an arm is a table holding `rl` or `sft`".into());
     };
+    let mut table = table.clone();
+    let from_base = match table.remove("from") {
+        None => false,
+        Some(toml::Value::String(s)) if s == "init" => false,
+        Some(toml::Value::String(s)) if s == "base" => true,
+        Some(other) => {
+            return Err(format!(
+                "`from` is \"init\" (the default) or \"base\" (the Init's base model), not {other}"
+            ));
+        }
+    };
+    let self_sft = table
+        .remove("self_sft")
+        .map(|v| {
+            let config: SelfSftConfig = v
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("`self_sft`: {}", e.message()))?;
+            config.validate().map(|()| config)
+        })
+        .transpose()?;
     let mut keys = table.keys();
     let (branch, over) = match (keys.next().map(String::as_str), keys.next()) {
         (Some("rl"), None) => (Branch::Rl, &table["rl"]),
         (Some("sft"), None) => (Branch::Sft, &table["sft"]),
         _ => {
             return Err(format!(
-                "holds {:?}: an arm holds exactly one of `rl` and `sft` (the branch it changes)",
+                "holds {:?}: an arm holds exactly one of `rl` and `sft` (the branch it \
+                 changes), besides `from` and `self_sft`",
                 table.keys().collect::<Vec<_>>()
             ));
         }
     };
+    if self_sft.is_some() && branch == Branch::Rl {
+        return Err("`self_sft` belongs to an SFT arm (`sft = { ... }`)".into());
+    }
     match over.as_table() {
-        Some(over) => Ok((branch, over.clone())),
+        Some(over) => Ok(ArmSpec {
+            branch,
+            over: over.clone(),
+            from_base,
+            self_sft,
+        }),
         None => Err(format!("`{}` must be a table of settings", branch.name())),
     }
 }
@@ -461,6 +621,9 @@ struct Stage<'a> {
     /// The study's generated world, when it has one.
     routes: Option<&'a Path>,
 }
+
+/// Where the study writes a from-scratch Init's base model.
+const BASE_DIR: &str = "base";
 
 /// The study's generated worlds, inside its folder.
 const WORLD_DIR: &str = "world";
@@ -765,10 +928,69 @@ mod tests {
             ("[arms.none]\n", "exactly one of"),
             ("[arms.flat]\nrl = 3\n", "`rl` must be a table"),
             ("[arms.typo]\nrl = { ppo = { clip = 2 } }\n", "clip"),
+            ("[arms.base]\nrl = {}\n", "arm name `base`"),
+            ("[arms.x]\nfrom = \"other\"\nrl = {}\n", "`from` is"),
+            (
+                "[arms.x]\nself_sft = { episodes = 1, seed = 0 }\nrl = {}\n",
+                "`self_sft` belongs to an SFT arm",
+            ),
+            (
+                "[arms.x]\nself_sft = { episodes = 0, seed = 0 }\nsft = {}\n",
+                "self_sft.episodes",
+            ),
+            (
+                "[arms.x]\nself_sft = { episodes = 1, sed = 0 }\nsft = {}\n",
+                "`self_sft`: unknown field `sed`",
+            ),
+            (
+                "[arms.x]\nrl = { distill = { teacher = \"x\" } }\n",
+                "names the arm itself",
+            ),
+            (
+                "[arms.x]\nrl = { distill = { teacher = \"rl\", coef = 0.0 } }\n",
+                "distill.coef",
+            ),
+            (
+                "[arms.a]\nrl = { distill = { teacher = \"rl\" } }\n\
+                 [arms.b]\nrl = { distill = { teacher = \"a\" } }\n",
+                "itself distilled",
+            ),
         ] {
             let e = err(&format!("{base}{arm}"));
             assert!(e.contains("s.toml") && e.contains(words), "{arm}: {e}");
         }
+        // `from = "base"`: a pretrained Init's base is its own checkpoint; a from-scratch one's
+        // is written by the study. A study run named as a teacher is that run's final model.
+        let arms = "[arms.b]\nfrom = \"base\"\nrl = {}\n[arms.d]\nrl = { distill = { teacher = \"rl\" } }\n\
+                    [arms.f]\nrl = { distill = { teacher = \"ckpt/t\" } }\n";
+        let s = Study::from_toml(&format!("{base}{arms}"), Path::new("s.toml")).unwrap();
+        assert_eq!(s.base_model, None);
+        let runs = s.rl_runs();
+        let policy = |arm: &str| &runs.iter().find(|r| r.arm == arm).unwrap().config;
+        assert_eq!(policy("b").policy, Path::new("m"));
+        let teacher = |arm: &str| policy(arm).distill.as_ref().unwrap().teacher.clone();
+        assert_eq!(teacher("d"), s.dir.join("rl/final"));
+        assert_eq!(teacher("f"), Path::new("ckpt/t"));
+        assert_eq!((s.teacher_of("d"), s.teacher_of("f")), (Some("rl"), None));
+        let scratch_base = format!(
+            "{}{arms}",
+            base.replacen(
+                "model = { init = \"pretrained\", path = \"m\" }",
+                scratch,
+                1,
+            )
+        );
+        let s = Study::from_toml(&scratch_base, Path::new("s.toml")).unwrap();
+        assert_eq!(s.base_model, Some(s.dir.join("base")));
+        assert_eq!(
+            s.rl_runs()
+                .iter()
+                .find(|r| r.arm == "b")
+                .unwrap()
+                .config
+                .policy,
+            s.dir.join("base")
+        );
         let e = err(&format!("{base}report = 1\n"));
         assert!(e.contains("report"), "{e}");
         let e = err(&base.replace("[init]\ndata = {}\n", "[init]\n"));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use image::Rgb;
 use serde_json::json;
-use sftvsrl_training::{RunConfig, durable};
+use sftvsrl_training::{ModelConfig, RunConfig, SftLoss, durable};
 
 use super::config::{Arm, Study};
 use super::run::{Branch, Point};
@@ -20,13 +20,20 @@ use crate::error::EvalError;
 use crate::evaluate::rate_with_error;
 use crate::plot::{Plot, Series, render};
 
-/// Reds for RL arms, blues and greens for SFT arms (learning rates), in order.
-const RL_COLORS: [Rgb<u8>; 2] = [Rgb([214, 39, 40]), Rgb([255, 127, 14])];
-const SFT_COLORS: [Rgb<u8>; 4] = [
+/// Reds, oranges and browns for RL arms, blues, greens and purples for SFT arms, in order.
+const RL_COLORS: [Rgb<u8>; 5] = [
+    Rgb([214, 39, 40]),
+    Rgb([255, 127, 14]),
+    Rgb([140, 86, 75]),
+    Rgb([227, 119, 194]),
+    Rgb([188, 189, 34]),
+];
+const SFT_COLORS: [Rgb<u8>; 5] = [
     Rgb([31, 119, 180]),
     Rgb([23, 190, 207]),
     Rgb([44, 160, 44]),
     Rgb([148, 103, 189]),
+    Rgb([127, 127, 127]),
 ];
 
 /// What a metric measures.
@@ -142,6 +149,11 @@ fn gflops(flops: f64) -> String {
     }
 }
 
+/// A KL in nats per token.
+fn kl_cell(kl: f64) -> String {
+    format!("{kl:.4}")
+}
+
 /// `12.5% ± 2.1`.
 fn cell(r: Rate) -> String {
     format!("{:.1}% ± {:.1}", 100.0 * r.0, 100.0 * r.1)
@@ -170,7 +182,8 @@ pub fn write_study_report(
     write(
         &dir.join("study.json"),
         &serde_json::to_string_pretty(&json!({
-            "name": study.name, "eval": study.eval, "points": points, "warnings": warnings,
+            "name": study.name, "eval": study.eval, "kl_prompts": study.kl_prompts,
+            "points": points, "warnings": warnings,
         }))
         .map_err(|e| EvalError::Invalid(format!("serialising the study: {e}")))?,
     )?;
@@ -421,6 +434,31 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         }
         md.push('\n');
     }
+    if points.iter().any(|p| p.kl_from_init.is_some()) {
+        let _ = write!(
+            md,
+            "| KL from the Init (nats/token) | {} |",
+            init.and_then(|p| p.kl_from_init)
+                .map_or("-".into(), kl_cell)
+        );
+        for arm in &arms {
+            let kls: Vec<f64> = last_of(arm).iter().filter_map(|p| p.kl_from_init).collect();
+            let cell = match kls.len() {
+                0 => "-".into(),
+                n => kl_cell(kls.iter().sum::<f64>() / n as f64),
+            };
+            let _ = write!(md, " {cell} |");
+        }
+        md.push('\n');
+        let _ = write!(
+            md,
+            "\nKL from the Init: on {} ID training prompts (the RL branch's task, hands dealt \
+             from seeds 0..{0}), each checkpoint samples one response at temperature 1; the \
+             figure is the mean over its tokens of KL(checkpoint ‖ Init) over the vocabulary \
+             (RL's Razor: forgetting grows with it); several seeds: their mean.\n",
+            study.kl_prompts
+        );
+    }
     let _ = write!(
         md,
         "\nTraining compute at the last checkpoint: Init {} GFLOPs",
@@ -451,17 +489,24 @@ fn markdown(study: &Study, points: &[Point], metrics: &[Metric], warnings: &[Str
         );
     }
 
+    let with_kl = points.iter().any(|p| p.kl_from_init.is_some());
     md.push_str("## Every checkpoint\n\n| run | step | GFLOPs |");
     for &metric in metrics {
         let _ = write!(md, " {} |", metric.label());
     }
+    if with_kl {
+        md.push_str(" KL from the Init |");
+    }
     md.push_str("\n|---|---|---|");
-    md.push_str(&"---|".repeat(metrics.len()));
+    md.push_str(&"---|".repeat(metrics.len() + usize::from(with_kl)));
     md.push('\n');
     for p in points {
         let _ = write!(md, "| {} | {} | {} |", p.run, p.step, gflops(p.flops));
         for &metric in metrics {
             let _ = write!(md, " {} |", metric.of(p).map_or("-".into(), cell));
+        }
+        if with_kl {
+            let _ = write!(md, " {} |", p.kl_from_init.map_or("-".into(), kl_cell));
         }
         md.push('\n');
     }
@@ -606,8 +651,31 @@ fn arms_setup(study: &Study) -> String {
         .arms
         .iter()
         .map(|a| match a {
-            Arm::Rl(c) => format!("`{}` (RL)", c.name),
-            Arm::Sft(c) => format!("`{}` (SFT)", c.name),
+            Arm::Rl(c) => {
+                let from = match study.teacher_of(&c.name) {
+                    Some(t) => format!(", distilled from `{t}`"),
+                    None => match &c.distill {
+                        Some(d) => format!(", distilled from `{}`", d.teacher.display()),
+                        None => String::new(),
+                    },
+                };
+                format!("`{}` (RL{}{from})", c.name, start_of(study, &c.policy))
+            }
+            Arm::Sft(c) => {
+                let how = match (
+                    study.self_sft.iter().any(|(n, _)| *n == c.name),
+                    c.train.loss,
+                ) {
+                    (true, _) => ", self-SFT on its start model's verified episodes",
+                    (false, SftLoss::Dft) => ", DFT loss",
+                    (false, SftLoss::Nll) => "",
+                };
+                let start = match &c.model {
+                    ModelConfig::Pretrained { path, .. } => start_of(study, path),
+                    ModelConfig::Scratch { .. } => ", from scratch",
+                };
+                format!("`{}` (SFT{start}{how})", c.name)
+            }
         })
         .collect();
     format!(
@@ -616,6 +684,14 @@ fn arms_setup(study: &Study) -> String {
          compute): {}.\n",
         arms.join(", ")
     )
+}
+
+/// `, from the base model` when an arm starts from the Init's base model rather than the Init.
+fn start_of(study: &Study, model: &Path) -> &'static str {
+    match model == study.init.run_dir().join("final") {
+        true => "",
+        false => ", from the base model",
+    }
 }
 
 /// `` `rl/` (seed 0), `rl-seed1/` (seed 1) ``: a branch's runs for the setup statements.

@@ -5,16 +5,20 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sftvsrl_envs::nav::world::{self, WorldSpec};
-use sftvsrl_model::load_backbone;
-use sftvsrl_training::rl::run_rl;
-use sftvsrl_training::{PixelCache, RunConfig, RunDisplay, TrainError, backbone_policy, run_sft};
+use sftvsrl_model::{Backbone, load_backbone};
+use sftvsrl_training::rl::{RlConfig, run_rl};
+use sftvsrl_training::{
+    ModelConfig, PixelCache, RunConfig, RunDisplay, SelfSftConfig, SelfSftSummary, TrainError,
+    backbone_policy, run_sft,
+};
 use sftvsrl_training::{checkpoint, durable};
 
 use super::config::{BranchRun, Study};
+use super::kl::{kl_from_init, sample_self_sft, write_base_model};
 use super::report::write_study_report;
 use crate::config::EvalConfig;
 use crate::error::EvalError;
@@ -63,6 +67,10 @@ pub struct Point {
     /// Where its `eval.json` and `eval.md` are.
     pub eval_dir: PathBuf,
     pub results: Vec<VariantResult>,
+    /// Mean per-token KL from the Init on ID training prompts, in nats (0 for the Init; `None`
+    /// with `kl_prompts = 0`); see [`super::kl`].
+    #[serde(default)]
+    pub kl_from_init: Option<f64>,
 }
 
 /// What a finished study produced.
@@ -83,6 +91,72 @@ const STAGES: usize = 4;
 pub type Evaluator<'a> =
     dyn FnMut(&Path, &EvalConfig, &mut dyn FnMut(usize)) -> Result<EvalReport, EvalError> + 'a;
 
+/// How a study measures a checkpoint's KL from the Init: its model folder → nats per token.
+pub type KlMeter<'a> = dyn FnMut(&Path) -> Result<f64, EvalError> + 'a;
+
+/// How a self-SFT arm gets its data: the start model's folder, the settings and the data file
+/// to write → what was kept.
+pub type SelfSampler<'a> =
+    dyn FnMut(&Path, &SelfSftConfig, &Path) -> Result<SelfSftSummary, EvalError> + 'a;
+
+/// How a study plays models outside training: [`Hooks::real`] loads the checkpoints; tests
+/// swap in scripted policies whose outcomes are known.
+pub struct Hooks<'a> {
+    pub evaluate: Box<Evaluator<'a>>,
+    pub kl_from_init: Box<KlMeter<'a>>,
+    pub self_sft: Box<SelfSampler<'a>>,
+}
+
+impl<'a> Hooks<'a> {
+    /// Every hook on the real models, on backend `B`.
+    pub fn real<B: Backend>(study: &'a Study, device: &'a B::Device) -> Self {
+        Hooks {
+            evaluate: real_evaluator::<B>(device),
+            kl_from_init: real_kl_meter::<B>(study, device),
+            self_sft: real_self_sampler::<B>(study, device),
+        }
+    }
+}
+
+/// Plays a checkpoint's episodes with its own model.
+pub fn real_evaluator<'a, B: Backend>(device: &'a B::Device) -> Box<Evaluator<'a>> {
+    Box::new(
+        move |model_dir: &Path, config: &EvalConfig, progress: &mut dyn FnMut(usize)| {
+            let loaded = load_backbone::<B>(model_dir, device)?;
+            let tokenizer = loaded.tokenizer.ok_or_else(|| {
+                EvalError::Invalid(format!("{} has no tokenizer.json", model_dir.display()))
+            })?;
+            let pixels = loaded.processor.map(PixelCache::new);
+            let mut policy = backbone_policy(&loaded.model, None, pixels.as_ref(), device)?;
+            evaluate(policy.as_mut(), &tokenizer, config, progress)
+        },
+    )
+}
+
+/// Measures [`kl_from_init`] against the study's Init (loaded at the first checkpoint).
+pub fn real_kl_meter<'a, B: Backend>(study: &'a Study, device: &'a B::Device) -> Box<KlMeter<'a>> {
+    let mut init: Option<Backbone<B>> = None;
+    Box::new(move |model_dir: &Path| {
+        let reference = match init.take() {
+            Some(m) => m,
+            None => load_backbone::<B>(&study.init.run_dir().join("final"), device)?.model,
+        };
+        let kl = kl_from_init(model_dir, &reference, &study.rl, study.kl_prompts, device);
+        init = Some(reference);
+        kl
+    })
+}
+
+/// Samples a self-SFT arm's data with the real start model ([`sample_self_sft`]).
+pub fn real_self_sampler<'a, B: Backend>(
+    study: &'a Study,
+    device: &'a B::Device,
+) -> Box<SelfSampler<'a>> {
+    Box::new(move |model: &Path, config: &SelfSftConfig, out: &Path| {
+        sample_self_sft::<B>(model, &study.rl, config, out, device)
+    })
+}
+
 /// Runs the study. Without `resume` its folder must not exist yet; with it, finished stages and
 /// evaluations are reused and an interrupted run continues from its newest checkpoint.
 pub fn run_study<A: AutodiffBackend>(
@@ -91,26 +165,18 @@ pub fn run_study<A: AutodiffBackend>(
     device: &A::Device,
     display: &mut dyn RunDisplay,
 ) -> Result<StudyOutcome, EvalError> {
-    let mut play = |model_dir: &Path, config: &EvalConfig, progress: &mut dyn FnMut(usize)| {
-        let loaded = load_backbone::<A::InnerBackend>(model_dir, device)?;
-        let tokenizer = loaded.tokenizer.ok_or_else(|| {
-            EvalError::Invalid(format!("{} has no tokenizer.json", model_dir.display()))
-        })?;
-        let pixels = loaded.processor.map(PixelCache::new);
-        let mut policy = backbone_policy(&loaded.model, None, pixels.as_ref(), device)?;
-        evaluate(policy.as_mut(), &tokenizer, config, progress)
-    };
-    run_study_with::<A>(study, resume, device, display, &mut play)
+    let mut hooks = Hooks::real::<A::InnerBackend>(study, device);
+    run_study_with::<A>(study, resume, device, display, &mut hooks)
 }
 
-/// [`run_study`] with the checkpoints played by `evaluator` (tests give it scripted policies
-/// whose success rates are known).
+/// [`run_study`] with the checkpoints played through `hooks` (tests give them scripted
+/// policies whose success rates are known).
 pub fn run_study_with<A: AutodiffBackend>(
     study: &Study,
     resume: bool,
     device: &A::Device,
     display: &mut dyn RunDisplay,
-    evaluator: &mut Evaluator<'_>,
+    hooks: &mut Hooks<'_>,
 ) -> Result<StudyOutcome, EvalError> {
     if study.dir.exists() && !resume {
         return Err(EvalError::Invalid(format!(
@@ -136,10 +202,28 @@ pub fn run_study_with<A: AutodiffBackend>(
     }
     let init = checkpoints(&init_dir)?.pop();
     let init_flops = init.as_ref().map_or(0.0, |c| c.flops);
+    if let Some(base) = &study.base_model
+        && !finished_model(base)
+    {
+        write_base_model::<A::InnerBackend>(
+            &init_dir.join("final"),
+            study.init.seed,
+            base,
+            device,
+        )?;
+        display.line(&format!(
+            "base model (the Init's architecture and tokenizer, fresh random weights) → {}",
+            base.display()
+        ));
+    }
 
+    // Runs distilled from another run of the study come after every other branch run.
     let rl_runs = study.rl_runs();
-    let mut rl = Vec::new();
-    for (k, run) in rl_runs.iter().enumerate() {
+    let (first, distilled): (Vec<_>, Vec<_>) = rl_runs
+        .iter()
+        .enumerate()
+        .partition(|(_, r)| study.teacher_of(&r.arm).is_none());
+    let run_rl_stage = |(k, run): (usize, &BranchRun<RlConfig>), display: &mut dyn RunDisplay| {
         let dir = run.config.run_dir();
         let title = format!(
             "RL branch (PPO from the Init){}",
@@ -149,7 +233,11 @@ pub fn run_study_with<A: AutodiffBackend>(
         if !finished(&dir) {
             run_rl::<A>(&run.config, true, device, display)?;
         }
-        rl.push((run, checkpoints(&dir)?));
+        checkpoints(&dir)
+    };
+    let mut rl = Vec::new();
+    for (k, run) in first {
+        rl.push((run, run_rl_stage((k, run), display)?));
     }
 
     let sft_runs = study.sft_runs();
@@ -170,6 +258,24 @@ pub fn run_study_with<A: AutodiffBackend>(
             .1;
         let mut config = run.config.clone();
         config.train.checkpoint_flops = matched.iter().map(|c| c.flops).collect();
+        if let Some((_, self_sft)) = study.self_sft.iter().find(|(arm, _)| *arm == run.arm)
+            && !config.data.path.exists()
+        {
+            let ModelConfig::Pretrained { path: start, .. } = &config.model else {
+                return Err(EvalError::Invalid(format!(
+                    "the self-SFT arm `{}` starts from no checkpoint",
+                    run.arm
+                )));
+            };
+            let kept = (hooks.self_sft)(start, self_sft, &config.data.path)?;
+            display.line(&format!(
+                "self-SFT data: {} of {} episodes of {} solved → {}",
+                kept.kept,
+                kept.episodes,
+                start.display(),
+                config.data.path.display()
+            ));
+        }
         if !finished(&dir) {
             run_sft::<A>(&config, true, device, display)?;
         }
@@ -185,6 +291,9 @@ pub fn run_study_with<A: AutodiffBackend>(
             ));
         }
         sft.push((run, saved));
+    }
+    for (k, run) in distilled {
+        rl.push((run, run_rl_stage((k, run), display)?));
     }
 
     stage(
@@ -245,12 +354,23 @@ pub fn run_study_with<A: AutodiffBackend>(
             &eval_dir,
             e,
             json!({ "branch": branch, "run": run, "step": saved.step, "flops": flops }),
-            evaluator,
+            &mut *hooks.evaluate,
             &mut |n| {
                 done += n;
                 display.progress(done, total);
             },
         )?;
+        let kl_from_init = match (study.kl_prompts, branch) {
+            (0, _) => None,
+            // The Init's KL from itself.
+            (_, Branch::Init) => Some(0.0),
+            (prompts, _) => Some(measure_kl(
+                &saved.model,
+                &eval_dir,
+                prompts,
+                &mut *hooks.kl_from_init,
+            )?),
+        };
         display.line(&format!(
             "{run} step {} ({:.4} GFLOPs): {}",
             saved.step,
@@ -270,6 +390,7 @@ pub fn run_study_with<A: AutodiffBackend>(
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")
+                + &kl_from_init.map_or(String::new(), |k| format!(", KL from the Init {k:.4}"))
         ));
         points.push(Point {
             branch,
@@ -282,6 +403,7 @@ pub fn run_study_with<A: AutodiffBackend>(
             model: saved.model,
             eval_dir,
             results,
+            kl_from_init,
         });
     }
     for w in &warnings {
@@ -329,7 +451,40 @@ fn stage(display: &mut dyn RunDisplay, index: usize, title: &str, dir: &Path) {
 
 /// Whether a run has exported its final model.
 fn finished(run_dir: &Path) -> bool {
-    run_dir.join("final").join("config.json").exists()
+    finished_model(&run_dir.join("final"))
+}
+
+/// Whether a model folder is complete.
+fn finished_model(dir: &Path) -> bool {
+    dir.join("config.json").exists()
+}
+
+/// A checkpoint's KL from the Init: read back from `eval_dir/kl.json` when an earlier (resumed)
+/// study measured it on as many prompts, else measured and written there.
+fn measure_kl(
+    model_dir: &Path,
+    eval_dir: &Path,
+    prompts: usize,
+    meter: &mut KlMeter<'_>,
+) -> Result<f64, EvalError> {
+    let path = eval_dir.join("kl.json");
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(saved) = serde_json::from_str::<serde_json::Value>(&text)
+        && saved["prompts"].as_u64() == Some(prompts as u64)
+        && let Some(kl) = saved["kl_from_init"].as_f64()
+    {
+        return Ok(kl);
+    }
+    let kl = meter(model_dir)?;
+    if !kl.is_finite() {
+        return Err(EvalError::Invalid(format!(
+            "{}: the KL from the Init is not finite ({kl})",
+            model_dir.display()
+        )));
+    }
+    let text = json!({ "kl_from_init": kl, "prompts": prompts, "checkpoint": model_dir });
+    durable::write_file(&path, text.to_string())?;
+    Ok(kl)
 }
 
 /// A checkpoint to evaluate, with the run it belongs to.

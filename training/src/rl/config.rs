@@ -9,6 +9,7 @@ use sftvsrl_envs::gp::GpConfig;
 use sftvsrl_envs::nav::NavConfig;
 use sftvsrl_model::LoraConfig;
 
+use super::distill::DistillConfig;
 use crate::config::{GpEvalConfig, RunConfig};
 
 /// A whole RL run.
@@ -75,6 +76,10 @@ pub struct RlConfig {
     /// `ppo.mini_batch_size` rows. Default: 32 on wgpu and cuda, 1 (exact lengths) on the CPU.
     #[serde(default)]
     pub pad_to_multiple_of: Option<usize>,
+    /// On-policy distillation toward a teacher checkpoint in place of the verifier's reward
+    /// (optional; see [`super::distill`]).
+    #[serde(default)]
+    pub distill: Option<DistillConfig>,
 }
 
 /// Which environment the policy plays.
@@ -451,6 +456,16 @@ impl RunConfig for RlConfig {
         }
         if p.answer_key.is_empty() {
             return Err("`ppo.answer_key` must not be empty".into());
+        }
+        if let Some(d) = &self.distill {
+            d.validate()?;
+            if p.kl_coef > 0.0 {
+                return Err(
+                    "`distill` replaces the reward by the KL from the teacher: set \
+                            `ppo.kl_coef` to 0"
+                        .into(),
+                );
+            }
         }
         if p.samples_per_step % p.mini_batch_size != 0 {
             return Err(format!(

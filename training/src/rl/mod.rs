@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod buffer;
 pub mod config;
+pub mod distill;
 pub mod gae;
 pub mod logprob;
 pub mod loss;

@@ -20,6 +20,7 @@ use sftvsrl_model::{FusedAdamW, GenerateConfig, Sampling, load_backbone};
 
 use super::buffer::Sample;
 use super::config::{AdvantageKind, EnvKind, RlConfig};
+use super::distill;
 use super::gae::{explained_variance, mean};
 use super::logprob::answer_marker;
 use super::ppo::{Experience, OptimizerStep, UpdateSettings, UpdateStats, advantages, ppo_update};
@@ -106,6 +107,12 @@ pub fn run_rl<A: AutodiffBackend>(
     }
     let hidden = loaded.model.hidden_size();
     let reference = (p.kl_coef > 0.0).then(|| loaded.model.valid());
+    let vocab = loaded.model.language_model().config().vocab_size;
+    let teacher = config
+        .distill
+        .as_ref()
+        .map(|d| distill::load_teacher::<A::InnerBackend>(d, vocab, device));
+    let teacher = teacher.transpose()?;
     let policy = match &config.lora {
         Some(lora) => loaded.model.with_lora(lora, config.seed, device),
         None => loaded.model,
@@ -209,7 +216,7 @@ pub fn run_rl<A: AutodiffBackend>(
             pixels.as_ref(),
             device,
         )?;
-        let collected = collect(
+        let mut collected = collect(
             policy.as_mut(),
             &tokenizer,
             &mut pool,
@@ -226,6 +233,19 @@ pub fn run_rl<A: AutodiffBackend>(
             device,
         )?;
         drop(policy);
+        let distill_tokens = match (&config.distill, &teacher) {
+            (Some(d), Some(teacher)) => distill::reward_by_teacher(
+                &inference.policy,
+                teacher,
+                d.coef,
+                &mut collected.samples,
+                r.temperature,
+                multiple,
+                pixels.as_ref(),
+                device,
+            )?,
+            _ => 0,
+        };
         let samples = &collected.samples;
         check_samples(samples, &progress, display)?;
         let (adv, returns) = advantages(samples, &collected.next_values, p);
@@ -262,8 +282,10 @@ pub fn run_rl<A: AutodiffBackend>(
         progress.update += 1;
         progress.optimizer_steps += stats.optimizer_steps;
         progress.trained_tokens += stats.trained_tokens;
-        progress.inference_tokens +=
-            collected.prompt_tokens + collected.generated_tokens + reference_tokens;
+        progress.inference_tokens += collected.prompt_tokens
+            + collected.generated_tokens
+            + reference_tokens
+            + distill_tokens;
         progress.flops = train_flops(params, progress.trained_tokens)
             + inference_flops(params, progress.inference_tokens);
         progress.envs = pool.states();
