@@ -156,7 +156,7 @@ fn worker(args: &[String]) {
         world_size: WORLD,
         orchestrator: format!("127.0.0.1:{orchestrator}"),
         address: format!("127.0.0.1:{own}"),
-        timeout: Duration::from_secs(120),
+        timeout: Duration::from_secs(60),
     };
     let workers = Workers::join(&spec).unwrap();
     let shard = Shard {
@@ -221,18 +221,19 @@ fn two_workers_take_the_optimizer_steps_of_one_with_all_environments() {
             (child, out)
         })
         .collect();
-    let reports: Vec<serde_json::Value> = children
+    let outputs: Vec<_> = children
         .into_iter()
-        .map(|(child, out)| {
-            let output = child.wait_with_output().unwrap();
-            assert!(
-                output.status.success(),
-                "a worker failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            read_report(&out)
+        .map(|(child, out)| (child.wait_with_output().unwrap(), out))
+        .collect();
+    let failed: Vec<String> = (outputs.iter().enumerate())
+        .filter(|(_, (output, _))| !output.status.success())
+        .map(|(rank, (output, _))| {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            format!("worker {rank}: {stderr}")
         })
         .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    let reports: Vec<serde_json::Value> = outputs.iter().map(|(_, out)| read_report(out)).collect();
 
     let (samples, next_values) = global_buffer();
     let (one, stats) = alone(&samples, &next_values);
