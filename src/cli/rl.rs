@@ -58,7 +58,10 @@ impl WorkerArgs {
             return Ok(None);
         }
         let (Some(orchestrator), Some(address)) = (&self.orchestrator, &self.address) else {
-            bail!("--world-size {} needs --orchestrator and --address", self.world_size);
+            bail!(
+                "--world-size {} needs --orchestrator and --address",
+                self.world_size
+            );
         };
         let spec = WorkerSpec {
             rank: self.rank,

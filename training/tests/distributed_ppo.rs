@@ -170,8 +170,17 @@ fn worker(args: &[String]) {
     let exp = experience(&samples, &adv, &returns);
     let device = Default::default();
     let model = common::tiny_actor_critic();
-    let (model, stats) =
-        ppo_update_across(model, &mut optim, exp, &cfg, settings(), None, &device, shard).unwrap();
+    let (model, stats) = ppo_update_across(
+        model,
+        &mut optim,
+        exp,
+        &cfg,
+        settings(),
+        None,
+        &device,
+        shard,
+    )
+    .unwrap();
     workers.finish().unwrap();
     let report = json!({
         "params": common::param_values(&model),
@@ -191,7 +200,10 @@ fn free_port() -> u16 {
 
 fn max_difference(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn floats(value: &serde_json::Value) -> Vec<f64> {
@@ -245,7 +257,10 @@ fn two_workers_take_the_optimizer_steps_of_one_with_all_environments() {
         "every step is clipped: {:?}",
         stats.steps
     );
-    assert!(max_difference(&one, &start) > 1e-3, "the update moved the weights");
+    assert!(
+        max_difference(&one, &start) > 1e-3,
+        "the update moved the weights"
+    );
 
     let params: Vec<Vec<f32>> = reports
         .iter()

@@ -306,13 +306,31 @@ fn accumulated_minibatches_step_as_one_batch_of_their_samples() {
         samples_per_step,
         ..PpoConfig::default()
     };
-    let (accumulated, stats) = update(common::tiny_actor_critic(), &samples, envs, &with(2, 8), 1e-2);
+    let (accumulated, stats) = update(
+        common::tiny_actor_critic(),
+        &samples,
+        envs,
+        &with(2, 8),
+        1e-2,
+    );
     assert_eq!(
         stats.steps.iter().map(|s| s.samples).collect::<Vec<_>>(),
         [8, 8]
     );
-    let (one_batch, _) = update(common::tiny_actor_critic(), &samples, envs, &with(8, 8), 1e-2);
-    let (every_minibatch, stats) = update(common::tiny_actor_critic(), &samples, envs, &with(2, 2), 1e-2);
+    let (one_batch, _) = update(
+        common::tiny_actor_critic(),
+        &samples,
+        envs,
+        &with(8, 8),
+        1e-2,
+    );
+    let (every_minibatch, stats) = update(
+        common::tiny_actor_critic(),
+        &samples,
+        envs,
+        &with(2, 2),
+        1e-2,
+    );
     assert_eq!(stats.optimizer_steps, 8);
     let [a, b, c] = [accumulated, one_batch, every_minibatch].map(|m| common::param_values(&m));
     let max_diff = |x: &[f32], y: &[f32]| {

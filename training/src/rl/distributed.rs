@@ -145,14 +145,19 @@ impl Workers {
         let what = format!("worker {}: all-reducing {len} values", self.rank);
         within(self.timeout, &what, move || {
             let device = Default::default();
-            let tensor = Tensor::<CpuBackend, 1>::from_data(TensorData::new(values, [len]), &device);
+            let tensor =
+                Tensor::<CpuBackend, 1>::from_data(TensorData::new(values, [len]), &device);
             let reduced = all_reduce::<CpuBackend>(
                 peer,
                 tensor.into_primitive().tensor(),
                 ReduceOperation::Sum,
             )?;
             let reduced = Tensor::<CpuBackend, 1>::from_primitive(TensorPrimitive::Float(reduced));
-            Ok(reduced.into_data().convert::<f32>().to_vec::<f32>().expect("f32 data"))
+            Ok(reduced
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("f32 data"))
         })
     }
 
@@ -299,7 +304,10 @@ impl<A: AutodiffBackend> ModuleVisitor<A> for Rebuild<'_> {
         }
         let shape = value.shape();
         let n = shape.num_elements();
-        let (flag, data) = (self.values[self.at], &self.values[self.at + 1..self.at + 1 + n]);
+        let (flag, data) = (
+            self.values[self.at],
+            &self.values[self.at + 1..self.at + 1 + n],
+        );
         self.at += 1 + n;
         if flag > 0.0 {
             let data = TensorData::new(data.to_vec(), shape);
@@ -333,7 +341,9 @@ fn within<T: Send + 'static>(
 pub fn run_orchestrator(port: u16) -> Result<(), TrainError> {
     // burn-collective only logs a failed bind: check the port first, for a clear error.
     std::net::TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
-        TrainError::Invalid(format!("the orchestrator cannot listen on port {port}: {e}"))
+        TrainError::Invalid(format!(
+            "the orchestrator cannot listen on port {port}: {e}"
+        ))
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -367,6 +377,7 @@ impl Shard<'_> {
     /// The local index of global sample `g`, if this worker holds it.
     pub fn local(&self, g: usize) -> Option<usize> {
         let (t, column) = (g / self.global_envs(), g % self.global_envs());
-        (column / self.num_envs == self.workers.rank).then(|| t * self.num_envs + column % self.num_envs)
+        (column / self.num_envs == self.workers.rank)
+            .then(|| t * self.num_envs + column % self.num_envs)
     }
 }

@@ -10,9 +10,9 @@ use sftvsrl_envs::Rng;
 
 use super::buffer::{Sample, ScoreBatch};
 use super::config::{AdvantageKind, PpoConfig, RatioKind, Whitening};
+use super::distributed::Shard;
 use super::gae::{Trajectory, discounted_returns, gae_returns, group_advantages, whiten};
 use super::loss::{RatioStats, mean_entropy, policy_loss, value_loss};
-use super::distributed::Shard;
 use super::value_head::ActorCritic;
 use crate::batch::batch_rows;
 use crate::error::TrainError;
@@ -269,7 +269,10 @@ where
         let mut accumulated = 0;
         for global_chunk in step {
             let chunk: Vec<usize> = match shard {
-                Some(shard) => global_chunk.iter().filter_map(|&g| shard.local(g)).collect(),
+                Some(shard) => global_chunk
+                    .iter()
+                    .filter_map(|&g| shard.local(g))
+                    .collect(),
                 None => global_chunk.clone(),
             };
             if chunk.is_empty() {

@@ -20,9 +20,9 @@ use sftvsrl_model::{FusedAdamW, GenerateConfig, Sampling, load_backbone};
 
 use super::buffer::Sample;
 use super::config::{AdvantageKind, EnvKind, RlConfig};
+use super::distributed::{Shard, WorkerSpec, Workers};
 use super::gae::{explained_variance, mean};
 use super::logprob::answer_marker;
-use super::distributed::{Shard, WorkerSpec, Workers};
 use super::ppo::{
     Experience, OptimizerStep, UpdateSettings, UpdateStats, advantages, advantages_across,
     ppo_update, ppo_update_across,

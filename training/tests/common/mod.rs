@@ -32,9 +32,8 @@ pub fn param_values<B: burn::tensor::backend::Backend, M: burn::module::Module<B
 
 /// A tiny actor-critic over an 8-token vocabulary on the CPU, the same weights every time.
 #[allow(dead_code)] // not every test file uses every helper
-pub fn tiny_actor_critic() -> sftvsrl_training::rl::ActorCritic<
-    burn::backend::Autodiff<sftvsrl_model::device::CpuBackend>,
-> {
+pub fn tiny_actor_critic()
+-> sftvsrl_training::rl::ActorCritic<burn::backend::Autodiff<sftvsrl_model::device::CpuBackend>> {
     use sftvsrl_model::{Backbone, Llama, LlamaConfig};
     let device = Default::default();
     let shape = LlamaConfig {
