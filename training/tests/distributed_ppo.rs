@@ -237,7 +237,9 @@ fn two_workers_take_the_optimizer_steps_of_one_with_all_environments() {
         .into_iter()
         .map(|(child, out)| (child.wait_with_output().unwrap(), out))
         .collect();
-    let failed: Vec<String> = (outputs.iter().enumerate())
+    let failed: Vec<String> = outputs
+        .iter()
+        .enumerate()
         .filter(|(_, (output, _))| !output.status.success())
         .map(|(rank, (output, _))| {
             let stderr = String::from_utf8_lossy(&output.stderr);
