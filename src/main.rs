@@ -38,6 +38,9 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Multi-step PPO against the verifiers, from an SFT checkpoint, with resumable checkpoints.
     Rl(cli::rl::RlArgs),
+    /// Coordinate the worker processes of a multi-worker RL run (`rl --world-size`), on one node
+    /// or several.
+    Orchestrator(cli::orchestrator::OrchestratorArgs),
     /// Measure speed (environment throughput, and more as the crates grow).
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -85,6 +88,7 @@ fn main() {
         Command::Sft(args) => cli::sft::run(args),
         Command::Eval(args) => cli::eval::run(args),
         Command::Rl(args) => cli::rl::run(args),
+        Command::Orchestrator(args) => cli::orchestrator::run(args),
         Command::Bench(cmd) => cli::bench::run(cmd),
         Command::Generate(args) => cli::model::generate_cmd(args),
         Command::Import(args) => cli::model::import_cmd(args),

@@ -6,25 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_files, fails, ok, scratch};
-
-/// A tiny SFT checkpoint made through the CLI; returns its `final/` folder.
-fn policy(dir: &Path) -> PathBuf {
-    let text = format!(
-        r#"name = "init"
-runs_dir = "{runs}"
-data = {{ path = "{data}", valid_fraction = 0.0, generate = {{ n = 10, seed = 0 }} }}
-model = {{ init = "scratch", hidden_size = 16, intermediate_size = 32, num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1 }}
-train = {{ epochs = 1, micro_batch = 5, lr = 1e-3, checkpoint_every = 10 }}
-"#,
-        runs = dir.join("runs").display(),
-        data = dir.join("data/data.jsonl").display()
-    );
-    let path = dir.join("sft.toml");
-    std::fs::write(&path, text).unwrap();
-    ok(&["sft", path.to_str().unwrap()], "");
-    dir.join("runs/init/final")
-}
+use common::{assert_files, fails, ok, scratch, tiny_sft_policy};
 
 fn write_config(dir: &Path, policy: &Path, updates: usize, extra: &str) -> PathBuf {
     let text = format!(
@@ -53,7 +35,7 @@ hidden = [8]
 #[test]
 fn tiny_run_writes_its_folder_and_resumes() {
     let dir = scratch("rl-cli-run");
-    let policy = policy(&dir);
+    let policy = tiny_sft_policy(&dir);
     let config = write_config(&dir, &policy, 1, "");
     let out = ok(&["rl", config.to_str().unwrap()], "");
     assert!(out.contains("trained 1 updates"), "{out}");

@@ -7,6 +7,7 @@ pub mod gp;
 pub mod input;
 pub mod model;
 pub mod nav;
+pub mod orchestrator;
 pub mod progress;
 pub mod rl;
 pub mod sft;

@@ -61,3 +61,22 @@ pub fn scratch(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A tiny SFT checkpoint made through the CLI under `dir`; returns its `final/` folder.
+#[allow(dead_code)] // not every test file uses every helper
+pub fn tiny_sft_policy(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = format!(
+        r#"name = "init"
+runs_dir = "{runs}"
+data = {{ path = "{data}", valid_fraction = 0.0, generate = {{ n = 10, seed = 0 }} }}
+model = {{ init = "scratch", hidden_size = 16, intermediate_size = 32, num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1 }}
+train = {{ epochs = 1, micro_batch = 5, lr = 1e-3, checkpoint_every = 10 }}
+"#,
+        runs = dir.join("runs").display(),
+        data = dir.join("data/data.jsonl").display()
+    );
+    let path = dir.join("sft.toml");
+    std::fs::write(&path, text).unwrap();
+    ok(&["sft", path.to_str().unwrap()], "");
+    dir.join("runs/init/final")
+}

@@ -77,9 +77,14 @@ pub enum Seeds {
     /// One episode per listed seed, handed out in order; an environment with none left idles
     /// (evaluation).
     List(Vec<u64>),
-    /// Endless episodes: episode `k` of environment `i` is seeded from `(seed, i / group_size,
-    /// k)`, so the environments of one group play the same episodes (RL).
-    Derived { seed: u64, group_size: usize },
+    /// Endless episodes: episode `k` of environment `i` is seeded from `(seed, (first_env + i) /
+    /// group_size, k)`, so the environments of one group play the same episodes (RL); a worker
+    /// of a multi-worker run holds the global environments from `first_env` on.
+    Derived {
+        seed: u64,
+        group_size: usize,
+        first_env: usize,
+    },
 }
 
 /// Where one environment of a [`Seeds::Derived`] pool stands: enough to rebuild it exactly
@@ -239,9 +244,15 @@ impl Pool {
                 self.next_listed += usize::from(seed.is_some());
                 seed
             }
-            Seeds::Derived { seed, group_size } => {
-                Some(episode_seed(*seed, i / group_size, slot.episode))
-            }
+            Seeds::Derived {
+                seed,
+                group_size,
+                first_env,
+            } => Some(episode_seed(
+                *seed,
+                (first_env + i) / group_size,
+                slot.episode,
+            )),
         };
         if let Some(seed) = slot.seed {
             self.envs[i]

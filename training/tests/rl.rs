@@ -229,24 +229,6 @@ fn made_up_samples(envs: usize, steps: usize) -> Vec<Sample> {
         .collect()
 }
 
-/// A tiny actor-critic over an 8-token vocabulary, the same weights every time.
-fn tiny_actor_critic() -> ActorCritic<A> {
-    let device = Default::default();
-    let shape = LlamaConfig {
-        hidden_size: 8,
-        intermediate_size: 16,
-        num_hidden_layers: 1,
-        num_attention_heads: 2,
-        num_key_value_heads: 1,
-        head_dim: 4,
-        ..LlamaConfig::tiny(8)
-    };
-    ActorCritic::<A> {
-        policy: Backbone::Text(Llama::init(&shape, 1, &device)),
-        value_head: ValueHead::new(8, &[4], 1, &device),
-    }
-}
-
 /// One PPO update of `model` over `samples` with Adam at `lr`.
 fn update(
     model: ActorCritic<A>,
@@ -301,7 +283,7 @@ fn default_update_takes_eight_steps_of_1024_samples() {
             "env {env}: {mean} {var}"
         );
     }
-    let (_, stats) = update(tiny_actor_critic(), &samples, envs, &cfg, 1e-6);
+    let (_, stats) = update(common::tiny_actor_critic(), &samples, envs, &cfg, 1e-6);
     assert_eq!(stats.optimizer_steps, 8);
     let sizes: Vec<usize> = stats.steps.iter().map(|s| s.samples).collect();
     assert_eq!(sizes, vec![1024; 8]);
@@ -324,13 +306,31 @@ fn accumulated_minibatches_step_as_one_batch_of_their_samples() {
         samples_per_step,
         ..PpoConfig::default()
     };
-    let (accumulated, stats) = update(tiny_actor_critic(), &samples, envs, &with(2, 8), 1e-2);
+    let (accumulated, stats) = update(
+        common::tiny_actor_critic(),
+        &samples,
+        envs,
+        &with(2, 8),
+        1e-2,
+    );
     assert_eq!(
         stats.steps.iter().map(|s| s.samples).collect::<Vec<_>>(),
         [8, 8]
     );
-    let (one_batch, _) = update(tiny_actor_critic(), &samples, envs, &with(8, 8), 1e-2);
-    let (every_minibatch, stats) = update(tiny_actor_critic(), &samples, envs, &with(2, 2), 1e-2);
+    let (one_batch, _) = update(
+        common::tiny_actor_critic(),
+        &samples,
+        envs,
+        &with(8, 8),
+        1e-2,
+    );
+    let (every_minibatch, stats) = update(
+        common::tiny_actor_critic(),
+        &samples,
+        envs,
+        &with(2, 2),
+        1e-2,
+    );
     assert_eq!(stats.optimizer_steps, 8);
     let [a, b, c] = [accumulated, one_batch, every_minibatch].map(|m| common::param_values(&m));
     let max_diff = |x: &[f32], y: &[f32]| {

@@ -99,7 +99,7 @@ pub enum EnvKind {
 #[serde(deny_unknown_fields, default)]
 pub struct RolloutConfig {
     /// Environments stepped together: one batched generation per step (the reference runs 8
-    /// processes of batch 1).
+    /// processes of batch 1); in a multi-worker run (`sftvsrl rl --world-size`), each worker's.
     pub num_envs: usize,
     /// Steps per environment per update (reference 256); the buffer holds
     /// `num_envs × num_steps` model calls.

@@ -5,12 +5,14 @@
 //! Read in order: [`rollout`] (environments stepped together through batched generation) →
 //! [`buffer`] (what is stored per step, and scoring it again) → [`logprob`] (the λ-weighted
 //! thought/action log-prob) → [`gae`] (returns and advantages) → [`loss`] (clipped losses) →
-//! [`ppo`] (epochs of minibatches with accumulation and global-norm clipping) → [`run`].
+//! [`ppo`] (epochs of minibatches with accumulation and global-norm clipping) → [`run`];
+//! [`distributed`] splits a run over worker processes.
 
 pub mod bench;
 pub mod buffer;
 pub mod config;
 pub mod distill;
+pub mod distributed;
 pub mod gae;
 pub mod logprob;
 pub mod loss;
@@ -21,5 +23,6 @@ pub mod value_head;
 
 pub use bench::{RlBenchConfig, RlBenchReport, bench_rl};
 pub use config::RlConfig;
-pub use run::{RlProgress, RlSummary, run_rl};
+pub use distributed::{WorkerSpec, Workers, run_orchestrator};
+pub use run::{RlProgress, RlSummary, run_rl, run_rl_across};
 pub use value_head::{ActorCritic, ValueHead};

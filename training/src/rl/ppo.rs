@@ -10,6 +10,7 @@ use sftvsrl_envs::Rng;
 
 use super::buffer::{Sample, ScoreBatch};
 use super::config::{AdvantageKind, PpoConfig, RatioKind, Whitening};
+use super::distributed::Shard;
 use super::gae::{Trajectory, discounted_returns, gae_returns, group_advantages, whiten};
 use super::loss::{RatioStats, mean_entropy, policy_loss, value_loss};
 use super::value_head::ActorCritic;
@@ -59,12 +60,42 @@ pub fn advantages(
     if cfg.advantage == AdvantageKind::Group {
         adv = group_advantages(&returns, &group_keys);
     }
+    whiten_buffer(&mut adv, num_envs, cfg);
+    (adv, returns)
+}
+
+/// [`advantages`] of one worker's buffer in a multi-worker run: returns and group advantages
+/// are per environment (group sizes divide each worker's environments), and the whitening is
+/// that of the global buffer of all workers' samples, so every worker gets its samples' share
+/// of what one worker with all environments would compute.
+pub fn advantages_across(
+    samples: &[Sample],
+    next_values: &[f64],
+    cfg: &PpoConfig,
+    shard: Shard<'_>,
+) -> Result<(Vec<f64>, Vec<f64>), TrainError> {
+    let raw = PpoConfig {
+        whiten_advantages: Whitening::Off,
+        ..cfg.clone()
+    };
+    let (adv, returns) = advantages(samples, next_values, &raw);
+    if cfg.whiten_advantages == Whitening::Off {
+        return Ok((adv, returns));
+    }
+    let positions: Vec<usize> = (0..adv.len()).map(|i| shard.global(i)).collect();
+    let global_len = adv.len() * shard.workers.world_size();
+    let mut global = shard.workers.gather(&adv, &positions, global_len)?;
+    whiten_buffer(&mut global, shard.global_envs(), cfg);
+    Ok((positions.iter().map(|&p| global[p]).collect(), returns))
+}
+
+/// Whitens a step-major buffer of `num_envs` environments as `cfg.whiten_advantages` says.
+fn whiten_buffer(adv: &mut Vec<f64>, num_envs: usize, cfg: &PpoConfig) {
     match cfg.whiten_advantages {
-        Whitening::PerGroup => whiten_groups(&mut adv, num_envs, cfg.whiten_group_size),
-        Whitening::Buffer => adv = whiten(&adv),
+        Whitening::PerGroup => whiten_groups(adv, num_envs, cfg.whiten_group_size),
+        Whitening::Buffer => *adv = whiten(adv),
         Whitening::Off => {}
     }
-    (adv, returns)
 }
 
 /// Whitens a step-major buffer of `num_envs` environments in groups of `group_size` samples,
@@ -147,7 +178,7 @@ pub struct UpdateSettings {
 /// model. A vision-language policy reads its samples' images through `pixels`.
 #[allow(clippy::too_many_arguments)]
 pub fn ppo_update<A, O>(
-    mut model: ActorCritic<A>,
+    model: ActorCritic<A>,
     optim: &mut O,
     experience: Experience<'_>,
     cfg: &PpoConfig,
@@ -159,16 +190,95 @@ where
     A: AutodiffBackend,
     O: Optimizer<ActorCritic<A>, A>,
 {
+    let context = UpdateContext {
+        cfg,
+        settings,
+        pixels,
+        device,
+    };
+    update(model, optim, experience, &context, None)
+}
+
+/// [`ppo_update`] of one worker in a multi-worker run, over its shard of the global buffer
+/// (advantages from [`advantages_across`]): the minibatches are cut from one permutation of
+/// the global buffer, each worker trains the samples of each minibatch it holds, and every
+/// optimizer step's gradients are summed over the workers before the norm clip, so every
+/// worker takes the same steps as one worker with all environments (`rl::distributed` states
+/// when this is exact). `stats` count this worker's minibatches, except `steps`, which are
+/// global.
+#[allow(clippy::too_many_arguments)]
+pub fn ppo_update_across<A, O>(
+    model: ActorCritic<A>,
+    optim: &mut O,
+    experience: Experience<'_>,
+    cfg: &PpoConfig,
+    settings: UpdateSettings,
+    pixels: Option<&PixelCache>,
+    device: &A::Device,
+    shard: Shard<'_>,
+) -> Result<(ActorCritic<A>, UpdateStats), TrainError>
+where
+    A: AutodiffBackend,
+    O: Optimizer<ActorCritic<A>, A>,
+{
+    let context = UpdateContext {
+        cfg,
+        settings,
+        pixels,
+        device,
+    };
+    update(model, optim, experience, &context, Some(shard))
+}
+
+/// What [`update`] is run with beside the model, the optimizer and the experience.
+struct UpdateContext<'a, A: AutodiffBackend> {
+    cfg: &'a PpoConfig,
+    settings: UpdateSettings,
+    pixels: Option<&'a PixelCache>,
+    device: &'a A::Device,
+}
+
+/// The update of [`ppo_update`] and [`ppo_update_across`].
+fn update<A, O>(
+    mut model: ActorCritic<A>,
+    optim: &mut O,
+    experience: Experience<'_>,
+    context: &UpdateContext<'_, A>,
+    shard: Option<Shard<'_>>,
+) -> Result<(ActorCritic<A>, UpdateStats), TrainError>
+where
+    A: AutodiffBackend,
+    O: Optimizer<ActorCritic<A>, A>,
+{
+    let UpdateContext {
+        cfg,
+        settings,
+        pixels,
+        device,
+    } = *context;
     let mut stats = UpdateStats::default();
     let (mut ratios, mut clipped, mut kl_sum, mut trained) = (0usize, 0usize, 0.0, 0usize);
     let samples = experience.samples;
-    let minibatches = minibatch_order(samples.len(), cfg, settings.seed);
+    let workers = shard.map_or(1, |s| s.workers.world_size());
+    let minibatches = minibatch_order(samples.len() * workers, cfg, settings.seed);
     let per_step = cfg.samples_per_step / cfg.mini_batch_size;
+    let mut global_trained = 0;
     for step in minibatches.chunks(per_step) {
         let step_samples: usize = step.iter().map(Vec::len).sum();
         let mut accumulator = GradientsAccumulator::<ActorCritic<A>>::new();
         let mut accumulated = 0;
-        for chunk in step {
+        for global_chunk in step {
+            let chunk: Vec<usize> = match shard {
+                Some(shard) => global_chunk
+                    .iter()
+                    .filter_map(|&g| shard.local(g))
+                    .collect(),
+                None => global_chunk.clone(),
+            };
+            if chunk.is_empty() {
+                continue;
+            }
+            let chunk = &chunk;
             let picked: Vec<&Sample> = chunk.iter().map(|&i| &samples[i]).collect();
             let context = MinibatchContext {
                 experience,
@@ -191,10 +301,14 @@ where
                 accumulator.accumulate(&model, grads);
             }
         }
+        let mut grads = accumulator.grads();
+        if let Some(shard) = shard {
+            (grads, accumulated) = shard.workers.sum_gradients(&model, grads, accumulated)?;
+        }
+        global_trained += accumulated;
         if accumulated == 0 {
             continue;
         }
-        let mut grads = accumulator.grads();
         let grad_norm = clip_global_norm(&model, &mut grads, cfg.max_grad_norm);
         model = optim.step(settings.lr, model, grads);
         stats.grad_norm += grad_norm;
@@ -205,13 +319,13 @@ where
         });
     }
     stats.optimizer_steps = stats.steps.len();
-    if trained == 0 {
+    if global_trained == 0 {
         return Err(TrainError::NonFinite {
             step: settings.steps_before + 1,
             loss: f32::NAN,
         });
     }
-    let n = trained as f64;
+    let n = trained.max(1) as f64;
     stats.policy_loss /= n;
     stats.value_loss /= n;
     stats.entropy /= n;

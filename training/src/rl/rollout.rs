@@ -45,7 +45,25 @@ pub fn rl_pool(
     states: Option<Vec<EnvState>>,
     tokenizer: &Tokenizer,
 ) -> Result<Pool, EpisodeError> {
-    Pool::new(envs, Seeds::Derived { seed, group_size }, states, tokenizer)
+    rl_pool_from(envs, seed, group_size, 0, states, tokenizer)
+}
+
+/// [`rl_pool`] for a worker of a multi-worker run whose environments are the global ones from
+/// `first_env` on: they play the episodes those environments play in a one-worker run.
+pub fn rl_pool_from(
+    envs: Vec<Box<dyn Env>>,
+    seed: u64,
+    group_size: usize,
+    first_env: usize,
+    states: Option<Vec<EnvState>>,
+    tokenizer: &Tokenizer,
+) -> Result<Pool, EpisodeError> {
+    let seeds = Seeds::Derived {
+        seed,
+        group_size,
+        first_env,
+    };
+    Pool::new(envs, seeds, states, tokenizer)
 }
 
 /// Whether a GeneralPoints response holds a formula the verifier can read.

@@ -21,12 +21,17 @@ use sftvsrl_model::{FusedAdamW, GenerateConfig, Sampling, load_backbone};
 use super::buffer::Sample;
 use super::config::{AdvantageKind, EnvKind, RlConfig};
 use super::distill;
+use super::distributed::{Shard, WorkerSpec, Workers};
 use super::gae::{explained_variance, mean};
 use super::logprob::answer_marker;
-use super::ppo::{Experience, OptimizerStep, UpdateSettings, UpdateStats, advantages, ppo_update};
-use super::rollout::{CollectSettings, Collected, Finished, collect, rl_envs, rl_pool};
+use super::ppo::{
+    Experience, OptimizerStep, UpdateSettings, UpdateStats, advantages, advantages_across,
+    ppo_update, ppo_update_across,
+};
+use super::rollout::{CollectSettings, Collected, Finished, collect, rl_envs, rl_pool_from};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::checkpoint;
+use crate::config::RunConfig;
 use crate::display::RunDisplay;
 use crate::engine::EnvState;
 use crate::error::TrainError;
@@ -78,6 +83,62 @@ pub fn run_rl<A: AutodiffBackend>(
     resume: bool,
     device: &A::Device,
     display: &mut dyn RunDisplay,
+) -> Result<RlSummary, TrainError> {
+    train::<A>(config, resume, device, display, None)
+}
+
+/// [`run_rl`] as worker `spec.rank` of `spec.world_size` worker processes (one command per
+/// worker; `rl::distributed` has the semantics): `rollout.num_envs` is each worker's share of
+/// the environments, and the run takes the optimizer steps of one worker with all of them.
+/// Worker 0 writes `<runs_dir>/<name>/` and runs `eval`; worker `r > 0` writes its own
+/// `<runs_dir>/<name>.rank-<r>/` (same weights, its own environments' episodes, which a
+/// resumed run replays), so that `--resume` works on every worker. Every worker must be given
+/// the same config.
+pub fn run_rl_across<A: AutodiffBackend>(
+    config: &RlConfig,
+    resume: bool,
+    device: &A::Device,
+    display: &mut dyn RunDisplay,
+    spec: &WorkerSpec,
+) -> Result<RlSummary, TrainError> {
+    spec.validate().map_err(TrainError::Invalid)?;
+    let mut global = config.clone();
+    global.rollout.num_envs *= spec.world_size;
+    global.validate().map_err(|e| {
+        TrainError::Invalid(format!(
+            "{} workers × rollout.num_envs = {} environments: {e}",
+            spec.world_size, config.rollout.num_envs
+        ))
+    })?;
+    let workers = Workers::join(spec)?;
+    let mut own = config.clone();
+    if spec.rank > 0 {
+        own.name = format!("{}.rank-{}", config.name, spec.rank);
+        own.eval = None;
+    }
+    let summary = train::<A>(&own, resume, device, display, Some(&workers))?;
+    workers.finish()?;
+    Ok(summary)
+}
+
+/// A checksum of what every worker's config must agree on (all but the fields
+/// [`run_rl_across`] sets per worker).
+fn fingerprint(config: &RlConfig) -> u32 {
+    let shared = RlConfig {
+        name: String::new(),
+        eval: None,
+        ..config.clone()
+    };
+    crc32fast::hash(shared.to_toml().as_bytes())
+}
+
+/// The run of [`run_rl`], on its own or as one of `workers`.
+fn train<A: AutodiffBackend>(
+    config: &RlConfig,
+    resume: bool,
+    device: &A::Device,
+    display: &mut dyn RunDisplay,
+    workers: Option<&Workers>,
 ) -> Result<RlSummary, TrainError> {
     let mut folder = RunFolder::open(config, resume, config.export_checkpoints)?;
     let loaded = load_backbone::<A>(&config.policy, device)?;
@@ -135,6 +196,13 @@ pub fn run_rl<A: AutodiffBackend>(
     let (mut model, mut optim, saved) =
         folder.resume::<A, _, _, RlProgress>(model, optim, device, display)?;
     let mut progress = saved.unwrap_or_default();
+    if let Some(workers) = workers {
+        workers.check_agreement(fingerprint(config), progress.update)?;
+    }
+    let shard = workers.map(|workers| Shard {
+        workers,
+        num_envs: r.num_envs,
+    });
     let export = |model: &ActorCritic<A>, dir: &Path| {
         let policy = model.policy.valid().merged();
         checkpoint::export_model(
@@ -153,7 +221,8 @@ pub fn run_rl<A: AutodiffBackend>(
     };
     let saved = (progress.update > 0).then(|| progress.envs.clone());
     let (envs, parsable) = rl_envs(config)?;
-    let mut pool = rl_pool(envs, config.seed, group_size, saved, &tokenizer)?;
+    let first_env = shard.map_or(0, |s| s.workers.rank() * r.num_envs);
+    let mut pool = rl_pool_from(envs, config.seed, group_size, first_env, saved, &tokenizer)?;
     let schedule_steps = o.schedule_stepping.steps_per_update();
     let multiple = pad_multiple::<A>(config.pad_to_multiple_of, device);
     let generate = GenerateConfig {
@@ -223,7 +292,7 @@ pub fn run_rl<A: AutodiffBackend>(
             &CollectSettings {
                 num_steps: r.num_steps,
                 generate: generate.clone(),
-                seed: Rng::derive(config.seed, 2 * update as u64).next_u64(),
+                seed: sampler_seed(config.seed, update, shard),
                 marker: &marker,
                 thought_coef: p.thought_prob_coef,
                 parsable,
@@ -248,27 +317,30 @@ pub fn run_rl<A: AutodiffBackend>(
         };
         let samples = &collected.samples;
         check_samples(samples, &progress, display)?;
-        let (adv, returns) = advantages(samples, &collected.next_values, p);
+        let (adv, returns) = match shard {
+            Some(shard) => advantages_across(samples, &collected.next_values, p, shard)?,
+            None => advantages(samples, &collected.next_values, p),
+        };
         let start = Instant::now();
-        let (next, stats) = ppo_update(
-            model,
-            &mut optim,
-            Experience {
-                samples,
-                advantages: &adv,
-                returns: &returns,
-            },
-            p,
-            UpdateSettings {
-                lr,
-                temperature: r.temperature,
-                seed: Rng::derive(config.seed, 2 * update as u64 + 1).next_u64(),
-                steps_before: progress.optimizer_steps,
-                pad_to_multiple_of: multiple,
-            },
-            pixels.as_ref(),
-            device,
-        )?;
+        let experience = Experience {
+            samples,
+            advantages: &adv,
+            returns: &returns,
+        };
+        let settings = UpdateSettings {
+            lr,
+            temperature: r.temperature,
+            seed: Rng::derive(config.seed, 2 * update as u64 + 1).next_u64(),
+            steps_before: progress.optimizer_steps,
+            pad_to_multiple_of: multiple,
+        };
+        let cache = pixels.as_ref();
+        let (next, stats) = match shard {
+            Some(shard) => ppo_update_across(
+                model, &mut optim, experience, p, settings, cache, device, shard,
+            )?,
+            None => ppo_update(model, &mut optim, experience, p, settings, cache, device)?,
+        };
         model = next;
         let update_time = start.elapsed();
 
@@ -339,6 +411,17 @@ pub fn run_rl<A: AutodiffBackend>(
         eval_before,
         eval_after,
     })
+}
+
+/// The seed of an update's sampling: worker `r > 0` of a multi-worker run draws its own stream
+/// (one worker's sampler draws row by row over its batch, so the streams of N workers and of
+/// one worker with all environments differ anyway).
+fn sampler_seed(seed: u64, update: usize, shard: Option<Shard<'_>>) -> u64 {
+    let base = Rng::derive(seed, 2 * update as u64).next_u64();
+    match shard.map_or(0, |s| s.workers.rank()) {
+        0 => base,
+        rank => Rng::derive(base, rank as u64).next_u64(),
+    }
 }
 
 /// Stops the run on a non-finite value or log-prob (before it reaches the weights), and warns

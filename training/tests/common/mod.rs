@@ -29,3 +29,24 @@ pub fn param_values<B: burn::tensor::backend::Backend, M: burn::module::Module<B
     module.visit(&mut values);
     values.0
 }
+
+/// A tiny actor-critic over an 8-token vocabulary on the CPU, the same weights every time.
+#[allow(dead_code)] // not every test file uses every helper
+pub fn tiny_actor_critic()
+-> sftvsrl_training::rl::ActorCritic<burn::backend::Autodiff<sftvsrl_model::device::CpuBackend>> {
+    use sftvsrl_model::{Backbone, Llama, LlamaConfig};
+    let device = Default::default();
+    let shape = LlamaConfig {
+        hidden_size: 8,
+        intermediate_size: 16,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        num_key_value_heads: 1,
+        head_dim: 4,
+        ..LlamaConfig::tiny(8)
+    };
+    sftvsrl_training::rl::ActorCritic {
+        policy: Backbone::Text(Llama::init(&shape, 1, &device)),
+        value_head: sftvsrl_training::rl::ValueHead::new(8, &[4], 1, &device),
+    }
+}

@@ -1,0 +1,383 @@
+//! PPO across worker processes, on one node or several (issue 19), with burn-collective: each
+//! worker collects its share of the environments, and the pieces that need every worker's
+//! samples — advantage whitening, and each optimizer step's gradient — are all-reduced through
+//! burn-collective's global orchestrator, so that N workers take the optimizer steps one worker
+//! with all N × `rollout.num_envs` environments would take.
+//!
+//! Semantics (see also the README's "Several workers"):
+//! - Worker `r` of `N` holds the global environments `[r·n, (r+1)·n)`, `n = rollout.num_envs`;
+//!   the global buffer is step-major over all `N·n` environments.
+//! - Advantages: GAE and group advantages are per environment (group) and computed locally;
+//!   whitening gathers the raw advantages of the whole global buffer and whitens it as one
+//!   worker would.
+//! - Minibatches are cut from one permutation of the global buffer (the same on every worker);
+//!   each worker runs the part of every minibatch it holds, weighted by its share of the step's
+//!   samples, and the summed gradients are all-reduced before the norm clip and the one
+//!   optimizer step, which every worker applies to identical weights. With
+//!   `ppo.mini_batch_size = 1` (the reference) this is the one-worker update exactly (up to
+//!   float summation order); with larger minibatches it is exact when a minibatch's loss is the
+//!   mean of its samples' losses (`ppo.ratio = "action"`, no entropy bonus, no ratio-threshold
+//!   hit), and otherwise those per-minibatch rules see each worker's part on its own.
+//!
+//! All collective traffic goes through the host (values as `f32`, reduced on the CPU backend),
+//! whatever device trains.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn_collective::{
+    AllReduceStrategy, CollectiveConfig, CollectiveError, PeerId, ReduceOperation, all_reduce,
+    finish_collective, register,
+};
+use sftvsrl_model::device::CpuBackend;
+
+use crate::error::TrainError;
+
+/// How one worker process joins the others (the `sftvsrl rl` flags `--world-size`, `--rank`,
+/// `--orchestrator`, `--address`, `--collective-timeout-s`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerSpec {
+    /// This worker's number, `0..world_size`; worker 0 writes the run folder.
+    pub rank: usize,
+    /// Worker processes in the run, over all nodes.
+    pub world_size: usize,
+    /// `HOST:PORT` of the orchestrator (`sftvsrl orchestrator --port PORT`).
+    pub orchestrator: String,
+    /// `HOST:PORT` at which the other workers reach this one; its tensor service listens on
+    /// `PORT` on every interface.
+    pub address: String,
+    /// The longest wait for the orchestrator or the other workers before the run stops with an
+    /// error.
+    pub timeout: Duration,
+}
+
+impl WorkerSpec {
+    /// Checks the rank, the world size and the addresses.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.world_size < 2 {
+            return Err("--world-size must be at least 2 for a multi-worker run".into());
+        }
+        if self.rank >= self.world_size {
+            return Err(format!(
+                "--rank {} is not below --world-size {}",
+                self.rank, self.world_size
+            ));
+        }
+        if !host_port(&self.orchestrator) {
+            return Err(format!(
+                "--orchestrator `{}` is not HOST:PORT",
+                self.orchestrator
+            ));
+        }
+        self.port().map(|_| ())
+    }
+
+    /// The port of [`WorkerSpec::address`].
+    fn port(&self) -> Result<u16, String> {
+        self.address
+            .rsplit_once(':')
+            .filter(|(host, _)| !host.is_empty())
+            .and_then(|(_, port)| port.parse().ok())
+            .ok_or_else(|| format!("--address `{}` is not HOST:PORT", self.address))
+    }
+}
+
+fn host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+/// This process's place among the workers, registered with the orchestrator. One per process.
+#[derive(Debug)]
+pub struct Workers {
+    rank: usize,
+    world_size: usize,
+    timeout: Duration,
+}
+
+impl Workers {
+    /// Registers with the orchestrator and waits until all `world_size` workers have; an
+    /// unreachable orchestrator or missing workers are an error after `spec.timeout`.
+    pub fn join(spec: &WorkerSpec) -> Result<Self, TrainError> {
+        spec.validate().map_err(TrainError::Invalid)?;
+        let parse = |s: &str| format!("ws://{s}").parse().expect("an address parses");
+        let config = CollectiveConfig::default()
+            .with_num_devices(1)
+            .with_num_nodes(spec.world_size as u32)
+            .with_global_address(parse(&spec.orchestrator))
+            .with_node_address(parse(&spec.address))
+            .with_data_service_port(spec.port().map_err(TrainError::Invalid)?)
+            .with_global_all_reduce_strategy(AllReduceStrategy::Tree(2));
+        let peer = PeerId::from(spec.rank);
+        let what = format!(
+            "worker {} of {}: registering with the orchestrator at {} (is `sftvsrl orchestrator` \
+             running there, and have all {} workers started?)",
+            spec.rank, spec.world_size, spec.orchestrator, spec.world_size
+        );
+        within(spec.timeout, &what, move || {
+            register::<CpuBackend>(peer, Default::default(), config)
+        })?;
+        Ok(Workers {
+            rank: spec.rank,
+            world_size: spec.world_size,
+            timeout: spec.timeout,
+        })
+    }
+
+    /// This worker's number.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The number of workers.
+    pub fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    /// The element-wise sum of `values` over all workers (every worker passes as many).
+    pub fn sum(&self, values: Vec<f32>) -> Result<Vec<f32>, TrainError> {
+        let len = values.len();
+        let peer = PeerId::from(self.rank);
+        let what = format!("worker {}: all-reducing {len} values", self.rank);
+        within(self.timeout, &what, move || {
+            let device = Default::default();
+            let tensor =
+                Tensor::<CpuBackend, 1>::from_data(TensorData::new(values, [len]), &device);
+            let reduced = all_reduce::<CpuBackend>(
+                peer,
+                tensor.into_primitive().tensor(),
+                ReduceOperation::Sum,
+            )?;
+            let reduced = Tensor::<CpuBackend, 1>::from_primitive(TensorPrimitive::Float(reduced));
+            Ok(reduced
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("f32 data"))
+        })
+    }
+
+    /// The global vector of `global_len` values of which this worker holds `local[i]` at
+    /// `positions[i]` (every position held by exactly one worker). Exact to about 48 bits: each
+    /// value travels as two `f32` halves, summed with zeros.
+    pub fn gather(
+        &self,
+        local: &[f64],
+        positions: &[usize],
+        global_len: usize,
+    ) -> Result<Vec<f64>, TrainError> {
+        let mut halves = vec![0.0f32; 2 * global_len];
+        for (&value, &p) in local.iter().zip(positions) {
+            let high = value as f32;
+            halves[2 * p] = high;
+            halves[2 * p + 1] = (value - f64::from(high)) as f32;
+        }
+        let summed = self.sum(halves)?;
+        Ok(summed
+            .chunks(2)
+            .map(|h| f64::from(h[0]) + f64::from(h[1]))
+            .collect())
+    }
+
+    /// Stops the run with an error unless every worker has a distinct rank and the same
+    /// `fingerprint` (of its config) and `update` (the update it starts from: a resumed worker
+    /// must resume where the others do).
+    pub fn check_agreement(&self, fingerprint: u32, update: usize) -> Result<(), TrainError> {
+        let n = self.world_size;
+        let mut values = vec![0.0f32; n + 3];
+        values[self.rank] = 1.0;
+        // 16-bit halves and an update count below 2^24 sum exactly in f32.
+        let own = [
+            (fingerprint >> 16) as f32,
+            (fingerprint & 0xffff) as f32,
+            update as f32,
+        ];
+        values[n..].copy_from_slice(&own);
+        let summed = self.sum(values)?;
+        if let Some(rank) = summed[..n].iter().position(|&c| c != 1.0) {
+            return Err(TrainError::Invalid(format!(
+                "{} workers claim --rank {rank}: each rank in 0..{n} must be given once",
+                summed[rank]
+            )));
+        }
+        let same = |i: usize| summed[n + i] == n as f32 * own[i];
+        if !(same(0) && same(1)) {
+            return Err(TrainError::Invalid(
+                "the workers were given different RL configs: start every worker with the same \
+                 config file"
+                    .into(),
+            ));
+        }
+        if !same(2) {
+            return Err(TrainError::Invalid(format!(
+                "worker {} resumes from update {update}, another worker from a different one: \
+                 every worker's run folder must hold the same newest checkpoint",
+                self.rank
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sums `grads` (this worker's share of an optimizer step) over all workers, with the
+    /// number of samples each trained; returns the summed gradients of every trainable
+    /// parameter some worker has a gradient for, and the summed sample count.
+    pub fn sum_gradients<A: AutodiffBackend, M: AutodiffModule<A>>(
+        &self,
+        module: &M,
+        grads: GradientsParams,
+        samples: usize,
+    ) -> Result<(GradientsParams, usize), TrainError> {
+        let mut flat = Flatten {
+            grads: &grads,
+            values: Vec::new(),
+        };
+        module.visit(&mut flat);
+        let mut values = flat.values;
+        values.push(samples as f32);
+        let summed = self.sum(values)?;
+        let (total, values) = summed.split_last().expect("the sample count");
+        let mut rebuild = Rebuild {
+            values,
+            at: 0,
+            grads: GradientsParams::new(),
+        };
+        module.visit(&mut rebuild);
+        Ok((rebuild.grads, *total as usize))
+    }
+
+    /// Unregisters from the orchestrator at the end of the run.
+    pub fn finish(self) -> Result<(), TrainError> {
+        let peer = PeerId::from(self.rank);
+        let what = format!("worker {}: leaving the collective", self.rank);
+        within(self.timeout, &what, move || {
+            finish_collective::<CpuBackend>(peer)
+        })
+    }
+}
+
+/// Every trainable parameter's gradient (zeros where this worker has none), each preceded by
+/// 1 or 0: whether this worker has it.
+struct Flatten<'a> {
+    grads: &'a GradientsParams,
+    values: Vec<f32>,
+}
+
+impl<A: AutodiffBackend> ModuleVisitor<A> for Flatten<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<A, D>>) {
+        let value = param.val();
+        if !value.is_require_grad() {
+            return;
+        }
+        match self.grads.get::<A::InnerBackend, D>(param.id) {
+            Some(g) => {
+                self.values.push(1.0);
+                let data = g.into_data().convert::<f32>();
+                self.values
+                    .extend(data.to_vec::<f32>().expect("f32 gradient"));
+            }
+            None => {
+                self.values.push(0.0);
+                let n = value.shape().num_elements();
+                self.values.extend(std::iter::repeat_n(0.0, n));
+            }
+        }
+    }
+}
+
+/// The inverse of [`Flatten`] over summed values: a gradient for every parameter some worker
+/// had one for.
+struct Rebuild<'a> {
+    values: &'a [f32],
+    at: usize,
+    grads: GradientsParams,
+}
+
+impl<A: AutodiffBackend> ModuleVisitor<A> for Rebuild<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<A, D>>) {
+        let value = param.val();
+        if !value.is_require_grad() {
+            return;
+        }
+        let shape = value.shape();
+        let n = shape.num_elements();
+        let (flag, data) = (
+            self.values[self.at],
+            &self.values[self.at + 1..self.at + 1 + n],
+        );
+        self.at += 1 + n;
+        if flag > 0.0 {
+            let data = TensorData::new(data.to_vec(), shape);
+            let g = Tensor::<A::InnerBackend, D>::from_data(data, &value.device());
+            self.grads.register(param.id, g);
+        }
+    }
+}
+
+/// Runs a blocking collective call on its own thread, giving up after `timeout` (the call
+/// itself would wait forever for an absent orchestrator or worker).
+fn within<T: Send + 'static>(
+    timeout: Duration,
+    what: &str,
+    call: impl FnOnce() -> Result<T, CollectiveError> + Send + 'static,
+) -> Result<T, TrainError> {
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || send.send(call()));
+    match receive.recv_timeout(timeout) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(TrainError::Invalid(format!("{what}: {e:?}"))),
+        Err(_) => Err(TrainError::Invalid(format!(
+            "{what}: no answer within {} s",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+/// Serves burn-collective's global orchestrator on `port` (every interface) until the process
+/// is interrupted; workers name it with `--orchestrator HOST:PORT`.
+pub fn run_orchestrator(port: u16) -> Result<(), TrainError> {
+    // burn-collective only logs a failed bind: check the port first, for a clear error.
+    std::net::TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
+        TrainError::Invalid(format!(
+            "the orchestrator cannot listen on port {port}: {e}"
+        ))
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TrainError::Invalid(format!("the orchestrator's runtime: {e}")))?;
+    runtime.block_on(burn_collective::start_global_orchestrator(port));
+    Ok(())
+}
+
+/// Where the samples of worker `rank`'s step-major buffer of `num_envs` environments sit in
+/// the global step-major buffer of all workers.
+#[derive(Clone, Copy, Debug)]
+pub struct Shard<'a> {
+    pub workers: &'a Workers,
+    /// Environments of each worker (`rollout.num_envs`).
+    pub num_envs: usize,
+}
+
+impl Shard<'_> {
+    /// Environments over all workers.
+    pub fn global_envs(&self) -> usize {
+        self.num_envs * self.workers.world_size
+    }
+
+    /// The global index of local sample `i`.
+    pub fn global(&self, i: usize) -> usize {
+        let (t, e) = (i / self.num_envs, i % self.num_envs);
+        t * self.global_envs() + self.workers.rank * self.num_envs + e
+    }
+
+    /// The local index of global sample `g`, if this worker holds it.
+    pub fn local(&self, g: usize) -> Option<usize> {
+        let (t, column) = (g / self.global_envs(), g % self.global_envs());
+        (column / self.num_envs == self.workers.rank)
+            .then(|| t * self.num_envs + column % self.num_envs)
+    }
+}
