@@ -66,8 +66,9 @@ pub struct StudyArgs {
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
     /// The full sweep: every branch at seeds 0, 1 and 2, and the SFT branch at learning rates
-    /// 1e-4, 3e-4 and 1e-3 (each its own column), written to `<name>-full/`. Refused when the
-    /// config sets `seeds` or `sft_lrs` itself.
+    /// 1e-4, 3e-4 and 1e-3 (each its own column), written to `<name>-full/`; GeneralPoints
+    /// text studies are also evaluated on a rule new in every part (J, Q, K all 5). Refused
+    /// when the config sets `seeds` or `sft_lrs` itself.
     #[arg(long)]
     full: bool,
     /// The verification-iteration ablation (paper §5.5, Fig. 10): the RL branch also runs with
@@ -81,6 +82,8 @@ pub struct StudyArgs {
 /// The seeds and SFT learning rates of `--full`.
 const FULL_SEEDS: [u64; 3] = [0, 1, 2];
 const FULL_SFT_LRS: [f64; 3] = [1e-4, 3e-4, 1e-3];
+/// The evaluation variant `--full` adds to GeneralPoints text studies: J, Q, K all 5.
+const FULL_NEW_RULE: &str = "gp-l-ood-face5";
 
 /// The study TOML `text` with `--full`'s sweep: `seeds`, `sft_lrs` and `-full` after `name`.
 fn full_sweep(text: &str, origin: &str) -> Result<String> {
@@ -92,6 +95,17 @@ fn full_sweep(text: &str, origin: &str) -> Result<String> {
         }
         table.insert("seeds".into(), FULL_SEEDS.map(|s| s as i64).to_vec().into());
         table.insert("sft_lrs".into(), FULL_SFT_LRS.to_vec().into());
+        // GeneralPoints text studies also test a rule new in every part.
+        let variants = table
+            .get_mut("eval")
+            .and_then(|e| e.get_mut("variants"))
+            .and_then(|v| v.as_array_mut());
+        if let Some(variants) = variants
+            && variants.iter().any(|v| v.as_str() == Some("gp-l-ood-rule"))
+            && !variants.iter().any(|v| v.as_str() == Some(FULL_NEW_RULE))
+        {
+            variants.push(FULL_NEW_RULE.into());
+        }
         Ok(())
     })
 }
@@ -293,6 +307,9 @@ mod tests {
         assert_eq!(full.sft_lrs.as_deref(), Some(&FULL_SFT_LRS[..]));
         assert_eq!(full.name, format!("{}-full", plain.name));
         assert_eq!((full.rl_runs().len(), full.sft_runs().len()), (3, 9));
+        let names: Vec<&str> = full.eval.variants.iter().map(|v| v.name()).collect();
+        assert_eq!(names.last(), Some(&FULL_NEW_RULE), "{names:?}");
+        assert_eq!(names.len(), plain.eval.variants.len() + 1);
         // The same Init, trained in the full study's own folder.
         assert_eq!(full.init.data.generate, plain.init.data.generate);
         assert_eq!(full.init.train, plain.init.train);
