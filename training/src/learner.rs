@@ -307,10 +307,10 @@ pub fn step_grads<A: AutodiffBackend>(
         Some((step, devices)) => {
             let mut micros = micros.into_iter().peekable();
             while micros.peek().is_some() {
-                let mut round: Vec<Box<dyn DataLoaderIterator<SftMicro>>> = micros
-                    .by_ref()
-                    .take(devices.len())
-                    .map(|m| Box::new(OneMicro(Some(m))) as Box<_>)
+                // One iterator per worker; in an uneven last round some are empty.
+                let mut round: Vec<Box<dyn DataLoaderIterator<SftMicro>>> = devices
+                    .iter()
+                    .map(|_| Box::new(OneMicro(micros.next())) as Box<_>)
                     .collect();
                 let (done, _) = step.step(&mut round, model);
                 for item in done {
