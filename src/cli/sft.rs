@@ -53,8 +53,7 @@ impl FromStr for DeviceSpec {
             None => (s, None),
         };
         let kind = kind.parse::<DeviceKind>().map_err(|e| e.to_string())?;
-        if matches!(kind, DeviceKind::Cpu | DeviceKind::Ndarray) && index.is_some_and(|i| i > 0)
-        {
+        if matches!(kind, DeviceKind::Cpu | DeviceKind::Ndarray) && index.is_some_and(|i| i > 0) {
             return Err(format!("`{s}`: {kind} has one device, `{kind}`"));
         }
         Ok(DeviceSpec { kind, index })
@@ -99,7 +98,10 @@ pub fn run(args: SftArgs) -> Result<()> {
             use burn::backend::wgpu::WgpuDevice;
             let devices: Vec<WgpuDevice> = specs
                 .iter()
-                .map(|s| s.index.map_or(WgpuDevice::DefaultDevice, WgpuDevice::DiscreteGpu))
+                .map(|s| {
+                    s.index
+                        .map_or(WgpuDevice::DefaultDevice, WgpuDevice::DiscreteGpu)
+                })
                 .collect();
             run_sft_on::<Autodiff<sftvsrl_model::device::WgpuBackend>>(
                 &config,

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::module::Module;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::lr_scheduler::LrScheduler;
 use burn::optim::{GradientsAccumulator, GradientsParams, MultiGradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn_train::metric::MetricDefinition;
@@ -16,11 +18,7 @@ use burn_train::renderer::{
     MetricsRendererTraining, ProgressType, TrainingProgress,
 };
 use burn_train::train::MultiDevicesTrainStep;
-use burn_train::{
-    InferenceStep, ItemLazy, LearningComponentsMarker, TrainOutput, TrainStep,
-};
-use burn::optim::lr_scheduler::LrScheduler;
-use burn::optim::adaptor::OptimizerAdaptor;
+use burn_train::{InferenceStep, ItemLazy, LearningComponentsMarker, TrainOutput, TrainStep};
 use sftvsrl_model::{Backbone, FusedAdamW, ImageProcessor, VlmConfig};
 
 use crate::batch::{SftBatch, batch_rows};
@@ -80,7 +78,11 @@ impl SftMicro {
             .next()
             .expect("a model has a device");
         let batch = self.batch::<B>(&device)?;
-        let out = masked_loss(model, &batch, self.normalizer.unwrap_or(batch.target_tokens))?;
+        let out = masked_loss(
+            model,
+            &batch,
+            self.normalizer.unwrap_or(batch.target_tokens),
+        )?;
         Ok((batch, out))
     }
 }
@@ -164,7 +166,9 @@ impl<O> SharedOptim<O> {
 
     /// The optimizer as it stands.
     pub fn lock(&self) -> MutexGuard<'_, O> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -292,7 +292,12 @@ pub fn run_sft_on<A: AutodiffBackend>(
             let processor = done.exporter.processor.as_ref();
             let pixels = processor.cloned().map(PixelCache::new);
             let mut policy = backbone_policy(&inference, None, pixels.as_ref(), device)?;
-            let r = gp_success(policy.as_mut(), &done.exporter.tokenizer, eval, Some(multiple))?;
+            let r = gp_success(
+                policy.as_mut(),
+                &done.exporter.tokenizer,
+                eval,
+                Some(multiple),
+            )?;
             display.line(&format!(
                 "GeneralPoints ID{}: {}/{} episodes solved ({:.1}%), {} at the first attempt; \
                  first answer: {:?}",
@@ -386,7 +391,11 @@ struct Exporter {
 }
 
 impl Exporter {
-    fn write<A: AutodiffBackend>(&self, model: &Backbone<A>, dir: &Path) -> Result<PathBuf, TrainError> {
+    fn write<A: AutodiffBackend>(
+        &self,
+        model: &Backbone<A>,
+        dir: &Path,
+    ) -> Result<PathBuf, TrainError> {
         let merged = model.valid().merged();
         checkpoint::export_model(
             &merged,
@@ -456,7 +465,10 @@ impl<A: AutodiffBackend> SupervisedLearningStrategy<SftComponents<A>> for SftStr
         dataloader_train: TrainLoader<SftComponents<A>>,
         dataloader_valid: ValidLoader<SftComponents<A>>,
         _starting_epoch: usize,
-    ) -> (SftModel<A>, SupervisedTrainingEventProcessor<SftComponents<A>>) {
+    ) -> (
+        SftModel<A>,
+        SupervisedTrainingEventProcessor<SftComponents<A>>,
+    ) {
         let run = self
             .run
             .lock()
@@ -546,10 +558,7 @@ impl<A: AutodiffBackend> SftLoop<A> {
             let mark =
                 marks_passed < flops_marks.len() && progress.flops >= flops_marks[marks_passed];
             if mark {
-                marks_passed = flops_marks
-                    .iter()
-                    .filter(|&&f| progress.flops >= f)
-                    .count();
+                marks_passed = flops_marks.iter().filter(|&&f| progress.flops >= f).count();
             }
 
             if progress.step % t.log_every == 0 || progress.step == self.last_step || mark {
@@ -588,12 +597,9 @@ impl<A: AutodiffBackend> SftLoop<A> {
             if interrupter.should_stop() {
                 let checkpoint = match self.folder.last_checkpoint() {
                     Some(c) if checkpoint_now => c.to_path_buf(),
-                    _ => checkpoint::save(
-                        &self.folder.dir,
-                        &model,
-                        &*self.optim.lock(),
-                        &progress,
-                    )?,
+                    _ => {
+                        checkpoint::save(&self.folder.dir, &model, &*self.optim.lock(), &progress)?
+                    }
                 };
                 return Err(TrainError::Stopped {
                     step: progress.step,
