@@ -148,6 +148,19 @@ impl<B: Backend> InferenceStep for SftModel<B> {
     }
 }
 
+/// Loss, token accuracy and teacher-forced exact match of `model` over `micros` (validation
+/// micro-batches: each normalised by its own target tokens).
+pub fn valid_stats<B: Backend>(
+    model: &SftModel<B>,
+    micros: impl IntoIterator<Item = SftMicro>,
+) -> Result<StepStats, TrainError> {
+    let mut stats = StepStats::default();
+    for micro in micros {
+        stats.add(&InferenceStep::step(model, micro).result?.0);
+    }
+    Ok(stats)
+}
+
 /// The optimizer of a [`Backbone`] as the Learner's optimizer of an [`SftModel`]. The Learner
 /// keeps its optimizer to itself; this handle shares the state, so that the run's checkpoints
 /// ([`crate::checkpoint`]) save it exactly as before.

@@ -26,21 +26,21 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn_train::train::MultiDevicesTrainStep;
 use burn_train::{
-    InferenceStep, Interrupter, Learner, SupervisedLearningStrategy, SupervisedTraining,
+    Interrupter, Learner, SupervisedLearningStrategy, SupervisedTraining,
     SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents, TrainingStrategy,
     ValidLoader,
 };
 use serde_json::json;
 use sftvsrl_model::device::pad_multiple;
-use sftvsrl_model::{Backbone, FusedAdamW, ImageProcessor, Tokenizer};
+use sftvsrl_model::{Backbone, FusedAdamW, ImageProcessor, Tokenizer, VlmConfig};
 
 use crate::answer_match::greedy_answer_match;
 use crate::checkpoint::{self, Progress};
 use crate::config::SftConfig;
-use crate::data::{epoch_order, read_chat_jsonl, split, tokenize_all};
+use crate::data::{Sequence, epoch_order, read_chat_jsonl, split, tokenize_all};
 use crate::display::RunDisplay;
 use crate::error::TrainError;
 use crate::flops::train_flops;
@@ -48,7 +48,7 @@ use crate::gp_eval::{GpEvalResult, gp_success};
 use crate::grad_clip::clip_global_norm;
 use crate::learner::{
     BackboneOptim, PlanLoader, SftComponents, SftData, SftMicro, SftModel, SharedOptim, Silent,
-    StepLr, step_grads,
+    StepLr, step_grads, valid_stats,
 };
 use crate::metrics_log::MetricsLog;
 use crate::pixels::PixelCache;
@@ -383,6 +383,31 @@ fn valid_plan(data: &Arc<SftData>) -> Vec<SftMicro> {
         .collect()
 }
 
+/// Loss, token accuracy and teacher-forced exact match of `model` on `device` over
+/// `sequences`, in batches of `micro_batch` padded to a multiple of `pad_to_multiple_of` (and
+/// the last to `micro_batch` rows where that multiple is above 1: see
+/// [`crate::batch::batch_rows`]), their images read through `vision`: the run's validation
+/// pass ([`valid_stats`] over [`valid_plan`]).
+pub fn validate<B: Backend>(
+    model: &Backbone<B>,
+    vision: Option<(&VlmConfig, &ImageProcessor)>,
+    sequences: &[Sequence],
+    micro_batch: usize,
+    pad_to_multiple_of: usize,
+    device: &B::Device,
+) -> Result<StepStats, TrainError> {
+    let data = Arc::new(SftData {
+        sequences: sequences.to_vec(),
+        vision: vision.map(|(c, p)| (c.clone(), p.clone())),
+        micro_batch,
+        pad_to_multiple_of,
+    });
+    let model = SftModel {
+        backbone: model.clone().fork(device),
+    };
+    valid_stats(&model, valid_plan(&data))
+}
+
 /// Writes the model in Hugging Face layout with the run's tokenizer and image processor.
 struct Exporter {
     tokenizer: Tokenizer,
@@ -648,10 +673,7 @@ impl<A: AutodiffBackend> SftLoop<A> {
     ) -> Result<StepStats, TrainError> {
         let t = &self.config.train;
         let inference = learner.model().valid();
-        let mut v = StepStats::default();
-        for micro in valid.iter() {
-            v.add(&InferenceStep::step(&inference, micro).result?.0);
-        }
+        let v = valid_stats(&inference, valid.iter())?;
         let sequences = &self.valid.sequences;
         let answered = &sequences[..t.answer_match.min(sequences.len())];
         let longest = answered.iter().map(|s| s.ids.len() - s.prompt_len).max();
