@@ -299,6 +299,12 @@ pub type BackboneOptim<A> = OptimizerAdaptor<FusedAdamW, Backbone<A>, A>;
 pub type SftComponents<A> =
     LearningComponentsMarker<A, StepLr, SftModel<A>, SharedOptim<BackboneOptim<A>>>;
 
+/// burn-train's multi-device train step with its devices (the first holds the weights).
+pub type Workers<'a, A> = (
+    &'a MultiDevicesTrainStep<SftComponents<A>>,
+    &'a [burn::tensor::Device<A>],
+);
+
 /// Runs the micro-batches of one optimizer step and sums their gradients in micro-batch
 /// order. With several devices, burn-train's [`MultiDevicesTrainStep`] runs them a round at a
 /// time, one micro-batch per device, and the gradients are brought to the first device.
@@ -307,7 +313,7 @@ pub type SftComponents<A> =
 pub fn step_grads<A: AutodiffBackend>(
     model: &SftModel<A>,
     micros: Vec<SftMicro>,
-    workers: Option<(&MultiDevicesTrainStep<SftComponents<A>>, &[A::Device])>,
+    workers: Option<Workers<'_, A>>,
 ) -> Result<(GradientsParams, StepStats, usize), TrainError> {
     let mut outputs = Vec::with_capacity(micros.len());
     match workers {

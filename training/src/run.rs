@@ -586,7 +586,8 @@ impl<A: AutodiffBackend> SftLoop<A> {
                 marks_passed = flops_marks.iter().filter(|&&f| progress.flops >= f).count();
             }
 
-            if progress.step % t.log_every == 0 || progress.step == self.last_step || mark {
+            if progress.step.is_multiple_of(t.log_every) || progress.step == self.last_step || mark
+            {
                 self.metrics.write(&json!({
                     "split": "train", "step": progress.step,
                     "epoch": step / self.steps_per_epoch, "lr": lr,
@@ -606,7 +607,7 @@ impl<A: AutodiffBackend> SftLoop<A> {
                 window = StepStats::default();
             }
             let model = learner.model().backbone;
-            let checkpoint_now = mark || progress.step % t.checkpoint_every == 0;
+            let checkpoint_now = mark || progress.step.is_multiple_of(t.checkpoint_every);
             if checkpoint_now || progress.step == self.last_step {
                 if !self.valid.sequences.is_empty() {
                     valid_stats = Some(self.validate(learner, valid, progress)?);
