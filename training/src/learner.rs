@@ -25,7 +25,7 @@ use crate::batch::{SftBatch, batch_rows};
 use crate::data::Sequence;
 use crate::error::TrainError;
 use crate::schedule::SftLr;
-use crate::step::{StepStats, masked_loss};
+use crate::step::{SftLoss, StepStats, masked_loss_with};
 
 /// The trained model as burn-train's `Learner` holds it: a [`Backbone`] with the SFT loss as
 /// its train and validation step.
@@ -41,6 +41,8 @@ pub struct SftData {
     pub vision: Option<(VlmConfig, ImageProcessor)>,
     pub micro_batch: usize,
     pub pad_to_multiple_of: usize,
+    /// The training loss (`train.loss`); validation always reports the NLL.
+    pub loss: SftLoss,
 }
 
 /// One micro-batch to run: which examples, and the loss normaliser of its optimizer step. It
@@ -78,11 +80,10 @@ impl SftMicro {
             .next()
             .expect("a model has a device");
         let batch = self.batch::<B>(&device)?;
-        let out = masked_loss(
-            model,
-            &batch,
-            self.normalizer.unwrap_or(batch.target_tokens),
-        )?;
+        let out = match self.normalizer {
+            Some(normalizer) => masked_loss_with(model, &batch, normalizer, self.data.loss)?,
+            None => masked_loss_with(model, &batch, batch.target_tokens, SftLoss::Nll)?,
+        };
         Ok((batch, out))
     }
 }

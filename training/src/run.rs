@@ -56,7 +56,7 @@ use crate::policy::backbone_policy;
 use crate::schedule::SftLr;
 use crate::setup::{build_model, ensure_data};
 use crate::skeleton::RunFolder;
-use crate::step::StepStats;
+use crate::step::{SftLoss, StepStats};
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -206,6 +206,7 @@ pub fn run_sft_on<A: AutodiffBackend>(
             vision: vision.clone(),
             micro_batch: t.micro_batch,
             pad_to_multiple_of: multiple,
+            loss: t.loss,
         })
     };
     let (train, valid) = (data(train), data(valid));
@@ -401,6 +402,7 @@ pub fn validate<B: Backend>(
         vision: vision.map(|(c, p)| (c.clone(), p.clone())),
         micro_batch,
         pad_to_multiple_of,
+        loss: SftLoss::Nll,
     });
     let model = SftModel {
         backbone: model.clone().fork(device),

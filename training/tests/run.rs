@@ -313,3 +313,30 @@ fn sft_lowers_the_loss_and_raises_the_answer_match() {
         "answer match at the end: {matched:?}"
     );
 }
+
+/// `train.loss = "dft"` trains with the DFT loss: from the same start, the first step logs the
+/// same NLL, and the steps after it differ from an NLL run's.
+#[test]
+fn the_dft_loss_changes_the_updates() {
+    let dir = scratch("dft");
+    let mut display = |_: &str| {};
+    for (name, loss) in [("nll", "nll"), ("dft", "dft")] {
+        let optim = format!("{OPTIM}\nlog_every = 1\nloss = \"{loss}\"");
+        let c = config_with(&dir, name, Some(4), &optim, "");
+        run_sft::<Autodiff<CpuBackend>>(&c, false, &Default::default(), &mut display).unwrap();
+    }
+    let losses = |name| -> Vec<f64> {
+        train_lines(&dir, name)
+            .iter()
+            .map(|v| v["loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (nll, dft) = (losses("nll"), losses("dft"));
+    assert_eq!(nll.len(), 4);
+    assert_eq!(nll[0], dft[0], "the same start");
+    assert!(
+        nll[1..].iter().zip(&dft[1..]).all(|(a, b)| a != b),
+        "{nll:?} vs {dft:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
