@@ -128,9 +128,9 @@ fn sft(a: SftDataArgs) -> Result<()> {
         chain_of_thought: a.chain_of_thought,
         prompt_variants: a.prompt_variants,
     };
-    style
-        .validate()
-        .map_err(|e| anyhow::anyhow!("{e} (set by --revisions, --max-failed, --prompt-variants)"))?;
+    style.validate().map_err(|e| {
+        anyhow::anyhow!("{e} (set by --revisions, --max-failed, --prompt-variants)")
+    })?;
     let mut progress = Progress::new("expert examples", a.n as u64);
     let (path, n) = match a.task {
         TaskName::GpL | TaskName::GpVl => {

@@ -126,7 +126,10 @@ fn verify_iter_arms(text: &str, origin: &str, iters: &[u32]) -> Result<String> {
             }
             let gp = toml::Table::from_iter([("verify_iter".to_string(), i64::from(k).into())]);
             let rl = toml::Table::from_iter([("gp".to_string(), gp.into())]);
-            arms.insert(name, toml::Table::from_iter([("rl".to_string(), rl.into())]).into());
+            arms.insert(
+                name,
+                toml::Table::from_iter([("rl".to_string(), rl.into())]).into(),
+            );
         }
         Ok(())
     })
@@ -330,9 +333,16 @@ mod tests {
             .iter()
             .map(|r| (r.arm.clone(), r.config.gp.verify_iter))
             .collect();
-        let expected = [("rl", 5), ("verify-iter-1", 1), ("verify-iter-3", 3), ("verify-iter-10", 10)];
+        let expected = [
+            ("rl", 5),
+            ("verify-iter-1", 1),
+            ("verify-iter-3", 3),
+            ("verify-iter-10", 10),
+        ];
         assert_eq!(iters, expected.map(|(a, k)| (a.to_string(), k)).into());
-        let twice = verify_iter_arms(&edited, origin, &[1]).unwrap_err().to_string();
+        let twice = verify_iter_arms(&edited, origin, &[1])
+            .unwrap_err()
+            .to_string();
         assert!(twice.contains("verify-iter-1"), "{twice}");
     }
 }

@@ -689,9 +689,15 @@ checkpoint_every = 5
             ("max_failed = 3", "revision.max_failed"),
             ("prompt_variants = 4", "prompt_variants"),
         ] {
-            let worse = bad.replace("0.25", "1.5").replace("= 3", "= 0").replace("= 4", "= 9");
+            let worse = bad
+                .replace("0.25", "1.5")
+                .replace("= 3", "= 0")
+                .replace("= 4", "= 9");
             let e = parse(&text.replace(bad, &worse)).unwrap_err();
-            assert!(e.contains("data.generate.style") && e.contains(field), "{e}");
+            assert!(
+                e.contains("data.generate.style") && e.contains(field),
+                "{e}"
+            );
         }
         let e = parse(&text.replace("chain_of_thought", "chain_of_thoughts")).unwrap_err();
         assert!(e.contains("chain_of_thoughts"), "{e}");

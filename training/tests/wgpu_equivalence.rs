@@ -542,7 +542,9 @@ mod wgpu {
             &ppo_round::<Cpu>(&cpu, PPO_LR).weights,
             &ppo_round::<Cpu>(&cpu, PPO_LR * 1.1).weights,
         );
-        eprintln!("a 10% learning-rate change moves weights by {sft_gap:e} (SFT), {ppo_gap:e} (PPO)");
+        eprintln!(
+            "a 10% learning-rate change moves weights by {sft_gap:e} (SFT), {ppo_gap:e} (PPO)"
+        );
         assert!(sft_gap > WEIGHT_TOLERANCE, "SFT: {sft_gap}");
         assert!(ppo_gap > WEIGHT_TOLERANCE, "PPO: {ppo_gap}");
     }

@@ -12,14 +12,14 @@ use serde_json::json;
 
 use super::config::GpConfig;
 use super::episode::{Hand, deal, hand_prompt, hand_prompt_variant};
-use super::paraphrase::PROMPT_VARIANTS;
-use super::revision::{RevisionData, revision_example};
-use super::thought::with_thought;
-use crate::env::Role;
 use super::formula::{python_eval, tokenize};
+use super::paraphrase::PROMPT_VARIANTS;
 use super::prompt::{expert_response, task_response};
 use super::render::render_hand;
+use super::revision::{RevisionData, revision_example};
 use super::solver::solutions;
+use super::thought::with_thought;
+use crate::env::Role;
 use crate::expert::ExpertExample;
 use crate::rng::Rng;
 
@@ -156,7 +156,9 @@ impl ExpertStyle {
                 self.prompt_variants
             ));
         }
-        self.revision.as_ref().map_or(Ok(()), RevisionData::validate)
+        self.revision
+            .as_ref()
+            .map_or(Ok(()), RevisionData::validate)
     }
 }
 
@@ -363,7 +365,10 @@ mod tests {
         for i in 0..40 {
             let base = expert_example(&cfg, 2, i, ExpertSolution::Random);
             let same = styled_example(&cfg, 2, i, ExpertSolution::Random, &plain);
-            assert_eq!((&same.prompt, &same.response), (&base.prompt, &base.response));
+            assert_eq!(
+                (&same.prompt, &same.response),
+                (&base.prompt, &base.response)
+            );
             let ex = styled_example(&cfg, 2, i, ExpertSolution::Random, &styled);
             assert!(ex.response.contains("\"thought\": "), "{}", ex.response);
             assert!(!ex.history.is_empty());

@@ -364,7 +364,10 @@ impl Arith for Traced {
         };
         self.steps
             .push(format!("{}{}{}={value}", show(l), op as char, show(r)));
-        Ok(Traced { value, steps: self.steps })
+        Ok(Traced {
+            value,
+            steps: self.steps,
+        })
     }
 }
 
@@ -410,7 +413,10 @@ mod tests {
         assert!(value.equals_int(24));
         assert_eq!(s, ["8/3=8/3", "3-(8/3)=1/3", "8/(1/3)=24"]);
         assert_eq!(steps("6+18").1, ["6+18=24"]);
-        assert_eq!(steps("10-2*(3-10)").1, ["3-10=-7", "2*(-7)=-14", "10-(-14)=24"]);
+        assert_eq!(
+            steps("10-2*(3-10)").1,
+            ["3-10=-7", "2*(-7)=-14", "10-(-14)=24"]
+        );
         assert!(exact_steps(&tokenize("1/(2-2)").unwrap()).is_err());
     }
 

@@ -40,7 +40,10 @@ impl RevisionData {
     /// Checks the ranges, naming the field.
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.fraction) {
-            return Err(format!("revision.fraction must be in [0, 1], got {}", self.fraction));
+            return Err(format!(
+                "revision.fraction must be in [0, 1], got {}",
+                self.fraction
+            ));
         }
         if self.max_failed == 0 {
             return Err("revision.max_failed must be at least 1".into());
@@ -196,8 +199,8 @@ fn response(cfg: &GpConfig, hand: &Hand, values: &[u8; 4], formula: &str) -> Str
 mod tests {
     use super::*;
     use crate::Env;
-    use crate::gp::prompt::PromptLayout;
     use crate::gp::episode::hand_prompt;
+    use crate::gp::prompt::PromptLayout;
     use crate::gp::{FaceRule, GeneralPoints, Variant};
 
     fn config(vision: bool, layout: PromptLayout, face_cards: FaceRule) -> GpConfig {
@@ -248,7 +251,10 @@ mod tests {
         assert!(!verdict.done());
         let turns = &env.transcript().turns;
         assert_eq!(turns[turns.len() - 2].text, attempt);
-        assert_eq!(turns[turns.len() - 1].text, revision_feedback(&verdict.message));
+        assert_eq!(
+            turns[turns.len() - 1].text,
+            revision_feedback(&verdict.message)
+        );
     }
 
     fn check_against_verifier(cfg: &GpConfig, hand: &Hand, ex: &ExpertExample) {

@@ -55,7 +55,10 @@ mod tests {
             "\n{\n  \"thought\": \"10*3=30, 30-6=24, 24*1=24\",\n  \"cards\": ['A', '3', 'K', '6'],\n  \"number\": [1, 3, 10, 6],\n  \"formula\": \"(10*3-6)*1=24\",\n}"
         );
         // Nothing to show: unchanged.
-        assert_eq!(with_thought("{\"formula\": \"x\"}", 24), "{\"formula\": \"x\"}");
+        assert_eq!(
+            with_thought("{\"formula\": \"x\"}", 24),
+            "{\"formula\": \"x\"}"
+        );
         assert_eq!(with_thought("no json", 24), "no json");
     }
 
@@ -73,8 +76,7 @@ mod tests {
                 ..GpConfig::variant(Variant::Id, vision)
             };
             for i in 0..50 {
-                let (hand, _) =
-                    crate::gp::expert::expert_hand(&cfg, 5, i, ExpertSolution::Random);
+                let (hand, _) = crate::gp::expert::expert_hand(&cfg, 5, i, ExpertSolution::Random);
                 let ex = expert_example(&cfg, 5, i, ExpertSolution::Random);
                 let facts = HandFacts {
                     values: hand.values,
@@ -86,7 +88,10 @@ mod tests {
                 };
                 let thought = with_thought(&ex.response, 24);
                 assert!(thought.contains("\"thought\": \""), "{thought}");
-                assert_eq!(grade_response(&thought, &facts), grade_response(&ex.response, &facts));
+                assert_eq!(
+                    grade_response(&thought, &facts),
+                    grade_response(&ex.response, &facts)
+                );
             }
         }
     }

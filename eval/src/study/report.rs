@@ -130,11 +130,17 @@ fn metrics(eval: &EvalConfig) -> Vec<Metric> {
             };
             for &verify_iter in &eval.verify_iters {
                 let revisions = (verify_iter > 1).then_some(Measure::FirstAttempt);
-                out.extend(measures.iter().copied().chain(revisions).map(|measure| Metric {
-                    variant,
-                    verify_iter,
-                    measure,
-                }));
+                out.extend(
+                    measures
+                        .iter()
+                        .copied()
+                        .chain(revisions)
+                        .map(|measure| Metric {
+                            variant,
+                            verify_iter,
+                            measure,
+                        }),
+                );
             }
         }
     }
