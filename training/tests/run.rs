@@ -315,7 +315,7 @@ fn sft_lowers_the_loss_and_raises_the_answer_match() {
 }
 
 /// `train.loss = "dft"` trains with the DFT loss: from the same start, the first step logs the
-/// same NLL, and the steps after it differ from an NLL run's.
+/// same NLL, and the losses after the first update differ from an NLL run's.
 #[test]
 fn the_dft_loss_changes_the_updates() {
     let dir = scratch("dft");
@@ -334,8 +334,9 @@ fn the_dft_loss_changes_the_updates() {
     let (nll, dft) = (losses("nll"), losses("dft"));
     assert_eq!(nll.len(), 4);
     assert_eq!(nll[0], dft[0], "the same start");
+    // The warm-up's first step runs at learning rate 0; the updates after it differ.
     assert!(
-        nll[1..].iter().zip(&dft[1..]).all(|(a, b)| a != b),
+        nll[2..].iter().zip(&dft[2..]).all(|(a, b)| a != b),
         "{nll:?} vs {dft:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
