@@ -91,7 +91,12 @@ fn sample(t: usize, env: usize) -> Sample {
         token_logprobs,
         weights,
         value: 0.1 * env as f32 - 0.05 * t as f32,
-        reward: 2.0 * env as f64 + if (t + env) % 2 == 0 { 1.0 } else { -1.5 },
+        reward: 2.0 * env as f64
+            + if (t + env).is_multiple_of(2) {
+                1.0
+            } else {
+                -1.5
+            },
         kl: 0.0,
         terminated: t % 2 == 1,
         truncated: false,
