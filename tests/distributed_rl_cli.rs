@@ -1,6 +1,7 @@
 //! `sftvsrl orchestrator` and `sftvsrl rl … --world-size N --rank R`: two worker processes train
-//! a tiny policy over loopback and end with the same weights, each in its own run folder; wrong
-//! flags and an unreachable orchestrator are one-line errors, not hangs.
+//! a tiny policy over loopback and end with the same weights, each in its own run folder, and
+//! `sftvsrl rl … --local-workers 2` starts the same run with one command; wrong flags, an
+//! unreachable orchestrator and a failing worker are errors, not hangs.
 
 mod common;
 
@@ -8,14 +9,14 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{assert_files, fails, scratch, tiny_sft_policy};
+use common::{assert_files, fails, scratch, sftvsrl, tiny_sft_policy};
 
 fn free_port() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port().to_string()
 }
 
-/// Two environments per worker, one update of two optimizer steps.
+/// Two environments per worker, one update of two optimizer steps; runs go to `dir/runs/`.
 fn write_config(dir: &Path, policy: &Path) -> PathBuf {
     let text = format!(
         r#"name = "two-workers"
@@ -50,6 +51,40 @@ fn wrong_worker_flags_and_a_missing_orchestrator_are_errors() {
     assert!(err.contains("--orchestrator and --address"), "{err}");
     let err = fails(&["rl", config, "--rank", "1"], "");
     assert!(err.contains("--world-size 2"), "{err}");
+    let out = sftvsrl(&["rl", config, "--local-workers", "2", "--rank", "1"], "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot be used with '--rank"), "{err}");
+    let err = fails(&["rl", config, "--local-workers", "1"], "");
+    assert!(err.contains("a run of its own"), "{err}");
+    let err = fails(&["rl", config, "--local-workers", "1", "--nodes", "2"], "");
+    assert!(err.contains("--host"), "{err}");
+    let args = [
+        "rl",
+        config,
+        "--local-workers",
+        "1",
+        "--nodes",
+        "2",
+        "--node-rank",
+        "2",
+    ];
+    let err = fails(&args, "");
+    assert!(
+        err.contains("--node-rank 2 is not below --nodes 2"),
+        "{err}"
+    );
+    // Both launched workers fail (no policy): the launcher says which, after their own words.
+    let out = sftvsrl(&["rl", config, "--local-workers", "2"], "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("[worker 0] error: "), "{err}");
+    let last = err.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("error: worker ") && last.contains("ended (exit status 1)"),
+        "{err}"
+    );
     let (orchestrator, own) = (format!("127.0.0.1:{}", free_port()), free_port());
     let address = format!("127.0.0.1:{own}");
     let worker = |rank: &str, address: &str| {
@@ -82,11 +117,31 @@ fn wrong_worker_flags_and_a_missing_orchestrator_are_errors() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The weights of the run's two workers (`runs/<name>/` and `runs/<name>.rank-1/`) under `dir`,
+/// which must be equal and differ from the start policy's.
+fn both_workers_weights(dir: &Path, policy: &Path) -> Vec<u8> {
+    let runs = dir.join("runs");
+    let weights = ["two-workers", "two-workers.rank-1"].map(|name| {
+        let run = runs.join(name);
+        assert_files(
+            &run,
+            &["config.toml", "metrics.jsonl", "final/model.safetensors"],
+        );
+        std::fs::read(run.join("final/model.safetensors")).unwrap()
+    });
+    assert!(weights[0] == weights[1], "the workers' weights differ");
+    let start = std::fs::read(policy.join("model.safetensors")).unwrap();
+    assert!(weights[0] != start, "the update changed the weights");
+    weights[0].clone()
+}
+
 #[test]
-fn two_workers_train_one_policy() {
+fn two_workers_train_one_policy_started_by_hand_or_by_the_launcher() {
     let dir = scratch("rl-workers-run");
     let policy = tiny_sft_policy(&dir);
-    let config = write_config(&dir, &policy);
+    let by_hand = dir.join("by-hand");
+    std::fs::create_dir_all(&by_hand).unwrap();
+    let config = write_config(&by_hand, &policy);
     let port = free_port();
     let mut orchestrator = Command::new(env!("CARGO_BIN_EXE_sftvsrl"))
         .args(["orchestrator", "--port", &port])
@@ -123,17 +178,27 @@ fn two_workers_train_one_policy() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("trained 1 updates"), "{stdout}");
     }
-    let runs = dir.join("runs");
-    let weights = ["two-workers", "two-workers.rank-1"].map(|name| {
-        let run = runs.join(name);
-        assert_files(
-            &run,
-            &["config.toml", "metrics.jsonl", "final/model.safetensors"],
-        );
-        std::fs::read(run.join("final/model.safetensors")).unwrap()
-    });
-    assert!(weights[0] == weights[1], "the workers' weights differ");
-    let start = std::fs::read(policy.join("model.safetensors")).unwrap();
-    assert!(weights[0] != start, "the update changed the weights");
+    let hand = both_workers_weights(&by_hand, &policy);
+
+    // One command starts the orchestrator and both workers, and forwards their output.
+    let launched = dir.join("launched");
+    std::fs::create_dir_all(&launched).unwrap();
+    let config = write_config(&launched, &policy);
+    let args = ["rl", config.to_str().unwrap(), "--local-workers", "2"];
+    let out = sftvsrl(&args, "");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    for rank in 0..2 {
+        let line = format!("[worker {rank}] trained 1 updates");
+        assert!(stdout.contains(&line), "{stdout}");
+    }
+    let by_launcher = both_workers_weights(&launched, &policy);
+    assert!(
+        by_launcher == hand,
+        "the launched run's weights differ from the hand-started run's"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,6 +5,7 @@ pub mod data;
 pub mod eval;
 pub mod gp;
 pub mod input;
+pub mod launch;
 pub mod model;
 pub mod nav;
 pub mod orchestrator;

@@ -1,5 +1,7 @@
 //! `sftvsrl rl CONFIG [--resume] [--device …] [--world-size N --rank R --orchestrator HOST:PORT
-//! --address HOST:PORT]`: multi-step PPO with verifier rewards, alone or as one of N workers.
+//! --address HOST:PORT | --local-workers N [--nodes M --node-rank K --orchestrator HOST:PORT
+//! --host HOST]]`: multi-step PPO with verifier rewards, alone, as one of N workers, or starting
+//! a machine's workers.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +13,8 @@ use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
 use sftvsrl_training::rl::run::standard_error;
 use sftvsrl_training::rl::{RlConfig, RlSummary, WorkerSpec, run_rl, run_rl_across};
 use sftvsrl_training::{RunConfig, TrainError};
+
+use super::launch::{self, LaunchArgs, WorkerCommand};
 
 #[derive(Args)]
 pub struct RlArgs {
@@ -24,6 +28,8 @@ pub struct RlArgs {
     device: DeviceKind,
     #[command(flatten)]
     workers: WorkerArgs,
+    #[command(flatten)]
+    launch: LaunchArgs,
 }
 
 /// One of several worker processes (README "Several workers"): each runs `rollout.num_envs`
@@ -95,6 +101,16 @@ impl OnBackend for RlJob {
 }
 
 pub fn run(args: RlArgs) -> Result<()> {
+    if args.launch.local_workers.is_some() {
+        let command = WorkerCommand {
+            config: &args.config,
+            resume: args.resume,
+            device: args.device,
+            orchestrator: args.workers.orchestrator.as_deref(),
+            timeout_s: args.workers.collective_timeout_s,
+        };
+        return launch::run(&args.launch, &command);
+    }
     let worker = args.workers.spec()?;
     let config = RlConfig::from_file(&args.config)?;
     let name = config.name.clone();
