@@ -306,7 +306,9 @@ seed = 1000
     let (outcome, study) = scripted("study-every-arm", &text, |study, model| {
         model.starts_with(study.dir.join("rl"))
     });
-    let arms = ["rl", "grpo", "distill", "base-rl", "sft", "dft", "self-sft"];
+    let arms = [
+        "rl", "grpo", "distill", "base-rl", "sft", "dft", "self-sft", "cot", "diverse",
+    ];
     for arm in arms {
         let points: Vec<_> = outcome.points.iter().filter(|p| p.arm == arm).collect();
         assert!(!points.is_empty(), "no checkpoint of `{arm}`");
@@ -329,14 +331,15 @@ seed = 1000
     let mut columns: Vec<&str> = header.split('|').map(str::trim).collect();
     columns.sort_unstable();
     let mut expected = vec!["", "", "variant", "Init", "RL", "SFT"];
-    expected.extend(["grpo", "distill", "base-rl", "dft", "self-sft"]);
+    expected.extend(["grpo", "distill", "base-rl", "dft", "self-sft", "cot", "diverse"]);
     expected.sort_unstable();
     assert_eq!(columns, expected, "{header}");
     let columns = header.matches('|').count();
     for row in [
-        "| gp-l-id (verify 1) |",
-        "| gp-l-ood-rule (verify 1) |",
-        "| gp-l-retain-face11 (verify 1) |",
+        "| gp-l-id (verify 5) |",
+        "| gp-l-id first attempt (verify 5) |",
+        "| gp-l-ood-rule (verify 5) |",
+        "| gp-l-retain-face11 (verify 5) |",
         "| KL from the Init (nats/token) | 0.0000 |",
     ] {
         let line = line_of(&outcome.report, row);
@@ -344,9 +347,9 @@ seed = 1000
         assert!(!line.contains(" - |"), "an arm without a value: {line}");
     }
     for plot in [
-        "success-gp-l-id-verify1.png",
-        "success-gp-l-retain-face11-verify1.png",
-        "id-vs-gp-l-ood-rule-verify1.png",
+        "success-gp-l-id-verify5.png",
+        "success-gp-l-retain-face11-verify5.png",
+        "id-vs-gp-l-ood-rule-verify5.png",
     ] {
         assert!(study.dir.join(plot).exists(), "{plot}");
     }
@@ -362,6 +365,16 @@ seed = 1000
     );
     assert_eq!(config("grpo")["ppo"]["advantage"].as_str(), Some("group"));
     assert_eq!(config("dft")["train"]["loss"].as_str(), Some("dft"));
+    // The data arms write data of their own: answers that show their arithmetic, prompts
+    // worded in several ways.
+    let cot = read_chat_jsonl(&study.dir.join("data/cot/data.jsonl")).unwrap();
+    assert!(cot.iter().all(|e| e.response.contains("\"thought\": \"")));
+    let diverse = read_chat_jsonl(&study.dir.join("data/diverse/data.jsonl")).unwrap();
+    let wordings: std::collections::BTreeSet<_> = diverse
+        .iter()
+        .map(|e| e.prompt[0].text.lines().last().unwrap_or_default().to_string())
+        .collect();
+    assert!(wordings.len() >= 3, "{wordings:?}");
     let base = study.dir.join("base");
     assert_eq!(
         config("base-rl")["policy"].as_str(),
