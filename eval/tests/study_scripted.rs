@@ -331,7 +331,9 @@ seed = 1000
     let mut columns: Vec<&str> = header.split('|').map(str::trim).collect();
     columns.sort_unstable();
     let mut expected = vec!["", "", "variant", "Init", "RL", "SFT"];
-    expected.extend(["grpo", "distill", "base-rl", "dft", "self-sft", "cot", "diverse"]);
+    expected.extend([
+        "grpo", "distill", "base-rl", "dft", "self-sft", "cot", "diverse",
+    ]);
     expected.sort_unstable();
     assert_eq!(columns, expected, "{header}");
     let columns = header.matches('|').count();
@@ -372,7 +374,14 @@ seed = 1000
     let diverse = read_chat_jsonl(&study.dir.join("data/diverse/data.jsonl")).unwrap();
     let wordings: std::collections::BTreeSet<_> = diverse
         .iter()
-        .map(|e| e.prompt[0].text.lines().last().unwrap_or_default().to_string())
+        .map(|e| {
+            e.prompt[0]
+                .text
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .to_string()
+        })
         .collect();
     assert!(wordings.len() >= 3, "{wordings:?}");
     let base = study.dir.join("base");
