@@ -181,7 +181,7 @@ pub(crate) fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use burn::tensor::{Tensor, TensorData};
 
     use super::*;
@@ -383,7 +383,7 @@ mod tests {
     }
 
     /// A one-layer model of width 16 over 20 tokens.
-    fn tiny_config() -> sftvsrl_model::LlamaConfig {
+    pub(crate) fn tiny_config() -> sftvsrl_model::LlamaConfig {
         sftvsrl_model::LlamaConfig {
             hidden_size: 16,
             intermediate_size: 24,

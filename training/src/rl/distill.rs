@@ -159,7 +159,7 @@ pub fn reward_by_teacher<B: Backend>(
 
 #[cfg(test)]
 mod tests {
-    use sftvsrl_model::{Llama, LlamaConfig};
+    use sftvsrl_model::Llama;
 
     use super::*;
     use crate::rl::logprob::ActionWeights;
@@ -167,15 +167,7 @@ mod tests {
     type B = burn::backend::NdArray<f32>;
 
     fn model(seed: u64) -> Backbone<B> {
-        let config = LlamaConfig {
-            hidden_size: 16,
-            intermediate_size: 24,
-            num_hidden_layers: 1,
-            num_attention_heads: 2,
-            num_key_value_heads: 1,
-            head_dim: 8,
-            ..LlamaConfig::tiny(20)
-        };
+        let config = crate::step::tests::tiny_config();
         Backbone::Text(Llama::<B>::init(&config, seed, &Default::default()))
     }
 
