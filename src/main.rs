@@ -52,6 +52,12 @@ enum Command {
 
 fn main() {
     keep_freed_memory();
+    // Warnings and errors of the libraries only: burn-collective's servers would otherwise
+    // install an info-level logger that prints every peer's config.
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_writer(std::io::stderr)
+        .try_init();
     let cli = Cli::parse();
     // Before any GPU work: the kernel cache, or the bench's own settings.
     let autotune = match autotune_level_from_env() {

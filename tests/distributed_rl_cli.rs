@@ -1,7 +1,8 @@
 //! `sftvsrl orchestrator` and `sftvsrl rl … --world-size N --rank R`: two worker processes train
 //! a tiny policy over loopback and end with the same weights, each in its own run folder, and
-//! `sftvsrl rl … --local-workers 2` starts the same run with one command; wrong flags, an
-//! unreachable orchestrator and a failing worker are errors, not hangs.
+//! `sftvsrl rl … --local-workers 2` starts the same run with one command, and `sftvsrl rl …
+//! --devices cpu,cpu` runs it as two threads of one process; wrong flags, an unreachable
+//! orchestrator and a failing worker are errors, not hangs.
 
 mod common;
 
@@ -83,6 +84,21 @@ fn wrong_worker_flags_and_a_missing_orchestrator_are_errors() {
     let last = err.trim_end().lines().last().unwrap();
     assert!(
         last.starts_with("error: worker ") && last.contains("ended (exit status 1)"),
+        "{err}"
+    );
+    // Local workers: two devices or more, of one kind; both failing (no policy) is one error
+    // naming a worker, not a hang.
+    let err = fails(&["rl", config, "--devices", "cpu"], "");
+    assert!(err.contains("at least two devices"), "{err}");
+    let err = fails(&["rl", config, "--devices", "cpu,ndarray"], "");
+    assert!(err.contains("of one kind"), "{err}");
+    let out = sftvsrl(&["rl", config, "--devices", "cpu:1,cpu"], "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`cpu:1`: cpu has one device"), "{err}");
+    let err = fails(&["rl", config, "--devices", "cpu,cpu"], "");
+    assert!(
+        err.contains("local worker 0: ") && !err.contains("panicked"),
         "{err}"
     );
     let (orchestrator, own) = (format!("127.0.0.1:{}", free_port()), free_port());
@@ -191,6 +207,8 @@ fn two_workers_train_one_policy_started_by_hand_or_by_the_launcher() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "{stderr}");
+    // burn-collective's info logs (every peer's config) stay out of the output.
+    assert!(!stderr.contains("INFO"), "{stderr}");
     for rank in 0..2 {
         let line = format!("[worker {rank}] trained 1 updates");
         assert!(stdout.contains(&line), "{stdout}");
@@ -199,6 +217,26 @@ fn two_workers_train_one_policy_started_by_hand_or_by_the_launcher() {
     assert!(
         by_launcher == hand,
         "the launched run's weights differ from the hand-started run's"
+    );
+
+    // The same two workers as threads of one process, one per device (local peers).
+    let threads = dir.join("threads");
+    std::fs::create_dir_all(&threads).unwrap();
+    let config = write_config(&threads, &policy);
+    let out = sftvsrl(
+        &["rl", config.to_str().unwrap(), "--devices", "cpu,cpu"],
+        "",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("trained 1 updates"), "{stdout}");
+    assert!(
+        both_workers_weights(&threads, &policy) == hand,
+        "the one-process run's weights differ from the hand-started run's"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

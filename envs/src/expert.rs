@@ -27,6 +27,20 @@ pub struct ExpertExample {
     pub meta: Value,
 }
 
+/// `response` (a JSON-like answer) with `"key": "value"` as its first field, in the answer's own
+/// layout: on a line of its own when the answer puts each field on one (the reference layout),
+/// else on the same line (the compact one). An answer without `{` is returned unchanged.
+pub fn with_first_field(response: &str, key: &str, value: &str) -> String {
+    let Some(open) = response.find('{') else {
+        return response.to_string();
+    };
+    let (head, rest) = response.split_at(open + 1);
+    match rest.strip_prefix('\n') {
+        Some(_) => format!("{head}\n  \"{key}\": \"{value}\",{rest}"),
+        None => format!("{head}\"{key}\": \"{value}\", {rest}"),
+    }
+}
+
 #[derive(Serialize)]
 struct Record<'a> {
     messages: Vec<Turn>,

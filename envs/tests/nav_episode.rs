@@ -7,7 +7,8 @@ use sftvsrl_envs::nav::instruction::build_instruction;
 use sftvsrl_envs::nav::milestone::parse_milestones;
 use sftvsrl_envs::nav::prompt::{compact_expert_response, expert_response};
 use sftvsrl_envs::nav::{
-    NavConfig, NavError, NavMetrics, Navigation, PromptLayout, SuccessRule, expert_examples,
+    NavConfig, NavError, NavMetrics, NavStyle, Navigation, PromptLayout, SuccessRule,
+    expert_examples,
 };
 use sftvsrl_envs::{Env, Role};
 
@@ -373,6 +374,41 @@ fn compact_expert_examples_are_one_line_actions() {
                 .iter()
                 .any(|e| e.response.contains("turn_direction") && e.prompt.contains(turn_word)),
         );
+    }
+}
+
+/// Styled expert data plays the same episodes: every answer opens with route reasoning (and is
+/// still accepted: the stream checks each one), and the prompts take each of the wordings.
+#[test]
+fn styled_expert_examples_reason_and_vary_their_wording() {
+    for config in [NavConfig::default(), compact(true)] {
+        let plain: Vec<_> = expert_examples(&routes(), false, 40, 9, &config)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let style = NavStyle {
+            chain_of_thought: true,
+            prompt_variants: 4,
+        };
+        let styled: Vec<_> = expert_examples(&routes(), false, 40, 9, &config)
+            .unwrap()
+            .styled(style)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut wordings = std::collections::BTreeSet::new();
+        for (p, s) in plain.iter().zip(&styled) {
+            assert_eq!(p.meta["gt_action"], s.meta["gt_action"]);
+            assert!(s.response.contains("\"thought\": \""), "{}", s.response);
+            assert!(s.response.contains("; sentence "), "{}", s.response);
+            assert!(
+                s.response
+                    .ends_with(&p.response[p.response.find('{').unwrap() + 1..])
+            );
+            let variant = s.meta["prompt_variant"].as_u64().unwrap();
+            assert_eq!(variant == 0, s.prompt == p.prompt, "{variant}");
+            wordings.insert(variant);
+        }
+        assert_eq!(wordings.len(), 4, "{wordings:?}");
     }
 }
 

@@ -46,6 +46,10 @@ pub enum DeviceError {
     Unknown(String),
     #[error("device `{0}` is not compiled into this binary: rebuild with `--features {0}`")]
     NotCompiled(DeviceKind),
+    #[error("--devices: all devices must be of one kind, not {0} and {1}")]
+    Mixed(DeviceKind, DeviceKind),
+    #[error("`{0}`: {1}")]
+    BadSpec(String, String),
 }
 
 impl DeviceKind {
@@ -97,6 +101,84 @@ pub fn run_on<J: OnBackend>(kind: DeviceKind, job: J) -> Result<J::Output, Devic
         DeviceKind::Wgpu => Ok(job.run::<WgpuBackend>(Default::default())),
         #[cfg(feature = "cuda")]
         DeviceKind::Cuda => Ok(job.run::<CudaBackend>(Default::default())),
+        #[allow(unreachable_patterns)]
+        other => Err(DeviceError::NotCompiled(other)),
+    }
+}
+
+/// One entry of a device list such as `--devices cuda:0,cuda:1`: a kind and, for GPUs, an
+/// index (`wgpu:N` is the N-th discrete GPU, plain `wgpu` the default adapter). cpu and ndarray
+/// have one device, `cpu` (or `cpu:0`), which may be listed more than once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceSpec {
+    pub kind: DeviceKind,
+    pub index: Option<usize>,
+}
+
+impl FromStr for DeviceSpec {
+    type Err = DeviceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: String| DeviceError::BadSpec(s.to_string(), why);
+        let (kind, index) = match s.split_once(':') {
+            Some((kind, index)) => {
+                let index = index
+                    .parse()
+                    .map_err(|_| bad(format!("the device index `{index}` is not a number")))?;
+                (kind, Some(index))
+            }
+            None => (s, None),
+        };
+        let kind = kind.parse::<DeviceKind>()?;
+        if matches!(kind, DeviceKind::Cpu | DeviceKind::Ndarray) && index.is_some_and(|i| i > 0) {
+            return Err(bad(format!("{kind} has one device, `{kind}`")));
+        }
+        Ok(DeviceSpec { kind, index })
+    }
+}
+
+/// Work written once for every backend on a list of its devices; [`run_on_devices`] runs it.
+pub trait OnDevices {
+    type Output;
+    /// Runs on backend `B` with `devices` (at least one).
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output;
+}
+
+/// Runs `job` on the devices `specs` name, all of one kind (an error for mixed kinds, an empty
+/// list or a backend not compiled in).
+pub fn run_on_devices<J: OnDevices>(
+    specs: &[DeviceSpec],
+    job: J,
+) -> Result<J::Output, DeviceError> {
+    let Some(first) = specs.first() else {
+        return Err(DeviceError::BadSpec(
+            String::new(),
+            "no device named".into(),
+        ));
+    };
+    if let Some(other) = specs.iter().find(|s| s.kind != first.kind) {
+        return Err(DeviceError::Mixed(first.kind, other.kind));
+    }
+    match first.kind.require_compiled()? {
+        DeviceKind::Cpu => Ok(job.run::<CpuBackend>(vec![Default::default(); specs.len()])),
+        DeviceKind::Ndarray => Ok(job.run::<NdArrayBackend>(vec![Default::default(); specs.len()])),
+        #[cfg(feature = "wgpu")]
+        DeviceKind::Wgpu => {
+            use burn::backend::wgpu::WgpuDevice;
+            let devices = specs.iter().map(|s| {
+                s.index
+                    .map_or(WgpuDevice::DefaultDevice, WgpuDevice::DiscreteGpu)
+            });
+            Ok(job.run::<WgpuBackend>(devices.collect()))
+        }
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => {
+            use burn::backend::cuda::CudaDevice;
+            let devices = specs.iter().map(|s| CudaDevice {
+                index: s.index.unwrap_or(0),
+            });
+            Ok(job.run::<CudaBackend>(devices.collect()))
+        }
         #[allow(unreachable_patterns)]
         other => Err(DeviceError::NotCompiled(other)),
     }

@@ -80,7 +80,9 @@ pub use vision::{VisionConfig, VisionEncoder};
 pub use vlm::{Images, Vlm};
 pub use vlm_config::{VLM_MODEL_TYPE, VlmConfig};
 pub use weights::{ParamKind, ParamSource, RandomInit};
-pub use word_level::{word_level_tokenizer, word_level_tokenizer_with};
+pub use word_level::{
+    word_level_tokenizer, word_level_tokenizer_extended, word_level_tokenizer_with,
+};
 
 /// Helpers shared by the crate's unit tests.
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! space before it), so the vocabulary stays small and decoding rebuilds the text exactly. The
 //! result is an ordinary HF tokenizer, saved as `tokenizer.json`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use regex::Regex;
@@ -46,13 +46,20 @@ pub fn word_level_tokenizer_with<'a>(
     min_count: usize,
     extra: &[&str],
 ) -> Result<Tokenizer, ModelError> {
+    word_level_tokenizer_extended(corpus, [], min_count, extra)
+}
+
+/// [`word_level_tokenizer_with`] whose vocabulary also holds the pieces of `later` (seen at least
+/// `min_count` times there) that `corpus` lacks, after `corpus`'s own and before `extra`: a
+/// model trained on `corpus` keeps every id it would have without `later`, and text that only
+/// `later` uses (say, data of a later training stage) reads without `<unk>`.
+pub fn word_level_tokenizer_extended<'a>(
+    corpus: impl IntoIterator<Item = &'a str>,
+    later: impl IntoIterator<Item = &'a str>,
+    min_count: usize,
+    extra: &[&str],
+) -> Result<Tokenizer, ModelError> {
     let re = Regex::new(PIECES).expect("valid regex");
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for text in corpus {
-        for m in re.find_iter(text) {
-            *counts.entry(m.as_str()).or_default() += 1;
-        }
-    }
     let mut vocab: Vec<String> = [PAD, UNK, BOS, EOS].map(String::from).to_vec();
     for c in (b' '..=b'~').map(char::from).chain(['\n', '\t']) {
         vocab.push(c.to_string());
@@ -60,12 +67,17 @@ pub fn word_level_tokenizer_with<'a>(
             vocab.push(format!(" {c}"));
         }
     }
-    let mut pieces: Vec<(&str, usize)> = counts
-        .into_iter()
-        .filter(|&(p, n)| n >= min_count && !vocab.iter().any(|v| v == p))
-        .collect();
-    pieces.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    vocab.extend(pieces.into_iter().map(|(p, _)| p.to_string()));
+    let mut known: HashSet<String> = vocab.iter().cloned().collect();
+    for pieces in [
+        ranked_pieces(&re, corpus, min_count),
+        ranked_pieces(&re, later, min_count),
+    ] {
+        for piece in pieces {
+            if known.insert(piece.to_string()) {
+                vocab.push(piece.to_string());
+            }
+        }
+    }
     let first_extra = vocab.len();
     vocab.extend(extra.iter().map(|t| t.to_string()));
 
@@ -100,6 +112,27 @@ pub fn word_level_tokenizer_with<'a>(
         Some(ChatTemplate::new(ChatFormat::Plain)),
         Path::new("<word-level tokenizer>"),
     )
+}
+
+/// The pieces of `corpus` seen at least `min_count` times, by decreasing count and then
+/// alphabetically.
+fn ranked_pieces<'a>(
+    re: &Regex,
+    corpus: impl IntoIterator<Item = &'a str>,
+    min_count: usize,
+) -> Vec<&'a str> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for text in corpus {
+        for m in re.find_iter(text) {
+            *counts.entry(m.as_str()).or_default() += 1;
+        }
+    }
+    let mut pieces: Vec<(&str, usize)> = counts
+        .into_iter()
+        .filter(|&(_, n)| n >= min_count)
+        .collect();
+    pieces.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    pieces.into_iter().map(|(p, _)| p).collect()
 }
 
 #[cfg(test)]
@@ -159,6 +192,34 @@ mod tests {
         // Text never becomes the placeholder: only a model's prompt builder puts it in.
         let ids = with.encode_text(&format!("{IMAGE} the")).unwrap();
         assert!(!ids.contains(&image), "{ids:?}");
+    }
+
+    #[test]
+    fn later_pieces_come_after_the_corpus_and_leave_its_ids_alone() {
+        let corpus = ["the cards are 3 and K", "the sum is 24"];
+        let later = ["thought: the cards sum to 24", "note each card"];
+        let plain = word_level_tokenizer_with(corpus, 1, &[IMAGE]).unwrap();
+        let wide = word_level_tokenizer_extended(corpus, later, 1, &[IMAGE]).unwrap();
+        // New pieces: "thought", " the", " to", "note", " each", " card" (":" is a character).
+        assert_eq!(wide.vocab_size(), plain.vocab_size() + 6);
+        let text = "the sum is 24 and K";
+        assert_eq!(
+            wide.encode_text(text).unwrap(),
+            plain.encode_text(text).unwrap()
+        );
+        let unk = wide.token_id(UNK).unwrap();
+        for t in later {
+            let ids = wide.encode_text(t).unwrap();
+            assert!(!ids.contains(&unk), "{t}: {ids:?}");
+            assert!(plain.encode_text(t).unwrap().contains(&unk), "{t}");
+        }
+        // The later pieces sit between the corpus's and the extra specials.
+        let first_new = plain.token_id(IMAGE).unwrap();
+        assert!(wide.token_id("thought").unwrap() >= first_new);
+        assert_eq!(
+            wide.token_id(IMAGE).unwrap() as usize,
+            wide.vocab_size() - 1
+        );
     }
 
     #[test]

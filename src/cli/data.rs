@@ -9,7 +9,7 @@ use sftvsrl_envs::gp::GpConfig;
 use sftvsrl_envs::gp::episode::check_config;
 use sftvsrl_envs::gp::expert::{ExpertSolution, ExpertStyle, styled_example};
 use sftvsrl_envs::gp::revision::RevisionData;
-use sftvsrl_envs::nav::{self, NavConfig};
+use sftvsrl_envs::nav::{self, NavConfig, NavStyle};
 
 use super::gp::{VariantArg, checked_image_size};
 use super::input::read_toml;
@@ -79,10 +79,11 @@ pub struct SftDataArgs {
     /// GeneralPoints, with --revisions: most failed attempts before an answer.
     #[arg(long, default_value_t = 4)]
     max_failed: u32,
-    /// GeneralPoints: answers show the formula's arithmetic first (chain of thought).
+    /// Answers show their reasoning first (chain of thought): GeneralPoints the formula's
+    /// arithmetic, navigation what is in view and which instruction sentence applies.
     #[arg(long)]
     chain_of_thought: bool,
-    /// GeneralPoints: each prompt is one of this many wordings of the task (1..=4).
+    /// Each prompt is one of this many wordings of the task (1..=4).
     #[arg(long, default_value_t = 1)]
     prompt_variants: u32,
 }
@@ -117,23 +118,23 @@ fn sft(a: SftDataArgs) -> Result<()> {
         bail!("--resolution is for --env virl-vl");
     }
     let gp = matches!(a.task, TaskName::GpL | TaskName::GpVl);
-    if !gp && (a.revisions.is_some() || a.chain_of_thought || a.prompt_variants != 1) {
-        bail!("--revisions, --chain-of-thought and --prompt-variants are for --env gp-l|gp-vl");
+    if !gp && a.revisions.is_some() {
+        bail!("--revisions is for --env gp-l|gp-vl");
     }
-    let style = ExpertStyle {
-        revision: a.revisions.map(|fraction| RevisionData {
-            fraction,
-            max_failed: a.max_failed,
-        }),
-        chain_of_thought: a.chain_of_thought,
-        prompt_variants: a.prompt_variants,
-    };
-    style.validate().map_err(|e| {
-        anyhow::anyhow!("{e} (set by --revisions, --max-failed, --prompt-variants)")
-    })?;
     let mut progress = Progress::new("expert examples", a.n as u64);
     let (path, n) = match a.task {
         TaskName::GpL | TaskName::GpVl => {
+            let style = ExpertStyle {
+                revision: a.revisions.map(|fraction| RevisionData {
+                    fraction,
+                    max_failed: a.max_failed,
+                }),
+                chain_of_thought: a.chain_of_thought,
+                prompt_variants: a.prompt_variants,
+            };
+            style.validate().map_err(|e| {
+                anyhow::anyhow!("{e} (set by --revisions, --max-failed, --prompt-variants)")
+            })?;
             let vision = a.task == TaskName::GpVl;
             let mut cfg = match &a.config {
                 Some(path) => GpConfig {
@@ -166,8 +167,16 @@ fn sft(a: SftDataArgs) -> Result<()> {
                 cfg.resolution = checked_resolution(n)?;
             }
             let vision = a.task == TaskName::VirlVl;
+            let style = NavStyle {
+                chain_of_thought: a.chain_of_thought,
+                prompt_variants: a.prompt_variants,
+            };
+            style
+                .validate()
+                .map_err(|e| anyhow::anyhow!("{e} (set by --prompt-variants)"))?;
             let mut failure = None;
             let examples = nav::expert_examples(routes, vision, a.n, a.seed, &cfg)?
+                .styled(style)
                 .map_while(|r| r.map_err(|e| failure = Some(e)).ok())
                 .inspect(|_| progress.tick());
             let written = write_jsonl(examples, &a.out)

@@ -1,7 +1,7 @@
-//! `sftvsrl rl CONFIG [--resume] [--device …] [--world-size N --rank R --orchestrator HOST:PORT
-//! --address HOST:PORT | --local-workers N [--nodes M --node-rank K --orchestrator HOST:PORT
-//! --host HOST]]`: multi-step PPO with verifier rewards, alone, as one of N workers, or starting
-//! a machine's workers.
+//! `sftvsrl rl CONFIG [--resume] [--device … | --devices D,D…] [--world-size N --rank R
+//! --orchestrator HOST:PORT --address HOST:PORT | --local-workers N [--nodes M --node-rank K
+//! --orchestrator HOST:PORT --host HOST]]`: multi-step PPO with verifier rewards, alone, with a
+//! worker thread per device, as one of N worker processes, or starting a machine's workers.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use burn::backend::Autodiff;
 use clap::Args;
-use sftvsrl_model::device::{Backend, DeviceKind, OnBackend, run_on};
+use sftvsrl_model::device::{
+    Backend, DeviceKind, DeviceSpec, OnBackend, OnDevices, run_on, run_on_devices,
+};
 use sftvsrl_training::rl::run::standard_error;
-use sftvsrl_training::rl::{RlConfig, RlSummary, WorkerSpec, run_rl, run_rl_across};
+use sftvsrl_training::rl::{RlConfig, RlSummary, WorkerSpec, run_rl, run_rl_across, run_rl_local};
 use sftvsrl_training::{RunConfig, TrainError};
 
 use super::launch::{self, LaunchArgs, WorkerCommand};
@@ -26,6 +28,13 @@ pub struct RlArgs {
     /// Where to train: cpu (Flex), ndarray, wgpu, cuda.
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
+    /// One worker per device, all threads of this process (burn-collective's local peers), e.g.
+    /// `cuda:0,cuda:1`: each runs `rollout.num_envs` environments and all take the optimizer
+    /// steps of one worker with all of them. Worker 0 writes `runs/<name>/`, worker R
+    /// `runs/<name>.rank-R/`. cpu and ndarray have one device, `cpu`, which may be listed more
+    /// than once.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["device", "local_workers", "world_size"])]
+    devices: Vec<DeviceSpec>,
     #[command(flatten)]
     workers: WorkerArgs,
     #[command(flatten)]
@@ -100,6 +109,23 @@ impl OnBackend for RlJob {
     }
 }
 
+/// The run with one local worker per device.
+struct LocalJob {
+    config: RlConfig,
+    resume: bool,
+    timeout: Duration,
+}
+
+impl OnDevices for LocalJob {
+    type Output = Result<RlSummary, TrainError>;
+
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output {
+        let mut log = |line: &str| eprintln!("{line}");
+        let (config, resume) = (&self.config, self.resume);
+        run_rl_local::<Autodiff<B>>(config, resume, &devices, &mut log, self.timeout)
+    }
+}
+
 pub fn run(args: RlArgs) -> Result<()> {
     if args.launch.local_workers.is_some() {
         let command = WorkerCommand {
@@ -110,6 +136,25 @@ pub fn run(args: RlArgs) -> Result<()> {
             timeout_s: args.workers.collective_timeout_s,
         };
         return launch::run(&args.launch, &command);
+    }
+    if !args.devices.is_empty() {
+        if args.devices.len() < 2 {
+            bail!("--devices needs at least two devices (one device: --device)");
+        }
+        if args.workers.rank > 0 || args.workers.orchestrator.is_some() {
+            bail!("--devices runs every worker in this process: no --rank or --orchestrator");
+        }
+        let config = RlConfig::from_file(&args.config)?;
+        let name = config.name.clone();
+        let job = LocalJob {
+            config,
+            resume: args.resume,
+            timeout: Duration::from_secs(args.workers.collective_timeout_s),
+        };
+        let summary =
+            run_on_devices(&args.devices, job)?.with_context(|| format!("RL run `{name}`"))?;
+        report(&summary);
+        return Ok(());
     }
     let worker = args.workers.spec()?;
     let config = RlConfig::from_file(&args.config)?;

@@ -2,13 +2,14 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::str::FromStr;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::backend::Autodiff;
 use clap::Args;
-use sftvsrl_model::device::{CpuBackend, DeviceKind, NdArrayBackend};
-use sftvsrl_training::{Dashboard, RunConfig, RunDisplay, RunSummary, SftConfig, run_sft_on};
+use sftvsrl_model::device::{Backend, DeviceKind, DeviceSpec, OnDevices, run_on_devices};
+use sftvsrl_training::{
+    Dashboard, RunConfig, RunDisplay, RunSummary, SftConfig, TrainError, run_sft_on,
+};
 
 #[derive(Args)]
 pub struct SftArgs {
@@ -31,32 +32,18 @@ pub struct SftArgs {
     plain: bool,
 }
 
-/// One entry of `--devices`: a kind and, for GPUs, an index.
-#[derive(Clone, Copy, Debug)]
-struct DeviceSpec {
-    kind: DeviceKind,
-    #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
-    index: Option<usize>,
+/// The run on the backend of its devices.
+struct SftJob<'a> {
+    config: &'a SftConfig,
+    resume: bool,
+    display: &'a mut dyn RunDisplay,
 }
 
-impl FromStr for DeviceSpec {
-    type Err = String;
+impl OnDevices for SftJob<'_> {
+    type Output = Result<RunSummary, TrainError>;
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (kind, index) = match s.split_once(':') {
-            Some((kind, index)) => {
-                let index = index
-                    .parse()
-                    .map_err(|_| format!("`{s}`: the device index `{index}` is not a number"))?;
-                (kind, Some(index))
-            }
-            None => (s, None),
-        };
-        let kind = kind.parse::<DeviceKind>().map_err(|e| e.to_string())?;
-        if matches!(kind, DeviceKind::Cpu | DeviceKind::Ndarray) && index.is_some_and(|i| i > 0) {
-            return Err(format!("`{s}`: {kind} has one device, `{kind}`"));
-        }
-        Ok(DeviceSpec { kind, index })
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output {
+        run_sft_on::<Autodiff<B>>(self.config, self.resume, &devices, self.display)
     }
 }
 
@@ -69,68 +56,20 @@ pub fn run(args: SftArgs) -> Result<()> {
         }],
         specs => specs.to_vec(),
     };
-    let kind = specs[0].kind;
-    if let Some(other) = specs.iter().find(|s| s.kind != kind) {
-        bail!(
-            "--devices: all devices must be of one kind, not {kind} and {}",
-            other.kind
-        );
-    }
-    let kind = kind.require_compiled()?;
     let mut display: Box<dyn RunDisplay> =
         if !args.plain && std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
             Box::new(Dashboard::new(None))
         } else {
             Box::new(|line: &str| eprintln!("{line}"))
         };
-    let log = display.as_mut();
-    let result = match kind {
-        DeviceKind::Cpu => {
-            let devices = vec![Default::default(); specs.len()];
-            run_sft_on::<Autodiff<CpuBackend>>(&config, args.resume, &devices, log)
-        }
-        DeviceKind::Ndarray => {
-            let devices = vec![Default::default(); specs.len()];
-            run_sft_on::<Autodiff<NdArrayBackend>>(&config, args.resume, &devices, log)
-        }
-        #[cfg(feature = "wgpu")]
-        DeviceKind::Wgpu => {
-            use burn::backend::wgpu::WgpuDevice;
-            let devices: Vec<WgpuDevice> = specs
-                .iter()
-                .map(|s| {
-                    s.index
-                        .map_or(WgpuDevice::DefaultDevice, WgpuDevice::DiscreteGpu)
-                })
-                .collect();
-            run_sft_on::<Autodiff<sftvsrl_model::device::WgpuBackend>>(
-                &config,
-                args.resume,
-                &devices,
-                log,
-            )
-        }
-        #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => {
-            use burn::backend::cuda::CudaDevice;
-            let devices: Vec<CudaDevice> = specs
-                .iter()
-                .map(|s| CudaDevice {
-                    index: s.index.unwrap_or(0),
-                })
-                .collect();
-            run_sft_on::<Autodiff<sftvsrl_model::device::CudaBackend>>(
-                &config,
-                args.resume,
-                &devices,
-                log,
-            )
-        }
-        #[allow(unreachable_patterns)]
-        other => unreachable!("{} was checked to be compiled in", other.name()),
+    let job = SftJob {
+        config: &config,
+        resume: args.resume,
+        display: display.as_mut(),
     };
+    let result = run_on_devices(&specs, job);
     drop(display); // gives the terminal back before anything is printed
-    let summary = result.with_context(|| format!("SFT run `{}`", config.name))?;
+    let summary = result?.with_context(|| format!("SFT run `{}`", config.name))?;
     report(&summary);
     Ok(())
 }

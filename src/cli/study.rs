@@ -77,6 +77,12 @@ pub struct StudyArgs {
     /// default study's 5.
     #[arg(long, value_delimiter = ',')]
     verify_iters: Vec<u32>,
+    /// The two data arms of "Debunk the Myth of SFT Generalization": the SFT branch on its own
+    /// data in another style, chain of thought (`cot`: the arithmetic, or for navigation the
+    /// route reasoning, before the answer) and diverse prompts (`diverse`: 4 wordings of the
+    /// task), each an arm with its own column and curve, in `<name>-data-arms/`.
+    #[arg(long)]
+    data_arms: bool,
 }
 
 /// The seeds and SFT learning rates of `--full`.
@@ -130,6 +136,40 @@ fn verify_iter_arms(text: &str, origin: &str, iters: &[u32]) -> Result<String> {
                 name,
                 toml::Table::from_iter([("rl".to_string(), rl.into())]).into(),
             );
+        }
+        Ok(())
+    })
+}
+
+/// The study TOML `text` with the arms `cot` and `diverse` (the SFT branch's data with
+/// `style.chain_of_thought = true` or `style.prompt_variants = 4`) and `-data-arms` after `name`.
+fn data_arms(text: &str, origin: &str) -> Result<String> {
+    edit_study(text, origin, "data-arms", |table| {
+        let data = table.get("sft").and_then(|s| s.get("data"));
+        let generator = ["generate", "generate_nav"]
+            .into_iter()
+            .find(|g| data.is_some_and(|d| d.get(g).is_some()))
+            .with_context(|| {
+                format!("--data-arms: [sft.data] of {origin} generates no data to restyle")
+            })?;
+        let arms = table
+            .entry("arms")
+            .or_insert_with(|| toml::Table::new().into())
+            .as_table_mut()
+            .with_context(|| format!("{origin}: `arms` must be a table"))?;
+        let styles: [(&str, &str, toml::Value); 2] = [
+            ("cot", "chain_of_thought", true.into()),
+            ("diverse", "prompt_variants", 4.into()),
+        ];
+        for (name, field, value) in styles {
+            if arms.contains_key(name) {
+                anyhow::bail!("--data-arms adds the arm `{name}`, and {origin} has one");
+            }
+            let mut nested = toml::Table::from_iter([(field.to_string(), value)]);
+            for key in ["style", generator, "data", "sft"] {
+                nested = toml::Table::from_iter([(key.to_string(), nested.into())]);
+            }
+            arms.insert(name.into(), nested.into());
         }
         Ok(())
     })
@@ -189,6 +229,10 @@ pub fn run(args: StudyArgs) -> Result<()> {
     let text = match args.verify_iters.is_empty() {
         true => text,
         false => verify_iter_arms(&text, &origin, &args.verify_iters)?,
+    };
+    let text = match args.data_arms {
+        true => data_arms(&text, &origin)?,
+        false => text,
     };
     let study = Study::from_toml(&text, Path::new(&origin))?;
     let name = study.name.clone();
@@ -344,5 +388,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(twice.contains("verify-iter-1"), "{twice}");
+    }
+
+    /// `--data-arms` restyles each built-in study's SFT data, GeneralPoints or navigation, and
+    /// the Init's vocabulary covers both arms' data.
+    #[test]
+    fn data_arms_restyle_the_sft_branchs_data() {
+        for task in [Task::GpL, Task::VirlL] {
+            let (text, origin) = task.study();
+            let edited = data_arms(text, origin).unwrap();
+            let study = Study::from_toml(&edited, Path::new(origin)).unwrap();
+            assert!(study.name.ends_with("-data-arms"), "{}", study.name);
+            let runs = study.sft_runs();
+            let arms: Vec<&str> = runs.iter().map(|r| r.arm.as_str()).collect();
+            assert_eq!(arms, ["sft", "cot", "diverse"]);
+            let sftvsrl_training::ModelConfig::Scratch { vocab_data, .. } = &study.init.model
+            else {
+                panic!("a from-scratch Init");
+            };
+            for run in &runs[1..] {
+                assert!(vocab_data.contains(&run.config.data.path));
+                let data = &run.config.data;
+                let (cot, variants) = match (&data.generate, &data.generate_nav) {
+                    (Some(g), None) => (g.style.chain_of_thought, g.style.prompt_variants),
+                    (None, Some(g)) => (g.style.chain_of_thought, g.style.prompt_variants),
+                    _ => panic!("{task:?}: one generator"),
+                };
+                assert_eq!(
+                    (cot, variants),
+                    if run.arm == "cot" {
+                        (true, 0)
+                    } else {
+                        (false, 4)
+                    }
+                );
+            }
+            let twice = data_arms(&edited, origin).unwrap_err().to_string();
+            assert!(twice.contains("`cot`"), "{twice}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use sftvsrl_envs::gp::FaceRule;
 use sftvsrl_envs::gp::expert::{ExpertSolution, ExpertStyle};
 use sftvsrl_envs::gp::prompt::PromptLayout;
 use sftvsrl_envs::gp::render::CardFaces;
-use sftvsrl_envs::nav::NavConfig;
+use sftvsrl_envs::nav::{NavConfig, NavStyle};
 use sftvsrl_model::{LlamaConfig, LoraConfig, ModelError, VisionConfig};
 
 use crate::error::TrainError;
@@ -127,6 +127,16 @@ pub struct GenerateNavData {
     /// own words out). Empty: `nav`'s rule alone.
     #[serde(default)]
     pub turn_rules: Vec<TurnRule>,
+    /// How examples are presented beyond the environment's prompt and answer (off by default):
+    /// `chain_of_thought = true` opens each answer with route reasoning (what is in view, which
+    /// instruction sentence applies), `prompt_variants = N` words each prompt in one of N ways
+    /// (up to 4).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub style: NavStyle,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// An action rule of navigation data: absolute or relative turns, named by the rule's own
@@ -178,6 +188,12 @@ pub enum ModelConfig {
         /// model is then a vision-language model that reads the data's images.
         #[serde(default)]
         vision: Option<ScratchVision>,
+        /// Further chat-JSONL data files (say, a later SFT stage's rewordings) whose words join
+        /// the tokenizer after the training data's own, so that text only they use does not
+        /// read as `<unk>`; the training data's ids stay as without them. A study fills it in
+        /// with its SFT arms' own data.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        vocab_data: Vec<PathBuf>,
     },
     /// A Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer.json) or GGUF.
     Pretrained {
@@ -595,6 +611,9 @@ impl RunConfig for SftConfig {
                     false => format!("`data.generate_nav.turn_rules[{i}]`: {e}"),
                 })?;
             }
+            g.style
+                .validate()
+                .map_err(|e| format!("`data.generate_nav.style`: {e}"))?;
         }
         let flops = &t.checkpoint_flops;
         if flops.iter().any(|f| !(f.is_finite() && *f > 0.0)) || !flops.is_sorted() {

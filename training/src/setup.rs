@@ -13,11 +13,11 @@ use sftvsrl_envs::nav::{self, NavError};
 use sftvsrl_model::word_level::IMAGE;
 use sftvsrl_model::{
     Backbone, ImageProcessor, Llama, LlamaConfig, Tokenizer, Vlm, VlmConfig, load_backbone,
-    word_level_tokenizer_with,
+    word_level_tokenizer_extended,
 };
 
 use crate::config::{DataConfig, ModelConfig, ScratchVision};
-use crate::data::ChatExample;
+use crate::data::{ChatExample, read_chat_jsonl};
 use crate::error::TrainError;
 
 /// Writes expert data to `data.path` when it is missing and `data.generate` (GP-L or GP-VL:
@@ -40,7 +40,8 @@ pub fn ensure_data(data: &DataConfig) -> Result<(), TrainError> {
                     1 => g.seed,
                     _ => Rng::derive(g.seed, k as u64).next_u64(),
                 };
-                nav::expert_examples(&g.routes, nav.vision, g.n.div_ceil(rules.len()), seed, nav)
+                let n = g.n.div_ceil(rules.len());
+                nav::expert_examples(&g.routes, nav.vision, n, seed, nav).map(|s| s.styled(g.style))
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid)?;
@@ -110,25 +111,31 @@ pub fn build_model<B: Backend>(
 ) -> Result<ModelAndTokenizer<B>, TrainError> {
     match config {
         ModelConfig::Scratch {
-            min_count, vision, ..
+            min_count,
+            vision,
+            vocab_data,
+            ..
         } => {
             // Checked when a config file is read; again here for configs built in code.
             config.check_scratch().map_err(TrainError::Invalid)?;
-            let corpus: Vec<&str> = examples
+            let later = vocab_data
                 .iter()
-                .flat_map(|e| {
-                    e.system
-                        .iter()
-                        .map(String::as_str)
-                        .chain(e.prompt.iter().map(|t| t.text.as_str()))
-                        .chain([e.response.as_str()])
+                .map(|path| {
+                    read_chat_jsonl(path).map_err(|e| {
+                        TrainError::Invalid(format!("`model.vocab_data` {}: {e}", path.display()))
+                    })
                 })
-                .collect();
+                .collect::<Result<Vec<_>, _>>()?;
             let extra: &[&str] = match vision {
                 Some(_) => &[IMAGE],
                 None => &[],
             };
-            let tokenizer = word_level_tokenizer_with(corpus, *min_count, extra)?;
+            let tokenizer = word_level_tokenizer_extended(
+                texts(examples),
+                later.iter().flat_map(|examples| texts(examples)),
+                *min_count,
+                extra,
+            )?;
             let llama = LlamaConfig {
                 max_position_embeddings: max_len.max(2048),
                 bos_token_id: tokenizer.bos_id(),
@@ -177,6 +184,17 @@ pub fn build_model<B: Backend>(
     }
 }
 
+/// Every text of `examples`: system turns, prompt turns and answers.
+fn texts(examples: &[ChatExample]) -> impl Iterator<Item = &str> {
+    examples.iter().flat_map(|e| {
+        e.system
+            .iter()
+            .map(String::as_str)
+            .chain(e.prompt.iter().map(|t| t.text.as_str()))
+            .chain([e.response.as_str()])
+    })
+}
+
 /// The config of a from-scratch vision-language model around the language model `text`,
 /// its placeholder the tokenizer's [`IMAGE`] token.
 fn scratch_vlm(
@@ -196,4 +214,76 @@ fn scratch_vlm(
         .validate(Path::new("model.vision"))
         .map_err(|e| TrainError::Invalid(format!("`[model.vision]`: {e}")))?;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::NdArray;
+    use sftvsrl_envs::{Role, Turn};
+
+    use super::*;
+
+    fn example(prompt: &str, response: &str) -> ChatExample {
+        ChatExample {
+            system: None,
+            prompt: vec![Turn {
+                role: Role::User,
+                text: prompt.into(),
+            }],
+            response: response.into(),
+            image: None,
+        }
+    }
+
+    fn scratch(vocab_data: Vec<std::path::PathBuf>) -> ModelConfig {
+        ModelConfig::Scratch {
+            hidden_size: 16,
+            intermediate_size: 32,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            min_count: 1,
+            vision: None,
+            vocab_data,
+        }
+    }
+
+    /// `model.vocab_data`'s words join the vocabulary after the training data's, whose ids
+    /// stay; a missing file is an error that names the field.
+    #[test]
+    fn vocab_data_extends_the_vocabulary_and_keeps_the_training_ids() {
+        let dir = std::env::temp_dir().join(format!("sftvsrl-vocab-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let later = dir.join("later.jsonl");
+        let line = r#"{"messages":[{"role":"user","content":"note each card once"},{"role":"assistant","content":"thought"}]}"#;
+        std::fs::write(&later, format!("{line}\n")).unwrap();
+        let examples = [example("cards 3 and K", "formula 3*8")];
+        let device = Default::default();
+        let build = |config: &ModelConfig| {
+            build_model::<NdArray>(config, &examples, 64, 0, &device).map(|m| m.tokenizer)
+        };
+        let plain = build(&scratch(Vec::new())).unwrap();
+        let wide = build(&scratch(vec![later.clone()])).unwrap();
+        let unk = wide.token_id(sftvsrl_model::word_level::UNK).unwrap();
+        for text in ["note each card once", "thought"] {
+            assert!(!wide.encode_text(text).unwrap().contains(&unk), "{text}");
+            assert!(plain.encode_text(text).unwrap().contains(&unk), "{text}");
+        }
+        let own = "cards 3 and K";
+        assert_eq!(
+            wide.encode_text(own).unwrap(),
+            plain.encode_text(own).unwrap()
+        );
+
+        let missing = dir.join("missing.jsonl");
+        let Err(e) = build(&scratch(vec![missing])) else {
+            panic!("a missing vocab_data file must fail");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("model.vocab_data") && e.contains("missing.jsonl"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,5 +1,6 @@
 //! Two PPO worker processes, talking through burn-collective's orchestrator over loopback, end
-//! an update with the weights of one worker that holds both workers' environments (issue 19).
+//! an update with the weights of one worker that holds both workers' environments (issue 19);
+//! so do two worker threads of one process, burn-collective's local peers.
 //!
 //! This file is its own `main` (`harness = false`): run as a test, it starts the orchestrator
 //! on a thread and two copies of itself as the workers (`distributed_ppo worker RANK …`), each
@@ -11,6 +12,8 @@ mod common;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use burn::backend::Autodiff;
@@ -35,16 +38,19 @@ const ENVS: usize = 2;
 const STEPS: usize = 3;
 const LR: f64 = 1e-2;
 const NAME: &str = "two_workers_take_the_optimizer_steps_of_one_with_all_environments";
+const LOCAL: &str = "two_local_peers_take_the_optimizer_steps_of_one_with_all_environments";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("worker") => worker(&args[1..]),
-        Some("--list") => println!("{NAME}: test"),
+        Some("--list") => println!("{NAME}: test\n{LOCAL}: test"),
         // Other libtest flags (--nocapture, filters) do not apply to this one test.
         _ => {
             two_workers_take_the_optimizer_steps_of_one_with_all_environments();
             println!("test {NAME} ... ok");
+            two_local_peers_take_the_optimizer_steps_of_one_with_all_environments();
+            println!("test {LOCAL} ... ok");
         }
     }
 }
@@ -164,12 +170,20 @@ fn worker(args: &[String]) {
         timeout: Duration::from_secs(60),
     };
     let workers = Workers::join(&spec).unwrap();
+    let report = worker_update(&workers);
+    workers.finish().unwrap();
+    std::fs::write(out, report.to_string()).unwrap();
+}
+
+/// One worker's update of its share of the buffer: its weights, and each optimizer step's
+/// sample count and gradient norm.
+fn worker_update(workers: &Workers) -> serde_json::Value {
     let shard = Shard {
-        workers: &workers,
+        workers,
         num_envs: ENVS,
     };
     let cfg = config();
-    let (samples, next_values) = worker_buffer(spec.rank);
+    let (samples, next_values) = worker_buffer(workers.rank());
     let (adv, returns) = advantages_across(&samples, &next_values, &cfg, shard).unwrap();
     let mut optim = AdamConfig::new().init();
     let exp = experience(&samples, &adv, &returns);
@@ -186,13 +200,11 @@ fn worker(args: &[String]) {
         shard,
     )
     .unwrap();
-    workers.finish().unwrap();
-    let report = json!({
+    json!({
         "params": common::param_values(&model),
         "step_samples": stats.steps.iter().map(|s| s.samples).collect::<Vec<_>>(),
         "grad_norms": stats.steps.iter().map(|s| s.grad_norm).collect::<Vec<_>>(),
-    });
-    std::fs::write(out, report.to_string()).unwrap();
+    })
 }
 
 fn free_port() -> u16 {
@@ -253,7 +265,33 @@ fn two_workers_take_the_optimizer_steps_of_one_with_all_environments() {
         .collect();
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     let reports: Vec<serde_json::Value> = outputs.iter().map(|(_, out)| read_report(out)).collect();
+    check_against_one_worker(&reports);
+}
 
+/// The same two workers as threads of this process, burn-collective's local peers.
+fn two_local_peers_take_the_optimizer_steps_of_one_with_all_environments() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let reports: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..WORLD)
+            .map(|rank| {
+                let stop = stop.clone();
+                scope.spawn(move || {
+                    let workers =
+                        Workers::join_local(rank, WORLD, Duration::from_secs(60), stop).unwrap();
+                    let report = worker_update(&workers);
+                    workers.finish().unwrap();
+                    report
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    check_against_one_worker(&reports);
+}
+
+/// Both workers' `reports` hold the weights, step sizes and gradient norms of one worker with
+/// all environments (within 1e-5), and a worker alone with its half ends far from them.
+fn check_against_one_worker(reports: &[serde_json::Value]) {
     let (samples, next_values) = global_buffer();
     let (one, stats) = alone(&samples, &next_values);
     let one = common::param_values(&one);
@@ -276,7 +314,7 @@ fn two_workers_take_the_optimizer_steps_of_one_with_all_environments() {
     assert_eq!(params[0], params[1], "both workers hold the same weights");
     let difference = max_difference(&params[0], &one);
     assert!(difference <= 1e-5, "two workers vs one: {difference}");
-    for report in &reports {
+    for report in reports {
         let samples: Vec<f64> = stats.steps.iter().map(|s| s.samples as f64).collect();
         assert_eq!(floats(&report["step_samples"]), samples);
         // Each step's norm is that of the summed gradient (half of it would be a mean).

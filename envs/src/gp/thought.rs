@@ -4,6 +4,7 @@
 //! verifier reads only `"formula"` (and `"cards"` for vision), so the grade is unchanged.
 
 use super::formula::{exact_steps, tokenize};
+use crate::expert::with_first_field;
 
 /// `response` with a `"thought"` field first: the arithmetic of its formula (the text of its
 /// `"formula"` field, less `={target}`), e.g. `"thought": "10*3=30, 30-6=24, 24*1=24"`. A
@@ -15,15 +16,7 @@ pub fn with_thought(response: &str, target: i64) -> String {
     else {
         return response.to_string();
     };
-    let Some(open) = response.find('{') else {
-        return response.to_string();
-    };
-    let (head, rest) = response.split_at(open + 1);
-    // The reference layout puts each field on its own line; the compact one on one line.
-    match rest.strip_prefix('\n') {
-        Some(_) => format!("{head}\n  \"thought\": \"{steps}\",{rest}"),
-        None => format!("{head}\"thought\": \"{steps}\", {rest}"),
-    }
+    with_first_field(response, "thought", &steps)
 }
 
 /// The formula of a response's `"formula": "…={target}"` field.

@@ -11,6 +11,7 @@ use super::config::NavConfig;
 use super::episode::Navigation;
 use super::error::NavError;
 use super::prompt::expert_response_in;
+use super::style::{NavStyle, paraphrase, with_route_thought};
 use super::verify::CORRECT_ACTION;
 use crate::expert::ExpertExample;
 use crate::{Env, Rng};
@@ -23,6 +24,9 @@ pub struct ExpertIter {
     episode: u64,
     episode_seed: u64,
     active: bool,
+    style: NavStyle,
+    /// Draws each example's prompt wording (apart from the episodes' own stream).
+    wordings: Rng,
 }
 
 /// `n` expert examples from the routes in `routes_dir`, episode `i` seeded from
@@ -48,10 +52,21 @@ pub fn expert_examples(
         episode: 0,
         episode_seed: 0,
         active: false,
+        style: NavStyle::default(),
+        wordings: Rng::derive(seed, WORDING_STREAM),
     })
 }
 
+/// The random stream of the examples' prompt wordings.
+const WORDING_STREAM: u64 = 0x776f_7264_696e_67;
+
 impl ExpertIter {
+    /// The stream with its answers and prompts presented in `style` (the default style leaves
+    /// every example as it was).
+    pub fn styled(self, style: NavStyle) -> Self {
+        ExpertIter { style, ..self }
+    }
+
     fn next_example(&mut self) -> Result<ExpertExample, NavError> {
         if !self.active {
             self.episode_seed = Rng::derive(self.seed, self.episode).next_u64();
@@ -60,13 +75,13 @@ impl ExpertIter {
             self.active = true;
         }
         let transcript = self.env.transcript();
-        let prompt = transcript.turns[0].text.clone();
+        let mut prompt = transcript.turns[0].text.clone();
         let image = transcript.image.as_ref().map(|img| img.as_ref().clone());
         let (step, point) = self
             .env
             .position()
             .ok_or_else(|| NavError::Invalid("no episode".into()))?;
-        let response = expert_response_in(
+        let mut response = expert_response_in(
             self.env.config().prompt_layout,
             &point.oracle_observation(),
             &point.instruction,
@@ -81,6 +96,14 @@ impl ExpertIter {
         });
         if self.env.config().vision {
             meta["resolution"] = json!(self.env.config().resolution);
+        }
+        if self.style.prompt_variants > 1 {
+            let variant = self.wordings.below(u64::from(self.style.prompt_variants)) as u32;
+            prompt = paraphrase(&prompt, self.env.config().prompt_layout, variant);
+            meta["prompt_variant"] = json!(variant);
+        }
+        if self.style.chain_of_thought {
+            response = with_route_thought(&response, &point);
         }
         let verdict = self.env.try_step(&response)?;
         if verdict.reward != CORRECT_ACTION {

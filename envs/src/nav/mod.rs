@@ -5,8 +5,8 @@
 //! * Episodes: [`instruction`] and [`rail`] turn a route into the instruction text and the
 //!   expert rail; [`episode::Navigation`] implements [`crate::Env`] with the reference's
 //!   prompts ([`prompt`]), verifier ([`verify`]) and attempt limit.
-//! * Around them: [`config`] (every §8 option), [`metrics`], [`expert`] (SFT data) and
-//!   [`bench`] (render timing).
+//! * Around them: [`config`] (every §8 option), [`metrics`], [`expert`] (SFT data, with the
+//!   [`style`] of its answers and prompts) and [`bench`] (render timing).
 
 pub mod bench;
 pub mod config;
@@ -24,6 +24,7 @@ pub mod pickle;
 pub mod prompt;
 pub mod rail;
 pub mod route;
+pub mod style;
 pub mod verify;
 pub mod world;
 
@@ -33,3 +34,4 @@ pub use episode::Navigation;
 pub use error::NavError;
 pub use expert::{ExpertIter, expert_examples};
 pub use metrics::NavMetrics;
+pub use style::NavStyle;

@@ -226,7 +226,7 @@ impl Study {
             dir: &dir,
             routes,
         };
-        let init: SftConfig = stage("init").resolve(file.init, Vec::new())?;
+        let mut init: SftConfig = stage("init").resolve(file.init, Vec::new())?;
         let starts = |model: &Path| {
             let table = toml::Table::from_iter([
                 ("init".to_string(), "pretrained".into()),
@@ -247,6 +247,7 @@ impl Study {
         let names: Vec<&str> = file.arms.keys().map(String::as_str).collect();
         let mut arms = Vec::new();
         let (mut self_sft, mut teachers, mut from_base) = (Vec::new(), Vec::new(), false);
+        let mut vocab_data = Vec::new();
         for (name, arm) in &file.arms {
             let arm_stage = stage(name);
             let spec = arm_override(name, arm).map_err(|e| arm_stage.error(e))?;
@@ -276,6 +277,7 @@ impl Study {
                     data.insert("path".into(), path_value(&file));
                 }
             }
+            let own_data = spec.self_sft.is_none() && spec.over.contains_key("data");
             merge(&mut table, spec.over);
             arms.push(match spec.branch {
                 Branch::Rl => {
@@ -307,6 +309,9 @@ impl Study {
                     if let Some(config) = spec.self_sft {
                         self_sft.push((name.clone(), config));
                     }
+                    if own_data {
+                        vocab_data.push(c.data.path.clone());
+                    }
                     Arm::Sft(c)
                 }
             });
@@ -321,6 +326,11 @@ impl Study {
                     "`distill.teacher` names `{run}`, itself distilled from a run"
                 ))
                 .into());
+        }
+        // A from-scratch Init's vocabulary also covers the words only the SFT arms' own data
+        // uses (rewordings, thoughts), after its own (see `model.vocab_data`).
+        if let ModelConfig::Scratch { vocab_data: v, .. } = &mut init.model {
+            v.extend(vocab_data);
         }
         let mut sft: SftConfig = stage("sft").resolve(file.sft, sft_start)?;
         let mut rl: RlConfig = stage("rl").resolve(file.rl, rl_start)?;
@@ -770,6 +780,60 @@ mod tests {
         let ood = sftvsrl_envs::gp::FaceRule::Ood.face_values();
         assert!(rules.iter().all(|r| r.face_values() != ood), "{rules:?}");
         assert!(rules.len() > 1);
+    }
+
+    /// The every-arm study's Init builds its vocabulary over the chain-of-thought and
+    /// diverse-prompt arms' own data too; a study without such arms leaves it to the Init's data.
+    #[test]
+    fn the_inits_vocabulary_covers_the_sft_arms_own_data() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/study");
+        let vocab = |name: &str| {
+            let s = Study::from_file(&dir.join(name)).unwrap();
+            let ModelConfig::Scratch { vocab_data, .. } = &s.init.model else {
+                panic!("{name}: a from-scratch Init");
+            };
+            let mut v: Vec<PathBuf> = vocab_data
+                .iter()
+                .map(|p| p.strip_prefix(&s.dir).unwrap().to_path_buf())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            vocab("gp-l-arms-tiny.toml"),
+            [
+                PathBuf::from("data/cot/data.jsonl"),
+                PathBuf::from("data/diverse/data.jsonl")
+            ]
+        );
+        assert!(vocab("gp-l-tiny.toml").is_empty());
+    }
+
+    /// A V-IRL study takes the two data arms too: their data is the SFT branch's navigation data
+    /// in another style, and the Init's vocabulary covers it.
+    #[test]
+    fn navigation_studies_take_the_data_arms() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/study/virl-l-tiny.toml");
+        let base = std::fs::read_to_string(&path).unwrap();
+        let arms = "[arms.cot]\nsft = { data = { generate_nav = { style = { chain_of_thought = true } } } }\n\
+                    [arms.diverse]\nsft = { data = { generate_nav = { style = { prompt_variants = 4 } } } }\n";
+        let text = base.replacen("\n[world]\n", &format!("\n{arms}\n[world]\n"), 1);
+        let s = Study::from_toml(&text, &path).unwrap();
+        let ModelConfig::Scratch { vocab_data, .. } = &s.init.model else {
+            panic!("a from-scratch Init");
+        };
+        assert_eq!(vocab_data.len(), 2);
+        for arm in &s.arms {
+            let Arm::Sft(c) = arm else { panic!("SFT arms") };
+            let g = c.data.generate_nav.as_ref().unwrap();
+            let own = s.sft.data.generate_nav.as_ref().unwrap();
+            assert_eq!((g.n, g.seed, &g.routes), (own.n, own.seed, &own.routes));
+            assert!(g.style.chain_of_thought || g.style.prompt_variants == 4);
+            assert!(vocab_data.contains(&c.data.path));
+        }
+        let bad = text.replace("prompt_variants = 4", "revision = { fraction = 0.5 }");
+        let e = Study::from_toml(&bad, &path).unwrap_err().to_string();
+        assert!(e.contains("[diverse]") && e.contains("revision"), "{e}");
     }
 
     /// The GP-VL study trains a VLM on black suits at one image size, evaluates at that size,

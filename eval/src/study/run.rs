@@ -11,13 +11,14 @@ use serde_json::json;
 use sftvsrl_envs::nav::world::{self, WorldSpec};
 use sftvsrl_model::{Backbone, load_backbone};
 use sftvsrl_training::rl::{RlConfig, run_rl};
+use sftvsrl_training::setup::ensure_data;
 use sftvsrl_training::{
     ModelConfig, PixelCache, RunConfig, RunDisplay, SelfSftConfig, SelfSftSummary, TrainError,
     backbone_policy, run_sft,
 };
 use sftvsrl_training::{checkpoint, durable};
 
-use super::config::{BranchRun, Study};
+use super::config::{Arm, BranchRun, Study};
 use super::kl::{kl_from_init, sample_self_sft, write_base_model};
 use super::report::write_study_report;
 use crate::config::EvalConfig;
@@ -198,6 +199,16 @@ pub fn run_study_with<A: AutodiffBackend>(
     let init_dir = study.init.run_dir();
     stage(display, 1, "Init (SFT from the base model)", &init_dir);
     if !finished(&init_dir) {
+        // The SFT arms' own data first: a from-scratch Init's vocabulary covers its words.
+        if let ModelConfig::Scratch { vocab_data, .. } = &study.init.model {
+            for arm in &study.arms {
+                if let Arm::Sft(c) = arm
+                    && vocab_data.contains(&c.data.path)
+                {
+                    ensure_data(&c.data)?;
+                }
+            }
+        }
         run_sft::<A>(&study.init, true, device, display)?;
     }
     let init = checkpoints(&init_dir)?.pop();

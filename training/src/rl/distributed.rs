@@ -22,8 +22,9 @@
 //! All collective traffic goes through the host (values as `f32`, reduced on the CPU backend),
 //! whatever device trains.
 
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -91,12 +92,17 @@ fn host_port(s: &str) -> bool {
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
-/// This process's place among the workers, registered with the orchestrator. One per process.
+/// This worker's place among the workers, registered with burn-collective: one per worker
+/// process ([`Workers::join`]), or one per thread of a process whose workers are local peers
+/// ([`Workers::join_local`]).
 #[derive(Debug)]
 pub struct Workers {
     rank: usize,
     world_size: usize,
     timeout: Duration,
+    /// Set when another local peer has failed: every collective call then stops with an error
+    /// rather than wait for it.
+    stop: Arc<AtomicBool>,
 }
 
 impl Workers {
@@ -112,19 +118,58 @@ impl Workers {
             .with_node_address(parse(&spec.address))
             .with_data_service_port(spec.port().map_err(TrainError::Invalid)?)
             .with_global_all_reduce_strategy(AllReduceStrategy::Tree(2));
-        let peer = PeerId::from(spec.rank);
         let what = format!(
             "worker {} of {}: registering with the orchestrator at {} (is `sftvsrl orchestrator` \
              running there, and have all {} workers started?)",
             spec.rank, spec.world_size, spec.orchestrator, spec.world_size
         );
-        within(spec.timeout, &what, move || {
+        Self::register(
+            spec.rank,
+            spec.world_size,
+            spec.timeout,
+            Arc::default(),
+            config,
+            &what,
+        )
+    }
+
+    /// Registers as local peer `rank` of `world_size` workers that are threads of this process
+    /// (burn-collective's local server, no orchestrator), waiting until all have. `stop` is
+    /// shared by the peers: set it when one fails, and the others' collective calls end with
+    /// an error instead of waiting for it.
+    pub fn join_local(
+        rank: usize,
+        world_size: usize,
+        timeout: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self, TrainError> {
+        if rank >= world_size {
+            return Err(TrainError::Invalid(format!(
+                "local worker {rank} is not below the {world_size} workers"
+            )));
+        }
+        let config = CollectiveConfig::default().with_num_devices(world_size);
+        let what = format!("local worker {rank} of {world_size}: registering");
+        Self::register(rank, world_size, timeout, stop, config, &what)
+    }
+
+    fn register(
+        rank: usize,
+        world_size: usize,
+        timeout: Duration,
+        stop: Arc<AtomicBool>,
+        config: CollectiveConfig,
+        what: &str,
+    ) -> Result<Self, TrainError> {
+        let peer = PeerId::from(rank);
+        within(timeout, &stop, what, move || {
             register::<CpuBackend>(peer, Default::default(), config)
         })?;
         Ok(Workers {
-            rank: spec.rank,
-            world_size: spec.world_size,
-            timeout: spec.timeout,
+            rank,
+            world_size,
+            timeout,
+            stop,
         })
     }
 
@@ -143,7 +188,7 @@ impl Workers {
         let len = values.len();
         let peer = PeerId::from(self.rank);
         let what = format!("worker {}: all-reducing {len} values", self.rank);
-        within(self.timeout, &what, move || {
+        within(self.timeout, &self.stop, &what, move || {
             let device = Default::default();
             let tensor =
                 Tensor::<CpuBackend, 1>::from_data(TensorData::new(values, [len]), &device);
@@ -253,7 +298,7 @@ impl Workers {
     pub fn finish(self) -> Result<(), TrainError> {
         let peer = PeerId::from(self.rank);
         let what = format!("worker {}: leaving the collective", self.rank);
-        within(self.timeout, &what, move || {
+        within(self.timeout, &self.stop, &what, move || {
             finish_collective::<CpuBackend>(peer)
         })
     }
@@ -317,22 +362,38 @@ impl<A: AutodiffBackend> ModuleVisitor<A> for Rebuild<'_> {
     }
 }
 
-/// Runs a blocking collective call on its own thread, giving up after `timeout` (the call
-/// itself would wait forever for an absent orchestrator or worker).
+/// How a collective call ends when another local worker has failed.
+pub const STOPPED_BY_ANOTHER: &str = "stopped, another worker failed";
+
+/// Runs a blocking collective call on its own thread, giving up after `timeout` or when `stop`
+/// is set (the call itself would wait forever for an absent orchestrator or worker).
 fn within<T: Send + 'static>(
     timeout: Duration,
+    stop: &AtomicBool,
     what: &str,
     call: impl FnOnce() -> Result<T, CollectiveError> + Send + 'static,
 ) -> Result<T, TrainError> {
     let (send, receive) = mpsc::channel();
     std::thread::spawn(move || send.send(call()));
-    match receive.recv_timeout(timeout) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(TrainError::Invalid(format!("{what}: {e:?}"))),
-        Err(_) => Err(TrainError::Invalid(format!(
-            "{what}: no answer within {} s",
-            timeout.as_secs()
-        ))),
+    let deadline = Instant::now() + timeout;
+    loop {
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        match receive.recv_timeout(wait) {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) => return Err(TrainError::Invalid(format!("{what}: {e:?}"))),
+            Err(_) if stop.load(Ordering::Relaxed) => {
+                return Err(TrainError::Invalid(format!("{what}: {STOPPED_BY_ANOTHER}")));
+            }
+            Err(_) if Instant::now() >= deadline => {
+                return Err(TrainError::Invalid(format!(
+                    "{what}: no answer within {} s",
+                    timeout.as_secs()
+                )));
+            }
+            Err(_) => {}
+        }
     }
 }
 

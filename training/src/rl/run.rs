@@ -8,20 +8,23 @@
 //! in HF layout under `hf/`), `final/` (the policy in HF layout) and `eval.json`.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
+use burn_collective::reset_collective;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sftvsrl_envs::Rng;
-use sftvsrl_model::device::pad_multiple;
+use sftvsrl_model::device::{CpuBackend, pad_multiple};
 use sftvsrl_model::{FusedAdamW, GenerateConfig, Sampling, load_backbone};
 
 use super::buffer::Sample;
 use super::config::{AdvantageKind, EnvKind, RlConfig};
 use super::distill;
-use super::distributed::{Shard, WorkerSpec, Workers};
+use super::distributed::{STOPPED_BY_ANOTHER, Shard, WorkerSpec, Workers};
 use super::gae::{explained_variance, mean};
 use super::logprob::answer_marker;
 use super::ppo::{
@@ -102,23 +105,105 @@ pub fn run_rl_across<A: AutodiffBackend>(
     spec: &WorkerSpec,
 ) -> Result<RlSummary, TrainError> {
     spec.validate().map_err(TrainError::Invalid)?;
-    let mut global = config.clone();
-    global.rollout.num_envs *= spec.world_size;
-    global.validate().map_err(|e| {
-        TrainError::Invalid(format!(
-            "{} workers × rollout.num_envs = {} environments: {e}",
-            spec.world_size, config.rollout.num_envs
-        ))
-    })?;
+    check_global(config, spec.world_size)?;
     let workers = Workers::join(spec)?;
-    let mut own = config.clone();
-    if spec.rank > 0 {
-        own.name = format!("{}.rank-{}", config.name, spec.rank);
-        own.eval = None;
-    }
-    let summary = train::<A>(&own, resume, device, display, Some(&workers))?;
+    let summary = train::<A>(
+        &worker_config(config, spec.rank),
+        resume,
+        device,
+        display,
+        Some(&workers),
+    )?;
     workers.finish()?;
     Ok(summary)
+}
+
+/// [`run_rl_across`] with one worker per device of `devices`, each a thread of this process and
+/// a local peer of burn-collective (no orchestrator): worker 0 on `devices[0]` reports to
+/// `display`, writes `<runs_dir>/<name>/` and runs `eval`; worker `r` writes
+/// `<runs_dir>/<name>.rank-<r>/`. When one worker fails the others stop, and the error is the
+/// failed worker's. The CPU backends' one device may be listed more than once.
+pub fn run_rl_local<A: AutodiffBackend>(
+    config: &RlConfig,
+    resume: bool,
+    devices: &[A::Device],
+    display: &mut dyn RunDisplay,
+    timeout: Duration,
+) -> Result<RlSummary, TrainError> {
+    let n = devices.len();
+    if n < 2 {
+        return Err(TrainError::Invalid(
+            "local workers need at least 2 devices".into(),
+        ));
+    }
+    check_global(config, n)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = |rank: usize, display: &mut dyn RunDisplay| {
+        let result = Workers::join_local(rank, n, timeout, stop.clone()).and_then(|workers| {
+            let own = worker_config(config, rank);
+            let summary = train::<A>(&own, resume, &devices[rank], display, Some(&workers))?;
+            workers.finish()?;
+            Ok(summary)
+        });
+        if result.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        result.map_err(|e| (rank, e))
+    };
+    let results: Vec<Result<RlSummary, (usize, TrainError)>> = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..n)
+            .map(|rank| scope.spawn(move || worker(rank, &mut |_: &str| {})))
+            .collect();
+        let mut results = vec![worker(0, display)];
+        results.extend(others.into_iter().enumerate().map(|(i, handle)| {
+            handle.join().unwrap_or_else(|_| {
+                stop.store(true, Ordering::Relaxed);
+                Err((
+                    i + 1,
+                    TrainError::Invalid("the worker thread panicked".into()),
+                ))
+            })
+        }));
+        results
+    });
+    if stop.load(Ordering::Relaxed) {
+        // Peers that never finished stay registered: forget them, so that the process can run
+        // another collective.
+        reset_collective::<CpuBackend>();
+    }
+    let mut results = results.into_iter();
+    let first = results.next().expect("worker 0");
+    let mut errors: Vec<(usize, TrainError)> = results.filter_map(Result::err).collect();
+    let summary = first.map_err(|e| errors.insert(0, e)).ok();
+    // The failed worker's own error, before the others' "stopped" ones.
+    errors.sort_by_key(|(_, e)| e.to_string().contains(STOPPED_BY_ANOTHER));
+    match (errors.into_iter().next(), summary) {
+        (Some((rank, e)), _) => Err(TrainError::Invalid(format!("local worker {rank}: {e}"))),
+        (None, summary) => Ok(summary.expect("worker 0 succeeded")),
+    }
+}
+
+/// Checks that `world_size` workers' environments together form a valid run.
+fn check_global(config: &RlConfig, world_size: usize) -> Result<(), TrainError> {
+    let mut global = config.clone();
+    global.rollout.num_envs *= world_size;
+    global.validate().map_err(|e| {
+        TrainError::Invalid(format!(
+            "{world_size} workers × rollout.num_envs = {} environments: {e}",
+            config.rollout.num_envs
+        ))
+    })
+}
+
+/// Worker `rank`'s own config: worker 0 is the run; the others write `<name>.rank-<r>/` and do
+/// not evaluate.
+fn worker_config(config: &RlConfig, rank: usize) -> RlConfig {
+    let mut own = config.clone();
+    if rank > 0 {
+        own.name = format!("{}.rank-{rank}", config.name);
+        own.eval = None;
+    }
+    own
 }
 
 /// A checksum of what every worker's config must agree on (all but the fields
