@@ -148,6 +148,23 @@ fn both_workers_weights(dir: &Path, policy: &Path) -> Vec<u8> {
     assert!(weights[0] == weights[1], "the workers' weights differ");
     let start = std::fs::read(policy.join("model.safetensors")).unwrap();
     assert!(weights[0] != start, "the update changed the weights");
+    // Each worker's metrics line holds its own rollouts and, the same on both, every worker's.
+    let lines = ["two-workers", "two-workers.rank-1"].map(|name| {
+        let text = std::fs::read_to_string(runs.join(name).join("metrics.jsonl")).unwrap();
+        let line = text.lines().last().unwrap().to_string();
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()
+    });
+    assert_eq!(lines[0]["all_workers"], lines[1]["all_workers"]);
+    let own: Vec<f64> = lines
+        .iter()
+        .map(|l| l["mean_reward"].as_f64().unwrap())
+        .collect();
+    let all = lines[0]["all_workers"]["mean_reward"].as_f64().unwrap();
+    // Both workers hold as many samples: the run's mean is the mean of theirs.
+    assert!(
+        (all - (own[0] + own[1]) / 2.0).abs() < 1e-4,
+        "{all} vs {own:?}"
+    );
     weights[0].clone()
 }
 

@@ -452,6 +452,9 @@ fn train<A: AutodiffBackend>(
                 explained_variance(&values, &returns)
             })
             .flatten();
+        let all_workers = workers
+            .map(|w| AllWorkers::sum(&collected, w))
+            .transpose()?;
         let report = UpdateReport {
             progress: &progress,
             num_updates: p.num_updates,
@@ -460,6 +463,7 @@ fn train<A: AutodiffBackend>(
             stats: &stats,
             explained_variance: ev,
             update_time,
+            all_workers,
         };
         mean_rewards.push(report.log(&mut metrics, display)?);
         display.progress(progress.update, p.num_updates);
@@ -549,10 +553,46 @@ struct UpdateReport<'a> {
     stats: &'a UpdateStats,
     explained_variance: Option<f64>,
     update_time: std::time::Duration,
+    /// The rollouts of every worker, in a multi-worker run.
+    all_workers: Option<AllWorkers>,
+}
+
+/// The rollouts of an update over every worker of a multi-worker run: each worker's metrics
+/// line holds them beside its own, so that any one worker's `metrics.jsonl` shows the run.
+#[derive(Clone, Copy, Debug)]
+struct AllWorkers {
+    mean_reward: f64,
+    parsable: f64,
+    episodes: usize,
+    episode_success: Option<f64>,
+}
+
+impl AllWorkers {
+    /// Sums this worker's rollouts with every other worker's (one collective call, which every
+    /// worker makes at the same point of each update).
+    fn sum(collected: &Collected, workers: &Workers) -> Result<Self, TrainError> {
+        let (samples, finished) = (&collected.samples, &collected.finished);
+        let sum = |values: &mut dyn Iterator<Item = f64>| values.sum::<f64>() as f32;
+        let own = vec![
+            samples.len() as f32,
+            sum(&mut samples.iter().map(|s| s.reward)),
+            sum(&mut samples.iter().map(|s| f64::from(u8::from(s.parsable)))),
+            finished.len() as f32,
+            sum(&mut finished.iter().map(|f| f64::from(u8::from(f.success)))),
+        ];
+        let t: Vec<f64> = workers.sum(own)?.into_iter().map(f64::from).collect();
+        Ok(AllWorkers {
+            mean_reward: t[1] / t[0],
+            parsable: t[2] / t[0],
+            episodes: t[3] as usize,
+            episode_success: (t[3] > 0.0).then(|| t[4] / t[3]),
+        })
+    }
 }
 
 impl UpdateReport<'_> {
-    /// Writes the update's line of `metrics.jsonl` and its log line; returns the mean reward.
+    /// Writes the update's line of `metrics.jsonl` and its log line; returns the mean reward
+    /// (over every worker's samples in a multi-worker run).
     fn log(
         &self,
         metrics: &mut MetricsLog,
@@ -569,7 +609,7 @@ impl UpdateReport<'_> {
         };
         let success = per_episode(&|f| f64::from(u8::from(f.success)));
         let t = &self.collected.timing;
-        metrics.write(&json!({
+        let mut line = json!({
             "step": progress.update, "lr": self.lr, "mean_reward": reward,
             "episodes": finished.len(), "episode_success": success,
             "calls_per_episode": per_episode(&|f| f64::from(f.calls)),
@@ -593,7 +633,14 @@ impl UpdateReport<'_> {
             "time_reference_s": t.reference.as_secs_f64(),
             "time_update_s": self.update_time.as_secs_f64(),
             "sample_response": samples[0].text,
-        }))?;
+        });
+        if let Some(a) = self.all_workers {
+            line["all_workers"] = json!({
+                "mean_reward": a.mean_reward, "parsable": a.parsable,
+                "episodes": a.episodes, "episode_success": a.episode_success,
+            });
+        }
+        metrics.write(&line)?;
         display.line(&format!(
             "update {}/{} reward {reward:.3} success {} parsable {parsable:.2} \
              value loss {:.4} clip {:.3} kl {:.4} | {} | gen {:.1}s env {:.2}s update {:.1}s",
@@ -608,7 +655,20 @@ impl UpdateReport<'_> {
             t.environment.as_secs_f64(),
             self.update_time.as_secs_f64(),
         ));
-        Ok(reward)
+        let Some(all) = self.all_workers else {
+            return Ok(reward);
+        };
+        display.line(&format!(
+            "update {}/{} all workers: reward {:.3} success {} parsable {:.2} ({} episodes)",
+            progress.update,
+            self.num_updates,
+            all.mean_reward,
+            all.episode_success
+                .map_or("-".into(), |s| format!("{s:.3}")),
+            all.parsable,
+            all.episodes,
+        ));
+        Ok(all.mean_reward)
     }
 }
 
