@@ -1,6 +1,6 @@
-//! `sftvsrl rl CONFIG --local-workers N`: starts this node's worker processes of a multi-worker
-//! RL run (and, for a run on one node, its orchestrator), forwards their output and stops them
-//! all when one fails.
+//! The flags of one worker of a multi-worker run, and `sftvsrl rl|sft CONFIG --local-workers N`:
+//! starts this node's worker processes of a multi-worker run (and, for a run on one node, its
+//! orchestrator), forwards their output and stops them all when one fails.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -12,6 +12,57 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use sftvsrl_model::device::DeviceKind;
+use sftvsrl_training::rl::WorkerSpec;
+
+/// One of several worker processes (README "Several workers"): RL workers each run
+/// `rollout.num_envs` environments, SFT workers each a share of every optimizer step's
+/// micro-batches, and all take the optimizer steps of one worker with all of them.
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// Worker processes in the run, over all nodes (1: a run of its own).
+    #[arg(long, default_value_t = 1)]
+    pub world_size: usize,
+    /// This worker's number, 0 to world size − 1; worker 0 writes `runs/<name>/`, worker R
+    /// `runs/<name>.rank-R/`.
+    #[arg(long, default_value_t = 0)]
+    pub rank: usize,
+    /// HOST:PORT of `sftvsrl orchestrator`.
+    #[arg(long)]
+    pub orchestrator: Option<String>,
+    /// HOST:PORT at which the other workers reach this one (a free port per worker).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Seconds to wait for the orchestrator or the other workers before stopping with an error.
+    #[arg(long, default_value_t = 600)]
+    pub collective_timeout_s: u64,
+}
+
+impl WorkerArgs {
+    /// The worker's place, or `None` for a run of its own.
+    pub fn spec(&self) -> Result<Option<WorkerSpec>> {
+        if self.world_size <= 1 {
+            if self.rank > 0 || self.orchestrator.is_some() || self.address.is_some() {
+                bail!("--rank, --orchestrator and --address need --world-size 2 or more");
+            }
+            return Ok(None);
+        }
+        let (Some(orchestrator), Some(address)) = (&self.orchestrator, &self.address) else {
+            bail!(
+                "--world-size {} needs --orchestrator and --address",
+                self.world_size
+            );
+        };
+        let spec = WorkerSpec {
+            rank: self.rank,
+            world_size: self.world_size,
+            orchestrator: orchestrator.clone(),
+            address: address.clone(),
+            timeout: Duration::from_secs(self.collective_timeout_s),
+        };
+        spec.validate().map_err(anyhow::Error::msg)?;
+        Ok(Some(spec))
+    }
+}
 
 /// The node's part of a multi-worker run, started by one command (README "Several workers").
 #[derive(Args, Clone, Debug)]
@@ -35,6 +86,8 @@ pub struct LaunchArgs {
 
 /// What every worker of the node is given besides its place.
 pub struct WorkerCommand<'a> {
+    /// The worker's subcommand: `rl` or `sft`.
+    pub subcommand: &'static str,
     pub config: &'a Path,
     pub resume: bool,
     pub device: DeviceKind,
@@ -113,7 +166,7 @@ pub fn run(args: &LaunchArgs, worker: &WorkerCommand<'_>) -> Result<()> {
         let address = format!("{host}:{}", free_port(&host)?);
         let mut command = Command::new(&exe);
         command
-            .arg("rl")
+            .arg(worker.subcommand)
             .arg(worker.config)
             .args(["--device", worker.device.name()])
             .args(["--world-size", &world.to_string()])

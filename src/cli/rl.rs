@@ -16,7 +16,7 @@ use sftvsrl_training::rl::run::standard_error;
 use sftvsrl_training::rl::{RlConfig, RlSummary, WorkerSpec, run_rl, run_rl_across, run_rl_local};
 use sftvsrl_training::{RunConfig, TrainError};
 
-use super::launch::{self, LaunchArgs, WorkerCommand};
+use super::launch::{self, LaunchArgs, WorkerArgs, WorkerCommand};
 
 #[derive(Args)]
 pub struct RlArgs {
@@ -39,55 +39,6 @@ pub struct RlArgs {
     workers: WorkerArgs,
     #[command(flatten)]
     launch: LaunchArgs,
-}
-
-/// One of several worker processes (README "Several workers"): each runs `rollout.num_envs`
-/// environments and all take the optimizer steps of one worker with all of them.
-#[derive(Args)]
-struct WorkerArgs {
-    /// Worker processes in the run, over all nodes (1: a run of its own).
-    #[arg(long, default_value_t = 1)]
-    world_size: usize,
-    /// This worker's number, 0 to world size − 1; worker 0 writes `runs/<name>/`, worker R
-    /// `runs/<name>.rank-R/`.
-    #[arg(long, default_value_t = 0)]
-    rank: usize,
-    /// HOST:PORT of `sftvsrl orchestrator`.
-    #[arg(long)]
-    orchestrator: Option<String>,
-    /// HOST:PORT at which the other workers reach this one (a free port per worker).
-    #[arg(long)]
-    address: Option<String>,
-    /// Seconds to wait for the orchestrator or the other workers before stopping with an error.
-    #[arg(long, default_value_t = 600)]
-    collective_timeout_s: u64,
-}
-
-impl WorkerArgs {
-    /// The worker's place, or `None` for a run of its own.
-    fn spec(&self) -> Result<Option<WorkerSpec>> {
-        if self.world_size <= 1 {
-            if self.rank > 0 || self.orchestrator.is_some() || self.address.is_some() {
-                bail!("--rank, --orchestrator and --address need --world-size 2 or more");
-            }
-            return Ok(None);
-        }
-        let (Some(orchestrator), Some(address)) = (&self.orchestrator, &self.address) else {
-            bail!(
-                "--world-size {} needs --orchestrator and --address",
-                self.world_size
-            );
-        };
-        let spec = WorkerSpec {
-            rank: self.rank,
-            world_size: self.world_size,
-            orchestrator: orchestrator.clone(),
-            address: address.clone(),
-            timeout: Duration::from_secs(self.collective_timeout_s),
-        };
-        spec.validate().map_err(anyhow::Error::msg)?;
-        Ok(Some(spec))
-    }
 }
 
 struct RlJob {
@@ -132,6 +83,7 @@ pub fn run(args: RlArgs) -> Result<()> {
             config: &args.config,
             resume: args.resume,
             device: args.device,
+            subcommand: "rl",
             orchestrator: args.workers.orchestrator.as_deref(),
             timeout_s: args.workers.collective_timeout_s,
         };

@@ -1,4 +1,7 @@
-//! `sftvsrl sft CONFIG [--resume] [--device … | --devices …]`: supervised fine-tuning.
+//! `sftvsrl sft CONFIG [--resume] [--device … | --devices …] [--world-size N --rank R
+//! --orchestrator HOST:PORT --address HOST:PORT | --local-workers N …]`: supervised
+//! fine-tuning, on one device, several devices of one process, or as one of several worker
+//! processes (the flags of `sftvsrl rl`'s workers).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -7,9 +10,12 @@ use anyhow::{Context, Result};
 use burn::backend::Autodiff;
 use clap::Args;
 use sftvsrl_model::device::{Backend, DeviceKind, DeviceSpec, OnDevices, run_on_devices};
+use sftvsrl_training::rl::WorkerSpec;
 use sftvsrl_training::{
-    Dashboard, RunConfig, RunDisplay, RunSummary, SftConfig, TrainError, run_sft_on,
+    Dashboard, RunConfig, RunDisplay, RunSummary, SftConfig, TrainError, run_sft_across, run_sft_on,
 };
+
+use super::launch::{self, LaunchArgs, WorkerArgs, WorkerCommand};
 
 #[derive(Args)]
 pub struct SftArgs {
@@ -25,29 +31,50 @@ pub struct SftArgs {
     /// micro-batches are spread over them (same result as one device). `wgpu:N` is the N-th
     /// discrete GPU, plain `wgpu` the default adapter; cpu and ndarray have one device (`cpu`),
     /// which may be listed more than once.
-    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["device", "world_size", "local_workers"])]
     devices: Vec<DeviceSpec>,
     /// Plain log lines even on a terminal (instead of burn-train's dashboard).
     #[arg(long)]
     plain: bool,
+    #[command(flatten)]
+    workers: WorkerArgs,
+    #[command(flatten)]
+    launch: LaunchArgs,
 }
 
-/// The run on the backend of its devices.
+/// The run on the backend of its devices, alone or as one of several worker processes.
 struct SftJob<'a> {
     config: &'a SftConfig,
     resume: bool,
     display: &'a mut dyn RunDisplay,
+    worker: Option<WorkerSpec>,
 }
 
 impl OnDevices for SftJob<'_> {
     type Output = Result<RunSummary, TrainError>;
 
     fn run<B: Backend>(self, devices: Vec<B::Device>) -> Self::Output {
-        run_sft_on::<Autodiff<B>>(self.config, self.resume, &devices, self.display)
+        let (config, resume, display) = (self.config, self.resume, self.display);
+        match &self.worker {
+            Some(spec) => run_sft_across::<Autodiff<B>>(config, resume, &devices[0], display, spec),
+            None => run_sft_on::<Autodiff<B>>(config, resume, &devices, display),
+        }
     }
 }
 
 pub fn run(args: SftArgs) -> Result<()> {
+    if args.launch.local_workers.is_some() {
+        let command = WorkerCommand {
+            subcommand: "sft",
+            config: &args.config,
+            resume: args.resume,
+            device: args.device,
+            orchestrator: args.workers.orchestrator.as_deref(),
+            timeout_s: args.workers.collective_timeout_s,
+        };
+        return launch::run(&args.launch, &command);
+    }
+    let worker = args.workers.spec()?;
     let config = SftConfig::from_file(&args.config)?;
     let specs = match args.devices.as_slice() {
         [] => vec![DeviceSpec {
@@ -66,6 +93,7 @@ pub fn run(args: SftArgs) -> Result<()> {
         config: &config,
         resume: args.resume,
         display: display.as_mut(),
+        worker,
     };
     let result = run_on_devices(&specs, job);
     drop(display); // gives the terminal back before anything is printed

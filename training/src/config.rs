@@ -531,6 +531,32 @@ pub trait RunConfig: Serialize + DeserializeOwned {
         let (name, runs_dir) = self.name_and_runs_dir();
         runs_dir.join(name)
     }
+
+    /// Worker `rank`'s own config in a multi-worker run: worker 0 is the run; worker `r > 0`
+    /// writes `<name>.rank-<r>/` and leaves out `eval`.
+    fn for_worker(&self, rank: usize) -> Self {
+        let mut table = self.table();
+        if rank > 0 {
+            let name = format!("{}.rank-{rank}", self.name_and_runs_dir().0);
+            table.insert("name".into(), name.into());
+            table.remove("eval");
+        }
+        table.try_into().expect("a config reads back")
+    }
+
+    /// A checksum of what every worker's config must agree on: all but the fields
+    /// [`RunConfig::for_worker`] sets per worker.
+    fn worker_fingerprint(&self) -> u32 {
+        let mut table = self.table();
+        table.remove("name");
+        table.remove("eval");
+        crc32fast::hash(toml::to_string(&table).expect("TOML").as_bytes())
+    }
+
+    /// The config as a TOML table.
+    fn table(&self) -> toml::Table {
+        toml::Table::try_from(self).expect("the config serialises")
+    }
 }
 
 impl GpEvalConfig {

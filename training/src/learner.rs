@@ -22,6 +22,7 @@ use burn_train::{InferenceStep, ItemLazy, LearningComponentsMarker, TrainOutput,
 use sftvsrl_model::{Backbone, FusedAdamW, ImageProcessor, VlmConfig};
 
 use crate::batch::{SftBatch, batch_rows};
+use crate::collective::Workers;
 use crate::data::Sequence;
 use crate::error::TrainError;
 use crate::schedule::SftLr;
@@ -301,7 +302,7 @@ pub type SftComponents<A> =
     LearningComponentsMarker<A, StepLr, SftModel<A>, SharedOptim<BackboneOptim<A>>>;
 
 /// burn-train's multi-device train step with its devices (the first holds the weights).
-pub type Workers<'a, A> = (
+pub type DeviceWorkers<'a, A> = (
     &'a MultiDevicesTrainStep<SftComponents<A>>,
     &'a [burn::tensor::Device<A>],
 );
@@ -314,7 +315,7 @@ pub type Workers<'a, A> = (
 pub fn step_grads<A: AutodiffBackend>(
     model: &SftModel<A>,
     micros: Vec<SftMicro>,
-    workers: Option<Workers<'_, A>>,
+    workers: Option<DeviceWorkers<'_, A>>,
 ) -> Result<(GradientsParams, StepStats, usize), TrainError> {
     let mut outputs = Vec::with_capacity(micros.len());
     match workers {
@@ -356,6 +357,83 @@ pub fn step_grads<A: AutodiffBackend>(
         accumulator.accumulate(model, out.grads);
     }
     Ok((accumulator.grads(), stats, input_tokens))
+}
+
+/// The micro-batches of `micros` that worker `rank` of `world_size` runs: every
+/// `world_size`-th, from its rank on (all workers hold the same plan).
+pub fn worker_share(micros: Vec<SftMicro>, rank: usize, world_size: usize) -> Vec<SftMicro> {
+    micros
+        .into_iter()
+        .filter(|m| m.index % world_size == rank)
+        .collect()
+}
+
+/// One optimizer step's gradients, statistics and input tokens summed over every worker, each
+/// of which ran its [`worker_share`] of the step (`local`, from [`step_grads`]). A micro-batch
+/// that failed anywhere stops every worker: the worker it failed on with its own error, the
+/// others with a non-finite stop at the same step or an error saying another worker failed.
+pub fn sum_over_workers<A: AutodiffBackend>(
+    workers: &Workers,
+    model: &SftModel<A>,
+    local: Result<(GradientsParams, StepStats, usize), TrainError>,
+    step: usize,
+) -> Result<(GradientsParams, StepStats, usize), TrainError> {
+    let (grads, stats, tokens, failure) = match local {
+        Ok((grads, stats, tokens)) => (grads, stats, tokens, None),
+        Err(e) => (GradientsParams::new(), StepStats::default(), 0, Some(e)),
+    };
+    let non_finite = matches!(failure, Some(TrainError::NonFinite { .. }));
+    let mut values = vec![
+        f32::from(u8::from(non_finite)),
+        f32::from(u8::from(failure.is_some() && !non_finite)),
+        tokens as f32,
+    ];
+    values.extend(stat_values(&stats));
+    let counts = workers.sum(values)?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if counts[0] > 0.0 {
+        return Err(TrainError::NonFinite {
+            step: step + 1,
+            loss: f32::NAN,
+        });
+    }
+    if counts[1] > 0.0 {
+        return Err(TrainError::Invalid(format!(
+            "optimizer step {}: another worker's micro-batch failed (its own output says why)",
+            step + 1
+        )));
+    }
+    let (grads, _) = workers.sum_gradients(model, grads, 0)?;
+    Ok((grads, stats_of(&counts[3..]), counts[2] as usize))
+}
+
+/// [`StepStats`] summed over every worker.
+pub fn sum_stats(workers: &Workers, stats: &StepStats) -> Result<StepStats, TrainError> {
+    Ok(stats_of(&workers.sum(stat_values(stats).to_vec())?))
+}
+
+/// The counts of `stats` as the collective sums them (exact below 2^24).
+fn stat_values(stats: &StepStats) -> [f32; 5] {
+    [
+        stats.nll_sum as f32,
+        stats.tokens as f32,
+        stats.correct as f32,
+        stats.sequences as f32,
+        stats.exact as f32,
+    ]
+}
+
+/// The inverse of [`stat_values`].
+fn stats_of(values: &[f32]) -> StepStats {
+    StepStats {
+        nll_sum: f64::from(values[0]),
+        tokens: values[1] as usize,
+        correct: values[2] as usize,
+        sequences: values[3] as usize,
+        exact: values[4] as usize,
+    }
 }
 
 /// A data-loader iterator of one micro-batch: a device's share of a round.

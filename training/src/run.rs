@@ -39,6 +39,8 @@ use sftvsrl_model::{Backbone, FusedAdamW, ImageProcessor, Tokenizer, VlmConfig};
 
 use crate::answer_match::greedy_answer_match;
 use crate::checkpoint::{self, Progress};
+use crate::collective::{WorkerSpec, Workers};
+use crate::config::RunConfig;
 use crate::config::SftConfig;
 use crate::data::{Sequence, epoch_order, read_chat_jsonl, split, tokenize_all};
 use crate::display::RunDisplay;
@@ -48,7 +50,7 @@ use crate::gp_eval::{GpEvalResult, gp_success};
 use crate::grad_clip::clip_global_norm;
 use crate::learner::{
     BackboneOptim, PlanLoader, SftComponents, SftData, SftMicro, SftModel, SharedOptim, Silent,
-    StepLr, step_grads, valid_stats,
+    StepLr, step_grads, sum_over_workers, sum_stats, valid_stats, worker_share,
 };
 use crate::metrics_log::MetricsLog;
 use crate::pixels::PixelCache;
@@ -94,12 +96,54 @@ pub fn run_sft_on<A: AutodiffBackend>(
     devices: &[A::Device],
     display: &mut dyn RunDisplay,
 ) -> Result<RunSummary, TrainError> {
+    train_sft::<A>(config, resume, devices, display, None)
+}
+
+/// [`run_sft`] as worker `spec.rank` of `spec.world_size` worker processes, on one node or
+/// several, joined through burn-collective's orchestrator (one command per worker, as for RL):
+/// each optimizer step's micro-batches (`train.grad_accum` of them, the same plan on every
+/// worker) are dealt out in turn, micro-batch `i` to worker `i mod N`, and the gradients and
+/// statistics summed over the workers before the norm clip and the one optimizer step, which
+/// every worker applies to the same weights: the result is the one-worker run's up to float
+/// rounding. Validation is split the same way. Worker 0 writes `<runs_dir>/<name>/` and runs
+/// `eval`; worker `r` writes `<runs_dir>/<name>.rank-<r>/`, so that `--resume` works on every
+/// worker. Every worker must be given the same config.
+pub fn run_sft_across<A: AutodiffBackend>(
+    config: &SftConfig,
+    resume: bool,
+    device: &A::Device,
+    display: &mut dyn RunDisplay,
+    spec: &WorkerSpec,
+) -> Result<RunSummary, TrainError> {
+    let workers = Arc::new(Workers::join(spec)?);
+    let own = config.for_worker(spec.rank);
+    let device = std::slice::from_ref(device);
+    let summary = train_sft::<A>(&own, resume, device, display, Some(workers.clone()))?;
+    match Arc::try_unwrap(workers) {
+        Ok(workers) => workers.finish()?,
+        Err(_) => return Err(TrainError::Invalid("the workers are still in use".into())),
+    }
+    Ok(summary)
+}
+
+/// The run of [`run_sft_on`], on its own or as one of `workers`.
+fn train_sft<A: AutodiffBackend>(
+    config: &SftConfig,
+    resume: bool,
+    devices: &[A::Device],
+    display: &mut dyn RunDisplay,
+    workers: Option<Arc<Workers>>,
+) -> Result<RunSummary, TrainError> {
     let device = devices
         .first()
         .ok_or_else(|| TrainError::Invalid("SFT needs at least one device".into()))?;
     let mut folder = RunFolder::open(config, resume, config.train.export_checkpoints)?;
 
-    ensure_data(&config.data)?;
+    // Workers write a missing data file in turn: on a shared disk the first writes it.
+    match &workers {
+        Some(w) => w.in_turn(|| ensure_data(&config.data))?,
+        None => ensure_data(&config.data)?,
+    }
     let examples = read_chat_jsonl(&config.data.path)?;
     let built = build_model::<A>(
         &config.model,
@@ -159,6 +203,16 @@ pub fn run_sft_on<A: AutodiffBackend>(
     };
     folder.repair_export(&|dir| exporter.write(&model, dir))?;
     let metrics = MetricsLog::open(&folder.dir.join("metrics.jsonl"), progress.step)?;
+    if let Some(w) = &workers
+        && !config.train.grad_accum.is_multiple_of(w.world_size())
+    {
+        display.line(&format!(
+            "warning: train.grad_accum ({}) is not a multiple of the {} workers: some of them \
+             idle in every optimizer step",
+            config.train.grad_accum,
+            w.world_size()
+        ));
+    }
     display.line(&format!(
         "{} train / {} valid examples, {params} parameters ({trainable} trained){}, \
          {total_steps} steps of {global_batch} ({steps_per_epoch} per epoch){}; {}; {}; chat \
@@ -176,10 +230,14 @@ pub fn run_sft_on<A: AutodiffBackend>(
             ),
             None => String::new(),
         },
-        if devices.len() > 1 {
-            format!(" on {} devices", devices.len())
-        } else {
-            String::new()
+        match (&workers, devices.len()) {
+            (Some(w), _) => format!(
+                " over {} workers (this is worker {})",
+                w.world_size(),
+                w.rank()
+            ),
+            (None, 1) => String::new(),
+            (None, n) => format!(" on {n} devices"),
         },
         schedule,
         if t.max_grad_norm > 0.0 {
@@ -240,6 +298,7 @@ pub fn run_sft_on<A: AutodiffBackend>(
             exporter,
             optim,
             devices: devices.to_vec(),
+            workers,
             params,
             steps_per_epoch,
             last_step,
@@ -526,6 +585,8 @@ struct SftLoop<A: AutodiffBackend> {
     exporter: Exporter,
     optim: SharedOptim<BackboneOptim<A>>,
     devices: Vec<A::Device>,
+    /// The other workers of a multi-worker run.
+    workers: Option<Arc<Workers>>,
     params: usize,
     steps_per_epoch: usize,
     last_step: usize,
@@ -549,8 +610,11 @@ impl<A: AutodiffBackend> SftLoop<A> {
             .iter()
             .filter(|&&f| self.progress.flops >= f)
             .count();
-        let workers = (self.devices.len() > 1)
+        let multi = (self.devices.len() > 1)
             .then(|| MultiDevicesTrainStep::<SftComponents<A>>::new(&self.devices));
+        if let Some(w) = &self.workers {
+            w.check_agreement(self.config.worker_fingerprint(), self.progress.step)?;
+        }
         let mut micros = train.iter();
         let mut valid_stats = None;
         let mut window = StepStats::default();
@@ -569,11 +633,17 @@ impl<A: AutodiffBackend> SftLoop<A> {
             learner.lr_step();
             let lr = learner.lr_current();
             let model = learner.model();
-            let (mut grads, stats, input_tokens) = step_grads(
-                &model,
-                batch,
-                workers.as_ref().map(|w| (w, &self.devices[..])),
-            )?;
+            let (mut grads, stats, input_tokens) = match &self.workers {
+                None => step_grads(
+                    &model,
+                    batch,
+                    multi.as_ref().map(|m| (m, &self.devices[..])),
+                )?,
+                Some(w) => {
+                    let own = worker_share(batch, w.rank(), w.world_size());
+                    sum_over_workers(w, &model, step_grads(&model, own, None), step)?
+                }
+            };
             let grad_norm = clip_global_norm(&model, &mut grads, t.max_grad_norm);
             learner.optimizer_step(grads);
             let p = &mut self.progress;
@@ -676,9 +746,20 @@ impl<A: AutodiffBackend> SftLoop<A> {
     ) -> Result<StepStats, TrainError> {
         let t = &self.config.train;
         let inference = learner.model().valid();
-        let v = valid_stats(&inference, valid.iter())?;
+        let v = match &self.workers {
+            None => valid_stats(&inference, valid.iter())?,
+            Some(w) => {
+                let own = worker_share(valid.iter().collect(), w.rank(), w.world_size());
+                sum_stats(w, &valid_stats(&inference, own)?)?
+            }
+        };
         let sequences = &self.valid.sequences;
-        let answered = &sequences[..t.answer_match.min(sequences.len())];
+        // Greedy answers: worker 0 alone (the others' metrics leave them out).
+        let answer_match = match self.workers.as_ref().map_or(0, |w| w.rank()) {
+            0 => t.answer_match,
+            _ => 0,
+        };
+        let answered = &sequences[..answer_match.min(sequences.len())];
         let longest = answered.iter().map(|s| s.ids.len() - s.prompt_len).max();
         let answer_match = longest
             .map(|longest| {

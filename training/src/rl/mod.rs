@@ -21,8 +21,8 @@ pub mod rollout;
 pub mod run;
 pub mod value_head;
 
+pub use crate::collective::{WorkerSpec, Workers, run_orchestrator};
 pub use bench::{RlBenchConfig, RlBenchReport, bench_rl};
 pub use config::RlConfig;
-pub use distributed::{WorkerSpec, Workers, run_orchestrator};
 pub use run::{RlProgress, RlSummary, run_rl, run_rl_across, run_rl_local};
 pub use value_head::{ActorCritic, ValueHead};

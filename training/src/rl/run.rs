@@ -24,7 +24,7 @@ use sftvsrl_model::{FusedAdamW, GenerateConfig, Sampling, load_backbone};
 use super::buffer::Sample;
 use super::config::{AdvantageKind, EnvKind, RlConfig};
 use super::distill;
-use super::distributed::{STOPPED_BY_ANOTHER, Shard, WorkerSpec, Workers};
+use super::distributed::Shard;
 use super::gae::{explained_variance, mean};
 use super::logprob::answer_marker;
 use super::ppo::{
@@ -34,6 +34,7 @@ use super::ppo::{
 use super::rollout::{CollectSettings, Collected, Finished, collect, rl_envs, rl_pool_from};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::checkpoint;
+use crate::collective::{STOPPED_BY_ANOTHER, WorkerSpec, Workers};
 use crate::config::RunConfig;
 use crate::display::RunDisplay;
 use crate::engine::EnvState;
@@ -108,7 +109,7 @@ pub fn run_rl_across<A: AutodiffBackend>(
     check_global(config, spec.world_size)?;
     let workers = Workers::join(spec)?;
     let summary = train::<A>(
-        &worker_config(config, spec.rank),
+        &config.for_worker(spec.rank),
         resume,
         device,
         display,
@@ -140,7 +141,7 @@ pub fn run_rl_local<A: AutodiffBackend>(
     let stop = Arc::new(AtomicBool::new(false));
     let worker = |rank: usize, display: &mut dyn RunDisplay| {
         let result = Workers::join_local(rank, n, timeout, stop.clone()).and_then(|workers| {
-            let own = worker_config(config, rank);
+            let own = config.for_worker(rank);
             let summary = train::<A>(&own, resume, &devices[rank], display, Some(&workers))?;
             workers.finish()?;
             Ok(summary)
@@ -193,28 +194,6 @@ fn check_global(config: &RlConfig, world_size: usize) -> Result<(), TrainError> 
             config.rollout.num_envs
         ))
     })
-}
-
-/// Worker `rank`'s own config: worker 0 is the run; the others write `<name>.rank-<r>/` and do
-/// not evaluate.
-fn worker_config(config: &RlConfig, rank: usize) -> RlConfig {
-    let mut own = config.clone();
-    if rank > 0 {
-        own.name = format!("{}.rank-{rank}", config.name);
-        own.eval = None;
-    }
-    own
-}
-
-/// A checksum of what every worker's config must agree on (all but the fields
-/// [`run_rl_across`] sets per worker).
-fn fingerprint(config: &RlConfig) -> u32 {
-    let shared = RlConfig {
-        name: String::new(),
-        eval: None,
-        ..config.clone()
-    };
-    crc32fast::hash(shared.to_toml().as_bytes())
 }
 
 /// The run of [`run_rl`], on its own or as one of `workers`.
@@ -282,7 +261,7 @@ fn train<A: AutodiffBackend>(
         folder.resume::<A, _, _, RlProgress>(model, optim, device, display)?;
     let mut progress = saved.unwrap_or_default();
     if let Some(workers) = workers {
-        workers.check_agreement(fingerprint(config), progress.update)?;
+        workers.check_agreement(config.worker_fingerprint(), progress.update)?;
     }
     let shard = workers.map(|workers| Shard {
         workers,
