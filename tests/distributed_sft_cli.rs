@@ -61,9 +61,9 @@ fn max_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
 fn last_metrics(run: &Path, split: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     text.lines()
+        .rev()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|l| l["split"] == split)
-        .last()
+        .find(|l| l["split"] == split)
         .unwrap()
 }
 

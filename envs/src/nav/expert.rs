@@ -58,7 +58,7 @@ pub fn expert_examples(
 }
 
 /// The random stream of the examples' prompt wordings.
-const WORDING_STREAM: u64 = 0x776f_7264_696e_67;
+const WORDING_STREAM: u64 = 0x0077_6f72_6469_6e67;
 
 impl ExpertIter {
     /// The stream with its answers and prompts presented in `style` (the default style leaves
@@ -103,7 +103,7 @@ impl ExpertIter {
             meta["prompt_variant"] = json!(variant);
         }
         if self.style.chain_of_thought {
-            response = with_route_thought(&response, &point);
+            response = with_route_thought(&response, point);
         }
         let verdict = self.env.try_step(&response)?;
         if verdict.reward != CORRECT_ACTION {
