@@ -80,7 +80,8 @@ pub struct StudyArgs {
     /// The two data arms of "Debunk the Myth of SFT Generalization": the SFT branch on its own
     /// data in another style, chain of thought (`cot`: the arithmetic, or for navigation the
     /// route reasoning, before the answer) and diverse prompts (`diverse`: 4 wordings of the
-    /// task), each an arm with its own column and curve, in `<name>-data-arms/`.
+    /// task), each an arm with its own column and curve, in `<name>-data-arms/`; evaluation
+    /// then lets answers run to 96 new tokens at least.
     #[arg(long)]
     data_arms: bool,
 }
@@ -171,9 +172,22 @@ fn data_arms(text: &str, origin: &str) -> Result<String> {
             }
             arms.insert(name.into(), nested.into());
         }
+        // Chain-of-thought answers are longer (up to 79 tokens for GeneralPoints, 51 for
+        // V-IRL): evaluation must let them finish.
+        let eval = table
+            .get_mut("eval")
+            .and_then(|e| e.as_table_mut())
+            .with_context(|| format!("{origin}: `eval` must be a table"))?;
+        let tokens = eval.get("max_new_tokens").and_then(|v| v.as_integer());
+        if tokens.is_none_or(|t| t < DATA_ARMS_MAX_NEW_TOKENS) {
+            eval.insert("max_new_tokens".into(), DATA_ARMS_MAX_NEW_TOKENS.into());
+        }
         Ok(())
     })
 }
+
+/// The evaluation's `max_new_tokens` at least, with `--data-arms`.
+const DATA_ARMS_MAX_NEW_TOKENS: i64 = 96;
 
 /// Parses `text`, applies `edit` and appends `-<suffix>` to the study's `name`, so that the
 /// edited study runs in a folder of its own.
@@ -423,6 +437,7 @@ mod tests {
                     }
                 );
             }
+            assert_eq!(study.eval.max_new_tokens, DATA_ARMS_MAX_NEW_TOKENS as usize);
             let twice = data_arms(&edited, origin).unwrap_err().to_string();
             assert!(twice.contains("`cot`"), "{twice}");
         }
