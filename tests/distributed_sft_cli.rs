@@ -13,12 +13,17 @@ use sftvsrl_model::safetensors::SafetensorsDir;
 /// A tiny from-scratch SFT run under `dir`: 4 micro-batches of 4 examples per optimizer step,
 /// 3 steps, a validation split, logged every step.
 fn write_config(dir: &Path) -> PathBuf {
+    write_config_with(dir, "max_steps = 3, lr = 1e-2, checkpoint_every = 100")
+}
+
+/// [`write_config`] with other `train` settings.
+fn write_config_with(dir: &Path, train: &str) -> PathBuf {
     let text = format!(
         r#"name = "sft-workers"
 runs_dir = "{runs}"
 data = {{ path = "{data}", valid_fraction = 0.1, generate = {{ n = 80, seed = 0 }} }}
 model = {{ init = "scratch", hidden_size = 16, intermediate_size = 32, num_hidden_layers = 1, num_attention_heads = 2, num_key_value_heads = 1 }}
-train = {{ epochs = 1, micro_batch = 4, grad_accum = 4, max_steps = 3, lr = 1e-2, log_every = 1, checkpoint_every = 100, max_grad_norm = 0.5 }}
+train = {{ epochs = 1, micro_batch = 4, grad_accum = 4, log_every = 1, max_grad_norm = 0.5, {train} }}
 "#,
         runs = dir.join("runs").display(),
         data = dir.join("data/data.jsonl").display()
@@ -109,6 +114,85 @@ fn two_sft_workers_train_the_weights_of_one() {
         );
         assert_eq!(a["tokens"], b["tokens"], "{split}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two workers stopped after 2 steps and resumed to 3 end where the uninterrupted pair does.
+#[test]
+fn sft_workers_resume_where_they_stopped() {
+    let dir = scratch("sft-workers-resume");
+    let straight = dir.join("straight");
+    std::fs::create_dir_all(&straight).unwrap();
+    let config = write_config_with(&straight, "max_steps = 3, lr = 1e-2, checkpoint_every = 1");
+    ok(
+        &["sft", config.to_str().unwrap(), "--local-workers", "2"],
+        "",
+    );
+    let resumed = dir.join("resumed");
+    std::fs::create_dir_all(&resumed).unwrap();
+    let first = write_config_with(&resumed, "max_steps = 2, lr = 1e-2, checkpoint_every = 1");
+    ok(
+        &["sft", first.to_str().unwrap(), "--local-workers", "2"],
+        "",
+    );
+    let config = write_config_with(&resumed, "max_steps = 3, lr = 1e-2, checkpoint_every = 1");
+    let args = [
+        "sft",
+        config.to_str().unwrap(),
+        "--local-workers",
+        "2",
+        "--resume",
+    ];
+    let out = sftvsrl(&args, "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for (rank, run) in [(0, "sft-workers"), (1, "sft-workers.rank-1")] {
+        let line = format!("[worker {rank}] resumed from ");
+        let at = format!("{run}/checkpoints/step-000002");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&line) && l.contains(&at)),
+            "{stderr}"
+        );
+    }
+    let (a, b) = (
+        weights(&straight.join("runs/sft-workers")),
+        weights(&resumed.join("runs/sft-workers")),
+    );
+    assert!(a == b, "the resumed workers end elsewhere");
+    assert!(b == weights(&resumed.join("runs/sft-workers.rank-1")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A non-finite loss stops both workers at the same step, each saying so.
+#[test]
+fn a_non_finite_loss_stops_every_sft_worker() {
+    let dir = scratch("sft-workers-diverge");
+    let config = write_config_with(&dir, "lr = 1e30, warmup_ratio = 0.0, checkpoint_every = 1");
+    let out = sftvsrl(
+        &["sft", config.to_str().unwrap(), "--local-workers", "2"],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let steps: Vec<&str> = (0..2)
+        .map(|rank| {
+            let line = stderr
+                .lines()
+                .find(|l| l.starts_with(&format!("[worker {rank}] error: ")))
+                .unwrap_or_else(|| panic!("worker {rank} gives no error: {stderr}"));
+            assert!(line.contains("the loss became"), "{line}");
+            line.split(" at step ")
+                .nth(1)
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps[0], steps[1], "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
