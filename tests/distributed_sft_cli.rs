@@ -13,8 +13,11 @@ use sftvsrl_model::safetensors::SafetensorsDir;
 /// A tiny from-scratch SFT run under `dir`: 4 micro-batches of 4 examples per optimizer step,
 /// 3 steps, a validation split, logged every step.
 fn write_config(dir: &Path) -> PathBuf {
-    write_config_with(dir, "max_steps = 3, lr = 1e-2, checkpoint_every = 100")
+    write_config_with(dir, DEFAULT_TRAIN)
 }
+
+/// The `train` settings of [`write_config`].
+const DEFAULT_TRAIN: &str = "max_steps = 3, lr = 1e-2, checkpoint_every = 100";
 
 /// [`write_config`] with other `train` settings.
 fn write_config_with(dir: &Path, train: &str) -> PathBuf {
@@ -81,14 +84,8 @@ fn two_sft_workers_train_the_weights_of_one() {
     let one = weights(&alone.join("runs/sft-workers"));
 
     let two = dir.join("two");
-    std::fs::create_dir_all(&two).unwrap();
-    let config = write_config(&two);
-    let out = sftvsrl(
-        &["sft", config.to_str().unwrap(), "--local-workers", "2"],
-        "",
-    );
+    let out = two_workers(&two, DEFAULT_TRAIN, false);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("over 2 workers (this is worker 1)"),
         "{stderr}"
@@ -117,35 +114,44 @@ fn two_sft_workers_train_the_weights_of_one() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Two launched workers of the run under `dir` with `train` settings (and `--resume`).
+fn two_workers(dir: &Path, train: &str, resume: bool) -> std::process::Output {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = write_config_with(dir, train);
+    let mut args = vec!["sft", config.to_str().unwrap(), "--local-workers", "2"];
+    if resume {
+        args.push("--resume");
+    }
+    let out = sftvsrl(&args, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Two workers stopped after 2 steps and resumed to 3 end where the uninterrupted pair does.
 #[test]
 fn sft_workers_resume_where_they_stopped() {
     let dir = scratch("sft-workers-resume");
-    let straight = dir.join("straight");
-    std::fs::create_dir_all(&straight).unwrap();
-    let config = write_config_with(&straight, "max_steps = 3, lr = 1e-2, checkpoint_every = 1");
-    ok(
-        &["sft", config.to_str().unwrap(), "--local-workers", "2"],
-        "",
+    let (straight, resumed) = (dir.join("straight"), dir.join("resumed"));
+    two_workers(
+        &straight,
+        "max_steps = 3, lr = 1e-2, checkpoint_every = 1",
+        false,
     );
-    let resumed = dir.join("resumed");
-    std::fs::create_dir_all(&resumed).unwrap();
-    let first = write_config_with(&resumed, "max_steps = 2, lr = 1e-2, checkpoint_every = 1");
-    ok(
-        &["sft", first.to_str().unwrap(), "--local-workers", "2"],
-        "",
+    two_workers(
+        &resumed,
+        "max_steps = 2, lr = 1e-2, checkpoint_every = 1",
+        false,
     );
-    let config = write_config_with(&resumed, "max_steps = 3, lr = 1e-2, checkpoint_every = 1");
-    let args = [
-        "sft",
-        config.to_str().unwrap(),
-        "--local-workers",
-        "2",
-        "--resume",
-    ];
-    let out = sftvsrl(&args, "");
+    let out = two_workers(
+        &resumed,
+        "max_steps = 3, lr = 1e-2, checkpoint_every = 1",
+        true,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     for (rank, run) in [(0, "sft-workers"), (1, "sft-workers.rank-1")] {
         let line = format!("[worker {rank}] resumed from ");
         let at = format!("{run}/checkpoints/step-000002");

@@ -96,6 +96,26 @@ pub struct WorkerCommand<'a> {
     pub timeout_s: u64,
 }
 
+impl<'a> WorkerCommand<'a> {
+    /// The command of `subcommand`'s workers, with the worker flags `workers` was given.
+    pub fn new(
+        subcommand: &'static str,
+        config: &'a Path,
+        resume: bool,
+        device: DeviceKind,
+        workers: &'a WorkerArgs,
+    ) -> Self {
+        WorkerCommand {
+            subcommand,
+            config,
+            resume,
+            device,
+            orchestrator: workers.orchestrator.as_deref(),
+            timeout_s: workers.collective_timeout_s,
+        }
+    }
+}
+
 impl LaunchArgs {
     /// The checked number of local workers.
     fn local(&self) -> Result<usize> {
@@ -157,8 +177,8 @@ pub fn run(args: &LaunchArgs, worker: &WorkerCommand<'_>) -> Result<()> {
             args.nodes
         ),
     };
-    let gpus = match worker.device.name() {
-        "cuda" => Some(gpus(local)?),
+    let gpus = match worker.device {
+        DeviceKind::Cuda => Some(gpus(local)?),
         _ => None,
     };
     for local_rank in 0..local {

@@ -79,14 +79,8 @@ impl OnDevices for LocalJob {
 
 pub fn run(args: RlArgs) -> Result<()> {
     if args.launch.local_workers.is_some() {
-        let command = WorkerCommand {
-            config: &args.config,
-            resume: args.resume,
-            device: args.device,
-            subcommand: "rl",
-            orchestrator: args.workers.orchestrator.as_deref(),
-            timeout_s: args.workers.collective_timeout_s,
-        };
+        let command =
+            WorkerCommand::new("rl", &args.config, args.resume, args.device, &args.workers);
         return launch::run(&args.launch, &command);
     }
     if !args.devices.is_empty() {

@@ -64,14 +64,8 @@ impl OnDevices for SftJob<'_> {
 
 pub fn run(args: SftArgs) -> Result<()> {
     if args.launch.local_workers.is_some() {
-        let command = WorkerCommand {
-            subcommand: "sft",
-            config: &args.config,
-            resume: args.resume,
-            device: args.device,
-            orchestrator: args.workers.orchestrator.as_deref(),
-            timeout_s: args.workers.collective_timeout_s,
-        };
+        let command =
+            WorkerCommand::new("sft", &args.config, args.resume, args.device, &args.workers);
         return launch::run(&args.launch, &command);
     }
     let worker = args.workers.spec()?;

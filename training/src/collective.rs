@@ -303,7 +303,7 @@ impl Workers {
     }
 
     /// Unregisters from the orchestrator at the end of the run.
-    pub fn finish(self) -> Result<(), TrainError> {
+    pub fn finish(&self) -> Result<(), TrainError> {
         let peer = PeerId::from(self.rank);
         let what = format!("worker {}: leaving the collective", self.rank);
         within(self.timeout, &self.stop, &what, move || {
@@ -370,9 +370,6 @@ impl<A: AutodiffBackend> ModuleVisitor<A> for Rebuild<'_> {
     }
 }
 
-/// How a collective call ends when another local worker has failed.
-pub const STOPPED_BY_ANOTHER: &str = "stopped, another worker failed";
-
 /// Runs a blocking collective call on its own thread, giving up after `timeout` or when `stop`
 /// is set (the call itself would wait forever for an absent orchestrator or worker).
 fn within<T: Send + 'static>(
@@ -392,7 +389,7 @@ fn within<T: Send + 'static>(
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) => return Err(TrainError::Invalid(format!("{what}: {e:?}"))),
             Err(_) if stop.load(Ordering::Relaxed) => {
-                return Err(TrainError::Invalid(format!("{what}: {STOPPED_BY_ANOTHER}")));
+                return Err(TrainError::PeerFailed(what.to_string()));
             }
             Err(_) if Instant::now() >= deadline => {
                 return Err(TrainError::Invalid(format!(

@@ -36,6 +36,9 @@ pub enum TrainError {
     Stopped { step: usize, checkpoint: PathBuf },
     #[error("{0}")]
     Invalid(String),
+    /// A collective call (named) given up because another worker of the run failed.
+    #[error("{0}: stopped, another worker failed")]
+    PeerFailed(String),
 }
 
 impl TrainError {

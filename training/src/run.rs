@@ -40,8 +40,7 @@ use sftvsrl_model::{Backbone, FusedAdamW, ImageProcessor, Tokenizer, VlmConfig};
 use crate::answer_match::greedy_answer_match;
 use crate::checkpoint::{self, Progress};
 use crate::collective::{WorkerSpec, Workers};
-use crate::config::RunConfig;
-use crate::config::SftConfig;
+use crate::config::{RunConfig, SftConfig};
 use crate::data::{Sequence, epoch_order, read_chat_jsonl, split, tokenize_all};
 use crate::display::RunDisplay;
 use crate::error::TrainError;
@@ -119,10 +118,7 @@ pub fn run_sft_across<A: AutodiffBackend>(
     let own = config.for_worker(spec.rank);
     let device = std::slice::from_ref(device);
     let summary = train_sft::<A>(&own, resume, device, display, Some(workers.clone()))?;
-    match Arc::try_unwrap(workers) {
-        Ok(workers) => workers.finish()?,
-        Err(_) => return Err(TrainError::Invalid("the workers are still in use".into())),
-    }
+    workers.finish()?;
     Ok(summary)
 }
 
@@ -755,11 +751,11 @@ impl<A: AutodiffBackend> SftLoop<A> {
         };
         let sequences = &self.valid.sequences;
         // Greedy answers: worker 0 alone (the others' metrics leave them out).
-        let answer_match = match self.workers.as_ref().map_or(0, |w| w.rank()) {
-            0 => t.answer_match,
+        let answered = match self.workers.as_ref().map_or(0, |w| w.rank()) {
+            0 => t.answer_match.min(sequences.len()),
             _ => 0,
         };
-        let answered = &sequences[..answer_match.min(sequences.len())];
+        let answered = &sequences[..answered];
         let longest = answered.iter().map(|s| s.ids.len() - s.prompt_len).max();
         let answer_match = longest
             .map(|longest| {

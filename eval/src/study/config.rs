@@ -258,6 +258,8 @@ impl Study {
                 (_, false) => (&file.sft, &sft_start),
                 (_, true) => (&file.sft, &sft_base),
             };
+            // An SFT arm that sets data of its own (not self-SFT's samples) writes it itself.
+            let own_data = spec.self_sft.is_none() && spec.over.contains_key("data");
             let mut table = base.clone();
             if let Some(toml::Value::Table(data)) = table.get_mut("data")
                 && !data.contains_key("path")
@@ -272,12 +274,11 @@ impl Study {
                     data.remove("generate");
                     data.remove("generate_nav");
                 }
-                if spec.self_sft.is_some() || !spec.over.contains_key("data") {
+                if !own_data {
                     let file = dir.join("data").join(folder).join("data.jsonl");
                     data.insert("path".into(), path_value(&file));
                 }
             }
-            let own_data = spec.self_sft.is_none() && spec.over.contains_key("data");
             merge(&mut table, spec.over);
             arms.push(match spec.branch {
                 Branch::Rl => {

@@ -34,7 +34,7 @@ use super::ppo::{
 use super::rollout::{CollectSettings, Collected, Finished, collect, rl_envs, rl_pool_from};
 use super::value_head::{ActorCritic, ValueHead};
 use crate::checkpoint;
-use crate::collective::{STOPPED_BY_ANOTHER, WorkerSpec, Workers};
+use crate::collective::{WorkerSpec, Workers};
 use crate::config::RunConfig;
 use crate::display::RunDisplay;
 use crate::engine::EnvState;
@@ -177,7 +177,7 @@ pub fn run_rl_local<A: AutodiffBackend>(
     let mut errors: Vec<(usize, TrainError)> = results.filter_map(Result::err).collect();
     let summary = first.map_err(|e| errors.insert(0, e)).ok();
     // The failed worker's own error, before the others' "stopped" ones.
-    errors.sort_by_key(|(_, e)| e.to_string().contains(STOPPED_BY_ANOTHER));
+    errors.sort_by_key(|(_, e)| matches!(e, TrainError::PeerFailed(_)));
     match (errors.into_iter().next(), summary) {
         (Some((rank, e)), _) => Err(TrainError::Invalid(format!("local worker {rank}: {e}"))),
         (None, summary) => Ok(summary.expect("worker 0 succeeded")),
